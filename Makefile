@@ -1,0 +1,51 @@
+# The README's commands. Each target installs what it needs into .venv (and builds the Rust
+# extension), so a fresh clone needs only Python 3.10+, a Rust toolchain and a C compiler.
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+DEPS    := $(VENV)/.deps-installed
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(VIRTUAL_ENV)/bin:$(HOME)/.cargo/bin:$(PATH)
+
+PY_DEPS := "maturin>=1.8,<2" "numpy>=1.24" "pytest>=8" "hypothesis>=6.100" \
+           "cloud-volume>=12" "tensorstore>=0.1.60" "ruff>=0.6"
+
+.PHONY: demo test bench build lint rust-test py-test clean
+
+$(DEPS): Makefile pyproject.toml
+	command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup)"; exit 1; }
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(PY_DEPS)
+	touch $@
+
+## build: the release extension, installed into .venv
+build: $(DEPS)
+	maturin develop --release -q
+
+## demo: create a sample volume on local disk, write and read cutouts
+demo: build
+	$(PY) examples/demo.py demo-data
+
+lint: $(DEPS)
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features python -- -D warnings
+	ruff check python tests benches examples
+	ruff format --check python tests benches examples
+
+rust-test:
+	cargo test
+
+py-test: build
+	$(PY) -m pytest -q tests
+
+## test: lint, Rust tests, Python tests (interop with CloudVolume and TensorStore included)
+test: lint rust-test py-test
+
+## bench: W1/W2 cutouts against TensorStore and CloudVolume; writes benches/RESULTS.md
+bench: build
+	$(PY) benches/bench_read.py
+
+clean:
+	rm -rf target $(VENV) demo-data benches/data

@@ -1,0 +1,35 @@
+"""bigarrays: arrays far larger than memory, stored as chunked cuboids in key-value stores
+(Neuroglancer Precomputed) and read or written by any box as NumPy arrays.
+
+>>> from bigarrays import BigArray
+>>> a = BigArray("/data/em")             # doctest: +SKIP
+>>> cut = a[100:612, 200:712, 0:64]      # doctest: +SKIP
+"""
+
+from ._bigarray import BigArray
+from ._core import __version__
+from .errors import (
+    BigArrayError,
+    ChunkDecodeError,
+    InfoError,
+    InvalidArgumentError,
+    LayerExistsError,
+    LayerNotFoundError,
+    MissingChunkError,
+    OutOfBoundsError,
+    StoreError,
+)
+
+__all__ = [
+    "BigArray",
+    "BigArrayError",
+    "ChunkDecodeError",
+    "InfoError",
+    "InvalidArgumentError",
+    "LayerExistsError",
+    "LayerNotFoundError",
+    "MissingChunkError",
+    "OutOfBoundsError",
+    "StoreError",
+    "__version__",
+]

@@ -1,0 +1,66 @@
+"""Type stubs for the Rust extension module ``bigarrays._core``."""
+
+from collections.abc import MutableMapping
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+class Layer:
+    """One scale of a layer, as the engine sees it. Use ``bigarrays.BigArray``."""
+
+    @staticmethod
+    def open(
+        url: str,
+        *,
+        mip: int = 0,
+        fill_missing: bool = True,
+        compression: str | None = "gzip",
+        concurrency: int = 64,
+        store: MutableMapping[str, bytes] | None = None,
+    ) -> Layer: ...
+    @staticmethod
+    def create(
+        url: str,
+        *,
+        shape: tuple[int, int, int],
+        dtype: str,
+        chunks: tuple[int, int, int],
+        voxel_offset: tuple[int, int, int],
+        resolution: tuple[float, float, float],
+        num_channels: int,
+        encoding: str,
+        layer_type: str,
+        overwrite: bool,
+        compression: str | None,
+        concurrency: int = 64,
+        store: MutableMapping[str, bytes] | None = None,
+    ) -> Layer: ...
+    def info_json(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def mip(self) -> int: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def num_channels(self) -> int: ...
+    @property
+    def size(self) -> list[int]: ...
+    @property
+    def voxel_offset(self) -> list[int]: ...
+    @property
+    def chunks(self) -> list[int]: ...
+    @property
+    def resolution(self) -> list[float]: ...
+    @property
+    def encoding(self) -> str: ...
+    @property
+    def num_mips(self) -> int: ...
+    def read(
+        self, start: tuple[int, int, int], stop: tuple[int, int, int]
+    ) -> npt.NDArray[np.uint8]: ...
+    def write(
+        self, start: tuple[int, int, int], stop: tuple[int, int, int], data: npt.NDArray[np.uint8]
+    ) -> None: ...

@@ -1,0 +1,85 @@
+"""NumPy-style keys (``a[x0:x1, 5, ::2]``) turned into a box in absolute voxel coordinates
+plus the NumPy index that picks the requested voxels out of that box."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A key resolved against a layer.
+
+    ``start``/``stop`` bound the voxels to read or write (absolute, may cross the layer
+    bounds); ``index`` applied to the ``(x, y, z[, c])`` array of that box gives exactly
+    the voxels the key asked for, with integer-indexed axes dropped.
+    """
+
+    start: tuple[int, int, int]
+    stop: tuple[int, int, int]
+    index: tuple[int | slice, ...]
+
+    @property
+    def is_whole_box(self) -> bool:
+        """Whether ``index`` selects every voxel of the box (writes need no read first)."""
+        return all(i == slice(None) for i in self.index)
+
+    @property
+    def box_shape(self) -> tuple[int, int, int]:
+        return tuple(b - a for a, b in zip(self.start, self.stop, strict=True))  # type: ignore[return-value]
+
+
+def _spatial(key: object, lo: int, hi: int, axis: str) -> tuple[int, int, int | slice]:
+    """One spatial axis: (start, stop, index into the box)."""
+    if isinstance(key, slice):
+        step = 1 if key.step is None else operator.index(key.step)
+        if step <= 0:
+            raise IndexError(f"axis {axis}: steps must be positive, got {step}")
+        start = lo if key.start is None else operator.index(key.start)
+        stop = hi if key.stop is None else operator.index(key.stop)
+        stop = max(stop, start)
+        return start, stop, slice(None) if step == 1 else slice(None, None, step)
+    try:
+        at = operator.index(key)
+    except TypeError:
+        raise TypeError(
+            f"axis {axis}: index {key!r} is not an integer or a slice "
+            "(coordinates are absolute voxel coordinates; fancy indexing is not supported)"
+        ) from None
+    return at, at + 1, 0
+
+
+def parse(
+    key: object, lo: tuple[int, int, int], hi: tuple[int, int, int], num_channels: int
+) -> Selection:
+    """Resolves ``key`` for a layer spanning ``[lo, hi)`` with ``num_channels`` channels.
+
+    Spatial numbers are absolute coordinates, never counted from the end; the channel
+    axis (present when ``num_channels > 1``) follows NumPy's rules.
+    """
+    keys = list(key) if isinstance(key, tuple) else [key]
+    ndim = 3 + (num_channels > 1)
+    if keys.count(Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    if Ellipsis in keys:
+        at = keys.index(Ellipsis)
+        keys[at : at + 1] = [slice(None)] * (ndim - len(keys) + 1)
+    if len(keys) > ndim:
+        raise IndexError(f"too many indices: the array has {ndim} axes, got {len(keys)}")
+    keys += [slice(None)] * (ndim - len(keys))
+
+    starts, stops, index = [], [], []
+    for axis, (k, a, b) in enumerate(zip(keys[:3], lo, hi, strict=True)):
+        start, stop, i = _spatial(k, a, b, "xyz"[axis])
+        starts.append(start)
+        stops.append(stop)
+        index.append(i)
+    if ndim == 4:
+        channel = keys[3]
+        if not isinstance(channel, slice):
+            channel = operator.index(channel)
+            if not -num_channels <= channel < num_channels:
+                raise IndexError(f"channel {channel} is out of range for {num_channels} channels")
+        index.append(channel)
+    return Selection(tuple(starts), tuple(stops), tuple(index))  # type: ignore[arg-type]

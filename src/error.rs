@@ -1,0 +1,90 @@
+//! One error type for the whole engine. Every variant names the URL, key or field involved,
+//! so that a message read in a log says where to look. The Python bindings map each variant
+//! onto one exception class (`bigarrays.errors`).
+
+/// Errors raised by the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The URL holds no layer (no `info`).
+    #[error("{url}: no layer here (no 'info' found)")]
+    LayerNotFound { url: String },
+
+    /// `create` found an existing layer and was not told to overwrite it.
+    #[error("{url}: a layer already exists here (pass overwrite=True to replace its info)")]
+    LayerExists { url: String },
+
+    /// The layer's metadata is malformed or asks for something unsupported.
+    #[error("{url}: info field '{field}': {reason}")]
+    Info {
+        url: String,
+        field: String,
+        reason: String,
+    },
+
+    /// A chunk inside the bounds is absent and the layer was opened with `fill_missing=false`.
+    #[error("{key}: chunk is missing (opened with fill_missing=False)")]
+    MissingChunk { key: String },
+
+    /// A chunk's bytes cannot be turned into the voxels the layer's metadata promises.
+    #[error("{key}: cannot decode chunk: {reason}")]
+    ChunkDecode { key: String, reason: String },
+
+    /// The key-value store failed (IO error, permission, a broken mapping).
+    #[error("{url}: {reason}")]
+    Store { url: String, reason: String },
+
+    /// A write reached outside the layer's bounds; nothing was written.
+    #[error("{reason}")]
+    OutOfBounds { reason: String },
+
+    /// An argument makes no sense (wrong buffer length, bad option, unknown mip).
+    #[error("{reason}")]
+    InvalidArgument { reason: String },
+
+    /// A bug: a panic caught before it could cross into the caller.
+    #[error("internal error (please report): {reason}")]
+    Internal { reason: String },
+}
+
+/// The engine's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn info(url: &str, field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Info {
+            url: url.to_string(),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn decode(key: &str, reason: impl Into<String>) -> Self {
+        Error::ChunkDecode {
+            key: key.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn store(url: &str, reason: impl std::fmt::Display) -> Self {
+        Error::Store {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub(crate) fn invalid(reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            reason: reason.into(),
+        }
+    }
+
+    /// Turns the payload of a caught panic into an error, so no panic crosses an API boundary.
+    pub(crate) fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
+        let reason = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with no message".to_string());
+        Error::Internal { reason }
+    }
+}

@@ -1,0 +1,67 @@
+//! Chunk objects in a store: probing the transport-compression suffixes on read, and
+//! replacing every variant of a chunk on write.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::codec::Compression;
+use crate::error::Result;
+use crate::store::Store;
+
+/// Which suffix found the last chunk, so the next probe tries it first (as CloudVolume does):
+/// a gzip layer on disk then costs one lookup per chunk, not two.
+#[derive(Debug, Default)]
+pub struct SuffixHint(AtomicUsize);
+
+/// The chunk objects of a layer.
+#[derive(Debug)]
+pub struct ChunkStore {
+    store: Arc<dyn Store>,
+    hint: SuffixHint,
+}
+
+impl ChunkStore {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        ChunkStore {
+            store,
+            hint: SuffixHint::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The stored bytes of chunk `key` under whichever suffix holds it, or `None`.
+    pub async fn fetch(&self, key: &str) -> Result<Option<Bytes>> {
+        let first = self.hint.0.load(Ordering::Relaxed);
+        let order = std::iter::once(first)
+            .chain((0..Compression::PROBE_ORDER.len()).filter(|&i| i != first));
+        for i in order {
+            let suffix = Compression::PROBE_ORDER[i].suffix();
+            if let Some(bytes) = self.store.get(&format!("{key}{suffix}")).await? {
+                self.hint.0.store(i, Ordering::Relaxed);
+                return Ok(Some(bytes));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stores an encoded chunk with the suffix its compression calls for, then removes the
+    /// other variants so that no reader can find a stale copy first.
+    pub async fn put(&self, key: &str, bytes: Bytes, compression: Compression) -> Result<()> {
+        self.store
+            .put(&format!("{key}{}", compression.suffix()), bytes)
+            .await?;
+        let stale = Compression::PROBE_ORDER
+            .into_iter()
+            .filter(|&c| c != compression)
+            .map(|c| {
+                let key = format!("{key}{}", c.suffix());
+                async move { self.store.delete(&key).await }
+            });
+        futures::future::try_join_all(stale).await.map(|_| ())
+    }
+}

@@ -1,0 +1,368 @@
+//! The `info` file: parsed into typed fields for the engine, while the JSON object itself is
+//! kept so that keys we do not know survive a rewrite.
+
+use serde_json::{json, Map, Value};
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::geometry::ChunkGrid;
+
+/// Coordinates and sizes are kept below 2^62 so that every sum of two fits in `i64`.
+const MAX_COORD: i64 = 1 << 62;
+/// A chunk larger than this (decoded) is refused: it would not fit a sane buffer.
+const MAX_CHUNK_BYTES: u64 = 1 << 32;
+
+/// A scale's chunk encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encoding {
+    Raw,
+    /// A name we parse but cannot decode yet (jpeg, png, compressed_segmentation, ...).
+    Unsupported(String),
+}
+
+impl Encoding {
+    pub fn parse(name: &str) -> Self {
+        match name.to_ascii_lowercase().as_str() {
+            "raw" => Encoding::Raw,
+            other => Encoding::Unsupported(other.to_string()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Encoding::Raw => "raw",
+            Encoding::Unsupported(name) => name,
+        }
+    }
+}
+
+/// One scale (mip level).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scale {
+    /// The chunk prefix relative to the layer root, normalised (no `.`/`..`, no slashes at
+    /// either end).
+    pub key: String,
+    pub grid: ChunkGrid,
+    pub resolution: [f64; 3],
+    pub encoding: Encoding,
+    /// Whether a `sharding` spec is present (reading it comes with the sharding issue).
+    pub sharded: bool,
+}
+
+/// A parsed `info` file.
+#[derive(Debug, Clone)]
+pub struct Info {
+    json: Map<String, Value>,
+    pub data_type: DType,
+    pub num_channels: usize,
+    pub layer_type: String,
+    pub scales: Vec<Scale>,
+}
+
+/// What `create` needs to write a new single-scale layer.
+#[derive(Debug, Clone)]
+pub struct LayerSpec {
+    pub shape: [u64; 3],
+    pub dtype: DType,
+    pub chunks: [u64; 3],
+    pub voxel_offset: [i64; 3],
+    pub resolution: [f64; 3],
+    pub num_channels: usize,
+    pub encoding: String,
+    pub layer_type: String,
+}
+
+impl Info {
+    /// Parses the bytes of an `info` file found at `url`.
+    pub fn parse(url: &str, bytes: &[u8]) -> Result<Info> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::info(url, "info", format!("not valid JSON: {e}")))?;
+        let Value::Object(json) = value else {
+            return Err(Error::info(url, "info", "not a JSON object"));
+        };
+        Self::from_json(url, json)
+    }
+
+    fn from_json(url: &str, json: Map<String, Value>) -> Result<Info> {
+        let field = |name: &str| {
+            json.get(name)
+                .ok_or_else(|| Error::info(url, name, "missing"))
+        };
+        let data_type = field("data_type")?
+            .as_str()
+            .ok_or_else(|| Error::info(url, "data_type", "not a string"))?;
+        let data_type = DType::parse(data_type).ok_or_else(|| {
+            let known: Vec<_> = DType::ALL.iter().map(|d| d.name()).collect();
+            Error::info(
+                url,
+                "data_type",
+                format!("{data_type:?} is not one of {known:?}"),
+            )
+        })?;
+        let num_channels = field("num_channels")?
+            .as_u64()
+            .filter(|&n| (1..=65536).contains(&n))
+            .ok_or_else(|| Error::info(url, "num_channels", "not an integer in 1..=65536"))?
+            as usize;
+        let layer_type = field("type")?
+            .as_str()
+            .ok_or_else(|| Error::info(url, "type", "not a string"))?
+            .to_string();
+        let scales = field("scales")?
+            .as_array()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Error::info(url, "scales", "not a non-empty list"))?;
+        let bytes_per_voxel = (data_type.itemsize() * num_channels) as u64;
+        let scales = scales
+            .iter()
+            .enumerate()
+            .map(|(i, s)| parse_scale(url, i, s, bytes_per_voxel))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Info {
+            json,
+            data_type,
+            num_channels,
+            layer_type,
+            scales,
+        })
+    }
+
+    /// The `info` of a new one-scale layer, in the form CloudVolume and TensorStore write.
+    pub fn new(url: &str, spec: &LayerSpec) -> Result<Info> {
+        let [rx, ry, rz] = spec.resolution;
+        let key = format!("{}_{}_{}", fmt_res(rx), fmt_res(ry), fmt_res(rz));
+        let json = json!({
+            "@type": "neuroglancer_multiscale_volume",
+            "type": spec.layer_type,
+            "data_type": spec.dtype.name(),
+            "num_channels": spec.num_channels,
+            "scales": [{
+                "key": key,
+                "size": spec.shape,
+                "voxel_offset": spec.voxel_offset,
+                "resolution": spec.resolution,
+                "chunk_sizes": [spec.chunks],
+                "encoding": spec.encoding,
+            }],
+        });
+        let Value::Object(json) = json else {
+            unreachable!("json! of an object literal is an object")
+        };
+        Self::from_json(url, json)
+    }
+
+    /// The JSON text to store, with every key of the original preserved.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(&self.json).unwrap_or_default()
+    }
+
+    /// The JSON object, as read (unknown keys included).
+    pub fn json(&self) -> &Map<String, Value> {
+        &self.json
+    }
+}
+
+/// Resolutions print as integers when they are integers, as CloudVolume names its keys.
+fn fmt_res(r: f64) -> String {
+    if r.fract() == 0.0 && r.abs() < 1e15 {
+        format!("{}", r as i64)
+    } else {
+        format!("{r}")
+    }
+}
+
+fn parse_scale(url: &str, i: usize, s: &Value, bytes_per_voxel: u64) -> Result<Scale> {
+    let name = |field: &str| format!("scales[{i}].{field}");
+    let err = |field: &str, reason: &str| Error::info(url, name(field), reason);
+    let s = s
+        .as_object()
+        .ok_or_else(|| Error::info(url, format!("scales[{i}]"), "not an object"))?;
+    let get = |field: &str| s.get(field).ok_or_else(|| err(field, "missing"));
+
+    let key = get("key")?
+        .as_str()
+        .ok_or_else(|| err("key", "not a string"))?;
+    let key = normalize_key(key).map_err(|reason| err("key", &reason))?;
+
+    let triple = |field: &str, v: &Value| -> Result<[i64; 3]> {
+        let bad = || err(field, "not a list of 3 integers");
+        let items = v.as_array().filter(|a| a.len() == 3).ok_or_else(bad)?;
+        let mut out = [0i64; 3];
+        for (o, item) in out.iter_mut().zip(items) {
+            *o = item.as_i64().ok_or_else(bad)?;
+            if o.abs() >= MAX_COORD {
+                return Err(err(field, "holds a value beyond ±2^62"));
+            }
+        }
+        Ok(out)
+    };
+    let size = triple("size", get("size")?)?;
+    if size.iter().any(|&n| n < 0) {
+        return Err(err("size", "holds a negative value"));
+    }
+    let voxel_offset = match s.get("voxel_offset") {
+        Some(v) => triple("voxel_offset", v)?,
+        None => [0; 3],
+    };
+    let chunk_sizes = get("chunk_sizes")?
+        .as_array()
+        .and_then(|a| a.first())
+        .ok_or_else(|| err("chunk_sizes", "not a non-empty list of [x, y, z]"))?;
+    let chunk = triple("chunk_sizes", chunk_sizes)?;
+    if chunk.iter().any(|&n| n < 1) {
+        return Err(err("chunk_sizes", "holds a size below 1"));
+    }
+    let chunk = chunk.map(|n| n as u64);
+    let chunk_bytes = chunk
+        .iter()
+        .try_fold(bytes_per_voxel, |acc, &n| acc.checked_mul(n))
+        .filter(|&b| b <= MAX_CHUNK_BYTES);
+    if chunk_bytes.is_none() {
+        return Err(err("chunk_sizes", "a chunk would exceed 4 GiB"));
+    }
+    let resolution = get("resolution")?
+        .as_array()
+        .filter(|a| a.len() == 3)
+        .and_then(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<_>>>())
+        .ok_or_else(|| err("resolution", "not a list of 3 numbers"))?;
+    let encoding = get("encoding")?
+        .as_str()
+        .ok_or_else(|| err("encoding", "not a string"))?;
+    let sharded = s.get("sharding").is_some_and(|v| !v.is_null());
+    Ok(Scale {
+        key,
+        grid: ChunkGrid {
+            voxel_offset,
+            size: size.map(|n| n as u64),
+            chunk,
+        },
+        resolution: [resolution[0], resolution[1], resolution[2]],
+        encoding: Encoding::parse(encoding),
+        sharded,
+    })
+}
+
+/// Resolves `.` and `..` in a scale key; a key that would leave the layer root is refused,
+/// so a hostile `info` can never make us read or write outside the layer.
+fn normalize_key(key: &str) -> std::result::Result<String, String> {
+    if key.starts_with('/') || key.contains('\\') || key.contains(':') {
+        return Err(format!("{key:?} is not a relative path"));
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in key.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(format!("{key:?} leads outside the layer"));
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return Err(format!("{key:?} names the layer root itself"));
+    }
+    Ok(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(extra: &str) -> String {
+        format!(
+            r#"{{"type":"image","data_type":"uint16","num_channels":2,"flavour":"kept",
+            "scales":[{{"key":"4_4_40","size":[100,50,10],"voxel_offset":[-3,0,7],
+            "resolution":[4,4,40],"chunk_sizes":[[64,64,8],[1,1,1]],"encoding":"raw"{extra}}}]}}"#
+        )
+    }
+
+    #[test]
+    fn parses_fields_and_keeps_unknown_keys() {
+        let i = Info::parse("u", info(r#","extra_scale_key":1"#).as_bytes()).unwrap();
+        assert_eq!(i.data_type, DType::U16);
+        assert_eq!(i.num_channels, 2);
+        let s = &i.scales[0];
+        assert_eq!(s.grid.voxel_offset, [-3, 0, 7]);
+        assert_eq!(s.grid.chunk, [64, 64, 8]);
+        assert_eq!(s.encoding, Encoding::Raw);
+        let back: Value = serde_json::from_str(&i.to_json()).unwrap();
+        assert_eq!(back["flavour"], "kept");
+        assert_eq!(back["scales"][0]["extra_scale_key"], 1);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            ("not json", "info"),
+            (r#"[1]"#, "info"),
+            (
+                r#"{"type":"image","num_channels":1,"scales":[]}"#,
+                "data_type",
+            ),
+            (&info("").replace("uint16", "complex64"), "data_type"),
+            (
+                &info("").replace("\"num_channels\":2", "\"num_channels\":0"),
+                "num_channels",
+            ),
+            (
+                &info("").replace("[100,50,10]", "[100,-50,10]"),
+                "scales[0].size",
+            ),
+            (
+                &info("").replace("[64,64,8]", "[64,0,8]"),
+                "scales[0].chunk_sizes",
+            ),
+            (
+                &info("").replace("[64,64,8]", "[65536,65536,65536]"),
+                "scales[0].chunk_sizes",
+            ),
+            (
+                &info("").replace("[-3,0,7]", "[9223372036854775807,0,0]"),
+                "scales[0].voxel_offset",
+            ),
+            (
+                &info("").replace("\"4_4_40\"", "\"../escape\""),
+                "scales[0].key",
+            ),
+            (&info("").replace("\"4_4_40\"", "\"/etc\""), "scales[0].key"),
+            (
+                &info("").replace("[4,4,40]", "\"4\""),
+                "scales[0].resolution",
+            ),
+        ];
+        for (text, field) in cases {
+            let err = Info::parse("file:///layer", text.as_bytes()).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&format!("'{field}'")) && msg.contains("file:///layer"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_are_normalised() {
+        assert_eq!(normalize_key("./a//b/").unwrap(), "a/b");
+        assert_eq!(normalize_key("a/../b").unwrap(), "b");
+        assert!(normalize_key("a/../..").is_err());
+        assert!(normalize_key("..").is_err());
+    }
+
+    #[test]
+    fn new_layers_name_their_scale_from_the_resolution() {
+        let spec = LayerSpec {
+            shape: [10, 10, 10],
+            dtype: DType::F32,
+            chunks: [5, 5, 5],
+            voxel_offset: [0, 0, 0],
+            resolution: [4.0, 4.5, 40.0],
+            num_channels: 1,
+            encoding: "raw".into(),
+            layer_type: "image".into(),
+        };
+        let i = Info::new("u", &spec).unwrap();
+        assert_eq!(i.scales[0].key, "4_4.5_40");
+    }
+}

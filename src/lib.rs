@@ -1,0 +1,32 @@
+//! bigarrays: arrays far larger than memory, stored as chunked cuboids in key-value stores
+//! (Neuroglancer Precomputed), read and written by any box.
+//!
+//! ```no_run
+//! use bigarrays::{BigArray, Bbox, OpenOptions};
+//! let a = BigArray::open("/data/em", OpenOptions::default())?;
+//! let cut = a.read::<u8>(&Bbox::new([0, 0, 0], [512, 512, 64])?)?; // Fortran-ordered [x, y, z]
+//! # Ok::<(), bigarrays::Error>(())
+//! ```
+
+#[cfg(target_endian = "big")]
+compile_error!("bigarrays stores little-endian voxels and assumes a little-endian host");
+
+pub mod array;
+pub mod codec;
+pub mod dtype;
+pub mod error;
+pub mod format;
+pub mod geometry;
+pub mod runtime;
+pub mod store;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use array::{BigArray, OpenOptions};
+pub use codec::Compression;
+pub use dtype::{DType, Element};
+pub use error::{Error, Result};
+pub use format::precomputed::{Info, LayerSpec};
+pub use geometry::{Bbox, ChunkGrid};
+pub use store::Store;

@@ -1,0 +1,228 @@
+//! PyO3 bindings: argument conversion and error mapping only. The logic is in the engine;
+//! the Python-facing API (`BigArray`, indexing) is in `python/bigarrays/`.
+
+mod errors;
+mod mapping_store;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
+use pyo3::prelude::*;
+
+use crate::array::{BigArray, OpenOptions};
+use crate::codec::Compression;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::format::precomputed::LayerSpec;
+use crate::geometry::Bbox;
+use crate::store::{self, Store};
+use errors::to_pyerr;
+use mapping_store::MappingStore;
+
+/// Runs engine code so that a panic becomes an error instead of crossing into Python.
+fn guarded<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(Error::from_panic(p)))
+}
+
+/// Runs engine code with the GIL released.
+fn detached<R: Send>(py: Python<'_>, f: impl FnOnce() -> Result<R> + Send) -> PyResult<R> {
+    py.detach(|| guarded(f)).map_err(to_pyerr)
+}
+
+fn open_store(url: &str, mapping: Option<Py<PyAny>>, create: bool) -> Result<Arc<dyn Store>> {
+    match mapping {
+        Some(mapping) => Ok(Arc::new(MappingStore::new(mapping, url))),
+        None => store::open_url(url, create),
+    }
+}
+
+fn options(
+    mip: usize,
+    fill_missing: bool,
+    compression: Option<&str>,
+    concurrency: usize,
+) -> Result<OpenOptions> {
+    Ok(OpenOptions {
+        mip,
+        fill_missing,
+        compression: Compression::parse(compression.unwrap_or("none"))?,
+        concurrency,
+    })
+}
+
+/// One scale of a layer, as the engine sees it. Use `bigarrays.BigArray`.
+#[pyclass(frozen, module = "bigarrays._core")]
+struct Layer {
+    inner: BigArray,
+}
+
+#[pymethods]
+impl Layer {
+    #[staticmethod]
+    #[pyo3(signature = (url, *, mip = 0, fill_missing = true, compression = Some("gzip"), concurrency = 64, store = None))]
+    fn open(
+        py: Python<'_>,
+        url: &str,
+        mip: usize,
+        fill_missing: bool,
+        compression: Option<&str>,
+        concurrency: usize,
+        store: Option<Py<PyAny>>,
+    ) -> PyResult<Layer> {
+        let options = options(mip, fill_missing, compression, concurrency).map_err(to_pyerr)?;
+        let inner = detached(py, move || {
+            BigArray::open_store(open_store(url, store, false)?, options)
+        })?;
+        Ok(Layer { inner })
+    }
+
+    #[staticmethod]
+    #[pyo3(signature = (url, *, shape, dtype, chunks, voxel_offset, resolution, num_channels, encoding,
+                        layer_type, overwrite, compression, concurrency = 64, store = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        py: Python<'_>,
+        url: &str,
+        shape: [u64; 3],
+        dtype: &str,
+        chunks: [u64; 3],
+        voxel_offset: [i64; 3],
+        resolution: [f64; 3],
+        num_channels: usize,
+        encoding: String,
+        layer_type: String,
+        overwrite: bool,
+        compression: Option<&str>,
+        concurrency: usize,
+        store: Option<Py<PyAny>>,
+    ) -> PyResult<Layer> {
+        let dtype = DType::parse(dtype)
+            .ok_or_else(|| to_pyerr(Error::invalid(format!("dtype {dtype:?} is not supported"))))?;
+        let spec = LayerSpec {
+            shape,
+            dtype,
+            chunks,
+            voxel_offset,
+            resolution,
+            num_channels,
+            encoding,
+            layer_type,
+        };
+        let options = options(0, true, compression, concurrency).map_err(to_pyerr)?;
+        let inner = detached(py, move || {
+            BigArray::create_in(open_store(url, store, true)?, &spec, overwrite, options)
+        })?;
+        Ok(Layer { inner })
+    }
+
+    /// The `info` file as JSON text (unknown keys included).
+    fn info_json(&self) -> String {
+        self.inner.info().to_json()
+    }
+
+    #[getter]
+    fn url(&self) -> String {
+        self.inner.url()
+    }
+
+    #[getter]
+    fn mip(&self) -> usize {
+        self.inner.options().mip
+    }
+
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        self.inner.dtype().name()
+    }
+
+    #[getter]
+    fn num_channels(&self) -> usize {
+        self.inner.num_channels()
+    }
+
+    #[getter]
+    fn size(&self) -> [u64; 3] {
+        self.inner.scale().grid.size
+    }
+
+    #[getter]
+    fn voxel_offset(&self) -> [i64; 3] {
+        self.inner.scale().grid.voxel_offset
+    }
+
+    #[getter]
+    fn chunks(&self) -> [u64; 3] {
+        self.inner.scale().grid.chunk
+    }
+
+    #[getter]
+    fn resolution(&self) -> [f64; 3] {
+        self.inner.scale().resolution
+    }
+
+    #[getter]
+    fn encoding(&self) -> String {
+        self.inner.scale().encoding.name().to_string()
+    }
+
+    #[getter]
+    fn num_mips(&self) -> usize {
+        self.inner.info().scales.len()
+    }
+
+    /// Reads `[start, stop)` as a flat uint8 buffer of Fortran-ordered voxels.
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        start: [i64; 3],
+        stop: [i64; 3],
+    ) -> PyResult<Bound<'py, PyArray1<u8>>> {
+        let bbox = Bbox::new(start, stop).map_err(to_pyerr)?;
+        let bytes_per_voxel = self.inner.dtype().itemsize() * self.inner.num_channels();
+        let len = bbox
+            .num_voxels()
+            .and_then(|n| n.checked_mul(bytes_per_voxel))
+            .ok_or_else(|| {
+                to_pyerr(Error::invalid(format!("box {bbox:?} is too large to read")))
+            })?;
+        // numpy's zeros is calloc-backed: pages the read never touches cost nothing.
+        let out = PyArray1::<u8>::zeros(py, len, false);
+        {
+            let mut guard = out.readwrite();
+            let buffer = guard.as_slice_mut()?;
+            let inner = &self.inner;
+            detached(py, move || inner.read_into(&bbox, buffer))?;
+        }
+        Ok(out)
+    }
+
+    /// Writes `[start, stop)` from a flat uint8 buffer of Fortran-ordered voxels.
+    fn write(
+        &self,
+        py: Python<'_>,
+        start: [i64; 3],
+        stop: [i64; 3],
+        data: PyReadonlyArray1<'_, u8>,
+    ) -> PyResult<()> {
+        let bbox = Bbox::new(start, stop).map_err(to_pyerr)?;
+        let data = data.as_slice()?;
+        let inner = &self.inner;
+        detached(py, move || inner.write_from(&bbox, data))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Layer({:?}, mip={})",
+            self.inner.url(),
+            self.inner.options().mip
+        )
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Layer>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
