@@ -8,7 +8,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(VIRTUAL_ENV)/bin:$(HOME)/.cargo/bin:$(PATH)
 
 PY_DEPS := "maturin>=1.8,<2" "numpy>=1.24" "pytest>=8" "hypothesis>=6.100" \
-           "cloud-volume>=12" "tensorstore>=0.1.60" "ruff>=0.6"
+           "cloud-volume>=12" "tensorstore>=0.1.60" "ruff>=0.6" "mypy>=1.18" zstandard
 
 .PHONY: demo test bench build lint rust-test py-test clean
 
@@ -38,6 +38,7 @@ rust-test:
 	cargo test
 
 py-test: build
+	$(PY) -m mypy.stubtest bigarrays._core
 	$(PY) -m pytest -q tests
 
 ## test: lint, Rust tests, Python tests (interop with CloudVolume and TensorStore included)

@@ -30,9 +30,8 @@ def main(root: str) -> None:
     a[a.bounds] = volume
     dt = time.perf_counter() - t
     files = sum(len(f) for _, _, f in os.walk(url)) - 1
-    print(
-        f"wrote    the whole layer ({volume.nbytes / 2**20:.0f} MiB) in {dt:.2f} s as {files} gzip chunks"
-    )
+    mib = volume.nbytes / 2**20
+    print(f"wrote    the whole layer ({mib:.0f} MiB) in {dt:.2f} s as {files} gzip chunks")
 
     x0, y0, z0 = offset
     box = (slice(x0 + 37, x0 + 300), slice(y0 + 59, y0 + 400), slice(z0 + 13, z0 + 100))
@@ -40,9 +39,8 @@ def main(root: str) -> None:
     cut = a[box]
     dt = time.perf_counter() - t
     expected = volume[37:300, 59:400, 13:100]
-    print(
-        f"read     an unaligned {cut.shape} cutout in {dt * 1000:.1f} ms, equal: {np.array_equal(cut, expected)}"
-    )
+    equal = np.array_equal(cut, expected)
+    print(f"read     an unaligned {cut.shape} cutout in {dt * 1000:.1f} ms, equal: {equal}")
 
     a[x0 + 10 : x0 + 20, y0 : y0 + 5, z0] = 255  # unaligned write: read-modify-write
     volume[10:20, 0:5, 0] = 255

@@ -1,12 +1,16 @@
 """Type stubs for the Rust extension module ``bigarrays._core``."""
 
 from collections.abc import MutableMapping
+from typing import final
 
 import numpy as np
 import numpy.typing as npt
 
+__all__ = ["Layer", "__version__"]
+
 __version__: str
 
+@final
 class Layer:
     """One scale of a layer, as the engine sees it. Use ``bigarrays.BigArray``."""
 
@@ -14,9 +18,9 @@ class Layer:
     def open(
         url: str,
         *,
+        compression: str | None,
         mip: int = 0,
         fill_missing: bool = True,
-        compression: str | None = "gzip",
         concurrency: int = 64,
         store: MutableMapping[str, bytes] | None = None,
     ) -> Layer: ...

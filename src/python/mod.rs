@@ -60,13 +60,13 @@ struct Layer {
 #[pymethods]
 impl Layer {
     #[staticmethod]
-    #[pyo3(signature = (url, *, mip = 0, fill_missing = true, compression = Some("gzip"), concurrency = 64, store = None))]
+    #[pyo3(signature = (url, *, compression, mip = 0, fill_missing = true, concurrency = 64, store = None))]
     fn open(
         py: Python<'_>,
         url: &str,
+        compression: Option<&str>,
         mip: usize,
         fill_missing: bool,
-        compression: Option<&str>,
         concurrency: usize,
         store: Option<Py<PyAny>>,
     ) -> PyResult<Layer> {
