@@ -257,3 +257,37 @@ def test_wrong_value_shape_is_a_value_error():
     a = BigArray.create(f"memory://{uuid.uuid4().hex}", shape=(4, 4, 4), dtype="uint8")
     with pytest.raises(ValueError):
         a[0:2, 0:2, 0:2] = np.zeros((3, 3, 3))
+
+
+def test_any_mip_and_file_urls(tmp_path):
+    info = bad_info()
+    info["scales"].append(
+        {"key": "s1", "size": [5, 3, 4], "voxel_offset": [0, 0, 0], "resolution": [2, 2, 1],
+         "chunk_sizes": [[4, 4, 4]], "encoding": "raw"}
+    )  # fmt: skip
+    write_layer(tmp_path, info=info, chunks={LEFT: raw(values(0))})
+    low = (np.arange(4 * 3 * 4, dtype=np.uint16) + 7).reshape((4, 3, 4), order="F")
+    os.makedirs(tmp_path / "s1")
+    (tmp_path / "s1" / "0-4_0-3_0-4.gz").write_bytes(gzip.compress(raw(low)))
+    a = BigArray(f"file://{tmp_path}", mip=1)
+    assert a.mip == 1 and a.num_mips == 2 and a.shape == (5, 3, 4)
+    assert a.resolution == (2, 2, 1) and a.url == f"file://{tmp_path}"
+    np.testing.assert_array_equal(a[0:4, :, :], low)
+    assert not a[4:5, :, :].any()  # chunk 4-5 was never written
+    np.testing.assert_array_equal(BigArray(str(tmp_path))[0:5, :, :], values(0))
+
+
+def test_concurrent_readers_and_writers_from_python_threads(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    a = BigArray.create(str(tmp_path), shape=(64, 64, 64), dtype="uint32", chunks=(16, 16, 16))
+
+    def work(i: int) -> bool:
+        z = slice(16 * (i % 4), 16 * (i % 4) + 16)
+        a[:, :, z] = i % 4 + 1  # disjoint chunk-aligned slabs
+        return bool((a[:, :, z] == i % 4 + 1).all())
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(4)))
+    got = BigArray(str(tmp_path))[:, :, :]
+    assert [int(got[0, 0, 16 * k]) for k in range(4)] == [1, 2, 3, 4]
