@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pytest
 from cloudvolume import CloudVolume
+from volumes import absolute, assert_bit_exact, random_volume, window
 
 from bigarrays import BigArray, MissingChunkError
 
@@ -36,56 +37,6 @@ CV_COMPRESS = {"gzip": None, "raw": False}
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def random_volume(seed: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    """Random voxels spanning the dtype's whole range, Fortran-ordered like the files."""
-    rng = np.random.default_rng(seed)
-    dt = np.dtype(dtype)
-    if dt.kind == "f":
-        vol = (rng.standard_normal(shape) * 1e3).astype(dt)
-        flat = vol.reshape(-1, order="F")  # a view: special values that must survive bit-exactly
-        specials = [np.nan, np.inf, -np.inf, -0.0, np.finfo(dt).tiny / 4, np.finfo(dt).max]
-        flat[1 : 1 + len(specials)] = specials
-    else:
-        info = np.iinfo(dt)
-        vol = rng.integers(info.min, info.max, size=shape, dtype=dt, endpoint=True)
-        flat = vol.reshape(-1, order="F")
-        flat[:2] = [info.min, info.max]
-    return np.asfortranarray(vol)
-
-
-def assert_bit_exact(actual, expected, context: object = "") -> None:
-    """Same dtype, same shape and the same bytes voxel by voxel (NaN payloads, -0.0 included)."""
-    actual = np.asarray(actual)
-    expected = np.asarray(expected)
-    assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype, context)
-    assert actual.shape == expected.shape, (actual.shape, expected.shape, context)
-    as_uint = np.dtype(f"u{expected.dtype.itemsize}")
-    np.testing.assert_array_equal(
-        actual.view(as_uint), expected.view(as_uint), err_msg=str(context)
-    )
-
-
-def window(ref: np.ndarray, offset, start, stop) -> np.ndarray:
-    """``ref`` (spanning ``offset`` .. ``offset + shape``) seen through the absolute box
-    ``[start, stop)``: zeros wherever the box leaves the layer."""
-    out_shape = tuple(b - a for a, b in zip(start, stop, strict=True)) + ref.shape[3:]
-    out = np.zeros(out_shape, dtype=ref.dtype)
-    src, dst = [], []
-    for a, b, o, n in zip(start, stop, offset, ref.shape[:3], strict=True):
-        lo, hi = max(a, o), min(b, o + n)
-        if hi <= lo:
-            return out
-        src.append(slice(lo - o, hi - o))
-        dst.append(slice(lo - a, hi - a))
-    out[tuple(dst)] = ref[tuple(src)]
-    return out
-
-
-def absolute(start, stop) -> tuple[slice, ...]:
-    """The absolute box ``[start, stop)`` as an index."""
-    return tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
 
 
 def box_shape(key: tuple[slice, ...]) -> tuple[int, ...]:

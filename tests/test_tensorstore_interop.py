@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pytest
 import tensorstore as ts
+from volumes import absolute, assert_bit_exact, random_volume, window
 
 from bigarrays import BigArray, MissingChunkError
 
@@ -40,57 +41,6 @@ KEY_PATTERN = re.compile(r"(?<![\w-])-?\d+--?\d+_-?\d+--?\d+_-?\d+--?\d+(?![\w-]
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def random_volume(seed: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    """Random voxels spanning the dtype's range, with no zero voxel, Fortran-ordered."""
-    rng = np.random.default_rng(seed)
-    dt = np.dtype(dtype)
-    if dt.kind == "f":
-        vol = (rng.standard_normal(shape) * 1e3).astype(dt)
-        vol[vol == 0] = 1
-        flat = vol.reshape(-1, order="F")  # a view: special values that must survive bit-exactly
-        specials = [np.nan, np.inf, -np.inf, -0.0, np.finfo(dt).tiny / 4, np.finfo(dt).max]
-        flat[1 : 1 + len(specials)] = specials
-    else:
-        info = np.iinfo(dt)
-        vol = rng.integers(info.min, info.max, size=shape, dtype=dt, endpoint=True)
-        vol[vol == 0] = 1
-        flat = vol.reshape(-1, order="F")
-        flat[:2] = [info.min if info.min != 0 else 1, info.max]
-    return np.asfortranarray(vol)
-
-
-def assert_bit_exact(actual, expected, context: object = "") -> None:
-    """Same dtype, same shape and the same bytes voxel by voxel (NaN payloads, -0.0 included)."""
-    actual = np.asarray(actual)
-    expected = np.asarray(expected)
-    assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype, context)
-    assert actual.shape == expected.shape, (actual.shape, expected.shape, context)
-    as_uint = np.dtype(f"u{expected.dtype.itemsize}")
-    np.testing.assert_array_equal(
-        actual.view(as_uint), expected.view(as_uint), err_msg=str(context)
-    )
-
-
-def window(ref: np.ndarray, offset, start, stop) -> np.ndarray:
-    """``ref`` (spanning ``offset`` .. ``offset + shape``) seen through the absolute box
-    ``[start, stop)``: zeros wherever the box leaves the layer."""
-    out_shape = tuple(b - a for a, b in zip(start, stop, strict=True)) + ref.shape[3:]
-    out = np.zeros(out_shape, dtype=ref.dtype)
-    src, dst = [], []
-    for a, b, o, n in zip(start, stop, offset, ref.shape[:3], strict=True):
-        lo, hi = max(a, o), min(b, o + n)
-        if hi <= lo:
-            return out
-        src.append(slice(lo - o, hi - o))
-        dst.append(slice(lo - a, hi - a))
-    out[tuple(dst)] = ref[tuple(src)]
-    return out
-
-
-def absolute(start, stop) -> tuple[slice, ...]:
-    return tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
-
-
 def relative(key: tuple[slice, ...], offset) -> tuple[slice, ...]:
     """An absolute in-bounds box as a NumPy key on the reference."""
     out = tuple(slice(k.start - o, k.stop - o) for k, o in zip(key, offset, strict=True))
@@ -106,7 +56,9 @@ def with_channel_axis(ref: np.ndarray) -> np.ndarray:
 def reference_for(case: str) -> np.ndarray:
     dtype, num_channels, _, size = CASES[case]
     seed = 10 + sorted(CASES).index(case)
-    return random_volume(seed, size + ((num_channels,) if num_channels > 1 else ()), dtype)
+    return random_volume(
+        seed, size + ((num_channels,) if num_channels > 1 else ()), dtype, nonzero=True
+    )
 
 
 def chunk_grid(offset, size, chunks):
@@ -294,7 +246,7 @@ def test_bigarray_written_read_by_tensorstore(tmp_path, case, offset_name):
     for i, (start, stop) in enumerate(patches):
         key = absolute(start, stop)
         patch_shape = tuple(s.stop - s.start for s in key) + ref.shape[3:]
-        patch = random_volume(100 + i, patch_shape, dtype)
+        patch = random_volume(100 + i, patch_shape, dtype, nonzero=True)
         a[key] = patch
         ref[relative(key, offset)] = patch
     assert chunk_files(tmp_path) == set(grid)
@@ -302,7 +254,9 @@ def test_bigarray_written_read_by_tensorstore(tmp_path, case, offset_name):
 
     # and back: TensorStore writes an unaligned box into the BigArray layer
     key = absolute(o + (2, 3, 4), o + n - (3, 2, 1))
-    patch = random_volume(200, tuple(s.stop - s.start for s in key) + ref.shape[3:], dtype)
+    patch = random_volume(
+        200, tuple(s.stop - s.start for s in key) + ref.shape[3:], dtype, nonzero=True
+    )
     store = ts_open(tmp_path)
     store[key].write(with_channel_axis(patch)).result()
     ref[relative(key, offset)] = patch
@@ -326,7 +280,7 @@ def test_bigarray_partial_layer_read_by_tensorstore(tmp_path, case, offset_name)
     ):
         key = absolute(start, stop)
         patch_shape = tuple(s.stop - s.start for s in key) + ref.shape[3:]
-        patch = random_volume(300 + i, patch_shape, dtype)
+        patch = random_volume(300 + i, patch_shape, dtype, nonzero=True)
         a[key] = patch
         ref[relative(key, offset)] = patch
     grid = chunk_grid(offset, size, chunks)
