@@ -74,14 +74,22 @@ pub fn check(encoding: &Encoding, dtype: DType, channels: usize) -> Result<(), (
     }
 }
 
+/// The most bytes any encoded chunk may inflate to, whatever its parameters say.
+const MAX_ENCODED_LIMIT: usize = 1 << 30;
+
 /// The most bytes a chunk of a non-raw encoding may take once its transport compression is
 /// undone. A well-formed chunk is well below it; a bomb stops there.
 fn stored_limit(encoding: &Encoding, layout: &ChunkLayout) -> usize {
     let raw = layout.raw_len();
     let slack = 2 * raw + (64 << 10);
     match encoding {
+        // Blocks larger than the chunk are padded in the data, so the bound can exceed the
+        // raw size many times over; it is still capped, so a hostile block size in `info`
+        // cannot make us reserve more than 1 GiB.
         Encoding::CompressedSegmentation { block_size } => {
-            compressed_segmentation::max_encoded_len(layout, *block_size).max(slack)
+            compressed_segmentation::max_encoded_len(layout, *block_size)
+                .min(MAX_ENCODED_LIMIT)
+                .max(slack)
         }
         _ => slack,
     }
@@ -216,6 +224,61 @@ pub(crate) fn deinterleave(interleaved: &[u8], channels: usize, itemsize: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bombs_and_garbage_are_errors_naming_the_key_for_every_encoding() {
+        let layout = ChunkLayout {
+            shape: [16, 16, 4],
+            channels: 1,
+            dtype: DType::U32,
+        };
+        let bomb = Compression::Gzip.compress(&vec![0u8; 64 << 20]).unwrap();
+        for name in ["png", "compressed_segmentation", "blosc"] {
+            let encoding = Encoding::parse(name);
+            for bad in [&bomb[..], &[1, 2, 3][..], &[0xffu8; 40][..]] {
+                let layout = match name {
+                    "png" => ChunkLayout {
+                        dtype: DType::U16,
+                        ..layout
+                    },
+                    _ => layout,
+                };
+                match decode(&encoding, "the/key", bad, &layout, |v| v.len()) {
+                    Err(e @ Error::ChunkDecode { .. }) => {
+                        assert!(e.to_string().contains("the/key"), "{e}")
+                    }
+                    other => panic!("{name}: {other:?}"),
+                }
+            }
+        }
+        let jpeg = Encoding::parse("jpeg");
+        let grey = ChunkLayout {
+            dtype: DType::U8,
+            ..layout
+        };
+        assert!(decode(&jpeg, "k", &bomb, &grey, |_| ()).is_err());
+    }
+
+    #[test]
+    fn round_trips_through_transport_compression() {
+        let layout = ChunkLayout {
+            shape: [5, 3, 2],
+            channels: 2,
+            dtype: DType::U64,
+        };
+        let voxels: Vec<u8> = (0..layout.raw_len()).map(|i| (i % 3) as u8).collect();
+        for name in ["raw", "png", "compressed_segmentation", "blosc", "blosclz"] {
+            let encoding = Encoding::parse(name);
+            if check(&encoding, layout.dtype, layout.channels).is_err() {
+                continue;
+            }
+            for compression in Compression::PROBE_ORDER {
+                let stored = encode(&encoding, &voxels, &layout, compression).unwrap();
+                let back = decode(&encoding, "k", &stored, &layout, |v| v.to_vec()).unwrap();
+                assert_eq!(back, voxels, "{name} {compression:?}");
+            }
+        }
+    }
 
     #[test]
     fn interleave_round_trips() {
