@@ -16,6 +16,7 @@ import re
 import blosc
 import compressed_segmentation as cseg
 import numpy as np
+import pyspng
 import pytest
 import simplejpeg
 import tensorstore as ts
@@ -424,3 +425,69 @@ def test_compression_defaults_follow_cloudvolume(tmp_path):
         b[a.bounds] = 2
         assert all(f.endswith(".zstd") for f in chunk_files(path)), encoding
         assert (BigArray(str(path))[a.bounds] == 2).all()
+
+
+# -- TensorStore writes, bigarrays reads; other image geometries ------------------------------
+
+
+def ts_create(path, dtype, channels, encoding, **scale) -> ts.TensorStore:
+    spec = {
+        "driver": "neuroglancer_precomputed",
+        "kvstore": {"driver": "file", "path": f"{path}/"},
+        "scale_metadata": {
+            "size": list(SIZE),
+            "voxel_offset": list(OFFSET),
+            "chunk_size": list(CHUNKS),
+            "resolution": list(RESOLUTION),
+            "encoding": encoding,
+            **scale,
+        },
+        "multiscale_metadata": {"data_type": dtype, "num_channels": channels, "type": "image"},
+        "create": True,
+    }
+    return ts.open(spec).result()
+
+
+@pytest.mark.parametrize(
+    "dtype, channels, encoding, scale",
+    [
+        ("uint8", 1, "png", {}),
+        ("uint16", 3, "png", {}),
+        ("uint8", 4, "png", {}),
+        ("uint32", 2, "compressed_segmentation", {"compressed_segmentation_block_size": [4, 3, 2]}),
+        ("uint64", 1, "compressed_segmentation", {"compressed_segmentation_block_size": [8, 8, 8]}),
+    ],
+)  # fmt: skip
+def test_tensorstore_written_read_bit_exactly(tmp_path, dtype, channels, encoding, scale):
+    if encoding == "png":
+        ref = random_volume(21, (*SIZE, channels), dtype)
+    else:
+        ref = labels(21, (*SIZE, channels), dtype, 30)
+    ts_create(tmp_path, dtype, channels, encoding, **scale).write(ref).result()
+    a = BigArray(str(tmp_path))
+    assert_exact(with_channels(a[a.bounds]), ref)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_jpeg_written_by_tensorstore_matches_libjpeg_turbo(tmp_path, channels):
+    ref = smooth_volume(22, (*SIZE, channels), "uint8")
+    ts_create(tmp_path, "uint8", channels, "jpeg").write(ref).result()
+    got = with_channels(BigArray(str(tmp_path))[bounds_key()])
+    diff = np.abs(got.astype(int) - turbo_decode(tmp_path, channels).astype(int))
+    assert diff.max() <= (1 if channels == 1 else 3) and diff.mean() < 0.05
+
+
+def test_png_of_any_geometry_with_the_right_pixel_count_reads(tmp_path):
+    # Older TensorStore wrote width cx·cy and height cz; neuroglancer accepts any product.
+    ref = random_volume(23, (*SIZE, 2), "uint16")
+    a = ba_create(tmp_path, "uint16", 2, "png")
+    a[a.bounds] = ref
+    for name in chunk_files(tmp_path):
+        (x0, x1), (y0, y1), (z0, z1) = chunk_range(name)
+        p = os.path.join(tmp_path, KEY, name)
+        with open(p, "rb") as f:
+            img = pyspng.load(f.read())
+        wide = np.ascontiguousarray(img.reshape(z1 - z0, (y1 - y0) * (x1 - x0), 2))
+        with open(p, "wb") as f:
+            f.write(pyspng.encode(wide))
+    assert_exact(BigArray(str(tmp_path))[a.bounds], ref)
