@@ -11,7 +11,7 @@ use futures::{StreamExt, TryStreamExt};
 use ndarray::{ArrayD, ArrayViewD, IxDyn, ShapeBuilder};
 use rayon::prelude::*;
 
-use crate::codec::{raw, transport, Compression};
+use crate::codec::{self, transport, ChunkLayout, Compression};
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::format::precomputed::{ChunkStore, Encoding, Info, LayerSpec, Scale};
@@ -31,8 +31,10 @@ pub struct OpenOptions {
     pub mip: usize,
     /// Missing chunks read as zeros (`true`) or raise [`Error::MissingChunk`].
     pub fill_missing: bool,
-    /// Transport compression of the chunks this handle writes.
-    pub compression: Compression,
+    /// Transport compression of the chunks this handle writes; `None` picks the encoding's
+    /// default ([`codec::default_compression`]: gzip for raw and compressed_segmentation,
+    /// none for jpeg, png and blosc, as CloudVolume does).
+    pub compression: Option<Compression>,
     /// Store requests in flight at once.
     pub concurrency: usize,
 }
@@ -42,7 +44,7 @@ impl Default for OpenOptions {
         OpenOptions {
             mip: 0,
             fill_missing: true,
-            compression: Compression::Gzip,
+            compression: None,
             concurrency: 64,
         }
     }
@@ -110,18 +112,22 @@ impl BigArray {
         options: OpenOptions,
     ) -> Result<Self> {
         let url = store.url_of("info");
-        if Encoding::parse(&spec.encoding) != Encoding::Raw {
+        let info = Info::new(&url, spec)?;
+        let encoding = &info.scales[0].encoding;
+        if let Encoding::Unsupported(name) = encoding {
             return Err(Error::invalid(format!(
-                "{url}: encoding {:?} cannot be written yet (supported: \"raw\")",
-                spec.encoding
+                "{url}: encoding {name:?} cannot be written (supported: \"raw\", \"jpeg\", \"png\", \
+                 \"compressed_segmentation\", \"blosc\", \"blosclz\")"
             )));
+        }
+        if let Err((field, reason)) = codec::check(encoding, spec.dtype, spec.num_channels) {
+            return Err(Error::invalid(format!("{url}: {reason} (field '{field}')")));
         }
         if !overwrite && block_on(store.get("info"))?.is_some() {
             return Err(Error::LayerExists {
                 url: store.url_of(""),
             });
         }
-        let info = Info::new(&url, spec)?;
         block_on(store.put("info", Bytes::from(info.to_json())))?;
         Self::with_info(store, info, options)
     }
@@ -194,12 +200,14 @@ impl BigArray {
         let scale = self.scale();
         let url = self.chunks.store().url_of("info");
         let field = |f: &str| format!("scales[{}].{f}", self.options.mip);
-        if let Encoding::Unsupported(name) = &scale.encoding {
-            return Err(Error::info(
-                &url,
-                field("encoding"),
-                format!("{name:?} is not supported yet"),
-            ));
+        if let Err((name, reason)) =
+            codec::check(&scale.encoding, self.dtype(), self.num_channels())
+        {
+            let name = match name.as_str() {
+                "encoding" => field("encoding"),
+                _ => name,
+            };
+            return Err(Error::info(&url, name, reason));
         }
         if scale.sharded {
             return Err(Error::info(
@@ -237,6 +245,7 @@ impl BigArray {
             return Ok(());
         }
         let (channels, itemsize) = (self.num_channels(), self.dtype().itemsize());
+        let encoding = &self.scale().encoding;
         let keys: Vec<String> = cells.iter().map(|&g| self.chunk_key(g)).collect();
         let mut fetched = self.fetch_stream(keys.clone());
         let out = SharedOut(out.as_mut_ptr());
@@ -258,6 +267,7 @@ impl BigArray {
                     continue;
                 };
                 let copy = BoxCopy::new(&chunk_box, bbox, &region, channels, itemsize);
+                let layout = self.layout(&chunk_box);
                 let fill_missing = self.options.fill_missing;
                 let fail = &fail;
                 scope.spawn(move |_| {
@@ -276,10 +286,14 @@ impl BigArray {
                                 unsafe { copy.zero_ptr(out.ptr()) };
                                 Ok(())
                             }
-                            Some(bytes) => raw::decode(&url(), &bytes, copy.src_len(), |voxels| {
-                                // SAFETY: see `SharedOut`: this task owns the region's bytes.
-                                unsafe { copy.copy_to_ptr(voxels, out.ptr()) }
-                            }),
+                            Some(bytes) => {
+                                codec::decode(encoding, &url(), &bytes, &layout, |voxels| {
+                                    // SAFETY: see `SharedOut`: this task owns the region's
+                                    // bytes; `codec::decode` hands over exactly
+                                    // `layout.raw_len() == copy.src_len()` bytes.
+                                    unsafe { copy.copy_to_ptr(voxels, out.ptr()) }
+                                })
+                            }
                         }
                     };
                     let result = catch_unwind(AssertUnwindSafe(paint))
@@ -350,7 +364,8 @@ impl BigArray {
     fn write_batch(&self, bbox: &Bbox, data: &[u8], cells: &[[u64; 3]]) -> Result<()> {
         let grid = self.scale().grid;
         let (channels, itemsize) = (self.num_channels(), self.dtype().itemsize());
-        let compression = self.options.compression;
+        let compression = self.compression();
+        let encoding = &self.scale().encoding;
         // Partly covered chunks keep their other voxels: fetch them first.
         let partial: Vec<(usize, String)> = cells
             .iter()
@@ -382,13 +397,23 @@ impl BigArray {
                         unreachable!("chunks_touching returns only overlapping chunks")
                     };
                     let paint = BoxCopy::new(bbox, &chunk_box, &region, channels, itemsize);
+                    let layout = self.layout(&chunk_box);
                     let mut voxels = vec![0u8; paint.dst_len()];
                     if let Some(old) = old.as_ref().filter(|b| !b.is_empty()) {
                         let url = self.chunks.store().url_of(&key);
-                        raw::decode(&url, old, voxels.len(), |v| voxels.copy_from_slice(v))?;
+                        codec::decode(encoding, &url, old, &layout, |v| voxels.copy_from_slice(v))?;
                     }
                     paint.copy(data, &mut voxels);
-                    Ok((key, raw::encode(&voxels, compression)?))
+                    let url = self.chunks.store().url_of(&key);
+                    let bytes = codec::encode(encoding, &voxels, &layout, compression).map_err(
+                        |e| match e {
+                            Error::InvalidArgument { reason } => {
+                                Error::invalid(format!("{url}: {reason}"))
+                            }
+                            other => other,
+                        },
+                    )?;
+                    Ok((key, bytes))
                 })
                 .collect::<Result<_>>()
         })?;
@@ -402,6 +427,22 @@ impl BigArray {
                 .try_collect::<Vec<()>>(),
         )?;
         Ok(())
+    }
+
+    /// The transport compression this handle writes.
+    pub fn compression(&self) -> Compression {
+        self.options
+            .compression
+            .unwrap_or_else(|| codec::default_compression(&self.scale().encoding))
+    }
+
+    /// What a chunk covering `chunk_box` holds once decoded.
+    fn layout(&self, chunk_box: &Bbox) -> ChunkLayout {
+        ChunkLayout {
+            shape: chunk_box.shape().map(|n| n as usize),
+            channels: self.num_channels(),
+            dtype: self.dtype(),
+        }
     }
 
     /// Shape of a box's voxels as an array: `[x, y, z]`, plus `c` when multi-channel.

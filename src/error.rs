@@ -78,6 +78,12 @@ impl Error {
         }
     }
 
+    pub(crate) fn internal(reason: impl Into<String>) -> Self {
+        Error::Internal {
+            reason: reason.into(),
+        }
+    }
+
     /// Turns the payload of a caught panic into an error, so no panic crosses an API boundary.
     pub(crate) fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
         let reason = payload

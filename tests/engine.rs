@@ -12,6 +12,7 @@ fn spec(dtype: DType, num_channels: usize) -> LayerSpec {
         resolution: [4.0, 4.0, 40.0],
         num_channels,
         encoding: "raw".into(),
+        encoding_options: Default::default(),
         layer_type: "image".into(),
     }
 }
@@ -28,7 +29,7 @@ fn typed_round_trip_on_disk_in_every_compression() -> Result<(), Error> {
         })?;
         let url = dir.path().to_str().unwrap_or_default();
         let options = OpenOptions {
-            compression,
+            compression: Some(compression),
             ..Default::default()
         };
         let a = BigArray::create(url, &spec(DType::U16, 2), false, options)?;

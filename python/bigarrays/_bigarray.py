@@ -49,10 +49,11 @@ class BigArray:
         Any mapping to use as the key-value store instead of the URL's backend.
     fill_missing : bool
         Missing chunks read as 0 (default) or raise :class:`~bigarrays.errors.MissingChunkError`.
-    compression : {"gzip", "zstd", None}
-        Transport compression of the chunks this handle writes. ``"gzip"`` (default) writes
-        CloudVolume's ``<key>.gz`` files; ``None`` writes plain chunks that TensorStore and a
-        static web server can read.
+    compression : {"auto", "gzip", "zstd", None}
+        Transport compression of the chunks this handle writes. ``"auto"`` (default) is
+        ``"gzip"`` for the ``raw`` and ``compressed_segmentation`` encodings (CloudVolume's
+        ``<key>.gz`` files) and ``None`` for ``jpeg``, ``png`` and ``blosc``, as CloudVolume
+        does; ``None`` writes plain chunks that TensorStore and a static web server can read.
     storage_options : dict, optional
         ``{"concurrency": N}``: store requests in flight at once (default 64).
     cache_bytes : int
@@ -75,7 +76,7 @@ class BigArray:
         format: str | None = None,
         store: MutableMapping[str, bytes] | None = None,
         fill_missing: bool = True,
-        compression: str | None = "gzip",
+        compression: str | None = "auto",
         storage_options: Mapping[str, Any] | None = None,
         cache_bytes: int = 0,
     ) -> None:
@@ -118,7 +119,8 @@ class BigArray:
         resolution: tuple[float, float, float] = (1, 1, 1),
         num_channels: int | None = None,
         encoding: str = "raw",
-        compression: str | None = "gzip",
+        encoding_options: Mapping[str, Any] | None = None,
+        compression: str | None = "auto",
         layer_type: str = "image",
         sharding: Any = None,
         overwrite: bool = False,
@@ -142,8 +144,18 @@ class BigArray:
         num_channels : int, optional
             Channels per voxel (default 1, or ``shape[3]``).
         encoding : str
-            Chunk encoding; ``"raw"`` for now.
-        compression : {"gzip", "zstd", None}
+            Chunk encoding: ``"raw"`` (default); ``"jpeg"`` (uint8, 1 or 3 channels, lossy);
+            ``"png"`` (uint8 or uint16, 1 to 4 channels); ``"compressed_segmentation"``
+            (uint32 or uint64); ``"blosc"`` or ``"blosclz"`` (any type; BigArrays.jl's name).
+            An impossible combination raises
+            :class:`~bigarrays.errors.InvalidArgumentError` naming the field.
+        encoding_options : dict, optional
+            Scale keys of the ``info`` that parameterise the encoding: ``jpeg_quality``
+            (0-100, default 85), ``png_level`` (0-9, default 9),
+            ``compressed_segmentation_block_size`` (default ``[8, 8, 8]``),
+            ``blosc_compressor`` (``"lz4"`` default, ``"zstd"``, ``"blosclz"``),
+            ``blosc_clevel`` (0-9, default 5), ``blosc_shuffle`` (0, 1 default, 2).
+        compression : {"auto", "gzip", "zstd", None}
             Transport compression of written chunks (see :class:`BigArray`).
         layer_type : str
             ``"image"`` or ``"segmentation"`` (neuroglancer's default rendering).
@@ -178,6 +190,9 @@ class BigArray:
             resolution=tuple(float(r) for r in resolution),
             num_channels=num_channels or 1,
             encoding=encoding,
+            encoding_options=None
+            if encoding_options is None
+            else json.dumps(dict(encoding_options)),
             layer_type=layer_type,
             overwrite=overwrite,
             compression=compression,

@@ -38,6 +38,7 @@ class Layer:
         layer_type: str,
         overwrite: bool,
         compression: str | None,
+        encoding_options: str | None = None,
         concurrency: int = 64,
         store: MutableMapping[str, bytes] | None = None,
     ) -> Layer: ...

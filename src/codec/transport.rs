@@ -114,6 +114,27 @@ pub fn with_decompressed<R>(
     })
 }
 
+/// Calls `f` with the decompressed contents of `bytes`, whose size is not known in advance
+/// (an encoded chunk): decompression stops with an error past `limit` bytes. Plain bytes
+/// pass through uncopied.
+pub fn with_decompressed_bounded<R>(
+    key: &str,
+    bytes: &[u8],
+    limit: usize,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R> {
+    let kind = Compression::sniff(bytes);
+    if kind == Compression::None {
+        return Ok(f(bytes));
+    }
+    // Zeroed allocations are mapped lazily, so a generous limit costs only what is written.
+    let mut out = vec![0u8; limit];
+    match decompress_into(kind, bytes, &mut out) {
+        Ok(n) => Ok(f(&out[..n])),
+        Err(reason) => Err(Error::decode(key, reason)),
+    }
+}
+
 /// Decompresses into `out`, failing rather than growing past it.
 fn decompress_into(kind: Compression, bytes: &[u8], out: &mut [u8]) -> Result<usize, String> {
     let cap = out.len();

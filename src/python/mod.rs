@@ -46,7 +46,11 @@ fn options(
     Ok(OpenOptions {
         mip,
         fill_missing,
-        compression: Compression::parse(compression.unwrap_or("none"))?,
+        // "auto": the encoding's default (gzip for raw, none for jpeg/png/blosc).
+        compression: match compression {
+            Some("auto") => None,
+            other => Some(Compression::parse(other.unwrap_or("none"))?),
+        },
         concurrency,
     })
 }
@@ -79,7 +83,8 @@ impl Layer {
 
     #[staticmethod]
     #[pyo3(signature = (url, *, shape, dtype, chunks, voxel_offset, resolution, num_channels, encoding,
-                        layer_type, overwrite, compression, concurrency = 64, store = None))]
+                        layer_type, overwrite, compression, encoding_options = None, concurrency = 64,
+                        store = None))]
     #[allow(clippy::too_many_arguments)]
     fn create(
         py: Python<'_>,
@@ -94,9 +99,21 @@ impl Layer {
         layer_type: String,
         overwrite: bool,
         compression: Option<&str>,
+        encoding_options: Option<&str>,
         concurrency: usize,
         store: Option<Py<PyAny>>,
     ) -> PyResult<Layer> {
+        let encoding_options = match encoding_options {
+            None => Default::default(),
+            Some(text) => match serde_json::from_str(text) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => {
+                    return Err(to_pyerr(Error::invalid(
+                        "encoding_options must be a JSON object",
+                    )))
+                }
+            },
+        };
         let dtype = DType::parse(dtype)
             .ok_or_else(|| to_pyerr(Error::invalid(format!("dtype {dtype:?} is not supported"))))?;
         let spec = LayerSpec {
@@ -107,6 +124,7 @@ impl Layer {
             resolution,
             num_channels,
             encoding,
+            encoding_options,
             layer_type,
         };
         let options = options(0, true, compression, concurrency).map_err(to_pyerr)?;

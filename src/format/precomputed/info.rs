@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::codec::blosc::BloscCompressor;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::ChunkGrid;
@@ -12,29 +13,141 @@ const MAX_COORD: i64 = 1 << 62;
 /// A chunk larger than this (decoded) is refused: it would not fit a sane buffer.
 const MAX_CHUNK_BYTES: u64 = 1 << 32;
 
-/// A scale's chunk encoding.
+/// CloudVolume's default JPEG quality.
+pub const DEFAULT_JPEG_QUALITY: u8 = 85;
+/// CloudVolume's default PNG zlib level.
+pub const DEFAULT_PNG_LEVEL: u8 = 9;
+/// CloudVolume's default compressed_segmentation block size.
+pub const DEFAULT_CSEG_BLOCK: [u64; 3] = [8, 8, 8];
+
+/// A scale's chunk encoding, with the writer parameters its `info` keys give.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Encoding {
     Raw,
-    /// A name we parse but cannot decode yet (jpeg, png, compressed_segmentation, ...).
+    /// `jpeg_quality` (0–100; a hint for writers).
+    Jpeg {
+        quality: u8,
+    },
+    /// `png_level` (0–9; a hint for writers).
+    Png {
+        level: u8,
+    },
+    /// `compressed_segmentation_block_size`.
+    CompressedSegmentation {
+        block_size: [u64; 3],
+    },
+    /// A Blosc-1 buffer; `blosc` or BigArrays.jl's `blosclz` (`name`). The compressor,
+    /// level and shuffle (`blosc_compressor`, `blosc_clevel`, `blosc_shuffle`) matter to
+    /// writers only: the buffer header tells readers.
+    Blosc {
+        name: &'static str,
+        compressor: BloscCompressor,
+        clevel: u8,
+        shuffle: u8,
+    },
+    /// A name we parse but cannot decode (compresso, jxl, ...): IO raises an `InfoError`.
     Unsupported(String),
 }
 
 impl Encoding {
+    /// The encoding named `name` with every writer parameter at its default.
     pub fn parse(name: &str) -> Self {
-        match name.to_ascii_lowercase().as_str() {
+        Self::from_scale(name, &Map::new()).unwrap_or_else(|_| Encoding::Unsupported(name.into()))
+    }
+
+    /// The encoding of a scale: its name plus the parameters in the scale object. Errors
+    /// are `(field, reason)`.
+    pub fn from_scale(
+        name: &str,
+        scale: &Map<String, Value>,
+    ) -> std::result::Result<Self, (String, String)> {
+        let int =
+            |field: &str, max: u64, default: u8| -> std::result::Result<u8, (String, String)> {
+                match scale.get(field) {
+                    None | Some(Value::Null) => Ok(default),
+                    Some(v) => v
+                        .as_u64()
+                        .filter(|&n| n <= max)
+                        .map(|n| n as u8)
+                        .ok_or_else(|| (field.to_string(), format!("not an integer in 0..={max}"))),
+                }
+            };
+        Ok(match name.to_ascii_lowercase().as_str() {
             "raw" => Encoding::Raw,
+            "jpeg" => Encoding::Jpeg {
+                quality: int("jpeg_quality", 100, DEFAULT_JPEG_QUALITY)?,
+            },
+            "png" => Encoding::Png {
+                level: int("png_level", 9, DEFAULT_PNG_LEVEL)?,
+            },
+            "compressed_segmentation" => {
+                let field = "compressed_segmentation_block_size";
+                let bad = || {
+                    (
+                        field.to_string(),
+                        "not a list of 3 positive integers".to_string(),
+                    )
+                };
+                let block = match scale.get(field) {
+                    None | Some(Value::Null) => DEFAULT_CSEG_BLOCK,
+                    Some(v) => {
+                        let items = v.as_array().filter(|a| a.len() == 3).ok_or_else(bad)?;
+                        let mut block = [0u64; 3];
+                        for (b, item) in block.iter_mut().zip(items) {
+                            *b = item
+                                .as_u64()
+                                .filter(|&n| (1..=1 << 20).contains(&n))
+                                .ok_or_else(bad)?;
+                        }
+                        block
+                    }
+                };
+                Encoding::CompressedSegmentation { block_size: block }
+            }
+            "blosc" | "blosclz" => {
+                let lz = name.eq_ignore_ascii_case("blosclz");
+                let compressor = match scale.get("blosc_compressor") {
+                    None | Some(Value::Null) if lz => BloscCompressor::BloscLz,
+                    None | Some(Value::Null) => BloscCompressor::Lz4,
+                    Some(v) => v.as_str().and_then(BloscCompressor::parse).ok_or_else(|| {
+                        (
+                            "blosc_compressor".to_string(),
+                            "not one of \"blosclz\", \"lz4\", \"zstd\"".to_string(),
+                        )
+                    })?,
+                };
+                Encoding::Blosc {
+                    name: if lz { "blosclz" } else { "blosc" },
+                    compressor,
+                    clevel: int("blosc_clevel", 9, 5)?,
+                    shuffle: int("blosc_shuffle", 2, 1)?,
+                }
+            }
             other => Encoding::Unsupported(other.to_string()),
-        }
+        })
     }
 
     pub fn name(&self) -> &str {
         match self {
             Encoding::Raw => "raw",
+            Encoding::Jpeg { .. } => "jpeg",
+            Encoding::Png { .. } => "png",
+            Encoding::CompressedSegmentation { .. } => "compressed_segmentation",
+            Encoding::Blosc { name, .. } => name,
             Encoding::Unsupported(name) => name,
         }
     }
 }
+
+/// The scale keys `BigArray.create(..., encoding_options=...)` may set.
+pub const ENCODING_OPTIONS: [&str; 6] = [
+    "jpeg_quality",
+    "png_level",
+    "compressed_segmentation_block_size",
+    "blosc_compressor",
+    "blosc_clevel",
+    "blosc_shuffle",
+];
 
 /// One scale (mip level).
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +182,8 @@ pub struct LayerSpec {
     pub resolution: [f64; 3],
     pub num_channels: usize,
     pub encoding: String,
+    /// Scale keys that parameterise the encoding (see [`ENCODING_OPTIONS`]).
+    pub encoding_options: Map<String, Value>,
     pub layer_type: String,
 }
 
@@ -131,7 +246,14 @@ impl Info {
     pub fn new(url: &str, spec: &LayerSpec) -> Result<Info> {
         let [rx, ry, rz] = spec.resolution;
         let key = format!("{}_{}_{}", fmt_res(rx), fmt_res(ry), fmt_res(rz));
-        let json = json!({
+        for key in spec.encoding_options.keys() {
+            if !ENCODING_OPTIONS.contains(&key.as_str()) {
+                return Err(Error::invalid(format!(
+                    "encoding option {key:?} is not one of {ENCODING_OPTIONS:?}"
+                )));
+            }
+        }
+        let mut json = json!({
             "@type": "neuroglancer_multiscale_volume",
             "type": spec.layer_type,
             "data_type": spec.dtype.name(),
@@ -145,6 +267,19 @@ impl Info {
                 "encoding": spec.encoding,
             }],
         });
+        let mut scale_options = spec.encoding_options.clone();
+        if spec
+            .encoding
+            .eq_ignore_ascii_case("compressed_segmentation")
+        {
+            // Present if and only if the encoding is compressed_segmentation (the spec).
+            scale_options
+                .entry("compressed_segmentation_block_size")
+                .or_insert(json!(DEFAULT_CSEG_BLOCK));
+        }
+        if let Some(Value::Object(scale)) = json.pointer_mut("/scales/0") {
+            scale.extend(scale_options);
+        }
         let Value::Object(json) = json else {
             unreachable!("json! of an object literal is an object")
         };
@@ -228,6 +363,8 @@ fn parse_scale(url: &str, i: usize, s: &Value, bytes_per_voxel: u64) -> Result<S
     let encoding = get("encoding")?
         .as_str()
         .ok_or_else(|| err("encoding", "not a string"))?;
+    let encoding =
+        Encoding::from_scale(encoding, s).map_err(|(field, reason)| err(&field, &reason))?;
     let sharded = s.get("sharding").is_some_and(|v| !v.is_null());
     Ok(Scale {
         key,
@@ -237,7 +374,7 @@ fn parse_scale(url: &str, i: usize, s: &Value, bytes_per_voxel: u64) -> Result<S
             chunk,
         },
         resolution: [resolution[0], resolution[1], resolution[2]],
-        encoding: Encoding::parse(encoding),
+        encoding,
         sharded,
     })
 }
@@ -360,6 +497,7 @@ mod tests {
             resolution: [4.0, 4.5, 40.0],
             num_channels: 1,
             encoding: "raw".into(),
+            encoding_options: Map::new(),
             layer_type: "image".into(),
         };
         let i = Info::new("u", &spec).unwrap();

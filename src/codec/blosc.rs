@@ -1,0 +1,173 @@
+//! The `blosc` encoding (BigArrays.jl calls it `blosclz`): a chunk is one Blosc-1 buffer of
+//! the raw voxels, typesize = itemsize. A thin safe wrapper over c-blosc 1.x (`blosc-src`,
+//! built from source): sizes are validated before c-blosc touches the buffer, decompression
+//! writes into a slice of exactly the chunk's size, and c-blosc runs single-threaded because
+//! chunks are already decoded in parallel.
+
+use std::ffi::{c_int, c_void, CString};
+
+use super::ChunkLayout;
+use crate::error::{Error, Result};
+
+/// Blosc-1's header length; a valid buffer is never shorter.
+const HEADER_LEN: usize = 16;
+/// Bytes Blosc may add to incompressible input (`BLOSC_MAX_OVERHEAD`).
+const MAX_OVERHEAD: usize = 16;
+
+/// The compressor inside a Blosc buffer we write (reads take any).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BloscCompressor {
+    BloscLz,
+    Lz4,
+    Zstd,
+}
+
+impl BloscCompressor {
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "blosclz" => BloscCompressor::BloscLz,
+            "lz4" => BloscCompressor::Lz4,
+            "zstd" => BloscCompressor::Zstd,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BloscCompressor::BloscLz => "blosclz",
+            BloscCompressor::Lz4 => "lz4",
+            BloscCompressor::Zstd => "zstd",
+        }
+    }
+}
+
+/// Decodes a Blosc-1 buffer that must hold exactly the chunk's raw bytes.
+pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, String> {
+    let expected = layout.raw_len();
+    if bytes.len() < HEADER_LEN {
+        return Err(format!(
+            "{} bytes is shorter than a Blosc header",
+            bytes.len()
+        ));
+    }
+    let mut nbytes = 0usize;
+    // SAFETY: `bytes` is a live slice of `bytes.len()` readable bytes, which is what
+    // `blosc_cbuffer_validate` reads at most; `nbytes` is a valid out-pointer.
+    let valid = unsafe {
+        blosc_src::blosc_cbuffer_validate(bytes.as_ptr().cast(), bytes.len(), &mut nbytes)
+    };
+    if valid != 0 {
+        return Err("not a valid Blosc-1 buffer (header sizes disagree with its length)".into());
+    }
+    if nbytes != expected {
+        return Err(format!(
+            "Blosc buffer holds {nbytes} bytes, the chunk needs {expected}"
+        ));
+    }
+    let mut out = vec![0u8; expected];
+    // SAFETY: `blosc_cbuffer_validate` has checked that the header's compressed size fits in
+    // `bytes` (so c-blosc, which bounds its reads by that size, stays inside the slice) and
+    // that it is safe to call `blosc_decompress_ctx`; `out` is writable for `out.len()` bytes
+    // and c-blosc writes no more than `destsize`. Nothing else aliases either buffer.
+    let n = unsafe {
+        blosc_src::blosc_decompress_ctx(
+            bytes.as_ptr().cast::<c_void>(),
+            out.as_mut_ptr().cast::<c_void>(),
+            out.len(),
+            1,
+        )
+    };
+    if usize::try_from(n).ok() != Some(expected) {
+        return Err(format!("corrupt Blosc data (c-blosc returned {n})"));
+    }
+    Ok(out)
+}
+
+/// Encodes raw voxels as one Blosc-1 buffer; `shuffle` is 0 (none), 1 (byte) or 2 (bit).
+pub fn encode(
+    voxels: &[u8],
+    layout: &ChunkLayout,
+    compressor: BloscCompressor,
+    clevel: u8,
+    shuffle: u8,
+) -> Result<Vec<u8>> {
+    // c-blosc 1.x takes at most 2^31 - 1 - overhead bytes per buffer.
+    if voxels.len() > (i32::MAX as usize) - MAX_OVERHEAD {
+        return Err(Error::invalid("a blosc chunk must be smaller than 2 GiB"));
+    }
+    let name = CString::new(compressor.name()).map_err(|e| Error::internal(e.to_string()))?;
+    let mut out = vec![0u8; voxels.len() + MAX_OVERHEAD];
+    // SAFETY: `voxels` is readable for `voxels.len()` bytes, `out` writable for `out.len()`
+    // bytes (c-blosc writes at most `destsize`), `name` is a NUL-terminated string that
+    // outlives the call; the buffers do not overlap.
+    let n = unsafe {
+        blosc_src::blosc_compress_ctx(
+            c_int::from(clevel.min(9)),
+            c_int::from(shuffle.min(2)),
+            layout.dtype.itemsize(),
+            voxels.len(),
+            voxels.as_ptr().cast::<c_void>(),
+            out.as_mut_ptr().cast::<c_void>(),
+            out.len(),
+            name.as_ptr(),
+            0,
+            1,
+        )
+    };
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| Error::invalid(format!("blosc compression failed (code {n})")))?;
+    out.truncate(n);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::DType;
+
+    #[test]
+    fn round_trips_with_every_compressor() {
+        let layout = ChunkLayout {
+            shape: [17, 9, 3],
+            channels: 2,
+            dtype: DType::U16,
+        };
+        let voxels: Vec<u8> = (0..layout.raw_len()).map(|i| (i / 7) as u8).collect();
+        for c in [
+            BloscCompressor::BloscLz,
+            BloscCompressor::Lz4,
+            BloscCompressor::Zstd,
+        ] {
+            for shuffle in [0, 1, 2] {
+                let enc = encode(&voxels, &layout, c, 5, shuffle).unwrap();
+                assert_eq!(decode(&enc, &layout).unwrap(), voxels);
+            }
+        }
+    }
+
+    #[test]
+    fn corrupt_buffers_are_errors() {
+        let layout = ChunkLayout {
+            shape: [64, 64, 4],
+            channels: 1,
+            dtype: DType::U32,
+        };
+        let voxels: Vec<u8> = (0..layout.raw_len()).map(|i| (i % 13) as u8).collect();
+        let enc = encode(&voxels, &layout, BloscCompressor::Lz4, 5, 1).unwrap();
+        let smaller = ChunkLayout {
+            shape: [64, 64, 3],
+            ..layout
+        };
+        assert!(decode(&enc, &smaller).is_err());
+        for cut in [0, 10, 16, enc.len() / 2, enc.len() - 1] {
+            assert!(decode(&enc[..cut], &layout).is_err(), "{cut}");
+        }
+        for i in (0..enc.len()).step_by(3) {
+            let mut bad = enc.clone();
+            bad[i] ^= 0x5a;
+            let _ = decode(&bad, &layout);
+        }
+    }
+}

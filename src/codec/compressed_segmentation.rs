@@ -1,0 +1,358 @@
+//! The `compressed_segmentation` encoding (neuroglancer's
+//! `src/sliceview/compressed_segmentation/README.md`), written here from the specification:
+//! no maintained Rust crate implements it.
+//!
+//! A chunk starts with one little-endian u32 per channel, the offset in 32-bit words of that
+//! channel's data from the start of the chunk (a single channel still has its word). Each
+//! channel's data tiles the chunk with blocks of `block_size`, x fastest; it starts with one
+//! 8-byte header per block (24-bit lookup-table offset, 8-bit `encodedBits`, 32-bit
+//! encoded-values offset, both offsets in words from the start of *that channel's* data),
+//! followed by the bit-packed indices and the lookup tables of uint32 or uint64 labels.
+//! The encoder follows neuroglancer's: tables hold a block's sorted distinct labels, values
+//! come before their table, and identical tables are stored once.
+
+use std::collections::HashMap;
+
+use super::ChunkLayout;
+use crate::error::{Error, Result};
+
+/// The `encodedBits` values the format allows.
+const ALLOWED_BITS: [u32; 7] = [0, 1, 2, 4, 8, 16, 32];
+
+fn ceil_div(a: usize, b: usize) -> usize {
+    a.div_ceil(b)
+}
+
+fn grid(shape: [usize; 3], block: [usize; 3]) -> [usize; 3] {
+    std::array::from_fn(|d| ceil_div(shape[d], block[d]))
+}
+
+fn to_block(block_size: [u64; 3]) -> Result<[usize; 3], String> {
+    let mut out = [0usize; 3];
+    for (o, &b) in out.iter_mut().zip(&block_size) {
+        *o = usize::try_from(b)
+            .ok()
+            .filter(|&b| b > 0)
+            .ok_or_else(|| format!("block size {block_size:?} is not positive"))?;
+    }
+    if out
+        .iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(b))
+        .is_none()
+    {
+        return Err(format!("block size {block_size:?} is too large"));
+    }
+    Ok(out)
+}
+
+/// An upper bound on the encoded size of a well-formed chunk, in bytes: headers, 32-bit
+/// indices for every padded voxel and a table entry per voxel.
+pub fn max_encoded_len(layout: &ChunkLayout, block_size: [u64; 3]) -> usize {
+    let Ok(block) = to_block(block_size) else {
+        return 0;
+    };
+    let g = grid(layout.shape, block);
+    let blocks = g.iter().fold(1usize, |a, &n| a.saturating_mul(n));
+    let bvol = block.iter().fold(1usize, |a, &n| a.saturating_mul(n));
+    let per_block = bvol
+        .saturating_mul(4 + layout.dtype.itemsize())
+        .saturating_add(8);
+    blocks
+        .saturating_mul(per_block)
+        .saturating_add(4)
+        .saturating_mul(layout.channels)
+}
+
+/// Decodes a chunk into planar little-endian voxels. Every offset is checked against the
+/// data; nothing in it is trusted.
+pub fn decode(bytes: &[u8], layout: &ChunkLayout, block_size: [u64; 3]) -> Result<Vec<u8>, String> {
+    let block = to_block(block_size)?;
+    let itemsize = layout.dtype.itemsize();
+    if itemsize != 4 && itemsize != 8 {
+        return Err(format!(
+            "compressed_segmentation holds uint32 or uint64, not {}",
+            layout.dtype
+        ));
+    }
+    if !bytes.len().is_multiple_of(4) {
+        return Err(format!(
+            "{} bytes is not a whole number of words",
+            bytes.len()
+        ));
+    }
+    let words: Vec<u32> = bytes
+        .chunks_exact(4)
+        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+        .collect();
+    let channels = layout.channels;
+    if words.len() < channels {
+        return Err(format!(
+            "{} words cannot hold the offsets of {channels} channels",
+            words.len()
+        ));
+    }
+    let n = layout.voxels();
+    let mut out = vec![0u8; layout.raw_len()];
+    for c in 0..channels {
+        let base = words[c] as usize;
+        let plane = &mut out[c * n * itemsize..(c + 1) * n * itemsize];
+        decode_channel(&words, base, layout.shape, block, itemsize, plane)
+            .map_err(|e| format!("channel {c}: {e}"))?;
+    }
+    Ok(out)
+}
+
+fn decode_channel(
+    words: &[u32],
+    base: usize,
+    shape: [usize; 3],
+    block: [usize; 3],
+    itemsize: usize,
+    plane: &mut [u8],
+) -> Result<(), String> {
+    let g = grid(shape, block);
+    let table_words = itemsize / 4;
+    let word = |i: usize| -> Result<u32, String> {
+        words
+            .get(i)
+            .copied()
+            .ok_or_else(|| format!("offset {i} lies past the end ({} words)", words.len()))
+    };
+    for gz in 0..g[2] {
+        for gy in 0..g[1] {
+            for gx in 0..g[0] {
+                let header = base + 2 * (gx + g[0] * (gy + g[1] * gz));
+                let (h0, h1) = (word(header)?, word(header + 1)?);
+                let table = base + (h0 & 0x00ff_ffff) as usize;
+                let bits = h0 >> 24;
+                if !ALLOWED_BITS.contains(&bits) {
+                    return Err(format!("encodedBits {bits} is not one of {ALLOWED_BITS:?}"));
+                }
+                let values = base + h1 as usize;
+                let start = [gx * block[0], gy * block[1], gz * block[2]];
+                let stop: [usize; 3] = std::array::from_fn(|d| (start[d] + block[d]).min(shape[d]));
+                for z in start[2]..stop[2] {
+                    for y in start[1]..stop[1] {
+                        for x in start[0]..stop[0] {
+                            let index = if bits == 0 {
+                                0
+                            } else {
+                                let local = (x - start[0])
+                                    + block[0] * ((y - start[1]) + block[1] * (z - start[2]));
+                                let bit = local * bits as usize;
+                                let w = word(values + bit / 32)?;
+                                let mask = if bits == 32 {
+                                    u32::MAX
+                                } else {
+                                    (1 << bits) - 1
+                                };
+                                ((w >> (bit % 32)) & mask) as usize
+                            };
+                            let entry = table + index * table_words;
+                            let o = (x + shape[0] * (y + shape[1] * z)) * itemsize;
+                            plane[o..o + 4].copy_from_slice(&word(entry)?.to_le_bytes());
+                            if table_words == 2 {
+                                plane[o + 4..o + 8]
+                                    .copy_from_slice(&word(entry + 1)?.to_le_bytes());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Encodes planar little-endian uint32/uint64 voxels.
+pub fn encode(voxels: &[u8], layout: &ChunkLayout, block_size: [u64; 3]) -> Result<Vec<u8>> {
+    let block = to_block(block_size).map_err(Error::invalid)?;
+    let itemsize = layout.dtype.itemsize();
+    if itemsize != 4 && itemsize != 8 {
+        return Err(Error::invalid(format!(
+            "encoding \"compressed_segmentation\" holds uint32 or uint64, not {} (field 'data_type')",
+            layout.dtype
+        )));
+    }
+    let n = layout.voxels();
+    let mut out: Vec<u32> = vec![0; layout.channels];
+    for c in 0..layout.channels {
+        let plane = &voxels[c * n * itemsize..(c + 1) * n * itemsize];
+        let labels: Vec<u64> = if itemsize == 4 {
+            plane
+                .chunks_exact(4)
+                .map(|b| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                .collect()
+        } else {
+            plane
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                .collect()
+        };
+        out[c] = word_offset(out.len())?;
+        encode_channel(&labels, layout.shape, block, itemsize, &mut out)?;
+    }
+    Ok(out.iter().flat_map(|w| w.to_le_bytes()).collect())
+}
+
+fn word_offset(n: usize) -> Result<u32> {
+    u32::try_from(n).map_err(|_| Error::invalid("compressed_segmentation chunk exceeds 16 GiB"))
+}
+
+fn encode_channel(
+    labels: &[u64],
+    shape: [usize; 3],
+    block: [usize; 3],
+    itemsize: usize,
+    out: &mut Vec<u32>,
+) -> Result<()> {
+    let base = out.len();
+    let g = grid(shape, block);
+    let bvol = block[0] * block[1] * block[2];
+    out.resize(base + 2 * g[0] * g[1] * g[2], 0);
+    let mut tables: HashMap<Vec<u64>, u32> = HashMap::new();
+    let mut block_labels: Vec<u64> = Vec::with_capacity(bvol);
+    for gz in 0..g[2] {
+        for gy in 0..g[1] {
+            for gx in 0..g[0] {
+                let start = [gx * block[0], gy * block[1], gz * block[2]];
+                let stop: [usize; 3] = std::array::from_fn(|d| (start[d] + block[d]).min(shape[d]));
+                block_labels.clear();
+                for z in start[2]..stop[2] {
+                    for y in start[1]..stop[1] {
+                        let row = shape[0] * (y + shape[1] * z);
+                        block_labels.extend_from_slice(&labels[row + start[0]..row + stop[0]]);
+                    }
+                }
+                let mut table = block_labels.clone();
+                table.sort_unstable();
+                table.dedup();
+                let bits = match table.len() {
+                    0 | 1 => 0,
+                    k => ALLOWED_BITS[1..]
+                        .iter()
+                        .copied()
+                        .find(|&b| b == 32 || k <= 1usize << b)
+                        .unwrap_or(32),
+                };
+                let values = out.len();
+                out.resize(values + (bits as usize * bvol).div_ceil(32), 0);
+                if bits > 0 {
+                    let mut i = 0;
+                    for z in 0..stop[2] - start[2] {
+                        for y in 0..stop[1] - start[1] {
+                            for x in 0..stop[0] - start[0] {
+                                let label = block_labels[i];
+                                i += 1;
+                                let index = table.binary_search(&label).unwrap_or(0) as u32;
+                                let bit = (x + block[0] * (y + block[1] * z)) * bits as usize;
+                                out[values + bit / 32] |= index << (bit % 32);
+                            }
+                        }
+                    }
+                }
+                let table_offset = match tables.get(&table) {
+                    Some(&offset) => offset,
+                    None => {
+                        let offset = word_offset(out.len() - base)?;
+                        for &label in &table {
+                            out.push(label as u32);
+                            if itemsize == 8 {
+                                out.push((label >> 32) as u32);
+                            }
+                        }
+                        tables.insert(table, offset);
+                        offset
+                    }
+                };
+                if table_offset >= 1 << 24 {
+                    return Err(Error::invalid(
+                        "compressed_segmentation: a lookup table offset exceeds 24 bits; \
+                         use smaller chunks or a larger block size",
+                    ));
+                }
+                let header = base + 2 * (gx + g[0] * (gy + g[1] * gz));
+                out[header] = table_offset | (bits << 24);
+                out[header + 1] = word_offset(values - base)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::DType;
+
+    fn labels(layout: &ChunkLayout, distinct: u64) -> Vec<u8> {
+        let n = layout.voxels() * layout.channels;
+        (0..n as u64)
+            .flat_map(|i| {
+                let v = (i * 2654435761) % distinct + (1 << 40);
+                if layout.dtype == DType::U32 {
+                    (v as u32).to_le_bytes().to_vec()
+                } else {
+                    v.to_le_bytes().to_vec()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_trips() {
+        for dtype in [DType::U32, DType::U64] {
+            for channels in [1, 3] {
+                for distinct in [1, 2, 3, 5, 17, 300, 70_000] {
+                    let layout = ChunkLayout {
+                        shape: [13, 7, 5],
+                        channels,
+                        dtype,
+                    };
+                    let voxels = labels(&layout, distinct);
+                    for block in [[8, 8, 8], [4, 3, 2], [13, 7, 5], [1, 1, 1]] {
+                        let enc = encode(&voxels, &layout, block).unwrap();
+                        assert!(enc.len() <= max_encoded_len(&layout, block));
+                        assert_eq!(decode(&enc, &layout, block).unwrap(), voxels);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn single_channel_has_its_header_word_and_tables_are_shared() {
+        let layout = ChunkLayout {
+            shape: [4, 4, 4],
+            channels: 1,
+            dtype: DType::U32,
+        };
+        let enc = encode(&vec![0; layout.raw_len()], &layout, [2, 2, 2]).unwrap();
+        // 1 offset word, 8 headers of 2 words, one shared 1-entry table.
+        assert_eq!(enc.len(), 4 * (1 + 16 + 1));
+        assert_eq!(&enc[..4], &[1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn corrupt_chunks_are_errors_not_panics() {
+        let layout = ChunkLayout {
+            shape: [6, 5, 4],
+            channels: 2,
+            dtype: DType::U64,
+        };
+        let enc = encode(&labels(&layout, 9), &layout, [4, 4, 4]).unwrap();
+        for cut in [0, 3, 4, 8, 20, enc.len() / 2] {
+            assert!(decode(&enc[..cut], &layout, [4, 4, 4]).is_err(), "{cut}");
+        }
+        for i in 0..enc.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut bad = enc.clone();
+                bad[i] ^= flip;
+                let _ = decode(&bad, &layout, [4, 4, 4]);
+            }
+        }
+        let mut bad_bits = enc.clone();
+        bad_bits[8 + 3] = 3; // channel 0, block 0: encodedBits 3
+        assert!(decode(&bad_bits, &layout, [4, 4, 4]).is_err());
+    }
+}
