@@ -23,6 +23,7 @@ class Layer:
         fill_missing: bool = True,
         concurrency: int = 64,
         store: MutableMapping[str, bytes] | None = None,
+        storage_options: dict[str, str] | None = None,
     ) -> Layer: ...
     @staticmethod
     def create(
@@ -40,6 +41,7 @@ class Layer:
         compression: str | None,
         concurrency: int = 64,
         store: MutableMapping[str, bytes] | None = None,
+        storage_options: dict[str, str] | None = None,
     ) -> Layer: ...
     def info_json(self) -> str: ...
     @property
