@@ -115,3 +115,14 @@ def test_truncated_chunk_names_the_key(http_server: HttpServer) -> None:
     a = BigArray(f"{http_server.url}/cut", storage_options=FAST)
     with pytest.raises(bigarrays.ChunkDecodeError, match=chunk.stem):
         a[a.bounds]
+
+
+def test_credentials_in_the_url_never_show(http_server: HttpServer) -> None:
+    make_layer(http_server.root / "auth", None)
+    secret_url = http_server.url.replace("http://", "http://reader:s3cr3t@") + "/auth"
+    a = BigArray(secret_url, storage_options=FAST)
+    assert "s3cr3t" not in a.url and "s3cr3t" not in repr(a)
+    http_server.faults.forbidden = True
+    with pytest.raises(bigarrays.PermissionDeniedError) as e:
+        a[a.bounds]
+    assert "s3cr3t" not in str(e.value) and "reader" not in str(e.value)

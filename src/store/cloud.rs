@@ -182,6 +182,29 @@ fn bucket_and_path(url: &str) -> Result<(&str, &str)> {
     Ok((bucket, path.trim_matches('/')))
 }
 
+/// `text` with the `user:password@` of every URL in it removed: object_store's messages
+/// quote request URLs, and a URL may carry credentials.
+pub fn scrub(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        out.push_str(
+            authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host),
+        );
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `url` without `user:password@`, for messages.
 pub fn redact(url: &str) -> String {
     match url.split_once("://") {
@@ -200,7 +223,8 @@ pub fn redact(url: &str) -> String {
 }
 
 fn build_error(url: &str, e: object_store::Error) -> Error {
-    Error::invalid(format!("{url}: cannot configure the store: {e}"))
+    let reason = scrub(&e.to_string());
+    Error::invalid(format!("{url}: cannot configure the store: {reason}"))
 }
 
 /// Connects to the cloud store `url` names, configured from the environment and `options`.
@@ -375,6 +399,15 @@ mod tests {
             &opts(&[("allow_invalid_certificates", "true")]),
         )?;
         Ok(())
+    }
+
+    #[test]
+    fn scrubbing() {
+        assert_eq!(
+            scrub("GET https://u:p@h/a failed; see http://x/y and s3://b"),
+            "GET https://h/a failed; see http://x/y and s3://b"
+        );
+        assert_eq!(scrub("no urls"), "no urls");
     }
 
     #[test]

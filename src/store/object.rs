@@ -127,16 +127,16 @@ impl ObjectStoreBackend {
         parsed.map_err(|e| Error::store(&self.url_of(key), format!("invalid key: {e}")))
     }
 
-    /// The engine error for a failed operation on `key`.
+    /// The engine error for a failed operation on `key` (credentials in URLs scrubbed).
     fn error(&self, key: &str, e: object_store::Error) -> Error {
         let url = self.url_of(key);
+        let reason = cloud::scrub(&e.to_string());
         match e {
             object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. } => Error::PermissionDenied {
-                url,
-                reason: e.to_string(),
-            },
-            _ => Error::store(&url, e),
+            | object_store::Error::Unauthenticated { .. } => {
+                Error::PermissionDenied { url, reason }
+            }
+            _ => Error::store(&url, reason),
         }
     }
 
