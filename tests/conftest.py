@@ -204,6 +204,9 @@ class Faults:
         self.stall = threading.Event()  # set: chunk requests hang until `release` is set
         self.release = threading.Event()
         self.requests = 0
+        self.die_after: int | None = None  # chunk requests served before the server "dies"
+        self.dead = threading.Event()
+        self.on_death: Any = None
         self.lock = threading.Lock()
 
 
@@ -221,6 +224,20 @@ class Handler(SimpleHTTPRequestHandler):
             if fail:
                 f.fail_next_500 -= 1
         is_chunk = not self.path.rstrip("/").endswith("/info")
+        if is_chunk and f.die_after is not None:
+            with f.lock:
+                f.die_after -= 1
+                dying = f.die_after < 0 and not f.dead.is_set()
+                if dying:
+                    f.dead.set()
+            if dying and f.on_death is not None:
+                threading.Thread(target=f.on_death, daemon=True).start()
+        if f.dead.is_set():
+            # Like a crashed server: no answer, the connection just goes away.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if fail:
             self.send_error(500, "injected failure")
         elif f.forbidden and is_chunk:
@@ -249,8 +266,13 @@ class HttpServer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+        self.faults.on_death = self.stop
 
     def stop(self) -> None:
+        with self.faults.lock:
+            if getattr(self, "_stopped", False):
+                return
+            self._stopped = True
         self.faults.release.set()
         self.server.shutdown()
         self.server.server_close()

@@ -108,6 +108,17 @@ def test_stopped_server_is_a_store_error(http_server: HttpServer) -> None:
     assert time.monotonic() - began < 10
 
 
+def test_server_dying_mid_read_is_a_store_error(http_server: HttpServer) -> None:
+    make_layer(http_server.root / "dies", None)
+    a = BigArray(f"{http_server.url}/dies", storage_options={**FAST, "concurrency": 2})
+    http_server.faults.die_after = 2  # serves two chunks, then drops connections and stops
+    began = time.monotonic()
+    with pytest.raises(bigarrays.StoreError, match=f"{http_server.url}/dies/"):
+        a[a.bounds]
+    assert time.monotonic() - began < 10
+    assert http_server.faults.dead.is_set()
+
+
 def test_truncated_chunk_names_the_key(http_server: HttpServer) -> None:
     make_layer(http_server.root / "cut", "gzip")
     chunk = sorted((http_server.root / "cut").glob("*/*.gz"))[-1]
