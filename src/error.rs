@@ -33,6 +33,10 @@ pub enum Error {
     #[error("{url}: {reason}")]
     Store { url: String, reason: String },
 
+    /// The store refused access (HTTP 401/403, missing or wrong credentials).
+    #[error("{url}: permission denied: {reason}")]
+    PermissionDenied { url: String, reason: String },
+
     /// A write reached outside the layer's bounds; nothing was written.
     #[error("{reason}")]
     OutOfBounds { reason: String },

@@ -94,3 +94,32 @@ fn c_ordered_input_is_written_in_fortran_order() -> Result<(), Error> {
     assert_eq!(a.read::<i32>(&b)?, c_order);
     Ok(())
 }
+
+#[test]
+fn byte_ranges_on_disk_and_in_memory() -> Result<(), Error> {
+    let dir = tempfile::tempdir().map_err(|e| Error::InvalidArgument {
+        reason: e.to_string(),
+    })?;
+    let disk = dir.path().to_str().unwrap_or_default().to_string();
+    for url in [disk.as_str(), "memory://ranges"] {
+        let store = bigarrays::store::open_url(url, true)?;
+        let io = bigarrays::runtime::io();
+        let value = bytes::Bytes::from((0u8..=255).collect::<Vec<u8>>());
+        io.block_on(store.put("shard", value.clone()))?;
+        let parts = io
+            .block_on(store.get_ranges("shard", &[0..4, 10..12, 200..256]))?
+            .unwrap_or_default();
+        assert_eq!(
+            parts,
+            vec![
+                value.slice(0..4),
+                value.slice(10..12),
+                value.slice(200..256)
+            ]
+        );
+        let one = io.block_on(store.get_range("shard", 5..7))?;
+        assert_eq!(one, Some(value.slice(5..7)));
+        assert_eq!(io.block_on(store.get_range("absent", 0..1))?, None);
+    }
+    Ok(())
+}

@@ -17,6 +17,7 @@ from .errors import (
     LayerNotFoundError,
     MissingChunkError,
     OutOfBoundsError,
+    PermissionDeniedError,
     StoreError,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "LayerNotFoundError",
     "MissingChunkError",
     "OutOfBoundsError",
+    "PermissionDeniedError",
     "StoreError",
     "__version__",
 ]

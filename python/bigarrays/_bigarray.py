@@ -12,18 +12,32 @@ from . import _core, _selection
 from .errors import InvalidArgumentError
 
 _FORMATS = (None, "precomputed")
-_STORAGE_OPTIONS = {"concurrency"}
+
+
+def _option_text(key: str, value: Any) -> str:
+    """One storage option as the text object_store's configuration expects."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise InvalidArgumentError(
+        f"storage_options[{key!r}] must be a str, int, float or bool, not {type(value).__name__}"
+    )
 
 
 def _engine_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Validates ``storage_options``: an unknown key is an error, never silently dropped."""
+    """Splits ``storage_options`` into ``concurrency`` and the store's own options.
+
+    The engine validates the store's keys against the URL's scheme: an unknown key is an
+    error, never silently dropped.
+    """
     options = dict(storage_options or {})
-    unknown = set(options) - _STORAGE_OPTIONS
-    if unknown:
-        raise InvalidArgumentError(
-            f"storage_options: unknown key(s) {sorted(unknown)}; known: {sorted(_STORAGE_OPTIONS)}"
-        )
-    return options
+    engine: dict[str, Any] = {}
+    if "concurrency" in options:
+        engine["concurrency"] = options.pop("concurrency")
+    if options:
+        engine["storage_options"] = {str(k): _option_text(str(k), v) for k, v in options.items()}
+    return engine
 
 
 def _check_unbuilt(format: str | None, cache_bytes: int) -> None:
@@ -39,8 +53,9 @@ class BigArray:
     Parameters
     ----------
     url : str
-        A local path, ``file://...`` or ``memory://name`` (shared by every ``BigArray`` on
-        that name in this process). With ``store``, the key prefix inside the mapping.
+        A local path, ``file://...``, ``memory://name`` (shared by every ``BigArray`` on
+        that name in this process), ``s3://bucket/path``, ``gs://bucket/path`` or
+        ``http(s)://host/path`` (read-only). With ``store``, the key prefix inside the mapping.
     mip : int
         Index into ``info["scales"]``; 0 is full resolution.
     format : str, optional
@@ -55,7 +70,15 @@ class BigArray:
         ``<key>.gz`` files) and ``None`` for ``jpeg``, ``png`` and ``blosc``, as CloudVolume
         does; ``None`` writes plain chunks that TensorStore and a static web server can read.
     storage_options : dict, optional
-        ``{"concurrency": N}``: store requests in flight at once (default 64).
+        ``"concurrency"``: store requests in flight at once (default 64). For ``s3://``,
+        ``gs://`` and ``http(s)://`` URLs also ``"retries"`` (default 5), ``"timeout"``
+        (seconds per request, default 30), ``"deadline"`` (seconds per operation, retries
+        included, default 120), ``"anonymous"`` (unsigned requests, for public buckets),
+        ``"profile"`` (S3: a profile of ``~/.aws/credentials``/``config``), and any
+        object_store configuration key for the scheme (``"aws_access_key_id"``,
+        ``"endpoint"``, ``"region"``, ``"service_account"``, ``"allow_http"``, ...); these
+        override the environment. Unknown keys raise
+        :class:`~bigarrays.errors.InvalidArgumentError`.
     cache_bytes : int
         Reserved for the decoded-chunk cache; must be 0 for now.
 
@@ -134,7 +157,8 @@ class BigArray:
         Parameters
         ----------
         url : str
-            Where to create it (a local path, ``file://`` or ``memory://``).
+            Where to create it (a local path, ``file://``, ``memory://``, ``s3://`` or
+            ``gs://``).
         shape : tuple of int
             ``(x, y, z)``, or ``(x, y, z, c)`` to give the channel count.
         dtype : numpy dtype

@@ -23,6 +23,7 @@ class Layer:
         fill_missing: bool = True,
         concurrency: int = 64,
         store: MutableMapping[str, bytes] | None = None,
+        storage_options: dict[str, str] | None = None,
     ) -> Layer: ...
     @staticmethod
     def create(
@@ -41,6 +42,7 @@ class Layer:
         encoding_options: str | None = None,
         concurrency: int = 64,
         store: MutableMapping[str, bytes] | None = None,
+        storage_options: dict[str, str] | None = None,
     ) -> Layer: ...
     def info_json(self) -> str: ...
     @property

@@ -39,6 +39,10 @@ class StoreError(BigArrayError, OSError):
     """The key-value store failed."""
 
 
+class PermissionDeniedError(StoreError, PermissionError):
+    """The store refused access (HTTP 401/403: missing, wrong or insufficient credentials)."""
+
+
 class OutOfBoundsError(BigArrayError, IndexError):
     """A write reached outside the layer bounds; nothing was written."""
 
@@ -56,5 +60,6 @@ __all__ = [
     "LayerNotFoundError",
     "MissingChunkError",
     "OutOfBoundsError",
+    "PermissionDeniedError",
     "StoreError",
 ]

@@ -37,6 +37,15 @@ impl Compression {
         }
     }
 
+    /// The HTTP `Content-Encoding` that declares this compression in object stores.
+    pub fn content_encoding(self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some("gzip"),
+            Compression::Zstd => Some("zstd"),
+        }
+    }
+
     /// Parses a user's `compression=` value (`None` is passed as "none" or "").
     pub fn parse(name: &str) -> Result<Self> {
         match name.to_ascii_lowercase().as_str() {

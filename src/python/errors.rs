@@ -15,6 +15,7 @@ fn class_name(e: &Error) -> &'static str {
         Error::MissingChunk { .. } => "MissingChunkError",
         Error::ChunkDecode { .. } => "ChunkDecodeError",
         Error::Store { .. } => "StoreError",
+        Error::PermissionDenied { .. } => "PermissionDeniedError",
         Error::OutOfBounds { .. } => "OutOfBoundsError",
         Error::InvalidArgument { .. } => "InvalidArgumentError",
         Error::Internal { .. } => "BigArrayError",

@@ -4,6 +4,7 @@
 mod errors;
 mod mapping_store;
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -30,11 +31,27 @@ fn detached<R: Send>(py: Python<'_>, f: impl FnOnce() -> Result<R> + Send) -> Py
     py.detach(|| guarded(f)).map_err(to_pyerr)
 }
 
-fn open_store(url: &str, mapping: Option<Py<PyAny>>, create: bool) -> Result<Arc<dyn Store>> {
+fn open_store(
+    url: &str,
+    mapping: Option<Py<PyAny>>,
+    create: bool,
+    storage_options: &[(String, String)],
+) -> Result<Arc<dyn Store>> {
     match mapping {
+        Some(_) if !storage_options.is_empty() => Err(Error::invalid(format!(
+            "storage_options key {:?} does not apply with store= (a Python mapping)",
+            storage_options[0].0
+        ))),
         Some(mapping) => Ok(Arc::new(MappingStore::new(mapping, url))),
-        None => store::open_url(url, create),
+        None => store::open_url_with(url, create, storage_options),
     }
+}
+
+/// `storage_options` as sorted `(key, value)` pairs (sorted so messages are stable).
+fn store_options(options: Option<HashMap<String, String>>) -> Vec<(String, String)> {
+    let mut pairs: Vec<_> = options.unwrap_or_default().into_iter().collect();
+    pairs.sort();
+    pairs
 }
 
 fn options(
@@ -64,7 +81,9 @@ struct Layer {
 #[pymethods]
 impl Layer {
     #[staticmethod]
-    #[pyo3(signature = (url, *, compression, mip = 0, fill_missing = true, concurrency = 64, store = None))]
+    #[pyo3(signature = (url, *, compression, mip = 0, fill_missing = true, concurrency = 64, store = None,
+                        storage_options = None))]
+    #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
         url: &str,
@@ -73,10 +92,12 @@ impl Layer {
         fill_missing: bool,
         concurrency: usize,
         store: Option<Py<PyAny>>,
+        storage_options: Option<HashMap<String, String>>,
     ) -> PyResult<Layer> {
         let options = options(mip, fill_missing, compression, concurrency).map_err(to_pyerr)?;
+        let storage_options = store_options(storage_options);
         let inner = detached(py, move || {
-            BigArray::open_store(open_store(url, store, false)?, options)
+            BigArray::open_store(open_store(url, store, false, &storage_options)?, options)
         })?;
         Ok(Layer { inner })
     }
@@ -84,7 +105,7 @@ impl Layer {
     #[staticmethod]
     #[pyo3(signature = (url, *, shape, dtype, chunks, voxel_offset, resolution, num_channels, encoding,
                         layer_type, overwrite, compression, encoding_options = None, concurrency = 64,
-                        store = None))]
+                        store = None, storage_options = None))]
     #[allow(clippy::too_many_arguments)]
     fn create(
         py: Python<'_>,
@@ -102,6 +123,7 @@ impl Layer {
         encoding_options: Option<&str>,
         concurrency: usize,
         store: Option<Py<PyAny>>,
+        storage_options: Option<HashMap<String, String>>,
     ) -> PyResult<Layer> {
         let encoding_options = match encoding_options {
             None => Default::default(),
@@ -114,6 +136,7 @@ impl Layer {
                 }
             },
         };
+        let storage_options = store_options(storage_options);
         let dtype = DType::parse(dtype)
             .ok_or_else(|| to_pyerr(Error::invalid(format!("dtype {dtype:?} is not supported"))))?;
         let spec = LayerSpec {
@@ -129,7 +152,12 @@ impl Layer {
         };
         let options = options(0, true, compression, concurrency).map_err(to_pyerr)?;
         let inner = detached(py, move || {
-            BigArray::create_in(open_store(url, store, true)?, &spec, overwrite, options)
+            BigArray::create_in(
+                open_store(url, store, true, &storage_options)?,
+                &spec,
+                overwrite,
+                options,
+            )
         })?;
         Ok(Layer { inner })
     }

@@ -1,17 +1,22 @@
 //! Key-value stores. A layer is a prefix in a store; every backend implements [`Store`].
-//! `object` wraps the `object_store` crate (local disk and memory now; S3, GCS and HTTP in
-//! the cloud issue). The Python-mapping adapter lives in `python/` because it needs the GIL.
+//! `object` wraps the `object_store` crate (local disk, memory, S3, GCS and HTTP); `cloud`
+//! turns cloud URLs and `storage_options` into configured clients. The Python-mapping
+//! adapter lives in `python/` because it needs the GIL.
 
+mod aws_profile;
+mod cloud;
 mod object;
 
 use std::fmt::Debug;
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
+pub use cloud::Scheme;
 pub use object::ObjectStoreBackend;
 
 /// A key-value store holding one layer. Keys are `/`-separated and relative to the layer.
@@ -28,10 +33,68 @@ pub trait Store: Send + Sync + Debug {
 
     /// Removes `key`; an absent key is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Whether transport compression is declared in object metadata (`Content-Encoding`,
+    /// CloudVolume's convention in object stores) instead of a key suffix (its convention on
+    /// file systems).
+    fn encoding_in_metadata(&self) -> bool {
+        false
+    }
+
+    /// Stores `value` under `key`, declaring `content_encoding` where the store keeps such
+    /// metadata. Stores without metadata ignore it.
+    async fn put_encoded(
+        &self,
+        key: &str,
+        value: Bytes,
+        content_encoding: Option<&'static str>,
+    ) -> Result<()> {
+        let _ = content_encoding;
+        self.put(key, value).await
+    }
+
+    /// The bytes of `key` in each of `ranges`, or `None` when `key` is absent. Backends
+    /// coalesce nearby ranges into fewer requests.
+    async fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Option<Vec<Bytes>>> {
+        let Some(all) = self.get(key).await? else {
+            return Ok(None);
+        };
+        ranges
+            .iter()
+            .map(|r| {
+                let (a, b) = (usize::try_from(r.start), usize::try_from(r.end));
+                match (a, b) {
+                    (Ok(a), Ok(b)) if a <= b && b <= all.len() => Ok(all.slice(a..b)),
+                    _ => Err(Error::store(
+                        &self.url_of(key),
+                        format!("range {r:?} outside the object's {} bytes", all.len()),
+                    )),
+                }
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// The bytes of `key` in `range`, or `None` when `key` is absent.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>> {
+        let got = self.get_ranges(key, std::slice::from_ref(&range)).await?;
+        Ok(got.and_then(|v| v.into_iter().next()))
+    }
 }
 
-/// Opens the store a URL names: a plain path, `file://` or `memory://`.
-/// With `create`, a missing local directory is made.
+/// Options for the store a URL names: `(key, value)` pairs from `storage_options`, minus
+/// `concurrency`, which the engine handles.
+pub type StoreOptions = [(String, String)];
+
+/// Opens the store a URL names: a plain path, `file://` or `memory://`, `s3://`, `gs://`,
+/// `http(s)://`. With `create`, a missing local directory is made.
 pub fn open_url(url: &str, create: bool) -> Result<Arc<dyn Store>> {
-    Ok(Arc::new(ObjectStoreBackend::from_url(url, create)?))
+    open_url_with(url, create, &[])
+}
+
+/// [`open_url`] with storage options (credentials, endpoints, retries, timeouts).
+pub fn open_url_with(url: &str, create: bool, options: &StoreOptions) -> Result<Arc<dyn Store>> {
+    Ok(Arc::new(ObjectStoreBackend::from_url_with(
+        url, create, options,
+    )?))
 }

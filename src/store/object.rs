@@ -2,17 +2,21 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions};
 
-use super::Store;
+use super::cloud::{self, Scheme};
+use super::{Store, StoreOptions};
 use crate::error::{Error, Result};
 
 /// A store backed by any `object_store` implementation, rooted at a prefix.
@@ -20,6 +24,13 @@ pub struct ObjectStoreBackend {
     inner: Arc<dyn ObjectStore>,
     /// The URL of the layer root, for messages; ends without a slash.
     url: String,
+    /// The layer's path inside `inner` (empty when `inner` is already rooted there).
+    prefix: Path,
+    /// Remote stores: each operation ends by then, retries included.
+    deadline: Option<Duration>,
+    /// Object stores keep Content-Encoding; file systems and memory do not.
+    remote: bool,
+    read_only: bool,
 }
 
 impl fmt::Debug for ObjectStoreBackend {
@@ -42,19 +53,34 @@ fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
 }
 
 impl ObjectStoreBackend {
-    /// Opens a plain path, `file://` URL or `memory://name`.
+    /// Opens a plain path, `file://` URL or `memory://name`, `s3://`, `gs://` or `http(s)://`.
     pub fn from_url(url: &str, create: bool) -> Result<Self> {
+        Self::from_url_with(url, create, &[])
+    }
+
+    /// [`ObjectStoreBackend::from_url`] with storage options (see `cloud.rs`).
+    pub fn from_url_with(url: &str, create: bool, options: &StoreOptions) -> Result<Self> {
+        if let Some(scheme) = Scheme::of(url) {
+            let c = cloud::connect(url, scheme, options)?;
+            return Ok(ObjectStoreBackend {
+                inner: c.store,
+                url: c.url,
+                prefix: c.prefix,
+                deadline: Some(c.deadline),
+                remote: true,
+                read_only: c.read_only,
+            });
+        }
+        cloud::reject_for_local(url, options)?;
         if let Some(name) = url.strip_prefix("memory://") {
             let name = name.trim_end_matches('/');
-            return Ok(ObjectStoreBackend {
-                inner: memory_store(name),
-                url: format!("memory://{name}"),
-            });
+            return Ok(Self::rooted(memory_store(name), format!("memory://{name}")));
         }
         if let Some((scheme, _)) = url.split_once("://") {
             if scheme != "file" {
                 return Err(Error::invalid(format!(
-                    "{url}: the {scheme}:// scheme is not supported yet (local paths, file:// and memory:// are)"
+                    "{url}: the {scheme}:// scheme is not supported (local paths, file://, \
+                     memory://, s3://, gs://, http:// and https:// are)"
                 )));
             }
         }
@@ -74,14 +100,75 @@ impl ObjectStoreBackend {
         let root = std::path::absolute(path)?;
         let inner = LocalFileSystem::new_with_prefix(&root).map_err(std::io::Error::other)?;
         let url = format!("file://{}", root.display());
-        Ok(ObjectStoreBackend {
-            inner: Arc::new(inner),
-            url: url.trim_end_matches('/').to_string(),
-        })
+        Ok(Self::rooted(
+            Arc::new(inner),
+            url.trim_end_matches('/').to_string(),
+        ))
+    }
+
+    /// A local store already rooted at the layer.
+    fn rooted(inner: Arc<dyn ObjectStore>, url: String) -> Self {
+        ObjectStoreBackend {
+            inner,
+            url,
+            prefix: Path::default(),
+            deadline: None,
+            remote: false,
+            read_only: false,
+        }
     }
 
     fn path(&self, key: &str) -> Result<Path> {
-        Path::parse(key).map_err(|e| Error::store(&self.url_of(key), format!("invalid key: {e}")))
+        let parsed = if self.prefix.as_ref().is_empty() {
+            Path::parse(key)
+        } else {
+            Path::parse(format!("{}/{key}", self.prefix))
+        };
+        parsed.map_err(|e| Error::store(&self.url_of(key), format!("invalid key: {e}")))
+    }
+
+    /// The engine error for a failed operation on `key` (credentials in URLs scrubbed).
+    fn error(&self, key: &str, e: object_store::Error) -> Error {
+        let url = self.url_of(key);
+        let reason = cloud::scrub(&e.to_string());
+        match e {
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => {
+                Error::PermissionDenied { url, reason }
+            }
+            _ => Error::store(&url, reason),
+        }
+    }
+
+    /// Runs one store operation under the deadline, so a server that stops answering is an
+    /// error naming the URL, never a hang.
+    async fn timed<T>(
+        &self,
+        key: &str,
+        op: impl Future<Output = object_store::Result<T>>,
+    ) -> Result<object_store::Result<T>> {
+        match self.deadline {
+            None => Ok(op.await),
+            Some(deadline) => tokio::time::timeout(deadline, op).await.map_err(|_| {
+                Error::store(
+                    &self.url_of(key),
+                    format!(
+                        "no answer within the deadline ({:.1} s)",
+                        deadline.as_secs_f64()
+                    ),
+                )
+            }),
+        }
+    }
+
+    fn check_writable(&self, key: &str) -> Result<()> {
+        if self.read_only {
+            return Err(Error::store(
+                &self.url_of(key),
+                "HTTP stores are read-only (write to s3://, gs:// or a local path)",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -93,31 +180,69 @@ impl Store for ObjectStoreBackend {
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let path = self.path(key)?;
-        let result = match self.inner.get(&path).await {
-            Ok(r) => r.bytes().await,
-            Err(e) => Err(e),
+        let fetch = async {
+            match self.inner.get(&path).await {
+                Ok(r) => r.bytes().await,
+                Err(e) => Err(e),
+            }
         };
-        match result {
+        match self.timed(key, fetch).await? {
             Ok(bytes) => Ok(Some(bytes)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(Error::store(&self.url_of(key), e)),
+            Err(e) => Err(self.error(key, e)),
         }
     }
 
     async fn put(&self, key: &str, value: Bytes) -> Result<()> {
-        let path = self.path(key)?;
-        self.inner
-            .put(&path, value.into())
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::store(&self.url_of(key), e))
+        self.put_encoded(key, value, None).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
+        self.check_writable(key)?;
         let path = self.path(key)?;
-        match self.inner.delete(&path).await {
+        match self.timed(key, self.inner.delete(&path)).await? {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::store(&self.url_of(key), e)),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    fn encoding_in_metadata(&self) -> bool {
+        self.remote
+    }
+
+    async fn put_encoded(
+        &self,
+        key: &str,
+        value: Bytes,
+        content_encoding: Option<&'static str>,
+    ) -> Result<()> {
+        self.check_writable(key)?;
+        let path = self.path(key)?;
+        let mut attributes = Attributes::new();
+        // Only remote stores keep attributes; the local file system rejects them.
+        if let (Some(encoding), true) = (content_encoding, self.remote) {
+            attributes.insert(Attribute::ContentEncoding, encoding.into());
+        }
+        let options = PutOptions {
+            attributes,
+            ..Default::default()
+        };
+        self.timed(key, self.inner.put_opts(&path, value.into(), options))
+            .await?
+            .map(|_| ())
+            .map_err(|e| self.error(key, e))
+    }
+
+    async fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Option<Vec<Bytes>>> {
+        let path = self.path(key)?;
+        // object_store coalesces ranges less than 1 MiB apart into one request.
+        match self
+            .timed(key, self.inner.get_ranges(&path, ranges))
+            .await?
+        {
+            Ok(parts) => Ok(Some(parts)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(key, e)),
         }
     }
 }

@@ -49,15 +49,24 @@ impl ChunkStore {
         Ok(None)
     }
 
-    /// Stores an encoded chunk with the suffix its compression calls for, then removes the
-    /// other variants so that no reader can find a stale copy first.
+    /// Stores an encoded chunk, then removes the other variants so that no reader can find
+    /// a stale copy first. On file systems the compression is a key suffix (`.gz`); in object
+    /// stores it is CloudVolume's convention there: the plain key with `Content-Encoding`.
     pub async fn put(&self, key: &str, bytes: Bytes, compression: Compression) -> Result<()> {
-        self.store
-            .put(&format!("{key}{}", compression.suffix()), bytes)
-            .await?;
+        let written = if self.store.encoding_in_metadata() {
+            self.store
+                .put_encoded(key, bytes, compression.content_encoding())
+                .await?;
+            Compression::None.suffix()
+        } else {
+            self.store
+                .put(&format!("{key}{}", compression.suffix()), bytes)
+                .await?;
+            compression.suffix()
+        };
         let stale = Compression::PROBE_ORDER
             .into_iter()
-            .filter(|&c| c != compression)
+            .filter(|c| c.suffix() != written)
             .map(|c| {
                 let key = format!("{key}{}", c.suffix());
                 async move { self.store.delete(&key).await }

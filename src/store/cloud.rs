@@ -1,0 +1,418 @@
+//! Cloud URLs (`s3://`, `gs://`, `http(s)://`) → configured `object_store` clients.
+//!
+//! Configuration comes the way users already have it (AWS_* and GOOGLE_* environment
+//! variables, a service-account JSON), and `storage_options` override any of it. object_store
+//! silently drops keys it does not know, so every key is validated here first: a typo must be
+//! an error, not a setting that quietly does nothing. Values never appear in messages, because
+//! some of them are secrets.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::http::HttpBuilder;
+use object_store::path::Path;
+use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
+
+use super::aws_profile;
+use crate::error::{Error, Result};
+
+/// Options of our own, understood for every cloud scheme (the rest go to object_store).
+const OWN_KEYS: [&str; 4] = ["retries", "timeout", "deadline", "anonymous"];
+
+/// Retries after a 5xx, a timeout or a dropped connection, with exponential backoff.
+const DEFAULT_RETRIES: usize = 5;
+/// One request (connect + transfer) may take this long before it is retried.
+const DEFAULT_TIMEOUT_S: f64 = 30.0;
+/// One operation, retries included, gives up after this long: a dead server is an error,
+/// never a hang.
+const DEFAULT_DEADLINE_S: f64 = 120.0;
+
+/// Which cloud a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    S3,
+    Gcs,
+    Http,
+}
+
+impl Scheme {
+    /// The cloud scheme of `url`, or `None` for local and memory URLs.
+    pub fn of(url: &str) -> Option<Scheme> {
+        let (scheme, _) = url.split_once("://")?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "s3" | "s3a" => Some(Scheme::S3),
+            "gs" | "gcs" => Some(Scheme::Gcs),
+            "http" | "https" => Some(Scheme::Http),
+            _ => None,
+        }
+    }
+
+    /// Whether `key` is a configuration key this scheme understands.
+    fn knows(self, key: &str) -> bool {
+        let key = key.to_ascii_lowercase();
+        OWN_KEYS.contains(&key.as_str())
+            || match self {
+                Scheme::S3 => AmazonS3ConfigKey::from_str(&key).is_ok(),
+                Scheme::Gcs => GoogleConfigKey::from_str(&key).is_ok(),
+                Scheme::Http => ClientConfigKey::from_str(&key).is_ok(),
+            }
+    }
+}
+
+/// A connected cloud store, rooted where the layer is.
+pub struct Cloud {
+    pub store: Arc<dyn ObjectStore>,
+    /// The layer's path inside the store (empty for HTTP, whose base URL is the layer).
+    pub prefix: Path,
+    /// The layer URL for messages: no credentials, no trailing slash.
+    pub url: String,
+    /// Each operation, retries included, ends by then.
+    pub deadline: Duration,
+    /// HTTP servers are read-only.
+    pub read_only: bool,
+}
+
+/// The retry/timeout settings parsed from the options.
+struct Limits {
+    retries: usize,
+    timeout: Duration,
+    deadline: Duration,
+    anonymous: bool,
+    /// S3 only: the shared-config profile to read (else `AWS_PROFILE`, else `default`).
+    profile: Option<String>,
+}
+
+fn seconds(key: &str, value: &str) -> Result<Duration> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "storage_options[{key:?}] must be a positive number of seconds"
+            ))
+        })
+}
+
+fn flag(key: &str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(Error::invalid(format!(
+            "storage_options[{key:?}] must be true or false"
+        ))),
+    }
+}
+
+/// Splits the options into our own limits and object_store's keys, validating every key.
+fn split(scheme: Scheme, options: &[(String, String)]) -> Result<(Limits, Vec<(String, String)>)> {
+    let mut limits = Limits {
+        retries: DEFAULT_RETRIES,
+        timeout: Duration::from_secs_f64(DEFAULT_TIMEOUT_S),
+        deadline: Duration::from_secs_f64(DEFAULT_DEADLINE_S),
+        anonymous: false,
+        profile: None,
+    };
+    let mut rest = Vec::new();
+    for (key, value) in options {
+        let lower = key.to_ascii_lowercase();
+        if scheme == Scheme::S3 && (lower == "profile" || lower == "aws_profile") {
+            limits.profile = Some(value.clone());
+            continue;
+        }
+        if !scheme.knows(&lower) {
+            return Err(Error::invalid(format!(
+                "storage_options: unknown key {key:?} for {scheme:?} stores (known: concurrency, \
+                 retries, timeout, deadline, anonymous, and object_store's configuration keys)"
+            )));
+        }
+        match lower.as_str() {
+            "retries" => {
+                limits.retries = value.trim().parse().map_err(|_| {
+                    Error::invalid("storage_options[\"retries\"] must be a non-negative integer")
+                })?
+            }
+            "timeout" => limits.timeout = seconds(key, value)?,
+            "deadline" => limits.deadline = seconds(key, value)?,
+            "anonymous" => limits.anonymous = flag(key, value)?,
+            _ => rest.push((lower, value.clone())),
+        }
+    }
+    Ok((limits, rest))
+}
+
+impl Limits {
+    fn retry(&self) -> RetryConfig {
+        RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_secs(5),
+                base: 2.0,
+            },
+            max_retries: self.retries,
+            retry_timeout: self.deadline,
+        }
+    }
+
+    /// Client timeouts as object_store config strings (humantime has no fractions).
+    fn client_config(&self) -> [(ClientConfigKey, String); 2] {
+        let ms = |d: Duration| format!("{}ms", d.as_millis().max(1));
+        [
+            (ClientConfigKey::Timeout, ms(self.timeout)),
+            (
+                ClientConfigKey::ConnectTimeout,
+                ms(self.timeout.min(Duration::from_secs(5))),
+            ),
+        ]
+    }
+}
+
+/// `scheme://bucket/path` → (bucket, path), with a clear error for a URL with no bucket.
+fn bucket_and_path(url: &str) -> Result<(&str, &str)> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(Error::invalid(format!("{url}: no bucket in the URL")));
+    }
+    Ok((bucket, path.trim_matches('/')))
+}
+
+/// `text` with the `user:password@` of every URL in it removed: object_store's messages
+/// quote request URLs, and a URL may carry credentials.
+pub fn scrub(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        out.push_str(
+            authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host),
+        );
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `url` without `user:password@`, for messages.
+pub fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            let joined = if path.is_empty() {
+                format!("{scheme}://{host}")
+            } else {
+                format!("{scheme}://{host}/{path}")
+            };
+            joined.trim_end_matches('/').to_string()
+        }
+        None => url.to_string(),
+    }
+}
+
+fn build_error(url: &str, e: object_store::Error) -> Error {
+    let reason = scrub(&e.to_string());
+    Error::invalid(format!("{url}: cannot configure the store: {reason}"))
+}
+
+/// Connects to the cloud store `url` names, configured from the environment and `options`.
+pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Result<Cloud> {
+    let (limits, rest) = split(scheme, options)?;
+    let shown = redact(url);
+    let (store, prefix, read_only): (Arc<dyn ObjectStore>, Path, bool) = match scheme {
+        Scheme::S3 => {
+            let (bucket, path) = bucket_and_path(url)?;
+            // Precedence as in the AWS CLI: storage_options, then AWS_* variables, then the
+            // shared profile files.
+            let mut b = AmazonS3Builder::new();
+            for (key, value) in aws_profile::settings(limits.profile.as_deref())? {
+                let key = AmazonS3ConfigKey::from_str(key).map_err(|e| build_error(&shown, e))?;
+                b = b.with_config(key, value);
+            }
+            // vars_os: a non-UTF-8 variable elsewhere in the environment must not panic.
+            for (key, value) in std::env::vars_os() {
+                let (Some(key), Some(value)) = (key.to_str(), value.to_str()) else {
+                    continue;
+                };
+                if key.starts_with("AWS_") {
+                    if let Ok(key) = AmazonS3ConfigKey::from_str(&key.to_ascii_lowercase()) {
+                        b = b.with_config(key, value);
+                    }
+                }
+            }
+            for (key, value) in &rest {
+                let key = AmazonS3ConfigKey::from_str(key).map_err(|e| build_error(&shown, e))?;
+                b = b.with_config(key, value);
+            }
+            // A plain-http endpoint (AWS_ENDPOINT_URL=http://..., an emulator, MinIO) is
+            // what the user asked for: allow it rather than fail on "scheme not allowed".
+            let endpoint = b.get_config_value(&AmazonS3ConfigKey::Endpoint);
+            if endpoint.is_some_and(|e| e.starts_with("http://"))
+                && !rest.iter().any(|(k, _)| k.ends_with("allow_http"))
+            {
+                b = b.with_allow_http(true);
+            }
+            for (key, value) in limits.client_config() {
+                b = b.with_config(AmazonS3ConfigKey::Client(key), value);
+            }
+            if limits.anonymous {
+                b = b.with_skip_signature(true);
+            }
+            // Last, so that no AWS_BUCKET variable or option can point elsewhere.
+            let s = b
+                .with_bucket_name(bucket)
+                .with_retry(limits.retry())
+                .build()
+                .map_err(|e| build_error(&shown, e))?;
+            (Arc::new(s), Path::from(path), false)
+        }
+        Scheme::Gcs => {
+            let (bucket, path) = bucket_and_path(url)?;
+            let mut b = GoogleCloudStorageBuilder::from_env();
+            for (key, value) in &rest {
+                let key = GoogleConfigKey::from_str(key).map_err(|e| build_error(&shown, e))?;
+                b = b.with_config(key, value);
+            }
+            let base = b.get_config_value(&GoogleConfigKey::BaseUrl);
+            if base.is_some_and(|e| e.starts_with("http://"))
+                && !rest.iter().any(|(k, _)| k.ends_with("allow_http"))
+            {
+                b = b.with_config(GoogleConfigKey::Client(ClientConfigKey::AllowHttp), "true");
+            }
+            for (key, value) in limits.client_config() {
+                b = b.with_config(GoogleConfigKey::Client(key), value);
+            }
+            if limits.anonymous {
+                // Reads only: object_store 0.14 still asks the credential provider on writes.
+                b = b.with_skip_signature(true);
+            }
+            let s = b
+                .with_bucket_name(bucket)
+                .with_retry(limits.retry())
+                .build()
+                .map_err(|e| build_error(&shown, e))?;
+            (Arc::new(s), Path::from(path), false)
+        }
+        Scheme::Http => {
+            let mut client = ClientOptions::new().with_allow_http(true);
+            for (key, value) in &rest {
+                let key = ClientConfigKey::from_str(key).map_err(|e| build_error(&shown, e))?;
+                client = client.with_config(key, value);
+            }
+            for (key, value) in limits.client_config() {
+                client = client.with_config(key, value);
+            }
+            let s = HttpBuilder::new()
+                .with_url(url.trim_end_matches('/'))
+                .with_client_options(client)
+                .with_retry(limits.retry())
+                .build()
+                .map_err(|e| build_error(&shown, e))?;
+            (Arc::new(s), Path::default(), true)
+        }
+    };
+    Ok(Cloud {
+        store,
+        prefix,
+        url: shown,
+        // object_store stops retrying at the deadline, but a request already in flight may
+        // run up to one more timeout: allow for it before we cut the operation off.
+        deadline: limits.deadline + limits.timeout,
+        read_only,
+    })
+}
+
+/// Rejects cloud-only options for stores that have no use for them.
+pub fn reject_for_local(url: &str, options: &[(String, String)]) -> Result<()> {
+    match options.first() {
+        Some((key, _)) => Err(Error::invalid(format!(
+            "storage_options: key {key:?} does not apply to {url} (only \"concurrency\" does)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn schemes() {
+        assert_eq!(Scheme::of("s3://b/p"), Some(Scheme::S3));
+        assert_eq!(Scheme::of("gs://b/p"), Some(Scheme::Gcs));
+        assert_eq!(Scheme::of("HTTPS://h/p"), Some(Scheme::Http));
+        assert_eq!(Scheme::of("/data"), None);
+        assert_eq!(Scheme::of("memory://x"), None);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_and_values_never_shown() {
+        let err = split(Scheme::S3, &opts(&[("aws_secret_acces_key", "hunter2")]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("aws_secret_acces_key"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = split(Scheme::Gcs, &opts(&[("timeout", "soon")]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("timeout") && !err.contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn known_keys_pass() -> Result<()> {
+        let (limits, rest) = split(
+            Scheme::S3,
+            &opts(&[
+                ("retries", "2"),
+                ("timeout", "0.5"),
+                ("endpoint", "http://127.0.0.1:1"),
+                ("AWS_REGION", "eu-west-1"),
+            ]),
+        )?;
+        assert_eq!(limits.retries, 2);
+        assert_eq!(limits.timeout, Duration::from_millis(500));
+        assert_eq!(rest.len(), 2);
+        split(Scheme::Gcs, &opts(&[("service_account_key", "{}")]))?;
+        split(
+            Scheme::Http,
+            &opts(&[("allow_invalid_certificates", "true")]),
+        )?;
+        Ok(())
+    }
+
+    #[test]
+    fn scrubbing() {
+        assert_eq!(
+            scrub("GET https://u:p@h/a failed; see http://x/y and s3://b"),
+            "GET https://h/a failed; see http://x/y and s3://b"
+        );
+        assert_eq!(scrub("no urls"), "no urls");
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(redact("https://u:p@host/a/b/"), "https://host/a/b");
+        assert_eq!(redact("s3://bucket/layer"), "s3://bucket/layer");
+    }
+}

