@@ -1,29 +1,14 @@
-//! Any bytes, decoded as a `compressed_segmentation` chunk of a shape taken from the first bytes, must give
-//! voxels or an error: never a panic, an over-read or an unbounded allocation.
+//! Fuzzes the `compressed_segmentation` decoder (see `harness.rs` for what is checked).
 #![no_main]
 
-use bigarrays::codec::{decode, ChunkLayout};
-use bigarrays::format::precomputed::Encoding;
+mod harness;
+
 use bigarrays::DType;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let [a, b, c, d, rest @ ..] = data else {
-        return;
-    };
-    let dtypes = [DType::U32, DType::U64];
-    let channels = [1, 2, 3];
-    let layout = ChunkLayout {
-        shape: [
-            usize::from(a % 64) + 1,
-            usize::from(b % 64) + 1,
-            usize::from(c % 16) + 1,
-        ],
-        channels: channels[usize::from(d >> 4) % channels.len()],
-        dtype: dtypes[usize::from(d & 15) % dtypes.len()],
-    };
-    let encoding = Encoding::parse("compressed_segmentation");
-    if let Ok(n) = decode(&encoding, "fuzz", rest, &layout, |v| v.len()) {
-        assert_eq!(n, layout.raw_len());
-    }
-});
+fuzz_target!(|data: &[u8]| harness::check(
+    data,
+    "compressed_segmentation",
+    &[DType::U32, DType::U64],
+    &[1, 2, 3]
+));
