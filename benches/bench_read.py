@@ -543,7 +543,11 @@ def write_report(
         "a 256×256×128 version in seconds.",
         "",
     ]
-    path.write_text("\n".join(lines))
+    # Keep the section bench_s3.py owns (between its markers), if there is one.
+    old = path.read_text() if path.exists() else ""
+    begin = old.find("<!-- bench_s3.py: begin -->")
+    keep = "\n" + old[begin:] if begin >= 0 else ""
+    path.write_text("\n".join(lines) + keep)
 
 
 def main() -> None:
