@@ -13,30 +13,10 @@ import json
 import numpy as np
 import pytest
 from conftest import FAST, FakeGcs, Moto
+from volumes import INFO, values
 
 import bigarrays
 from bigarrays import BigArray
-
-INFO = {
-    "@type": "neuroglancer_multiscale_volume",
-    "type": "image",
-    "data_type": "uint16",
-    "num_channels": 1,
-    "scales": [
-        {
-            "key": "s0",
-            "size": [10, 6, 4],
-            "voxel_offset": [0, 0, 0],
-            "resolution": [1, 1, 1],
-            "chunk_sizes": [[5, 6, 4]],
-            "encoding": "raw",
-        }
-    ],
-}
-
-
-def values(start: int) -> np.ndarray:
-    return (np.arange(5 * 6 * 4, dtype=np.uint16) + start).reshape((5, 6, 4), order="F")
 
 
 def test_reads_from_fake_gcs(fake_gcs: FakeGcs) -> None:

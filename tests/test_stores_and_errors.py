@@ -13,26 +13,11 @@ import uuid
 import numpy as np
 import pytest
 import zstandard
+from volumes import INFO, values
 
 import bigarrays
 from bigarrays import BigArray
 
-INFO = {
-    "@type": "neuroglancer_multiscale_volume",
-    "type": "image",
-    "data_type": "uint16",
-    "num_channels": 1,
-    "scales": [
-        {
-            "key": "s0",
-            "size": [10, 6, 4],
-            "voxel_offset": [0, 0, 0],
-            "resolution": [1, 1, 1],
-            "chunk_sizes": [[5, 6, 4]],
-            "encoding": "raw",
-        }
-    ],
-}
 LEFT, RIGHT = "0-5_0-6_0-4", "5-10_0-6_0-4"
 
 
@@ -41,10 +26,6 @@ def write_layer(root, info=INFO, chunks=None):
     (root / "info").write_text(info if isinstance(info, str) else json.dumps(info))
     for name, data in (chunks or {}).items():
         (root / "s0" / name).write_bytes(data)
-
-
-def values(start: int) -> np.ndarray:
-    return (np.arange(5 * 6 * 4, dtype=np.uint16) + start).reshape((5, 6, 4), order="F")
 
 
 def raw(a: np.ndarray) -> bytes:

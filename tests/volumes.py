@@ -4,6 +4,29 @@ from __future__ import annotations
 
 import numpy as np
 
+# A tiny hand-made layer: 10×6×4 uint16, two 5×6×4 chunks along x.
+INFO = {
+    "@type": "neuroglancer_multiscale_volume",
+    "type": "image",
+    "data_type": "uint16",
+    "num_channels": 1,
+    "scales": [
+        {
+            "key": "s0",
+            "size": [10, 6, 4],
+            "voxel_offset": [0, 0, 0],
+            "resolution": [1, 1, 1],
+            "chunk_sizes": [[5, 6, 4]],
+            "encoding": "raw",
+        }
+    ],
+}
+
+
+def values(start: int) -> np.ndarray:
+    """The voxels of one chunk of that layer, counting up from `start`."""
+    return (np.arange(5 * 6 * 4, dtype=np.uint16) + start).reshape((5, 6, 4), order="F")
+
 
 def random_volume(
     seed: int, shape: tuple[int, ...], dtype: str, nonzero: bool = False
