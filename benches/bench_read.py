@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-import importlib.metadata
 import json
 import math
 import os
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import tensorstore as ts
 from cloudvolume import CloudVolume
+from report import cpu_model, version, write_section
 
 from bigarrays import BigArray
 
@@ -417,23 +417,6 @@ def time_workload(w: Workload, readers: dict[str, Reader], repeats: int) -> dict
 # -- report --------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def version(pkg: str) -> str:
-    try:
-        return importlib.metadata.version(pkg)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
-
-
 def best(times: dict[str, list], prefix: str) -> tuple[str, float]:
     """The fastest configuration (by median) of one library."""
     meds = {k: statistics.median(v) for k, v in times.items() if k.startswith(prefix)}
@@ -543,11 +526,7 @@ def write_report(
         "a 256×256×128 version in seconds.",
         "",
     ]
-    # Keep the section bench_s3.py owns (between its markers), if there is one.
-    old = path.read_text() if path.exists() else ""
-    begin = old.find("<!-- bench_s3.py: begin -->")
-    keep = "\n" + old[begin:] if begin >= 0 else ""
-    path.write_text("\n".join(lines) + keep)
+    write_section("bench_read.py", "\n".join(lines), path)
 
 
 def main() -> None:
