@@ -43,6 +43,7 @@ class Layer:
         concurrency: int = 64,
         store: MutableMapping[str, bytes] | None = None,
         storage_options: dict[str, str] | None = None,
+        sharding: str | None = None,
     ) -> Layer: ...
     def info_json(self) -> str: ...
     @property
