@@ -11,7 +11,9 @@ Rust unit tests (``src/format/precomputed/sharding.rs``).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -341,8 +343,20 @@ def test_bad_sharding_arguments(tmp_path):
         BigArray.create(
             str(tmp_path), shape=(8, 8, 8), dtype="uint8", sharding=sharding(0, "md5", 0, 0)
         )
+    with pytest.raises(bigarrays.InvalidArgumentError, match="minishard_bits"):
+        BigArray.create(
+            str(tmp_path), shape=(8, 8, 8), dtype="uint8", sharding=sharding(0, "identity", 24, 0)
+        )
     with pytest.raises(bigarrays.InvalidArgumentError, match="sharding"):
         BigArray.create(str(tmp_path), shape=(8, 8, 8), dtype="uint8", sharding="big")
+    # A layer whose sharding is malformed opens, and IO names the field.
+    a = BigArray.create(str(tmp_path), shape=(8, 8, 8), dtype="uint8", chunks=(4, 4, 4))
+    info = a.info
+    info["scales"][0]["sharding"] = sharding(0, "identity", 40, 0)
+    (tmp_path / "info").write_text(json.dumps(info))
+    b = BigArray(str(tmp_path))
+    with pytest.raises(bigarrays.InfoError, match=re.escape("scales[0].sharding.minishard_bits")):
+        b[:, :, :]
 
 
 # -- cloud stores: range reads ----------------------------------------------------------------

@@ -310,6 +310,12 @@ impl Info {
                 Value::Object(_) => {
                     let parsed = ShardingSpec::parse(sharding)
                         .map_err(|(f, r)| Error::invalid(format!("sharding field '{f}': {r}")))?;
+                    if parsed.minishard_bits > 20 {
+                        return Err(Error::invalid(
+                            "sharding field 'minishard_bits': above 20 (a shard index over \
+                             16 MiB)",
+                        ));
+                    }
                     parsed.to_json()
                 }
                 _ => {

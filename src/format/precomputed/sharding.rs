@@ -37,6 +37,11 @@ pub const DEFAULT_INDEX_CACHE_BYTES: usize = 64 << 20;
 /// "auto" sharding: a shard holds the largest power-of-two block of chunks whose
 /// uncompressed size stays at or below this.
 pub const AUTO_SHARD_BYTES: u64 = 256 << 20;
+/// Above this many minishard bits the shard index alone (16 bytes per minishard) would be
+/// 64 GiB: such a spec is refused when read.
+const MAX_MINISHARD_BITS: u32 = 32;
+/// Writers build the shard index in memory: at most 16 MiB of it.
+const MAX_WRITE_MINISHARD_BITS: u32 = 20;
 /// "auto" sharding: at most this many minishards per shard (a 1 KiB shard index).
 const AUTO_MINISHARD_BITS: u32 = 6;
 
@@ -85,6 +90,12 @@ impl ShardingSpec {
         let preshift_bits = bits("preshift_bits")?;
         let minishard_bits = bits("minishard_bits")?;
         let shard_bits = bits("shard_bits")?;
+        if minishard_bits > MAX_MINISHARD_BITS {
+            return Err(err(
+                "minishard_bits",
+                "above 32 (the shard index alone would exceed 64 GiB)",
+            ));
+        }
         if minishard_bits + shard_bits > 64 {
             return Err(err("shard_bits", "minishard_bits + shard_bits exceeds 64"));
         }
@@ -419,6 +430,13 @@ pub fn decode_shard(spec: &ShardingSpec, url: &str, file: &Bytes) -> Result<BTre
 /// TensorStore writes it: the shard index, then for each minishard its chunks in id order
 /// followed by its index.
 pub fn encode_shard(spec: &ShardingSpec, chunks: &BTreeMap<u64, Bytes>) -> Result<Vec<u8>> {
+    if spec.minishard_bits > MAX_WRITE_MINISHARD_BITS {
+        return Err(Error::invalid(format!(
+            "sharding: minishard_bits {} is above {MAX_WRITE_MINISHARD_BITS}, too large a \
+             shard index to write",
+            spec.minishard_bits
+        )));
+    }
     let mut by_minishard: BTreeMap<u64, Vec<(u64, &Bytes)>> = BTreeMap::new();
     for (&id, bytes) in chunks {
         by_minishard
@@ -795,5 +813,43 @@ mod tests {
         let s = ShardingSpec::auto(&small, 64 * 64 * 64, &Encoding::Raw).unwrap();
         assert_eq!((s.shard_bits, s.preshift_bits + s.minishard_bits), (0, 3));
         assert_eq!(s.shard_name(0), "0.shard");
+    }
+
+    #[test]
+    fn reader_fetches_chunks_and_misses() {
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::ObjectStoreBackend::from_url("memory://shard-reader", true).unwrap(),
+        );
+        let s = ShardingSpec {
+            shard_bits: 1,
+            ..spec(2, true)
+        };
+        let chunks: BTreeMap<u64, Bytes> = (0..64u64)
+            .filter(|id| s.locate(*id).0 == 1 && id % 5 != 0)
+            .map(|id| (id, Bytes::from(vec![id as u8; 100 + id as usize])))
+            .collect();
+        let reader = ShardReader::new(store.clone(), s.clone(), "scale");
+        let io = crate::runtime::io();
+        io.block_on(store.put(
+            &reader.shard_key(1),
+            Bytes::from(encode_shard(&s, &chunks).unwrap()),
+        ))
+        .unwrap();
+        let ids: Vec<u64> = (0..64u64).filter(|id| s.locate(*id).0 == 1).collect();
+        for _ in 0..2 {
+            // The second round finds the minishard indexes in the cache.
+            let got = io.block_on(reader.read(1, &ids)).unwrap();
+            for (id, bytes) in ids.iter().zip(got) {
+                assert_eq!(bytes, chunks.get(id).cloned(), "chunk {id}");
+            }
+        }
+        assert!(!reader.cache().minishards.is_empty());
+        reader.forget(1);
+        assert!(reader.cache().minishards.is_empty());
+        // An absent shard: every chunk missing.
+        assert_eq!(
+            io.block_on(reader.read(0, &[0, 1])).unwrap(),
+            vec![None, None]
+        );
     }
 }
