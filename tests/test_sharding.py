@@ -332,10 +332,11 @@ def test_corrupt_shards_raise_chunk_decode_error_naming_the_shard(tmp_path):
         d[at : at + 8] = np.array([2**64 - 1], "<u8").tobytes()
 
     corrupted(overlap)
-    # A file cut short inside the chunk data.
-    path.write_bytes(good[: len(good) // 2])
-    with pytest.raises(bigarrays.ChunkDecodeError, match=r"0\.shard"):
-        BigArray(str(tmp_path))[a.bounds]
+    # Files cut short inside the chunk data, and inside the shard index.
+    for cut in (len(good) // 2, 10):
+        path.write_bytes(good[:cut])
+        with pytest.raises(bigarrays.ChunkDecodeError, match=r"0\.shard"):
+            BigArray(str(tmp_path))[a.bounds]
 
 
 def test_bad_sharding_arguments(tmp_path):

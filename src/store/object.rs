@@ -250,6 +250,7 @@ impl Store for ObjectStoreBackend {
 
     async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<Option<(Bytes, u64)>> {
         let path = self.path(key)?;
+        let (range_start, range_end) = (range.start, range.end);
         let options = GetOptions {
             range: Some(GetRange::Bounded(range)),
             ..Default::default()
@@ -262,7 +263,30 @@ impl Store for ObjectStoreBackend {
         match self.timed(key, fetch).await? {
             Ok(got) => Ok(Some(got)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.error(key, e)),
+            Err(e) => {
+                // A range past the end is an error in most backends (416, or a local
+                // out-of-range read): answer short instead, as the trait promises, so the
+                // caller can tell a truncated object from a failing store.
+                let Ok(Ok(meta)) = self.timed(key, self.inner.head(&path)).await else {
+                    return Err(self.error(key, e));
+                };
+                if meta.size >= range_end {
+                    return Err(self.error(key, e));
+                }
+                let start = range_start.min(meta.size);
+                let part = if start < meta.size {
+                    match self
+                        .timed(key, self.inner.get_range(&path, start..meta.size))
+                        .await?
+                    {
+                        Ok(b) => b,
+                        Err(e) => return Err(self.error(key, e)),
+                    }
+                } else {
+                    Bytes::new()
+                };
+                Ok(Some((part, meta.size)))
+            }
         }
     }
 }
