@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorstore as ts
 from cloudvolume import CloudVolume
-from conftest import FAST, HttpServer, Moto
+from conftest import FAST, FakeGcs, HttpServer, Moto
 from volumes import absolute, assert_bit_exact, random_volume, window
 
 import bigarrays
@@ -411,3 +411,19 @@ def test_sharded_over_s3(moto: Moto):
     assert shards and all(k.startswith(f"{prefix}/{KEY}/") for k in shards)
     for key in shards:  # range reads need plain objects
         assert "ContentEncoding" not in client.head_object(Bucket=bucket, Key=key)
+
+
+def test_sharded_over_fake_gcs(tmp_path, fake_gcs: FakeGcs):
+    """TensorStore writes murmur-hashed shards; they are served by fake-gcs-server."""
+    case = "murmur-2ch-gzip-index"
+    _, _, _, chunk, size, offset, _ = CASES[case]
+    ref = reference(case)
+    ts.open(ts_spec(tmp_path, case)).result().write(ref).result()
+    bucket = fake_gcs.bucket()
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            fake_gcs.upload(bucket, f"l/{f.relative_to(tmp_path)}", f.read_bytes())
+    a = BigArray(f"gs://{bucket}/l", storage_options=fake_gcs.options())
+    assert_bit_exact(a[a.bounds], ref)
+    for start, stop in boxes(offset, size, chunk):
+        assert_bit_exact(a[absolute(start, stop)], window(ref, offset, start, stop), (start, stop))
