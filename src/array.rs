@@ -132,6 +132,33 @@ impl BigArray {
         Self::with_info(store, info, options)
     }
 
+    /// Replaces the layer's `info` with `json` (e.g. to add the scales of a pyramid) and
+    /// returns a handle on the new `info` with this handle's options. The data type, channel
+    /// count and full-resolution scale must stay as they are: rewriting those would
+    /// reinterpret every chunk already stored.
+    pub fn update_info(&self, json: &str) -> Result<Self> {
+        let store = self.chunks.store().clone();
+        let url = store.url_of("info");
+        let new = Info::parse(&url, json.as_bytes())?;
+        let (old0, new0) = (&self.info.scales[0], &new.scales[0]);
+        let kept = [
+            ("data_type", new.data_type == self.info.data_type),
+            ("num_channels", new.num_channels == self.info.num_channels),
+            ("scales[0].key", new0.key == old0.key),
+            ("scales[0].size", new0.grid.size == old0.grid.size),
+            (
+                "scales[0].voxel_offset",
+                new0.grid.voxel_offset == old0.grid.voxel_offset,
+            ),
+            ("scales[0].chunk_sizes", new0.grid.chunk == old0.grid.chunk),
+        ];
+        if let Some((field, _)) = kept.iter().find(|(_, same)| !same) {
+            return Err(Error::info(&url, *field, "an info update cannot change it"));
+        }
+        block_on(store.put("info", Bytes::from(new.to_json())))?;
+        Self::with_info(store, new, self.options.clone())
+    }
+
     fn with_info(store: Arc<dyn Store>, info: Info, options: OpenOptions) -> Result<Self> {
         if options.mip >= info.scales.len() {
             return Err(Error::invalid(format!(

@@ -342,6 +342,121 @@ class BigArray:
         whole = self[self.bounds]
         return whole if dtype is None else whole.astype(dtype)
 
+    # -- pyramids ---------------------------------------------------------------------
+
+    def downsample(
+        self,
+        factor: tuple[int, int, int] = (2, 2, 1),
+        mips: int = 1,
+        method: str | None = None,
+        *,
+        jobs: int | None = None,
+        progress: bool = False,
+    ) -> list[BigArray]:
+        """Adds ``mips`` lower-resolution scales below this one and computes their voxels.
+
+        Each new level is ``factor`` smaller than the one above it and is computed from it
+        block by block (chunk-aligned, in parallel), so the layer is never held in memory.
+        The new ``info`` entries are the ones CloudVolume's ``add_scale`` computes for the
+        same layer (a scale of the same resolution is replaced).
+
+        Parameters
+        ----------
+        factor : (int, int, int)
+            Reduction per level along x, y, z; (2, 2, 1) suits anisotropic EM.
+        mips : int
+            How many levels to add.
+        method : {"average", "mode", "min", "max", "nearest"}, optional
+            How a block of voxels becomes one: ``"mode"`` (most frequent value; ties go to
+            the first in x-fastest order) is the default for ``layer_type="segmentation"``,
+            ``"average"`` (rounded half up for integers) for images. Voxels outside the
+            layer's bounds do not count.
+        jobs : int, optional
+            Blocks processed at once (default: the CPU count).
+        progress : bool
+            Show a progress bar on stderr (only on a terminal).
+
+        Returns
+        -------
+        list of BigArray
+            Handles on the new scales, highest resolution first.
+        """
+        from ._progress import progress_bar
+        from ._pyramid import downsample
+
+        with progress_bar(progress, "downsample") as bar:
+            return downsample(self, factor, mips, method, jobs, bar)
+
+    def copy_to(
+        self,
+        url: str,
+        *,
+        bbox: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
+        encoding: str | None = None,
+        compression: str | None = "auto",
+        sharding: Any = None,
+        chunks: tuple[int, int, int] | None = None,
+        resume: bool = False,
+        jobs: int | None = None,
+        progress: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> BigArray:
+        """Copies this scale (or a box of it) into the layer at ``url``, transcoding as asked.
+
+        A new destination gets this scale's geometry (voxel offset, resolution, chunks,
+        channels, dtype, layer type) as its only scale; an existing one must have the same
+        dtype and channel count. The copy goes in blocks aligned to the destination's
+        chunks, in parallel, with bounded memory.
+
+        Parameters
+        ----------
+        url : str
+            The destination (any URL :class:`BigArray` opens for writing).
+        bbox : ((x0, y0, z0), (x1, y1, z1)), optional
+            Absolute coordinates to copy, clipped to the bounds (default: everything).
+        encoding : str, optional
+            The destination's chunk encoding (default: the source's).
+        compression : {"auto", "gzip", "zstd", None}
+            Transport compression of the written chunks.
+        sharding : optional
+            Passed to :meth:`BigArray.create` for a new destination.
+        chunks : (int, int, int), optional
+            The destination's chunk size (default: the source's).
+        resume : bool
+            Skip the chunks that exist in the destination already, so an interrupted
+            copy finishes without redoing its work.
+        jobs : int, optional
+            Blocks copied at once (default: the CPU count).
+        progress : bool
+            Show a progress bar (bytes, MB/s, chunks, ETA) on stderr when it is a terminal.
+        storage_options : dict, optional
+            For the destination's store (see :class:`BigArray`).
+
+        Returns
+        -------
+        BigArray
+            The destination.
+        """
+        from ._copy import copy
+
+        return copy(
+            self,
+            url,
+            bbox=bbox,
+            encoding=encoding,
+            compression=compression,
+            sharding=sharding,
+            chunks=chunks,
+            resume=resume,
+            jobs=jobs,
+            progress=progress,
+            storage_options=dict(storage_options or {}),
+        )
+
+    def _reopen(self, **overrides: Any) -> BigArray:
+        """This layer opened again with some options changed (e.g. another ``mip``)."""
+        return BigArray(self._url, **{**self._init_args, **overrides})
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopen, (self._url, self._init_args))
 

@@ -167,6 +167,13 @@ impl Layer {
         self.inner.info().to_json()
     }
 
+    /// Replaces the stored `info` (same data type, channels and full-resolution scale) and
+    /// returns a handle on it.
+    fn update_info(&self, py: Python<'_>, json: &str) -> PyResult<Layer> {
+        let inner = detached(py, || self.inner.update_info(json))?;
+        Ok(Layer { inner })
+    }
+
     #[getter]
     fn url(&self) -> String {
         self.inner.url()
