@@ -453,6 +453,41 @@ class BigArray:
             storage_options=dict(storage_options or {}),
         )
 
+    # -- dask ---------------------------------------------------------------------------
+
+    def to_dask(self, chunks: tuple[int, int, int] | None = None) -> Any:
+        """This scale as a dask array, for computations on a cluster.
+
+        Dask indexes from 0: dask index ``i`` along an axis is voxel ``voxel_offset + i``
+        (``a.to_dask()[i]`` is ``a[a.voxel_offset[0] + i]``). Each task reads its block with
+        the array re-opened from its pickled form (URL and options), without locks.
+
+        Parameters
+        ----------
+        chunks : (int, int, int), optional
+            dask block size; default: a whole number of storage chunks per axis, about
+            64 MiB per block. Multiples of :attr:`chunks` avoid decoding a chunk twice.
+
+        Returns
+        -------
+        dask.array.Array
+        """
+        from ._dask import to_dask
+
+        return to_dask(self, chunks)
+
+    def write_dask(self, darray: Any, offset: tuple[int, int, int] | None = None) -> None:
+        """Writes a dask array into this scale, in parallel on dask's scheduler.
+
+        ``darray[i, j, k]`` lands on voxel ``offset + (i, j, k)`` (default offset:
+        :attr:`voxel_offset`). The array is first rechunked so that block edges fall on
+        the storage chunk grid: no two tasks write the same chunk, so no locks are needed
+        and the result does not depend on task order.
+        """
+        from ._dask import store
+
+        store(darray, self, offset)
+
     def _reopen(self, **overrides: Any) -> BigArray:
         """This layer opened again with some options changed (e.g. another ``mip``)."""
         return BigArray(self._url, **{**self._init_args, **overrides})
