@@ -39,6 +39,10 @@ def reduce_blocks(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if valid.all():
+        fast = _reduce_full(data, factor, method)
+        if fast is not None:
+            return np.asfortranarray(fast)
     values = _blocks(data, factor)  # (x, y, z, c, k)
     mask = _blocks(valid[..., None], factor)  # (x, y, z, 1, k)
     empty = ~mask.any(axis=-1)
@@ -46,6 +50,69 @@ def reduce_blocks(
         out = _REDUCERS[method](values, mask).astype(data.dtype, copy=False)
     out[np.broadcast_to(empty, out.shape)] = 0
     return np.asfortranarray(out)
+
+
+def _reduce_full(data: np.ndarray, factor: tuple[int, int, int], method: str) -> np.ndarray | None:
+    """The common case, every voxel valid: one strided view per offset within a block,
+    combined element-wise (much faster than reducing over non-contiguous axes).
+
+    None where the general path is needed (integer means that could overflow a wider sum).
+    """
+    fx, fy, fz = factor
+    views = [
+        data[dx::fx, dy::fy, dz::fz]
+        for dz in range(fz)
+        for dy in range(fy)
+        for dx in range(fx)  # x fastest: views[0] is each block's first voxel
+    ]
+    if method == "nearest":
+        return views[0]
+    if method == "mode":
+        return _mode_of_views(views)
+    if method in ("min", "max"):
+        pick = np.minimum if method == "min" else np.maximum
+        out = views[0].copy(order="F")
+        for v in views[1:]:
+            pick(out, v, out=out)
+        return out
+    n = len(views)
+    kind, itemsize = data.dtype.kind, data.dtype.itemsize
+    if kind == "f":
+        accumulator: type = np.float64
+    elif kind == "b" or (kind == "u" and itemsize == 1 and n <= 257):
+        accumulator = np.uint16  # n * 255 fits
+    elif kind in "iu" and itemsize <= 2:
+        accumulator = np.int64
+    else:
+        return None  # wide integers: the exact path in _average
+    total = views[0].astype(accumulator, order="F")
+    for v in views[1:]:
+        np.add(total, v, out=total, casting="unsafe")
+    if kind == "f":
+        return (total / n).astype(data.dtype)
+    if kind == "b":
+        return 2 * total >= n
+    if n & (n - 1) == 0:  # (2t + n) // 2n as a shift when n is a power of two
+        total += n // 2
+        return (total >> (n.bit_length() - 1)).astype(data.dtype)
+    return ((2 * total + n) // (2 * n)).astype(data.dtype)
+
+
+def _mode_of_views(views: list[np.ndarray]) -> np.ndarray:
+    """The most frequent of the values at each position, ties to the earliest view."""
+    k = len(views)
+    counts = [np.ones(views[0].shape, np.uint8, order="F") for _ in range(k)]
+    for i in range(k):
+        for j in range(i + 1, k):
+            same = views[i] == views[j]
+            counts[i] += same
+            counts[j] += same
+    best, top = views[0].copy(order="F"), counts[0]
+    for i in range(1, k):
+        better = counts[i] > top
+        np.copyto(best, views[i], where=better)
+        top = np.maximum(top, counts[i])
+    return best
 
 
 def _blocks(a: np.ndarray, factor: tuple[int, int, int]) -> np.ndarray:
