@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use crate::codec::{self, transport, ChunkLayout, Compression};
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
+use crate::format::precomputed::sharding::{self, ShardReader};
 use crate::format::precomputed::{ChunkStore, Encoding, Info, LayerSpec, Scale};
 use crate::geometry::{Bbox, BoxCopy};
 use crate::runtime;
@@ -23,6 +24,9 @@ use crate::store::{self, Store};
 const MAX_INFO_BYTES: usize = 64 << 20;
 /// Chunks written per round of fetch → encode → store; bounds the encoded bytes held.
 const WRITE_BATCH: usize = 64;
+
+/// The chunks of one shard a write touches: the shard number and `(grid cell, chunk id)`.
+type ShardCells = (u64, Vec<([u64; 3], u64)>);
 
 /// How to open a layer.
 #[derive(Debug, Clone)]
@@ -54,6 +58,8 @@ impl Default for OpenOptions {
 #[derive(Debug)]
 pub struct BigArray {
     chunks: Arc<ChunkStore>,
+    /// Reads and rewrites shard files when the scale is sharded (and its spec valid).
+    shards: Option<Arc<ShardReader>>,
     info: Info,
     options: OpenOptions,
 }
@@ -171,8 +177,18 @@ impl BigArray {
         if options.concurrency == 0 {
             return Err(Error::invalid("concurrency must be at least 1"));
         }
+        let scale = &info.scales[options.mip];
+        let shards = match &scale.sharding {
+            Some(Ok(spec)) => Some(Arc::new(ShardReader::new(
+                store.clone(),
+                spec.clone(),
+                &scale.key,
+            ))),
+            _ => None,
+        };
         Ok(BigArray {
             chunks: Arc::new(ChunkStore::new(store)),
+            shards,
             info,
             options,
         })
@@ -236,12 +252,18 @@ impl BigArray {
             };
             return Err(Error::info(&url, name, reason));
         }
-        if scale.sharded {
-            return Err(Error::info(
-                &url,
-                field("sharding"),
-                "sharded layers are not supported yet",
-            ));
+        match &scale.sharding {
+            Some(Err((name, reason))) => {
+                return Err(Error::info(&url, field(name), reason.clone()))
+            }
+            Some(Ok(_)) if sharding::morton_bits(&scale.grid).is_none() => {
+                return Err(Error::info(
+                    &url,
+                    field("sharding"),
+                    "the chunk grid needs more than 64 Morton bits, so it cannot be sharded",
+                ))
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -273,8 +295,24 @@ impl BigArray {
         }
         let (channels, itemsize) = (self.num_channels(), self.dtype().itemsize());
         let encoding = &self.scale().encoding;
-        let keys: Vec<String> = cells.iter().map(|&g| self.chunk_key(g)).collect();
-        let mut fetched = self.fetch_stream(keys.clone());
+        let (keys, mut fetched) = match &self.shards {
+            Some(reader) => {
+                let ids = self.chunk_ids(&cells);
+                let keys = ids
+                    .iter()
+                    .map(|&id| {
+                        let shard = reader.spec().locate(id).0;
+                        format!("{} (chunk {id})", reader.shard_key(shard))
+                    })
+                    .collect();
+                (keys, self.fetch_sharded(reader.clone(), ids))
+            }
+            None => {
+                let keys: Vec<String> = cells.iter().map(|&g| self.chunk_key(g)).collect();
+                let fetched = self.fetch_stream(keys.clone());
+                (keys, fetched)
+            }
+        };
         let out = SharedOut(out.as_mut_ptr());
         let failure: Mutex<Option<Error>> = Mutex::new(None);
         let fail = |e: Error| {
@@ -363,6 +401,60 @@ impl BigArray {
         rx
     }
 
+    /// The compressed Morton codes (sharded chunk ids) of grid cells.
+    fn chunk_ids(&self, cells: &[[u64; 3]]) -> Vec<u64> {
+        let bits = sharding::morton_bits(&self.scale().grid).unwrap_or([0; 3]);
+        cells
+            .iter()
+            .map(|&g| sharding::compressed_morton(g, bits))
+            .collect()
+    }
+
+    /// [`BigArray::fetch_stream`] for a sharded scale: one task per shard, each reading
+    /// just the index entries and chunk ranges it needs.
+    fn fetch_sharded(
+        &self,
+        reader: Arc<ShardReader>,
+        ids: Vec<u64>,
+    ) -> tokio::sync::mpsc::Receiver<(usize, Result<Option<Bytes>>)> {
+        let concurrency = self.options.concurrency;
+        let (tx, rx) = tokio::sync::mpsc::channel(concurrency.max(ids.len().min(4096)));
+        let mut groups: std::collections::BTreeMap<u64, Vec<(usize, u64)>> = Default::default();
+        for (i, &id) in ids.iter().enumerate() {
+            groups
+                .entry(reader.spec().locate(id).0)
+                .or_default()
+                .push((i, id));
+        }
+        runtime::io().spawn(async move {
+            let mut results = futures::stream::iter(groups)
+                .map(|(shard, members)| {
+                    let reader = reader.clone();
+                    async move {
+                        let ids: Vec<u64> = members.iter().map(|m| m.1).collect();
+                        (members, reader.read(shard, &ids).await)
+                    }
+                })
+                .buffer_unordered(concurrency);
+            while let Some((members, result)) = results.next().await {
+                match result {
+                    Ok(found) => {
+                        for ((i, _), bytes) in members.into_iter().zip(found) {
+                            if tx.send((i, Ok(bytes))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send((members[0].0, Err(e))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        rx
+    }
+
     /// Writes `data` (Fortran-ordered `[x, y, z, c]` voxels) into `bbox`, which must lie
     /// inside the bounds. Each chunk is replaced atomically.
     pub fn write_from(&self, bbox: &Bbox, data: &[u8]) -> Result<()> {
@@ -380,6 +472,9 @@ impl BigArray {
                     bounds.stop
                 ),
             });
+        }
+        if let Some(reader) = &self.shards {
+            return self.write_sharded(reader, bbox, data);
         }
         let cells = self.scale().grid.chunks_touching(bbox);
         for batch in cells.chunks(WRITE_BATCH) {
@@ -453,6 +548,158 @@ impl BigArray {
                 .buffer_unordered(self.options.concurrency)
                 .try_collect::<Vec<()>>(),
         )?;
+        Ok(())
+    }
+
+    /// Writes into a sharded scale: the touched chunks are grouped by shard; a shard the box
+    /// covers whole is built directly, any other is read whole, merged and rewritten (one
+    /// atomic put per shard). Shards are handled in batches that bound the memory held.
+    fn write_sharded(&self, reader: &Arc<ShardReader>, bbox: &Bbox, data: &[u8]) -> Result<()> {
+        let grid = self.scale().grid;
+        let spec = reader.spec().clone();
+        let cells = grid.chunks_touching(bbox);
+        let ids = self.chunk_ids(&cells);
+        let mut groups: std::collections::BTreeMap<u64, Vec<([u64; 3], u64)>> = Default::default();
+        for (&g, &id) in cells.iter().zip(&ids) {
+            groups.entry(spec.locate(id).0).or_default().push((g, id));
+        }
+        let block = spec.shard_block_bits(&grid);
+        let gshape = grid.grid_shape();
+        // Whether the box covers every voxel of the shard holding cell `g` (only knowable
+        // when shards are grid blocks).
+        let covers_shard = |g: [u64; 3]| {
+            let Some(block) = block else {
+                return false;
+            };
+            let lo: [u64; 3] = std::array::from_fn(|d| (g[d] >> block[d]) << block[d]);
+            let hi: [u64; 3] =
+                std::array::from_fn(|d| (lo[d] + (1u64 << block[d])).min(gshape[d]) - 1);
+            let shard_box = Bbox {
+                start: grid.chunk_box(lo).start,
+                stop: grid.chunk_box(hi).stop,
+            };
+            bbox.contains(&shard_box)
+        };
+        let chunk_bytes = grid.chunk.iter().product::<u64>() * self.voxel_bytes() as u64;
+        let inner_bits = (spec.preshift_bits + spec.minishard_bits).min(40);
+        let shard_bytes = chunk_bytes.saturating_mul(1 << inner_bits).max(1);
+        let per_batch = ((1u64 << 30) / shard_bytes).clamp(1, 64) as usize;
+        let groups: Vec<ShardCells> = groups.into_iter().collect();
+        for batch in groups.chunks(per_batch) {
+            self.write_shard_batch(reader, bbox, data, batch, &covers_shard)?;
+        }
+        Ok(())
+    }
+
+    fn write_shard_batch(
+        &self,
+        reader: &Arc<ShardReader>,
+        bbox: &Bbox,
+        data: &[u8],
+        batch: &[ShardCells],
+        covers_shard: &(dyn Fn([u64; 3]) -> bool + Sync),
+    ) -> Result<()> {
+        let grid = self.scale().grid;
+        let spec = reader.spec();
+        let store = self.chunks.store().clone();
+        let (channels, itemsize) = (self.num_channels(), self.dtype().itemsize());
+        let encoding = &self.scale().encoding;
+        let compression = spec.data_compression();
+        // The existing contents of shards the box covers only in part.
+        let partial: Vec<(usize, String)> = batch
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, members))| !covers_shard(members[0].0))
+            .map(|(i, (shard, _))| (i, reader.shard_key(*shard)))
+            .collect();
+        let mut existing: Vec<std::collections::BTreeMap<u64, Bytes>> =
+            vec![Default::default(); batch.len()];
+        let files = block_on(
+            futures::stream::iter(partial)
+                .map(|(i, key)| {
+                    let store = store.clone();
+                    async move { store.get(&key).await.map(|b| (i, key, b)) }
+                })
+                .buffer_unordered(self.options.concurrency)
+                .try_collect::<Vec<_>>(),
+        )?;
+        runtime::cpu()
+            .install(|| {
+                files
+                    .into_par_iter()
+                    .filter_map(|(i, key, file)| file.map(|f| (i, key, f)))
+                    .map(|(i, key, file)| {
+                        sharding::decode_shard(spec, &store.url_of(&key), &file).map(|c| (i, c))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })?
+            .into_iter()
+            .for_each(|(i, chunks)| existing[i] = chunks);
+        // Encode every touched chunk of the batch in parallel, then assemble the shards.
+        let jobs: Vec<(usize, [u64; 3], u64)> = batch
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, members))| members.iter().map(move |&(g, id)| (i, g, id)))
+            .collect();
+        let shards: Vec<(String, Vec<u8>)> = runtime::cpu().install(|| -> Result<_> {
+            let encoded: Vec<(usize, u64, Bytes)> =
+                jobs.par_iter()
+                    .map(|&(i, g, id)| {
+                        let key = format!("{} (chunk {id})", reader.shard_key(batch[i].0));
+                        let url = store.url_of(&key);
+                        let chunk_box = grid.chunk_box(g);
+                        let Some(region) = chunk_box.intersect(bbox) else {
+                            unreachable!("chunks_touching returns only overlapping chunks")
+                        };
+                        let paint = BoxCopy::new(bbox, &chunk_box, &region, channels, itemsize);
+                        let layout = self.layout(&chunk_box);
+                        let mut voxels = vec![0u8; paint.dst_len()];
+                        if region != chunk_box {
+                            if let Some(old) = existing[i].get(&id).filter(|b| !b.is_empty()) {
+                                codec::decode(encoding, &url, old, &layout, |v| {
+                                    voxels.copy_from_slice(v)
+                                })?;
+                            }
+                        }
+                        paint.copy(data, &mut voxels);
+                        let bytes = codec::encode(encoding, &voxels, &layout, compression)
+                            .map_err(|e| match e {
+                                Error::InvalidArgument { reason } => {
+                                    Error::invalid(format!("{url}: {reason}"))
+                                }
+                                other => other,
+                            })?;
+                        Ok((i, id, Bytes::from(bytes)))
+                    })
+                    .collect::<Result<_>>()?;
+            for (i, id, bytes) in encoded {
+                existing[i].insert(id, bytes);
+            }
+            existing
+                .par_iter()
+                .zip(batch.par_iter())
+                .map(|(chunks, (shard, _))| {
+                    Ok((
+                        reader.shard_key(*shard),
+                        sharding::encode_shard(spec, chunks)?,
+                    ))
+                })
+                .collect::<Result<_>>()
+        })?;
+        drop(existing);
+        // Shard objects never carry Content-Encoding: plain puts.
+        block_on(
+            futures::stream::iter(shards)
+                .map(|(key, bytes)| {
+                    let store = store.clone();
+                    async move { store.put(&key, Bytes::from(bytes)).await }
+                })
+                .buffer_unordered(self.options.concurrency)
+                .try_collect::<Vec<()>>(),
+        )?;
+        for (shard, _) in batch {
+            reader.forget(*shard);
+        }
         Ok(())
     }
 

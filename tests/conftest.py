@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -208,6 +209,7 @@ class Faults:
         self.dead = threading.Event()
         self.on_death: Any = None
         self.lock = threading.Lock()
+        self.served = 0  # body bytes sent (RangeHandler only)
 
 
 class Handler(SimpleHTTPRequestHandler):
@@ -248,6 +250,39 @@ class Handler(SimpleHTTPRequestHandler):
             super().do_GET()
 
 
+class RangeHandler(Handler):
+    """``Handler`` that honours ``Range: bytes=a-b`` with 206 Partial Content (Python's
+    ``http.server`` ignores Range); counts the body bytes it serves in ``faults.served``."""
+
+    def do_GET(self) -> None:
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        path = Path(self.translate_path(self.path))
+        if match is None or not path.is_file():
+            with self.faults.lock:
+                self.faults.served += path.stat().st_size if path.is_file() else 0
+            return super().do_GET()
+        with self.faults.lock:
+            self.faults.requests += 1
+        data = path.read_bytes()
+        start = int(match.group(1))
+        stop = min(int(match.group(2)) + 1 if match.group(2) else len(data), len(data))
+        if start >= len(data) or stop <= start:
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{len(data)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = data[start:stop]
+        with self.faults.lock:
+            self.faults.served += len(body)
+        self.send_response(206)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{len(data)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -258,10 +293,10 @@ class QuietServer(ThreadingHTTPServer):
 
 
 class HttpServer:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, base: type[Handler] = Handler) -> None:
         self.root = root
         self.faults = Faults()
-        handler = type("H", (Handler,), {"faults": self.faults})
+        handler = type("H", (base,), {"faults": self.faults})
         self.server = QuietServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -281,6 +316,17 @@ class HttpServer:
 @pytest.fixture
 def http_server(tmp_path: Path) -> Iterator[HttpServer]:
     server = HttpServer(tmp_path / "www")
+    server.root.mkdir()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def http_range_server(tmp_path: Path) -> Iterator[HttpServer]:
+    """Like ``http_server``, but answers Range requests (as cloud servers do)."""
+    server = HttpServer(tmp_path / "www", RangeHandler)
     server.root.mkdir()
     try:
         yield server

@@ -14,6 +14,7 @@ fn spec(dtype: DType, num_channels: usize) -> LayerSpec {
         encoding: "raw".into(),
         encoding_options: Default::default(),
         layer_type: "image".into(),
+        sharding: None,
     }
 }
 

@@ -183,8 +183,20 @@ class BigArray:
             Transport compression of written chunks (see :class:`BigArray`).
         layer_type : str
             ``"image"`` or ``"segmentation"`` (neuroglancer's default rendering).
-        sharding : None
-            Sharded layers are not supported yet.
+        sharding : None, "auto" or dict
+            ``None`` (default) stores one object per chunk. Otherwise the scale is sharded
+            (``neuroglancer_uint64_sharded_v1``): chunks are packed into shard files read
+            by range requests, as TensorStore, CloudVolume and neuroglancer read them.
+            ``"auto"`` picks identity hashing, so each shard is a rectangular block of
+            ``2**k`` chunks, ``k`` the largest with ``2**k * chunk bytes <= 256 MiB``
+            uncompressed (128-256 MiB per shard unless the layer is smaller, in which case
+            one shard holds it all); up to 64 minishards per shard; gzip data encoding
+            except for jpeg and png; gzip minishard indexes. A dict gives the ``sharding``
+            object itself (``preshift_bits``, ``hash``, ``minishard_bits``,
+            ``shard_bits``, ``minishard_index_encoding``, ``data_encoding``). Writes build
+            the shards a box covers whole directly; a shard covered in part is read, merged
+            and rewritten, so its other chunks are kept. ``compression`` does not apply:
+            ``data_encoding`` is the chunks' compression inside shards.
         overwrite : bool
             Replace an existing ``info``; otherwise an existing layer raises
             :class:`~bigarrays.errors.LayerExistsError`.
@@ -193,8 +205,6 @@ class BigArray:
         -------
         BigArray
         """
-        if sharding is not None:
-            raise NotImplementedError("sharding is not supported yet: pass sharding=None")
         _check_unbuilt(None, cache_bytes)
         shape = tuple(int(n) for n in shape)
         if len(shape) == 4:
@@ -221,6 +231,7 @@ class BigArray:
             overwrite=overwrite,
             compression=compression,
             store=store,
+            sharding=None if sharding is None else json.dumps(sharding),
             **_engine_options(storage_options),
         )
         self = cls.__new__(cls)

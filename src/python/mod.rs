@@ -105,7 +105,7 @@ impl Layer {
     #[staticmethod]
     #[pyo3(signature = (url, *, shape, dtype, chunks, voxel_offset, resolution, num_channels, encoding,
                         layer_type, overwrite, compression, encoding_options = None, concurrency = 64,
-                        store = None, storage_options = None))]
+                        store = None, storage_options = None, sharding = None))]
     #[allow(clippy::too_many_arguments)]
     fn create(
         py: Python<'_>,
@@ -124,7 +124,16 @@ impl Layer {
         concurrency: usize,
         store: Option<Py<PyAny>>,
         storage_options: Option<HashMap<String, String>>,
+        sharding: Option<&str>,
     ) -> PyResult<Layer> {
+        let sharding = match sharding {
+            None => None,
+            Some(text) => Some(serde_json::from_str(text).map_err(|_| {
+                to_pyerr(Error::invalid(
+                    "sharding must be JSON (\"auto\" or an object)",
+                ))
+            })?),
+        };
         let encoding_options = match encoding_options {
             None => Default::default(),
             Some(text) => match serde_json::from_str(text) {
@@ -149,6 +158,7 @@ impl Layer {
             encoding,
             encoding_options,
             layer_type,
+            sharding,
         };
         let options = options(0, true, compression, concurrency).map_err(to_pyerr)?;
         let inner = detached(py, move || {

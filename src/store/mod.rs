@@ -75,6 +75,17 @@ pub trait Store: Send + Sync + Debug {
             .map(Some)
     }
 
+    /// The bytes of `key` in `range` and the object's total size, or `None` when `key` is
+    /// absent. A range reaching past the end comes back short.
+    async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<Option<(Bytes, u64)>> {
+        let Some(all) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let len = all.len() as u64;
+        let (a, b) = (range.start.min(len), range.end.min(len));
+        Ok(Some((all.slice(a as usize..b.max(a) as usize), len)))
+    }
+
     /// The bytes of `key` in `range`, or `None` when `key` is absent.
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>> {
         let got = self.get_ranges(key, std::slice::from_ref(&range)).await?;

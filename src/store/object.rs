@@ -13,7 +13,9 @@ use bytes::Bytes;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions};
+use object_store::{
+    Attribute, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutOptions,
+};
 
 use super::cloud::{self, Scheme};
 use super::{Store, StoreOptions};
@@ -241,6 +243,24 @@ impl Store for ObjectStoreBackend {
             .await?
         {
             Ok(parts) => Ok(Some(parts)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<Option<(Bytes, u64)>> {
+        let path = self.path(key)?;
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        let fetch = async {
+            let r = self.inner.get_opts(&path, options).await?;
+            let size = r.meta.size;
+            r.bytes().await.map(|b| (b, size))
+        };
+        match self.timed(key, fetch).await? {
+            Ok(got) => Ok(Some(got)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error(key, e)),
         }

@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::sharding::ShardingSpec;
 use crate::codec::blosc::BloscCompressor;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -158,8 +159,11 @@ pub struct Scale {
     pub grid: ChunkGrid,
     pub resolution: [f64; 3],
     pub encoding: Encoding,
-    /// Whether a `sharding` spec is present (reading it comes with the sharding issue).
+    /// Whether a `sharding` spec is present.
     pub sharded: bool,
+    /// The parsed `sharding` spec when present; a malformed one is kept as its error
+    /// `(field, reason)` so the layer still opens and IO on this scale raises.
+    pub sharding: Option<std::result::Result<ShardingSpec, (String, String)>>,
 }
 
 /// A parsed `info` file.
@@ -185,6 +189,9 @@ pub struct LayerSpec {
     /// Scale keys that parameterise the encoding (see [`ENCODING_OPTIONS`]).
     pub encoding_options: Map<String, Value>,
     pub layer_type: String,
+    /// `None` (unsharded), `"auto"`, or a `sharding` object (see
+    /// [`ShardingSpec::auto`] for what "auto" picks).
+    pub sharding: Option<Value>,
 }
 
 impl Info {
@@ -277,6 +284,48 @@ impl Info {
                 .entry("compressed_segmentation_block_size")
                 .or_insert(json!(DEFAULT_CSEG_BLOCK));
         }
+        if let Some(sharding) = &spec.sharding {
+            let sharding = match sharding {
+                Value::String(s) if s == "auto" => {
+                    let grid = crate::geometry::ChunkGrid {
+                        voxel_offset: spec.voxel_offset,
+                        size: spec.shape,
+                        chunk: spec.chunks,
+                    };
+                    let chunk_bytes = spec.chunks.iter().fold(
+                        (spec.dtype.itemsize() * spec.num_channels) as u64,
+                        |a, &n| a.saturating_mul(n),
+                    );
+                    let encoding = Encoding::from_scale(&spec.encoding, &spec.encoding_options)
+                        .unwrap_or(Encoding::Raw);
+                    ShardingSpec::auto(&grid, chunk_bytes, &encoding)
+                        .ok_or_else(|| {
+                            Error::invalid(
+                                "sharding: the chunk grid needs more than 64 Morton bits; \
+                                 use larger chunks",
+                            )
+                        })?
+                        .to_json()
+                }
+                Value::Object(_) => {
+                    let parsed = ShardingSpec::parse(sharding)
+                        .map_err(|(f, r)| Error::invalid(format!("sharding field '{f}': {r}")))?;
+                    if parsed.minishard_bits > 20 {
+                        return Err(Error::invalid(
+                            "sharding field 'minishard_bits': above 20 (a shard index over \
+                             16 MiB)",
+                        ));
+                    }
+                    parsed.to_json()
+                }
+                _ => {
+                    return Err(Error::invalid(
+                        "sharding must be None, \"auto\" or a sharding dict",
+                    ))
+                }
+            };
+            scale_options.insert("sharding".into(), sharding);
+        }
         if let Some(Value::Object(scale)) = json.pointer_mut("/scales/0") {
             scale.extend(scale_options);
         }
@@ -366,6 +415,16 @@ fn parse_scale(url: &str, i: usize, s: &Value, bytes_per_voxel: u64) -> Result<S
     let encoding =
         Encoding::from_scale(encoding, s).map_err(|(field, reason)| err(&field, &reason))?;
     let sharded = s.get("sharding").is_some_and(|v| !v.is_null());
+    let sharding = s.get("sharding").filter(|v| !v.is_null()).map(|v| {
+        ShardingSpec::parse(v).map_err(|(f, r)| {
+            let field = if f.is_empty() {
+                "sharding".to_string()
+            } else {
+                format!("sharding.{f}")
+            };
+            (field, r)
+        })
+    });
     Ok(Scale {
         key,
         grid: ChunkGrid {
@@ -376,6 +435,7 @@ fn parse_scale(url: &str, i: usize, s: &Value, bytes_per_voxel: u64) -> Result<S
         resolution: [resolution[0], resolution[1], resolution[2]],
         encoding,
         sharded,
+        sharding,
     })
 }
 
@@ -499,6 +559,7 @@ mod tests {
             encoding: "raw".into(),
             encoding_options: Map::new(),
             layer_type: "image".into(),
+            sharding: None,
         };
         let i = Info::new("u", &spec).unwrap();
         assert_eq!(i.scales[0].key, "4_4.5_40");

@@ -1,7 +1,9 @@
-//! Neuroglancer Precomputed, unsharded: the `info` file and the chunk objects.
+//! Neuroglancer Precomputed: the `info` file, the chunk objects and the sharded format.
 
 mod chunks;
 mod info;
+
+pub mod sharding;
 
 pub use chunks::{ChunkStore, SuffixHint};
 pub use info::{Encoding, Info, LayerSpec, Scale};
