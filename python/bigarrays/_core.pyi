@@ -24,6 +24,7 @@ class Layer:
         concurrency: int = 64,
         store: MutableMapping[str, bytes] | None = None,
         storage_options: dict[str, str] | None = None,
+        cache_bytes: int = 0,
     ) -> Layer: ...
     @staticmethod
     def create(
@@ -70,6 +71,10 @@ class Layer:
     def read(
         self, start: tuple[int, int, int], stop: tuple[int, int, int]
     ) -> npt.NDArray[np.uint8]: ...
+    def read_many(
+        self, starts: list[tuple[int, int, int]], stops: list[tuple[int, int, int]]
+    ) -> list[npt.NDArray[np.uint8]]: ...
+    def cache_stats(self) -> dict[str, int] | None: ...
     def write(
         self, start: tuple[int, int, int], stop: tuple[int, int, int], data: npt.NDArray[np.uint8]
     ) -> None: ...

@@ -43,7 +43,9 @@ class PatchLoader:
     num_batches : int, optional
         Stop after this many batches.
     prefetch : int
-        Batches read ahead in background threads (default 2).
+        Batches read ahead in background threads (default 2). Each batch is one
+        :meth:`BigArray.read_many` per layer; open the arrays with ``cache_bytes`` to
+        reuse decoded chunks across batches.
 
     Notes
     -----
@@ -137,14 +139,12 @@ class PatchLoader:
 
     def read_batch(self, index: int) -> Batch:
         """The patches of batch ``index``: one (B, x, y, z[, c]) array per layer."""
-        starts = self.batch_starts(index)
-        out = []
-        for a in self.arrays:
-            patches = [
-                a[tuple(slice(s, s + n) for s, n in zip(start, self.patch_shape, strict=True))]
-                for start in starts.tolist()
-            ]
-            out.append(np.stack(patches))
+        keys = [
+            tuple(slice(s, s + n) for s, n in zip(start, self.patch_shape, strict=True))
+            for start in self.batch_starts(index).tolist()
+        ]
+        # One call per layer: chunks shared by several patches are decoded once.
+        out = [np.stack(a.read_many(keys)) for a in self.arrays]
         return out[0] if self.single else tuple(out)
 
     def _indices(self) -> Iterator[int]:
