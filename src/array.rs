@@ -11,6 +11,7 @@ use futures::{StreamExt, TryStreamExt};
 use ndarray::{ArrayD, ArrayViewD, IxDyn, ShapeBuilder};
 use rayon::prelude::*;
 
+use crate::cache::{CacheStats, ChunkCache, Entry};
 use crate::codec::{self, transport, ChunkLayout, Compression};
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
@@ -41,6 +42,8 @@ pub struct OpenOptions {
     pub compression: Option<Compression>,
     /// Store requests in flight at once.
     pub concurrency: usize,
+    /// Bytes of decoded chunks kept for later reads on this handle (0: no cache).
+    pub cache_bytes: usize,
 }
 
 impl Default for OpenOptions {
@@ -50,6 +53,7 @@ impl Default for OpenOptions {
             fill_missing: true,
             compression: None,
             concurrency: 64,
+            cache_bytes: 0,
         }
     }
 }
@@ -60,6 +64,8 @@ pub struct BigArray {
     chunks: Arc<ChunkStore>,
     /// Reads and rewrites shard files when the scale is sharded (and its spec valid).
     shards: Option<Arc<ShardReader>>,
+    /// Decoded chunks kept for later reads (`OpenOptions::cache_bytes`).
+    cache: Option<Arc<ChunkCache>>,
     info: Info,
     options: OpenOptions,
 }
@@ -79,6 +85,94 @@ impl SharedOut {
     /// (and with it the `Send` proof), not the bare pointer.
     fn ptr(self) -> *mut u8 {
         self.0
+    }
+}
+
+/// Fetched chunks arrive on this channel as `(index, bytes or None when missing)`.
+type Fetched = tokio::sync::mpsc::Receiver<(usize, Result<Option<Bytes>>)>;
+
+/// Paints decoded (or cached, or missing) chunks into the buffers of one many-box read.
+struct Painter<'a> {
+    array: &'a BigArray,
+    targets: &'a [(Bbox, SharedOut)],
+    /// For each chunk, the indices of the targets it overlaps.
+    users: &'a std::collections::BTreeMap<[u64; 3], Vec<usize>>,
+}
+
+impl Painter<'_> {
+    /// Runs one chunk's task, turning an error or a panic into the read's failure.
+    fn guarded(&self, fail: &(dyn Fn(Error) + Sync), task: impl FnOnce() -> Result<()>) {
+        let result =
+            catch_unwind(AssertUnwindSafe(task)).unwrap_or_else(|p| Err(Error::from_panic(p)));
+        if let Err(e) = result {
+            fail(e);
+        }
+    }
+
+    /// Copies `voxels` (the whole chunk at `cell`, or zeros when `None`) into every target
+    /// the chunk overlaps.
+    fn paint(&self, cell: [u64; 3], voxels: Option<&[u8]>) {
+        let a = self.array;
+        let chunk_box = a.scale().grid.chunk_box(cell);
+        let (channels, itemsize) = (a.num_channels(), a.dtype().itemsize());
+        for &r in self.users.get(&cell).into_iter().flatten() {
+            let (bbox, out) = &self.targets[r];
+            let Some(region) = chunk_box.intersect(bbox) else {
+                continue;
+            };
+            let copy = BoxCopy::new(&chunk_box, bbox, &region, channels, itemsize);
+            // SAFETY: see `SharedOut`: target `r`'s buffer is written only by the tasks of
+            // this read, each for a different chunk, and chunks are disjoint boxes, so this
+            // task owns the region's bytes. `voxels` holds the whole chunk
+            // (`layout.raw_len() == copy.src_len()`: decoders and the cache hand over exactly
+            // that many bytes).
+            match voxels {
+                Some(v) => unsafe { copy.copy_to_ptr(v, out.ptr()) },
+                None => unsafe { copy.zero_ptr(out.ptr()) },
+            }
+        }
+    }
+
+    /// A chunk from the cache: its voxels, zeros for an empty entry (a zero-length chunk
+    /// file), or missing.
+    fn paint_entry(&self, cell: [u64; 3], key: &str, entry: &Entry) -> Result<()> {
+        match entry {
+            None if !self.array.options.fill_missing => {
+                return Err(Error::MissingChunk {
+                    key: self.array.chunks.store().url_of(key),
+                })
+            }
+            Some(v) if !v.is_empty() => self.paint(cell, Some(v)),
+            _ => self.paint(cell, None),
+        }
+        Ok(())
+    }
+
+    /// A chunk as fetched: decoded and painted, then remembered if the handle caches.
+    fn paint_fetched(&self, cell: [u64; 3], key: &str, found: Option<Bytes>) -> Result<()> {
+        let a = self.array;
+        let cache = a.cache.as_deref();
+        let entry: Entry = match found {
+            None => None,
+            // Zero-length: background, as CloudVolume has it.
+            Some(bytes) if bytes.is_empty() => Some(Arc::from(Vec::new())),
+            Some(bytes) => {
+                let url = a.chunks.store().url_of(key);
+                let layout = a.layout(&a.scale().grid.chunk_box(cell));
+                codec::decode(&a.scale().encoding, &url, &bytes, &layout, |voxels| {
+                    self.paint(cell, Some(voxels));
+                    if let Some(cache) = cache {
+                        cache.insert(cell, Some(Arc::from(voxels)));
+                    }
+                })?;
+                return Ok(());
+            }
+        };
+        let result = self.paint_entry(cell, key, &entry);
+        if let Some(cache) = cache {
+            cache.insert(cell, entry);
+        }
+        result
     }
 }
 
@@ -138,6 +232,33 @@ impl BigArray {
         Self::with_info(store, info, options)
     }
 
+    /// Replaces the layer's `info` with `json` (e.g. to add the scales of a pyramid) and
+    /// returns a handle on the new `info` with this handle's options. The data type, channel
+    /// count and full-resolution scale must stay as they are: rewriting those would
+    /// reinterpret every chunk already stored.
+    pub fn update_info(&self, json: &str) -> Result<Self> {
+        let store = self.chunks.store().clone();
+        let url = store.url_of("info");
+        let new = Info::parse(&url, json.as_bytes())?;
+        let (old0, new0) = (&self.info.scales[0], &new.scales[0]);
+        let kept = [
+            ("data_type", new.data_type == self.info.data_type),
+            ("num_channels", new.num_channels == self.info.num_channels),
+            ("scales[0].key", new0.key == old0.key),
+            ("scales[0].size", new0.grid.size == old0.grid.size),
+            (
+                "scales[0].voxel_offset",
+                new0.grid.voxel_offset == old0.grid.voxel_offset,
+            ),
+            ("scales[0].chunk_sizes", new0.grid.chunk == old0.grid.chunk),
+        ];
+        if let Some((field, _)) = kept.iter().find(|(_, same)| !same) {
+            return Err(Error::info(&url, *field, "an info update cannot change it"));
+        }
+        block_on(store.put("info", Bytes::from(new.to_json())))?;
+        Self::with_info(store, new, self.options.clone())
+    }
+
     fn with_info(store: Arc<dyn Store>, info: Info, options: OpenOptions) -> Result<Self> {
         if options.mip >= info.scales.len() {
             return Err(Error::invalid(format!(
@@ -162,6 +283,8 @@ impl BigArray {
         Ok(BigArray {
             chunks: Arc::new(ChunkStore::new(store)),
             shards,
+            cache: (options.cache_bytes > 0)
+                .then(|| Arc::new(ChunkCache::new(options.cache_bytes))),
             info,
             options,
         })
@@ -256,21 +379,84 @@ impl BigArray {
     /// Reads `bbox` into `out`: Fortran-ordered `[x, y, z, c]` little-endian voxels. Voxels
     /// outside the bounds, and in missing chunks when `fill_missing` is set, become 0.
     pub fn read_into(&self, bbox: &Bbox, out: &mut [u8]) -> Result<()> {
+        self.read_many_into(&mut [(*bbox, out)])
+    }
+
+    /// Reads several boxes at once, each into its own buffer (as [`BigArray::read_into`]).
+    /// Every chunk the boxes touch is fetched and decoded once, however many boxes share
+    /// it, and the decoding of all of them shares the CPU pool.
+    pub fn read_many_into(&self, requests: &mut [(Bbox, &mut [u8])]) -> Result<()> {
         self.check_supported()?;
-        self.check_buffer(bbox, out.len())?;
-        if !self.bounds().contains(bbox) {
-            out.fill(0);
+        for (bbox, out) in requests.iter_mut() {
+            self.check_buffer(bbox, out.len())?;
+            if !self.bounds().contains(bbox) {
+                out.fill(0);
+            }
         }
+        let targets: Vec<(Bbox, SharedOut)> = requests
+            .iter_mut()
+            .map(|(bbox, out)| (*bbox, SharedOut(out.as_mut_ptr())))
+            .collect();
+        // Each touched chunk once, with the requests it serves.
         let grid = self.scale().grid;
-        let cells = grid.chunks_touching(bbox);
-        if cells.is_empty() {
-            return Ok(());
+        let mut users: std::collections::BTreeMap<[u64; 3], Vec<usize>> = Default::default();
+        for (r, (bbox, _)) in targets.iter().enumerate() {
+            for cell in grid.chunks_touching(bbox) {
+                users.entry(cell).or_default().push(r);
+            }
         }
-        let (channels, itemsize) = (self.num_channels(), self.dtype().itemsize());
-        let encoding = &self.scale().encoding;
-        let (keys, mut fetched) = match &self.shards {
+        let mut cells = Vec::with_capacity(users.len());
+        let mut cached = Vec::new();
+        for cell in users.keys() {
+            match self.cache.as_ref().and_then(|c| c.get(*cell)) {
+                Some(entry) => cached.push((*cell, entry)),
+                None => cells.push(*cell),
+            }
+        }
+        let failure: Mutex<Option<Error>> = Mutex::new(None);
+        let fail = |e: Error| {
+            failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(e);
+        };
+        let (keys, mut fetched) = self.fetch_cells(&cells);
+        let painter = Painter {
+            array: self,
+            targets: &targets,
+            users: &users,
+        };
+        runtime::cpu().in_place_scope(|scope| {
+            let (painter, fail) = (&painter, &fail);
+            for (cell, entry) in cached {
+                let key = self.chunk_key(cell);
+                scope.spawn(move |_| {
+                    painter.guarded(fail, || painter.paint_entry(cell, &key, &entry))
+                });
+            }
+            while let Some((i, found)) = fetched.blocking_recv() {
+                let found = match found {
+                    Ok(found) => found,
+                    Err(e) => return fail(e),
+                };
+                let (cell, key) = (cells[i], &keys[i]);
+                scope.spawn(move |_| {
+                    painter.guarded(fail, || painter.paint_fetched(cell, key, found))
+                });
+            }
+        });
+        match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts fetching the stored bytes of `cells`; results arrive as they complete, tagged
+    /// with their index in `cells`, next to the keys that name each chunk in errors.
+    fn fetch_cells(&self, cells: &[[u64; 3]]) -> (Vec<String>, Fetched) {
+        match &self.shards {
             Some(reader) => {
-                let ids = self.chunk_ids(&cells);
+                let ids = self.chunk_ids(cells);
                 let keys = ids
                     .iter()
                     .map(|&id| {
@@ -285,75 +471,17 @@ impl BigArray {
                 let fetched = self.fetch_stream(keys.clone());
                 (keys, fetched)
             }
-        };
-        let out = SharedOut(out.as_mut_ptr());
-        let failure: Mutex<Option<Error>> = Mutex::new(None);
-        let fail = |e: Error| {
-            failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_or_insert(e);
-        };
-        runtime::cpu().in_place_scope(|scope| {
-            while let Some((i, found)) = fetched.blocking_recv() {
-                let found = match found {
-                    Ok(found) => found,
-                    Err(e) => return fail(e),
-                };
-                let (key, chunk_box) = (&keys[i], grid.chunk_box(cells[i]));
-                let Some(region) = chunk_box.intersect(bbox) else {
-                    continue;
-                };
-                let copy = BoxCopy::new(&chunk_box, bbox, &region, channels, itemsize);
-                let layout = self.layout(&chunk_box);
-                let fill_missing = self.options.fill_missing;
-                let fail = &fail;
-                scope.spawn(move |_| {
-                    let paint = || -> Result<()> {
-                        let url = || self.chunks.store().url_of(key);
-                        match found {
-                            None if !fill_missing => Err(Error::MissingChunk { key: url() }),
-                            // Missing, or zero-length (background, as CloudVolume has it).
-                            None => {
-                                // SAFETY: see `SharedOut`: this task owns the region's bytes.
-                                unsafe { copy.zero_ptr(out.ptr()) };
-                                Ok(())
-                            }
-                            Some(bytes) if bytes.is_empty() => {
-                                // SAFETY: as above.
-                                unsafe { copy.zero_ptr(out.ptr()) };
-                                Ok(())
-                            }
-                            Some(bytes) => {
-                                codec::decode(encoding, &url(), &bytes, &layout, |voxels| {
-                                    // SAFETY: see `SharedOut`: this task owns the region's
-                                    // bytes; `codec::decode` hands over exactly
-                                    // `layout.raw_len() == copy.src_len()` bytes.
-                                    unsafe { copy.copy_to_ptr(voxels, out.ptr()) }
-                                })
-                            }
-                        }
-                    };
-                    let result = catch_unwind(AssertUnwindSafe(paint))
-                        .unwrap_or_else(|p| Err(Error::from_panic(p)));
-                    if let Err(e) = result {
-                        fail(e);
-                    }
-                });
-            }
-        });
-        match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(()),
         }
+    }
+
+    /// Decoded-chunk cache statistics, when the handle has a cache.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|c| c.stats())
     }
 
     /// Fetches `keys` concurrently on the IO runtime; results arrive as they complete, tagged
     /// with their index. Dropping the receiver stops the fetching.
-    fn fetch_stream(
-        &self,
-        keys: Vec<String>,
-    ) -> tokio::sync::mpsc::Receiver<(usize, Result<Option<Bytes>>)> {
+    fn fetch_stream(&self, keys: Vec<String>) -> Fetched {
         let concurrency = self.options.concurrency;
         let (tx, rx) = tokio::sync::mpsc::channel(concurrency);
         let chunks = self.chunks.clone();
@@ -385,11 +513,7 @@ impl BigArray {
 
     /// [`BigArray::fetch_stream`] for a sharded scale: one task per shard, each reading
     /// just the index entries and chunk ranges it needs.
-    fn fetch_sharded(
-        &self,
-        reader: Arc<ShardReader>,
-        ids: Vec<u64>,
-    ) -> tokio::sync::mpsc::Receiver<(usize, Result<Option<Bytes>>)> {
+    fn fetch_sharded(&self, reader: Arc<ShardReader>, ids: Vec<u64>) -> Fetched {
         let concurrency = self.options.concurrency;
         let (tx, rx) = tokio::sync::mpsc::channel(concurrency.max(ids.len().min(4096)));
         let mut groups: std::collections::BTreeMap<u64, Vec<(usize, u64)>> = Default::default();
@@ -446,6 +570,17 @@ impl BigArray {
                 ),
             });
         }
+        let result = self.write_chunks(bbox, data);
+        // Whatever happened, the cache must not keep what the store may no longer hold.
+        if let Some(cache) = &self.cache {
+            for cell in self.scale().grid.chunks_touching(bbox) {
+                cache.remove(cell);
+            }
+        }
+        result
+    }
+
+    fn write_chunks(&self, bbox: &Bbox, data: &[u8]) -> Result<()> {
         if let Some(reader) = &self.shards {
             return self.write_sharded(reader, bbox, data);
         }

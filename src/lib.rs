@@ -12,6 +12,7 @@
 compile_error!("bigarrays stores little-endian voxels and assumes a little-endian host");
 
 pub mod array;
+pub mod cache;
 pub mod codec;
 pub mod dtype;
 pub mod error;

@@ -8,6 +8,8 @@
 
 from ._bigarray import BigArray
 from ._core import __version__
+from ._dask import store
+from ._loader import PatchLoader
 from .errors import (
     BigArrayError,
     ChunkDecodeError,
@@ -23,6 +25,7 @@ from .errors import (
 
 __all__ = [
     "BigArray",
+    "PatchLoader",
     "BigArrayError",
     "ChunkDecodeError",
     "InfoError",
@@ -34,4 +37,5 @@ __all__ = [
     "PermissionDeniedError",
     "StoreError",
     "__version__",
+    "store",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,8 +43,8 @@ def _engine_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]
 def _check_unbuilt(format: str | None, cache_bytes: int) -> None:
     if format not in _FORMATS:
         raise NotImplementedError(f"format={format!r} is not supported yet (only 'precomputed')")
-    if cache_bytes:
-        raise NotImplementedError("cache_bytes is not supported yet: pass 0")
+    if cache_bytes < 0:
+        raise InvalidArgumentError(f"cache_bytes must be ≥ 0, got {cache_bytes}")
 
 
 class BigArray:
@@ -80,7 +80,11 @@ class BigArray:
         override the environment. Unknown keys raise
         :class:`~bigarrays.errors.InvalidArgumentError`.
     cache_bytes : int
-        Reserved for the decoded-chunk cache; must be 0 for now.
+        Keep up to this many bytes of decoded chunks in memory (an LRU shared by every read
+        on this handle and thread-safe), so that repeated reads of the same chunks skip the
+        store and the decoder. 0 (default): no cache. Chunks this handle writes are dropped
+        from it; changes made by other handles or processes are not seen while cached.
+        :attr:`cache_stats` tells hits and misses.
 
     Examples
     --------
@@ -120,6 +124,7 @@ class BigArray:
             fill_missing=fill_missing,
             compression=compression,
             store=store,
+            cache_bytes=cache_bytes,
             **_engine_options(storage_options),
         )
         self._setup()
@@ -247,7 +252,7 @@ class BigArray:
         )
         self._layer = layer
         self._setup()
-        if not fill_missing:  # create opens with defaults; honour the caller's choice
+        if not fill_missing or cache_bytes:  # create opens with defaults
             return cls(url, **self._init_args)
         return self
 
@@ -317,17 +322,50 @@ class BigArray:
     # -- reading and writing ------------------------------------------------------------
 
     def _read_box(self, sel: _selection.Selection) -> np.ndarray:
-        flat = self._layer.read(sel.start, sel.stop)
+        return self._shaped(sel, self._layer.read(sel.start, sel.stop))
+
+    def _shaped(self, sel: _selection.Selection, flat: np.ndarray) -> np.ndarray:
         shape = sel.box_shape + ((self.num_channels,) if self.num_channels > 1 else ())
         return flat.view(self._dtype).reshape(shape, order="F")
 
     def __getitem__(self, key: object) -> np.ndarray:
         sel = _selection.parse(key, self._lo, self._hi, self.num_channels)
-        box = self._read_box(sel)
+        return self._pick(sel, self._read_box(sel))
+
+    @staticmethod
+    def _pick(sel: _selection.Selection, box: np.ndarray) -> np.ndarray:
+        """The voxels ``sel`` asks for, out of the box read for it."""
         if sel.is_whole_box:
             return box
         picked = box[sel.index]
         return np.asfortranarray(picked) if isinstance(picked, np.ndarray) else picked
+
+    def read_many(self, keys: Sequence[object]) -> list[np.ndarray]:
+        """Reads several cutouts in one call: ``[a[k] for k in keys]``, but faster.
+
+        Every chunk the cutouts touch is fetched and decoded once, however many of them
+        share it (patches of a training batch often do), and all the decoding runs in
+        parallel with the GIL released.
+
+        Parameters
+        ----------
+        keys : sequence
+            Index keys as for ``a[...]`` (e.g. tuples of slices, absolute coordinates).
+
+        Returns
+        -------
+        list of ndarray
+            One array per key, as ``a[key]`` would return it.
+        """
+        sels = [_selection.parse(k, self._lo, self._hi, self.num_channels) for k in keys]
+        flats = self._layer.read_many([s.start for s in sels], [s.stop for s in sels])
+        return [self._pick(s, self._shaped(s, f)) for s, f in zip(sels, flats, strict=True)]
+
+    @property
+    def cache_stats(self) -> dict[str, int] | None:
+        """The decoded-chunk cache's ``hits``, ``misses``, ``entries``, ``bytes`` and
+        ``budget`` (all since the handle was opened); None without ``cache_bytes``."""
+        return self._layer.cache_stats()
 
     def __setitem__(self, key: object, value: Any) -> None:
         sel = _selection.parse(key, self._lo, self._hi, self.num_channels)
@@ -352,6 +390,156 @@ class BigArray:
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         whole = self[self.bounds]
         return whole if dtype is None else whole.astype(dtype)
+
+    # -- pyramids ---------------------------------------------------------------------
+
+    def downsample(
+        self,
+        factor: tuple[int, int, int] = (2, 2, 1),
+        mips: int = 1,
+        method: str | None = None,
+        *,
+        jobs: int | None = None,
+        progress: bool = False,
+    ) -> list[BigArray]:
+        """Adds ``mips`` lower-resolution scales below this one and computes their voxels.
+
+        Each new level is ``factor`` smaller than the one above it and is computed from it
+        block by block (chunk-aligned, in parallel), so the layer is never held in memory.
+        The new ``info`` entries are the ones CloudVolume's ``add_scale`` computes for the
+        same layer (a scale of the same resolution is replaced).
+
+        Parameters
+        ----------
+        factor : (int, int, int)
+            Reduction per level along x, y, z; (2, 2, 1) suits anisotropic EM.
+        mips : int
+            How many levels to add.
+        method : {"average", "mode", "min", "max", "nearest"}, optional
+            How a block of voxels becomes one: ``"mode"`` (most frequent value; ties go to
+            the first in x-fastest order) is the default for ``layer_type="segmentation"``,
+            ``"average"`` (rounded half up for integers) for images. Voxels outside the
+            layer's bounds do not count.
+        jobs : int, optional
+            Blocks processed at once (default: the CPU count).
+        progress : bool
+            Show a progress bar on stderr (only on a terminal).
+
+        Returns
+        -------
+        list of BigArray
+            Handles on the new scales, highest resolution first.
+        """
+        from ._progress import progress_bar
+        from ._pyramid import downsample
+
+        with progress_bar(progress, "downsample") as bar:
+            return downsample(self, factor, mips, method, jobs, bar)
+
+    def copy_to(
+        self,
+        url: str,
+        *,
+        bbox: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
+        encoding: str | None = None,
+        compression: str | None = "auto",
+        sharding: Any = None,
+        chunks: tuple[int, int, int] | None = None,
+        resume: bool = False,
+        jobs: int | None = None,
+        progress: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> BigArray:
+        """Copies this scale (or a box of it) into the layer at ``url``, transcoding as asked.
+
+        A new destination gets this scale's geometry (voxel offset, resolution, chunks,
+        channels, dtype, layer type) as its only scale; an existing one must have the same
+        dtype and channel count. The copy goes in blocks aligned to the destination's
+        chunks, in parallel, with bounded memory.
+
+        Parameters
+        ----------
+        url : str
+            The destination (any URL :class:`BigArray` opens for writing).
+        bbox : ((x0, y0, z0), (x1, y1, z1)), optional
+            Absolute coordinates to copy, clipped to the bounds (default: everything).
+        encoding : str, optional
+            The destination's chunk encoding (default: the source's).
+        compression : {"auto", "gzip", "zstd", None}
+            Transport compression of the written chunks.
+        sharding : optional
+            Passed to :meth:`BigArray.create` for a new destination.
+        chunks : (int, int, int), optional
+            The destination's chunk size (default: the source's).
+        resume : bool
+            Skip the chunks that exist in the destination already, so an interrupted
+            copy finishes without redoing its work.
+        jobs : int, optional
+            Blocks copied at once (default: the CPU count).
+        progress : bool
+            Show a progress bar (bytes, MB/s, chunks, ETA) on stderr when it is a terminal.
+        storage_options : dict, optional
+            For the destination's store (see :class:`BigArray`).
+
+        Returns
+        -------
+        BigArray
+            The destination.
+        """
+        from ._copy import copy
+
+        return copy(
+            self,
+            url,
+            bbox=bbox,
+            encoding=encoding,
+            compression=compression,
+            sharding=sharding,
+            chunks=chunks,
+            resume=resume,
+            jobs=jobs,
+            progress=progress,
+            storage_options=dict(storage_options or {}),
+        )
+
+    # -- dask ---------------------------------------------------------------------------
+
+    def to_dask(self, chunks: tuple[int, int, int] | None = None) -> Any:
+        """This scale as a dask array, for computations on a cluster.
+
+        Dask indexes from 0: dask index ``i`` along an axis is voxel ``voxel_offset + i``
+        (``a.to_dask()[i]`` is ``a[a.voxel_offset[0] + i]``). Each task reads its block with
+        the array re-opened from its pickled form (URL and options), without locks.
+
+        Parameters
+        ----------
+        chunks : (int, int, int), optional
+            dask block size; default: a whole number of storage chunks per axis, about
+            64 MiB per block. Multiples of :attr:`chunks` avoid decoding a chunk twice.
+
+        Returns
+        -------
+        dask.array.Array
+        """
+        from ._dask import to_dask
+
+        return to_dask(self, chunks)
+
+    def write_dask(self, darray: Any, offset: tuple[int, int, int] | None = None) -> None:
+        """Writes a dask array into this scale, in parallel on dask's scheduler.
+
+        ``darray[i, j, k]`` lands on voxel ``offset + (i, j, k)`` (default offset:
+        :attr:`voxel_offset`). The array is first rechunked so that block edges fall on
+        the storage chunk grid: no two tasks write the same chunk, so no locks are needed
+        and the result does not depend on task order.
+        """
+        from ._dask import store
+
+        store(darray, self, offset)
+
+    def _reopen(self, **overrides: Any) -> BigArray:
+        """This layer opened again with some options changed (e.g. another ``mip``)."""
+        return BigArray(self._url, **{**self._init_args, **overrides})
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopen, (self._url, self._init_args))

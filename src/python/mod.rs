@@ -59,6 +59,7 @@ fn options(
     fill_missing: bool,
     compression: Option<&str>,
     concurrency: usize,
+    cache_bytes: usize,
 ) -> Result<OpenOptions> {
     Ok(OpenOptions {
         mip,
@@ -69,6 +70,7 @@ fn options(
             other => Some(Compression::parse(other.unwrap_or("none"))?),
         },
         concurrency,
+        cache_bytes,
     })
 }
 
@@ -82,7 +84,7 @@ struct Layer {
 impl Layer {
     #[staticmethod]
     #[pyo3(signature = (url, *, compression, mip = 0, fill_missing = true, concurrency = 64, store = None,
-                        storage_options = None))]
+                        storage_options = None, cache_bytes = 0))]
     #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
@@ -93,8 +95,10 @@ impl Layer {
         concurrency: usize,
         store: Option<Py<PyAny>>,
         storage_options: Option<HashMap<String, String>>,
+        cache_bytes: usize,
     ) -> PyResult<Layer> {
-        let options = options(mip, fill_missing, compression, concurrency).map_err(to_pyerr)?;
+        let options =
+            options(mip, fill_missing, compression, concurrency, cache_bytes).map_err(to_pyerr)?;
         let storage_options = store_options(storage_options);
         let inner = detached(py, move || {
             BigArray::open_store(open_store(url, store, false, &storage_options)?, options)
@@ -160,7 +164,7 @@ impl Layer {
             layer_type,
             sharding,
         };
-        let options = options(0, true, compression, concurrency).map_err(to_pyerr)?;
+        let options = options(0, true, compression, concurrency, 0).map_err(to_pyerr)?;
         let inner = detached(py, move || {
             BigArray::create_in(
                 open_store(url, store, true, &storage_options)?,
@@ -175,6 +179,13 @@ impl Layer {
     /// The `info` file as JSON text (unknown keys included).
     fn info_json(&self) -> String {
         self.inner.info().to_json()
+    }
+
+    /// Replaces the stored `info` (same data type, channels and full-resolution scale) and
+    /// returns a handle on it.
+    fn update_info(&self, py: Python<'_>, json: &str) -> PyResult<Layer> {
+        let inner = detached(py, || self.inner.update_info(json))?;
+        Ok(Layer { inner })
     }
 
     #[getter]
@@ -234,23 +245,66 @@ impl Layer {
         start: [i64; 3],
         stop: [i64; 3],
     ) -> PyResult<Bound<'py, PyArray1<u8>>> {
-        let bbox = Bbox::new(start, stop).map_err(to_pyerr)?;
-        let bytes_per_voxel = self.inner.dtype().itemsize() * self.inner.num_channels();
-        let len = bbox
-            .num_voxels()
-            .and_then(|n| n.checked_mul(bytes_per_voxel))
-            .ok_or_else(|| {
-                to_pyerr(Error::invalid(format!("box {bbox:?} is too large to read")))
-            })?;
-        // numpy's zeros is calloc-backed: pages the read never touches cost nothing.
-        let out = PyArray1::<u8>::zeros(py, len, false);
-        {
-            let mut guard = out.readwrite();
-            let buffer = guard.as_slice_mut()?;
-            let inner = &self.inner;
-            detached(py, move || inner.read_into(&bbox, buffer))?;
+        let mut arrays = self.read_many(py, vec![start], vec![stop])?;
+        arrays
+            .pop()
+            .ok_or_else(|| to_pyerr(Error::invalid("no box to read")))
+    }
+
+    /// Reads each `[starts[i], stops[i])` into its own flat uint8 buffer of Fortran-ordered
+    /// voxels, fetching and decoding every chunk they touch once.
+    fn read_many<'py>(
+        &self,
+        py: Python<'py>,
+        starts: Vec<[i64; 3]>,
+        stops: Vec<[i64; 3]>,
+    ) -> PyResult<Vec<Bound<'py, PyArray1<u8>>>> {
+        if starts.len() != stops.len() {
+            return Err(to_pyerr(Error::invalid(
+                "starts and stops differ in length",
+            )));
         }
-        Ok(out)
+        let bytes_per_voxel = self.inner.dtype().itemsize() * self.inner.num_channels();
+        let mut boxes = Vec::with_capacity(starts.len());
+        let mut arrays = Vec::with_capacity(starts.len());
+        for (start, stop) in starts.into_iter().zip(stops) {
+            let bbox = Bbox::new(start, stop).map_err(to_pyerr)?;
+            let len = bbox
+                .num_voxels()
+                .and_then(|n| n.checked_mul(bytes_per_voxel))
+                .ok_or_else(|| {
+                    to_pyerr(Error::invalid(format!("box {bbox:?} is too large to read")))
+                })?;
+            boxes.push(bbox);
+            // numpy's zeros is calloc-backed: pages the read never touches cost nothing.
+            arrays.push(PyArray1::<u8>::zeros(py, len, false));
+        }
+        {
+            let mut guards = Vec::with_capacity(arrays.len());
+            for array in &arrays {
+                guards.push(array.readwrite());
+            }
+            let mut requests = Vec::with_capacity(guards.len());
+            for (bbox, guard) in boxes.into_iter().zip(guards.iter_mut()) {
+                requests.push((bbox, guard.as_slice_mut()?));
+            }
+            let inner = &self.inner;
+            detached(py, move || inner.read_many_into(&mut requests))?;
+        }
+        Ok(arrays)
+    }
+
+    /// Hit/miss counters and size of the decoded-chunk cache; None without one.
+    fn cache_stats(&self) -> Option<HashMap<&'static str, u64>> {
+        self.inner.cache_stats().map(|s| {
+            HashMap::from([
+                ("hits", s.hits),
+                ("misses", s.misses),
+                ("entries", s.entries as u64),
+                ("bytes", s.bytes as u64),
+                ("budget", s.budget as u64),
+            ])
+        })
     }
 
     /// Writes `[start, stop)` from a flat uint8 buffer of Fortran-ordered voxels.

@@ -1,0 +1,80 @@
+"""Chunk-aligned work blocks and the thread pool that processes them.
+
+Copying and downsampling both walk a box in blocks aligned to the destination's chunk grid
+(so every write covers whole chunks and no two blocks share one), a few chunks per block to
+amortise per-call costs while bounding memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+Box = tuple[tuple[int, int, int], tuple[int, int, int]]
+
+#: Target bytes per work block (voxel bytes of the destination).
+BLOCK_BYTES = 64 << 20
+
+
+def chunk_count(box: Box, origin: tuple[int, ...], chunks: tuple[int, ...]) -> int:
+    """How many grid chunks (anchored at ``origin``) ``box`` touches."""
+    n = 1
+    for a in range(3):
+        first = (box[0][a] - origin[a]) // chunks[a]
+        last = (box[1][a] - 1 - origin[a]) // chunks[a]
+        n *= max(0, last - first + 1)
+    return n
+
+
+def block_shape(
+    chunks: tuple[int, ...], voxel_bytes: int, target: int = BLOCK_BYTES
+) -> tuple[int, int, int]:
+    """A whole number of chunks per axis, roughly cubic, up to ``target`` bytes."""
+    shape = list(chunks[:3])
+    while math.prod(shape) * voxel_bytes * 2 <= target:
+        shape[shape.index(min(shape))] *= 2
+    return (shape[0], shape[1], shape[2])
+
+
+def aligned_blocks(box: Box, origin: tuple[int, ...], block: tuple[int, int, int]) -> Iterator[Box]:
+    """The pieces of ``box`` cut by a grid of ``block``-sized cells anchored at ``origin``."""
+    lo, hi = box
+    ranges = []
+    for a in range(3):
+        first = origin[a] + (lo[a] - origin[a]) // block[a] * block[a]
+        edges = list(range(first, hi[a], block[a]))
+        ranges.append([(max(e, lo[a]), min(e + block[a], hi[a])) for e in edges])
+    for z0, z1 in ranges[2]:
+        for y0, y1 in ranges[1]:
+            for x0, x1 in ranges[0]:
+                yield (x0, y0, z0), (x1, y1, z1)
+
+
+def run_parallel(
+    tasks: Iterator[Box],
+    work: Callable[[Box], tuple[int, int]],
+    jobs: int | None,
+    done: Callable[[int, int], None],
+) -> None:
+    """Runs ``work`` on every box with ``jobs`` threads, at most ``2 * jobs`` in flight.
+
+    ``done`` receives each task's return value (bytes, chunks) as it finishes. The first
+    error cancels what has not started and propagates.
+    """
+    jobs = jobs or os.cpu_count() or 1
+    pending: set[Future[tuple[int, int]]] = set()
+    with ThreadPoolExecutor(jobs, thread_name_prefix="bigarrays") as pool:
+        try:
+            for box in tasks:
+                if len(pending) >= 2 * jobs:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        done(*f.result())
+                pending.add(pool.submit(work, box))
+            for f in pending:
+                done(*f.result())
+        finally:
+            for f in pending:
+                f.cancel()

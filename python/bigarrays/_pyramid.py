@@ -1,0 +1,153 @@
+"""Multi-resolution pyramids: new scales in the ``info`` and their voxels, level by level.
+
+The scale entries are the ones CloudVolume's ``add_scale`` computes (so either tool can
+extend the other's pyramid): for a cumulative factor ``F`` relative to scale 0,
+``voxel_offset = floor(offset0 / F)``, ``size = ceil(size0 / F)``, ``resolution = res0 * F``,
+chunk sizes the divisors of scale 0's closest to 64, and the key the resolution joined by
+``_``. Each level is computed from the one above it, block by block, so memory stays
+bounded whatever the layer's size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._blocks import Box, aligned_blocks, block_shape, chunk_count, run_parallel
+from ._progress import Advance
+from ._reduce import METHODS, reduce_blocks
+from .errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from ._bigarray import BigArray
+
+
+def default_method(a: BigArray) -> str:
+    """``mode`` for segmentation layers, ``average`` for images."""
+    return "mode" if a.info.get("type") == "segmentation" else "average"
+
+
+def downsample(
+    a: BigArray,
+    factor: tuple[int, int, int],
+    mips: int,
+    method: str | None,
+    jobs: int | None,
+    progress: Advance,
+) -> list[BigArray]:
+    """Adds ``mips`` scales below ``a``'s and fills them; returns handles on the new scales."""
+    factor = _check_factor(factor)
+    method = method or default_method(a)
+    if method not in METHODS:
+        raise InvalidArgumentError(f"method must be one of {METHODS}, got {method!r}")
+    if mips < 1:
+        raise InvalidArgumentError(f"mips must be at least 1, got {mips}")
+    info = a.info
+    scale0 = info["scales"][0]
+    base = [round(r / r0) for r, r0 in zip(a.resolution, scale0["resolution"], strict=True)]
+    indices = []
+    for level in range(1, mips + 1):
+        total = [b * f**level for b, f in zip(base, factor, strict=True)]
+        indices.append(_put_scale(info, _scale_entry(scale0, total)))
+    a._layer = a._layer.update_info(json.dumps(info))
+    levels = [a] + [a._reopen(mip=i) for i in indices]
+    for src, dst in zip(levels, levels[1:], strict=False):
+        step = tuple(round(d / s) for d, s in zip(dst.resolution, src.resolution, strict=True))
+        _fill(src, dst, step, method, jobs, progress)
+    return levels[1:]
+
+
+def _check_factor(factor: Any) -> tuple[int, int, int]:
+    f = tuple(int(x) for x in factor)
+    if len(f) != 3 or min(f) < 1 or f != tuple(factor):
+        raise InvalidArgumentError(f"factor must be three positive integers, got {factor!r}")
+    return (f[0], f[1], f[2])
+
+
+def _precision(x: Any) -> int:
+    text = str(x)
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def _closest_divisor(n: int, target: int = 64) -> int:
+    # CloudVolume's find_closest_divisor, tie-breaking included (divisors in its order).
+    best, distance = n, n
+    for i in range(1, math.isqrt(n) + 1):
+        if n % i == 0:
+            for d in (i, n // i):
+                if abs(d - target) < distance:
+                    best, distance = d, abs(d - target)
+    return best
+
+
+def _scale_entry(scale0: dict[str, Any], total: list[int]) -> dict[str, Any]:
+    res0 = scale0["resolution"]
+    integral = max(_precision(r) for r in [*res0, *total]) == 0
+    resolution = [r * f if integral else float(r * f) for r, f in zip(res0, total, strict=True)]
+    offset0 = scale0.get("voxel_offset", [0, 0, 0])
+    entry: dict[str, Any] = {
+        "encoding": scale0["encoding"],
+        "chunk_sizes": [[_closest_divisor(int(c)) for c in scale0["chunk_sizes"][0]]],
+        "resolution": resolution,
+        "voxel_offset": [math.floor(o / f) for o, f in zip(offset0, total, strict=True)],
+        "size": [math.ceil(s / f) for s, f in zip(scale0["size"], total, strict=True)],
+    }
+    for key in ("compressed_segmentation_block_size", "jpeg_quality", "png_level"):
+        if key in scale0:
+            entry[key] = scale0[key]
+    if entry["encoding"] == "compressed_segmentation":
+        entry.setdefault("compressed_segmentation_block_size", [8, 8, 8])
+    entry["key"] = "_".join(str(r) for r in resolution)
+    return entry
+
+
+def _put_scale(info: dict[str, Any], entry: dict[str, Any]) -> int:
+    """Replaces the scale of the same resolution (as CloudVolume does) or appends one."""
+    for i, scale in enumerate(info["scales"]):
+        if np.array_equal(np.asarray(scale["resolution"]), np.asarray(entry["resolution"])):
+            info["scales"][i] = entry
+            return i
+    info["scales"].append(entry)
+    return len(info["scales"]) - 1
+
+
+def _fill(
+    src: BigArray,
+    dst: BigArray,
+    step: tuple[int, ...],
+    method: str,
+    jobs: int | None,
+    progress: Advance,
+) -> None:
+    """Computes every voxel of ``dst`` from ``src``, one chunk-aligned block at a time."""
+    channels = src.num_channels
+    src_lo = np.array(src.voxel_offset)
+    src_hi = src_lo + np.array(src.shape[:3])
+
+    def work(box: Box) -> tuple[int, int]:
+        lo, hi = np.array(box[0]), np.array(box[1])
+        want_lo, want_hi = lo * step, hi * step  # the input the block summarises
+        have_lo, have_hi = np.maximum(want_lo, src_lo), np.minimum(want_hi, src_hi)
+        shape = tuple(want_hi - want_lo)
+        data = np.zeros(shape + (channels,), src.dtype, order="F")
+        valid = np.zeros(shape, bool, order="F")
+        if np.all(have_hi > have_lo):
+            inner = tuple(
+                slice(a, b) for a, b in zip(have_lo - want_lo, have_hi - want_lo, strict=True)
+            )
+            cut = src[tuple(slice(a, b) for a, b in zip(have_lo, have_hi, strict=True))]
+            data[inner] = cut.reshape(cut.shape[:3] + (channels,), order="F")
+            valid[inner] = True
+        out = reduce_blocks(data, valid, step, method)
+        dst[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = (
+            out if channels > 1 else out[..., 0]
+        )
+        return int(out.nbytes), chunk_count(box, dst.voxel_offset, dst.chunks)
+
+    voxel_bytes = dst.dtype.itemsize * channels
+    block = block_shape(dst.chunks, voxel_bytes * math.prod(step))
+    bounds = (dst.voxel_offset, tuple(b.stop for b in dst.bounds))
+    run_parallel(aligned_blocks(bounds, dst.voxel_offset, block), work, jobs, progress)

@@ -1,0 +1,233 @@
+"""The ``bigarrays`` command: inspect, create, copy, downsample, serve and look at layers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from . import errors
+from ._bigarray import BigArray
+
+EXIT_CODES = """\b
+Exit codes: 0 success; 1 an error reading or writing data (store, decoding, info file);
+2 bad usage or an invalid argument; 3 layer not found; 4 layer exists; 130 interrupted.
+Errors are printed on stderr as "bigarrays: error: <message>"."""
+
+
+def _ints(n: Sequence[int] | int) -> Callable[[click.Context, Any, Any], Any]:
+    """A click callback parsing "a,b,c" into a tuple of ``n`` ints (one of ``n`` counts)."""
+    counts = (n,) if isinstance(n, int) else tuple(n)
+
+    def parse(ctx: click.Context, param: Any, value: str | None) -> tuple[int, ...] | None:
+        if value is None:
+            return None
+        try:
+            parts = tuple(int(v) for v in value.split(","))
+        except ValueError:
+            parts = ()
+        if len(parts) not in counts:
+            want = " or ".join(str(c) for c in counts)
+            raise click.BadParameter(f"expected {want} comma-separated integers, got {value!r}")
+        return parts
+
+    return parse
+
+
+def _floats(ctx: click.Context, param: Any, value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        parts = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3:
+        raise click.BadParameter(f"expected 3 comma-separated numbers, got {value!r}")
+    return parts
+
+
+def _compression(ctx: click.Context, param: Any, value: str) -> str | None:
+    return None if value == "none" else value
+
+
+def _sharding(ctx: click.Context, param: Any, value: str | None) -> Any:
+    if value is None or value == "auto":
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"expected 'auto' or a JSON sharding spec: {e}") from None
+
+
+COMPRESSIONS = click.Choice(["auto", "gzip", "zstd", "none"])
+
+
+@click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bigarrays")
+def main() -> None:
+    """Chunked arrays far larger than memory (Neuroglancer Precomputed and BigArrays.jl
+    layouts) on local disk, S3, GCS and HTTP."""
+
+
+@main.command()
+@click.argument("url")
+@click.option("--json", "as_json", is_flag=True, help="Print the info file as JSON instead.")
+def info(url: str, as_json: bool) -> None:
+    """Summarise the layer at URL: type, shape, bounds, chunks, encoding, scales."""
+    a = BigArray(url)
+    if as_json:
+        click.echo(json.dumps(a.info, indent=2))
+        return
+    meta = a.info
+    click.echo(f"url          {a.url}")
+    click.echo(f"type         {meta.get('type')}, {a.dtype}, {a.num_channels} channel(s)")
+    for mip, scale in enumerate(meta["scales"]):
+        lo = scale.get("voxel_offset", [0, 0, 0])
+        hi = [o + s for o, s in zip(lo, scale["size"], strict=True)]
+        shard = scale.get("sharding")
+        click.echo(
+            f"mip {mip:<8} key {scale['key']!r}: size {_x(scale['size'])}, bounds "
+            f"{_x(lo)} .. {_x(hi)}, resolution {_x(scale['resolution'])} nm, chunks "
+            f"{_x(scale['chunk_sizes'][0])}, {scale['encoding']}"
+            + (f", sharded ({shard.get('hash', '?')} hash)" if shard else "")
+        )
+
+
+def _x(values: Sequence[Any]) -> str:
+    return "×".join(str(v) for v in values)
+
+
+@main.command()
+@click.argument("url")
+@click.option("--shape", required=True, callback=_ints((3, 4)), help="x,y,z[,c]")
+@click.option("--dtype", required=True, help="uint8, uint16, uint32, uint64, float32, ...")
+@click.option("--chunks", default="64,64,64", callback=_ints(3), show_default=True)
+@click.option("--voxel-offset", default="0,0,0", callback=_ints(3))
+@click.option("--resolution", default="1,1,1", callback=_floats, help="nm per voxel")
+@click.option("--encoding", default="raw", show_default=True)
+@click.option("--compression", type=COMPRESSIONS, default="auto", callback=_compression)
+@click.option("--layer-type", type=click.Choice(["image", "segmentation"]), default="image")
+@click.option("--sharding", callback=_sharding, help="'auto' or a JSON sharding spec")
+@click.option("--overwrite", is_flag=True, help="Replace an existing info file.")
+def create(url: str, **options: Any) -> None:
+    """Create an empty layer at URL (reads as zeros until written)."""
+    a = BigArray.create(url, **options)
+    click.echo(repr(a))
+
+
+@main.command()
+@click.argument("src")
+@click.argument("dst")
+@click.option("--bbox", callback=_ints(6), help="x0,y0,z0,x1,y1,z1 (absolute)")
+@click.option("--mip", default=0, show_default=True, help="Source scale to copy.")
+@click.option("--encoding", help="Destination encoding (default: the source's).")
+@click.option("--compression", type=COMPRESSIONS, default="auto", callback=_compression)
+@click.option("--chunks", callback=_ints(3), help="Destination chunk size.")
+@click.option("--sharding", callback=_sharding, help="'auto' or a JSON sharding spec")
+@click.option("--jobs", type=int, help="Blocks copied at once (default: CPU count).")
+@click.option("--resume", is_flag=True, help="Skip chunks already present in DST.")
+@click.option("--progress/--no-progress", default=True, help="Progress bar (terminal only).")
+def cp(src: str, dst: str, bbox: tuple[int, ...] | None, mip: int, **options: Any) -> None:
+    """Copy (and transcode) the layer SRC into DST, between any two backends."""
+    box = None if bbox is None else (bbox[:3], bbox[3:])
+    out = BigArray(src, mip=mip).copy_to(dst, bbox=box, **options)
+    click.echo(f"copied to {out.url}", err=True)
+
+
+@main.command()
+@click.argument("url")
+@click.option("--factor", default="2,2,1", callback=_ints(3), show_default=True)
+@click.option("--mips", default=1, show_default=True, help="Levels to add.")
+@click.option("--mip", default=0, show_default=True, help="Scale to start from.")
+@click.option(
+    "--method",
+    type=click.Choice(["average", "mode", "min", "max", "nearest"]),
+    help="Default: mode for segmentation, average for images.",
+)
+@click.option("--jobs", type=int, help="Blocks computed at once (default: CPU count).")
+@click.option("--progress/--no-progress", default=True, help="Progress bar (terminal only).")
+def downsample(url: str, mip: int, **options: Any) -> None:
+    """Add lower-resolution scales to the layer at URL and compute them."""
+    for level in BigArray(url, mip=mip).downsample(**options):
+        click.echo(f"mip {level.mip}: {_x(level.shape)} at {_x(level.resolution)} nm")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--port", default=8000, show_default=True, help="0 picks a free port.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+def serve(directory: str, port: int, host: str) -> None:
+    """Serve DIRECTORY's layers over HTTP (CORS, gzip, ranges) for neuroglancer."""
+    from ._serve import layer_paths, make_server
+
+    server = make_server(directory, port, host)
+    base = f"http://{host}:{server.server_address[1]}"
+    click.echo(f"serving {Path(directory).resolve()} at {base}")
+    for rel in layer_paths(directory) or [""]:
+        click.echo(f"neuroglancer source: precomputed://{base}/{rel}".rstrip("/"))
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+@main.command(name="slice")
+@click.argument("url")
+@click.option("--z", "z", type=int, required=True, help="Absolute z of the plane.")
+@click.option("--mip", default=0, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True)
+def slice_(url: str, z: int, mip: int, output: str) -> None:
+    """Write the plane z of the layer at URL as a PNG (x across, y down)."""
+    from ._slice import png_bytes, render
+
+    a = BigArray(url, mip=mip)
+    x, y, zs = a.bounds
+    if not zs.start <= z < zs.stop:
+        raise errors.InvalidArgumentError(
+            f"z={z} is outside the layer's z range {zs.start}..{zs.stop}"
+        )
+    plane = np.asarray(a[x, y, z])
+    segmentation = a.info.get("type") == "segmentation"
+    Path(output).write_bytes(png_bytes(render(plane, segmentation)))
+    click.echo(f"wrote {output} ({plane.shape[0]}×{plane.shape[1]})", err=True)
+
+
+def _exit_code(e: BaseException) -> int:
+    if isinstance(e, (errors.InvalidArgumentError, errors.OutOfBoundsError)):
+        return 2
+    if isinstance(e, errors.LayerNotFoundError):
+        return 3
+    if isinstance(e, errors.LayerExistsError):
+        return 4
+    return 1
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit code (for tests and ``python -m bigarrays``)."""
+    try:
+        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("bigarrays: interrupted", err=True)
+        return 130
+    except click.exceptions.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except KeyboardInterrupt:
+        click.echo("bigarrays: interrupted", err=True)
+        return 130
+    except (errors.BigArrayError, OSError, NotImplementedError) as e:
+        click.echo(f"bigarrays: error: {e}", err=True)
+        return _exit_code(e)
+    return 0
+
+
+def entry_point() -> None:
+    sys.exit(run())
