@@ -59,11 +59,14 @@ py-test: build
 ## test: lint, Rust tests, Python tests (interop with CloudVolume and TensorStore included)
 test: lint rust-test py-test
 
-## bench: W1/W2 cutouts against TensorStore and CloudVolume, the same over S3 (moto on
-## loopback), then cp and downsample; writes benches/RESULTS.md
+## bench: every benchmark against TensorStore and CloudVolume on the same data: cutouts
+## (local, sharded, S3 on loopback), batched patches and dask, cp and downsample; each
+## writes its own section of benches/RESULTS.md
 bench: build
 	$(PY) benches/bench_read.py
+	$(PY) benches/bench_sharded.py
 	$(PY) benches/bench_s3.py
+	$(PY) benches/bench_batch.py
 	$(PY) benches/bench_tools.py
 
 clean:

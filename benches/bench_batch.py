@@ -1,0 +1,161 @@
+"""Training-style reads (W3) and a dask reduction on the em layer, against the peers.
+
+- **W3 cold**: 256 random 64×64×32 patches, no cache. bigarrays ``read_many`` (one call,
+  each touched chunk decoded once) and ``PatchLoader`` (32 batches of 8, prefetching);
+  TensorStore issuing all 256 reads at once and waiting (its best case); CloudVolume one
+  patch at a time.
+- **W3 warm**: the same patches again with a decoded-chunk cache big enough for the layer:
+  bigarrays ``cache_bytes``, TensorStore's ``cache_pool``, CloudVolume's ``lru_bytes``.
+- **dask sum**: ``to_dask().sum()`` over the whole layer on dask's threaded scheduler,
+  bigarrays vs ``cloudvolume.dask.from_cloudvolume``.
+
+bigarrays and CloudVolume read CloudVolume's gzip copy; TensorStore its sharded gzip copy of
+the same voxels (it cannot read local ``.gz`` files). Outputs are checked against the
+generated data before timing. Ratio = best peer median / bigarrays median.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import dask
+import numpy as np
+import tensorstore as ts
+from bench_read import DATA, SCALES, TS_CONTEXT, Dataset
+from cloudvolume import CloudVolume
+from cloudvolume.dask import from_cloudvolume
+from report import cpu_model, version, write_section
+
+from bigarrays import BigArray, PatchLoader
+
+PATCH, N_PATCHES, SEED, BATCH = (64, 64, 32), 256, 7, 8
+REPEATS = 5
+SLOW = 10.0  # seconds: slower readers are timed once
+CACHE = 2 << 30
+
+
+def patch_keys() -> list[tuple[slice, ...]]:
+    # The same corners PatchLoader draws, so every reader reads the same patches.
+    loader = PatchLoader(BigArray(str(DATASET.cv_gzip)), PATCH, BATCH, seed=SEED)
+    starts = np.concatenate([loader.batch_starts(i) for i in range(N_PATCHES // BATCH)])
+    return [
+        tuple(slice(int(s), int(s) + n) for s, n in zip(st, PATCH, strict=True)) for st in starts
+    ]
+
+
+def readers(keys: list[tuple[slice, ...]], warm: bool) -> dict[str, Callable[[], list]]:
+    cache = CACHE if warm else 0
+    ba = BigArray(str(DATASET.cv_gzip), cache_bytes=cache)
+    loader = PatchLoader(ba, PATCH, BATCH, seed=SEED, num_batches=N_PATCHES // BATCH)
+    context = dict(TS_CONTEXT, cache_pool={"total_bytes_limit": cache})
+    tss = ts.open(
+        {"driver": "neuroglancer_precomputed", "kvstore": f"file://{DATASET.ts_sharded}/"},
+        context=ts.Context(context),
+    ).result()
+    cv = CloudVolume(
+        f"file://{DATASET.cv_gzip}", progress=False, parallel=1, cache=False, lru_bytes=cache
+    )
+
+    def ts_all() -> list:
+        futures = [tss[(*k, 0)].read(order="F") for k in keys]
+        return [f.result() for f in futures]
+
+    return {
+        "bigarrays read_many": lambda: ba.read_many(keys),
+        "bigarrays PatchLoader": lambda: [p for batch in loader for p in batch],
+        "TensorStore": ts_all,
+        "CloudVolume": lambda: [cv[k][..., 0] for k in keys],
+    }
+
+
+def time_all(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Round-robin timings; a reader slower than SLOW seconds is timed once."""
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            if times[name] and times[name][0] > SLOW:
+                continue
+            t = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def main() -> None:
+    started = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    load_start = os.getloadavg()[0]
+    truth = DATASET.truth()
+    keys = patch_keys()
+    want = [np.asarray(truth[k]) for k in keys]
+    results = {}
+    for phase, warm in (("W3 cold", False), ("W3 warm", True)):
+        runs = readers(keys, warm)
+        for name, run in runs.items():  # check, and warm the caches for the warm phase
+            got = run()
+            if not all(np.array_equal(g, w) for g, w in zip(got, want, strict=True)):
+                raise SystemExit(f"{phase}: {name} returned wrong voxels")
+        results[phase] = time_all(runs, REPEATS)
+        print(phase, {k: round(statistics.median(v), 3) for k, v in results[phase].items()})
+
+    with dask.config.set(scheduler="threads", num_workers=os.cpu_count()):
+        total = int(truth.sum(dtype=np.uint64))
+        ours = BigArray(str(DATASET.cv_gzip)).to_dask()
+        theirs = from_cloudvolume(f"file://{DATASET.cv_gzip}", parallel=1)
+        runs = {
+            "bigarrays to_dask": lambda: int(ours.sum(dtype=np.uint64).compute()),
+            "CloudVolume from_cloudvolume": lambda: int(theirs.sum(dtype=np.uint64).compute()),
+        }
+        for name, run in runs.items():
+            if run() != total:
+                raise SystemExit(f"dask sum: {name} is wrong")
+        results["dask sum"] = time_all(runs, 3)
+        print(
+            "dask sum", {k: round(statistics.median(v), 3) for k, v in results["dask sum"].items()}
+        )
+
+    section = report(results, started, (load_start, os.getloadavg()[0]))
+    write_section("bench_batch.py", section)
+    print(section)
+
+
+def report(results: dict[str, dict[str, list[float]]], started: str, load: tuple) -> str:
+    p = DATASET.p
+    lines = [
+        "## Batched reads (W3) and dask",
+        "",
+        f"Generated by `benches/bench_batch.py`, started {started}; load average (1 min) "
+        f"{load[0]:.2f} at start, {load[1]:.2f} at end. {os.cpu_count()} CPUs, {cpu_model()}; "
+        f"bigarrays {version('bigarrays')}, TensorStore {version('tensorstore')}, CloudVolume "
+        f"{version('cloud-volume')}, dask {version('dask')}. Data: bench_read.py's uint8 em "
+        f"layer {'×'.join(map(str, p.shape))}, chunks {'×'.join(map(str, p.chunks))}, gzip. "
+        f"{N_PATCHES} random {'×'.join(map(str, PATCH))} patches (seed {SEED}); medians of "
+        f"{REPEATS} runs (one run for a reader slower than {SLOW:.0f} s). Warm: caches of "
+        f"{CACHE >> 30} GiB, filled by the checking pass.",
+        "",
+        "| workload | reader | median s | patches/s |",
+        "|---|---|---|---|",
+    ]
+    for phase, t in results.items():
+        for name, v in t.items():
+            med = statistics.median(v)
+            rate = f"{N_PATCHES / med:,.0f}" if phase.startswith("W3") else "—"
+            lines.append(f"| {phase} | {name} | {med:.3f} | {rate} |")
+    lines += ["", "Ratio = best peer median / best bigarrays median:", ""]
+    for phase, t in results.items():
+        med = {k: statistics.median(v) for k, v in t.items()}
+        ours = min(v for k, v in med.items() if k.startswith("bigarrays"))
+        peer = min(v for k, v in med.items() if not k.startswith("bigarrays"))
+        lines.append(f"- {phase}: **{peer / ours:.2f}×**")
+    return "\n".join(lines)
+
+
+DATASET = Dataset(DATA / "full", SCALES["full"])
+
+if __name__ == "__main__":
+    DATASET.ensure()
+    sys.exit(main())
