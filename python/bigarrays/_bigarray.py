@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -11,7 +12,10 @@ import numpy as np
 from . import _core, _selection
 from .errors import InvalidArgumentError
 
-_FORMATS = (None, "precomputed")
+_FORMATS = (None, "precomputed", "h5s", "aligned", "hdf5")
+#: Formats read through the HDF5 engine (local files only).
+_HDF_FORMATS = ("h5s", "aligned", "hdf5")
+_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
 def _option_text(key: str, value: Any) -> str:
@@ -42,9 +46,41 @@ def _engine_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]
 
 def _check_unbuilt(format: str | None, cache_bytes: int) -> None:
     if format not in _FORMATS:
-        raise NotImplementedError(f"format={format!r} is not supported yet (only 'precomputed')")
+        raise InvalidArgumentError(
+            f"format={format!r} is not one of 'precomputed', 'h5s', 'aligned', 'hdf5'"
+        )
     if cache_bytes:
         raise NotImplementedError("cache_bytes is not supported yet: pass 0")
+
+
+def _local_path(url: str) -> str | None:
+    """The filesystem path of a local URL, or None for remote ones."""
+    if url.startswith("file://"):
+        return url[len("file://") :]
+    return None if "://" in url else url
+
+
+def _detect_format(url: str, format: str | None, dataset: str | None) -> str | None:
+    """Picks the layout: ``info`` -> precomputed, ``config.json`` -> h5s, ``registry.txt``
+    -> aligned, an ``.h5`` file (or ``dataset=``) -> a single HDF5 dataset."""
+    if format is not None:
+        return format
+    if dataset is not None:
+        return "hdf5"
+    path = _local_path(url)
+    if path is None:
+        return None
+    if os.path.isfile(path):
+        if os.path.basename(path) == "registry.txt":
+            return "aligned"
+        if path.lower().endswith(_HDF5_SUFFIXES):
+            return "hdf5"
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "info")):
+        if os.path.exists(os.path.join(path, "config.json")):
+            return "h5s"
+        if os.path.exists(os.path.join(path, "registry.txt")):
+            return "aligned"
+    return None
 
 
 class BigArray:
@@ -59,7 +95,15 @@ class BigArray:
     mip : int
         Index into ``info["scales"]``; 0 is full resolution.
     format : str, optional
-        ``None`` (auto-detect) or ``"precomputed"``.
+        ``None`` (auto-detect: a directory with ``info`` is ``"precomputed"``, with
+        ``config.json`` ``"h5s"``, with ``registry.txt`` ``"aligned"``; a ``.h5`` file is
+        ``"hdf5"``), or one of those names to force it. The HDF5 formats (BigArrays.jl's
+        H5s block directories and aligned 2D sections, and single HDF5 datasets) read local
+        files only; ``"aligned"`` and ``"hdf5"`` are read-only.
+    dataset : str, optional
+        With a single HDF5 file: the dataset to open (default ``"img"``). Its h5py axes are
+        reversed, as BigArrays.jl (Julia) wrote them: ``BigArray(f, dataset="img")[x, y, z]``
+        is ``h5py.File(f)["img"][z, y, x]``, and a 4D dataset ``(c, z, y, x)`` has channels.
     store : MutableMapping[str, bytes], optional
         Any mapping to use as the key-value store instead of the URL's backend.
     fill_missing : bool
@@ -102,11 +146,13 @@ class BigArray:
         compression: str | None = "auto",
         storage_options: Mapping[str, Any] | None = None,
         cache_bytes: int = 0,
+        dataset: str | None = None,
     ) -> None:
         _check_unbuilt(format, cache_bytes)
         self._init_args = dict(
             mip=mip,
             format=format,
+            dataset=dataset,
             store=store,
             fill_missing=fill_missing,
             compression=compression,
@@ -114,6 +160,18 @@ class BigArray:
             cache_bytes=cache_bytes,
         )
         self._url = str(url)
+        detected = _detect_format(self._url, format, dataset)
+        if detected in _HDF_FORMATS:
+            if store is not None or storage_options or mip:
+                raise InvalidArgumentError(
+                    f"format {detected!r} reads local files: store=, storage_options= and mip= "
+                    "do not apply"
+                )
+            self._layer = _core.HdfLayer.open(
+                self._url, format=detected, dataset=dataset, fill_missing=fill_missing
+            )
+            self._setup()
+            return
         self._layer = _core.Layer.open(
             self._url,
             mip=mip,
@@ -151,8 +209,10 @@ class BigArray:
         fill_missing: bool = True,
         storage_options: Mapping[str, Any] | None = None,
         cache_bytes: int = 0,
+        format: str | None = None,
     ) -> BigArray:
-        """Creates a new Neuroglancer Precomputed layer and opens it.
+        """Creates a new layer (Neuroglancer Precomputed, or a BigArrays.jl H5s directory
+        with ``format="h5s"``) and opens it.
 
         Parameters
         ----------
@@ -188,6 +248,12 @@ class BigArray:
         overwrite : bool
             Replace an existing ``info``; otherwise an existing layer raises
             :class:`~bigarrays.errors.LayerExistsError`.
+        format : {None, "precomputed", "h5s"}
+            ``"h5s"`` writes BigArrays.jl's ``config.json`` in the local directory ``url``;
+            ``chunks`` is then the block size (one HDF5 file per block, created on first
+            write), ``encoding_options={"chunk_size": (32, 32, 4)}`` the HDF5 chunking
+            inside each file, and ``compression`` ``"auto"``/``"blosc"`` (the Blosc filter
+            32001, BigArrays.jl's default), ``"gzip"`` (shuffle + deflate) or ``None``.
 
         Returns
         -------
@@ -195,7 +261,9 @@ class BigArray:
         """
         if sharding is not None:
             raise NotImplementedError("sharding is not supported yet: pass sharding=None")
-        _check_unbuilt(None, cache_bytes)
+        _check_unbuilt(format, cache_bytes)
+        if format not in (None, "precomputed", "h5s"):
+            raise InvalidArgumentError(f"format={format!r} cannot be created (only 'h5s')")
         shape = tuple(int(n) for n in shape)
         if len(shape) == 4:
             if num_channels not in (None, shape[3]):
@@ -205,29 +273,48 @@ class BigArray:
             num_channels = shape[3]
         elif len(shape) != 3:
             raise InvalidArgumentError(f"shape must be (x, y, z) or (x, y, z, c), got {shape}")
-        layer = _core.Layer.create(
-            str(url),
-            shape=shape[:3],
-            dtype=np.dtype(dtype).name,
-            chunks=tuple(chunks),
-            voxel_offset=tuple(voxel_offset),
-            resolution=tuple(float(r) for r in resolution),
-            num_channels=num_channels or 1,
-            encoding=encoding,
-            encoding_options=None
-            if encoding_options is None
-            else json.dumps(dict(encoding_options)),
-            layer_type=layer_type,
-            overwrite=overwrite,
-            compression=compression,
-            store=store,
-            **_engine_options(storage_options),
-        )
+        if format == "h5s":
+            if store is not None or storage_options:
+                raise InvalidArgumentError(
+                    "h5s layers are local: store= and storage_options= do not apply"
+                )
+            inner = tuple((encoding_options or {}).get("chunk_size", (32, 32, 4)))
+            layer: Any = _core.HdfLayer.create_h5s(
+                str(url),
+                shape=shape[:3],
+                dtype=np.dtype(dtype).name,
+                block=tuple(int(c) for c in chunks),
+                chunk=tuple(min(int(a), int(b)) for a, b in zip(inner, chunks, strict=True)),
+                voxel_offset=tuple(int(o) for o in voxel_offset),
+                num_channels=num_channels or 1,
+                compression=compression,
+                overwrite=overwrite,
+            )
+        else:
+            layer = _core.Layer.create(
+                str(url),
+                shape=shape[:3],
+                dtype=np.dtype(dtype).name,
+                chunks=tuple(chunks),
+                voxel_offset=tuple(voxel_offset),
+                resolution=tuple(float(r) for r in resolution),
+                num_channels=num_channels or 1,
+                encoding=encoding,
+                encoding_options=None
+                if encoding_options is None
+                else json.dumps(dict(encoding_options)),
+                layer_type=layer_type,
+                overwrite=overwrite,
+                compression=compression,
+                store=store,
+                **_engine_options(storage_options),
+            )
         self = cls.__new__(cls)
         self._url = str(url)
         self._init_args = dict(
             mip=0,
-            format=None,
+            format=format,
+            dataset=None,
             store=store,
             fill_missing=fill_missing,
             compression=compression,
