@@ -7,6 +7,8 @@ DEPS    := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(VIRTUAL_ENV)/bin:$(HOME)/.cargo/bin:$(PATH)
 
+# h5py + hdf5plugin: the HDF5 tests' peers; cmake from PyPI: the static libhdf5 build needs
+# CMake >= 3.26 (Debian bookworm has 3.25), found first on PATH because .venv/bin leads it.
 PY_DEPS := "maturin>=1.8,<2" "numpy>=1.24" "pytest>=8" "hypothesis>=6.100" \
            "cloud-volume>=12" "tensorstore>=0.1.60" "ruff>=0.6" "mypy>=1.18" zstandard \
            compressed-segmentation blosc pyspng-seunglab \
@@ -49,7 +51,7 @@ lint: $(DEPS) sys-tools
 	ruff check python tests benches examples
 	ruff format --check python tests benches examples
 
-rust-test: sys-tools
+rust-test: $(DEPS) sys-tools
 	cargo test
 
 py-test: build

@@ -70,11 +70,10 @@ def _detect_format(url: str, format: str | None, dataset: str | None) -> str | N
     path = _local_path(url)
     if path is None:
         return None
-    if os.path.isfile(path):
-        if os.path.basename(path) == "registry.txt":
-            return "aligned"
-        if path.lower().endswith(_HDF5_SUFFIXES):
-            return "hdf5"
+    if path.lower().endswith(_HDF5_SUFFIXES):
+        return "hdf5"
+    if os.path.isfile(path) and os.path.basename(path) == "registry.txt":
+        return "aligned"
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "info")):
         if os.path.exists(os.path.join(path, "config.json")):
             return "h5s"
