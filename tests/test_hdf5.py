@@ -270,7 +270,10 @@ def test_single_hdf5_dataset(tmp_path):
     )
     b = BigArray(str(path), dataset="blosc")
     np.testing.assert_array_equal(b[1:49, 2:69, 0:20], xyz[1:49, 2:69, 0:20])
+    # Chunked gzip and Blosc datasets are decoded here; the contiguous one through libhdf5.
+    assert a.info["reads_by_address"] and b.info["reads_by_address"]
     c = BigArray(str(path), dataset="contiguous")
+    assert not c.info["reads_by_address"]
     assert c.dtype == np.float64
     np.testing.assert_array_equal(c[:, 3:50, 2:9], xyz[:7, 3:50, 2:9].astype(np.float64))
 

@@ -376,6 +376,11 @@ impl H5Dataset {
         }
     }
 
+    /// Whether chunks are read by address and decoded here (`false`: through libhdf5).
+    pub fn reads_by_address(&self) -> bool {
+        matches!(self.storage, Storage::Chunks { .. })
+    }
+
     /// `path:dataset`, for messages.
     pub fn label(&self) -> String {
         format!("{}:{}", self.path.display(), self.name)

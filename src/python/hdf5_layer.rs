@@ -227,6 +227,7 @@ impl HdfLayer {
                 "dataset": f.dataset().label(),
                 "shape": f.dataset().shape(),
                 "chunks": f.dataset().chunk_shape(),
+                "reads_by_address": f.dataset().reads_by_address(),
             }),
         };
         value.to_string()
