@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 use crate::geometry::Bbox;
 use crate::runtime;
 
+/// Open files (with their chunk indexes) a handle keeps; beyond this, one is dropped per open.
+const MAX_OPEN: usize = 256;
+
 /// `registry.txt` files larger than this are refused.
 const MAX_REGISTRY_BYTES: u64 = 64 << 20;
 
@@ -186,10 +189,14 @@ impl AlignedArray {
                 ),
             ));
         }
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(z, ds.clone());
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.len() >= MAX_OPEN {
+            // Bounded: each entry holds a file descriptor and a chunk index.
+            if let Some(&evict) = open.keys().next() {
+                open.remove(&evict);
+            }
+        }
+        open.insert(z, ds.clone());
         Ok(Some(ds))
     }
 

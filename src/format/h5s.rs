@@ -20,6 +20,9 @@ use crate::error::{Error, Result};
 use crate::geometry::Bbox;
 use crate::runtime;
 
+/// Open files (with their chunk indexes) a handle keeps; beyond this, one is dropped per open.
+const MAX_OPEN: usize = 256;
+
 /// Dataset names, newest first.
 const DATASET_NAMES: [&str; 2] = ["img", "main"];
 const DEFAULT_BLOCK: [u64; 3] = [1024, 1024, 128];
@@ -436,10 +439,14 @@ impl H5sArray {
                 format!("holds {}, config.json says {}", ds.dtype(), self.dtype()),
             ));
         }
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(g, ds.clone());
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.len() >= MAX_OPEN {
+            // Bounded: each entry holds a file descriptor and a chunk index.
+            if let Some(&evict) = open.keys().next() {
+                open.remove(&evict);
+            }
+        }
+        open.insert(g, ds.clone());
         Ok(Some(ds))
     }
 
@@ -660,6 +667,39 @@ mod tests {
         assert_eq!(parse_block_name("block_", "block_1-2_1-2.h5"), None);
         assert_eq!(parse_block_name("block_", "other_1-2_1-2_1-2.h5"), None);
         assert_eq!(parse_block_name("block_", "block_2-1_1-2_1-2.h5"), None);
+    }
+
+    #[test]
+    fn many_blocks_round_trip_with_a_bounded_set_of_open_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("layer").display().to_string();
+        let size = [16u64, 16, 10];
+        let a = H5sArray::create(
+            &url,
+            DType::U16,
+            [-3, 5, 7],
+            size,
+            [2, 2, 2],
+            [2, 2, 1],
+            1,
+            H5Compression::Deflate,
+            false,
+        )
+        .unwrap();
+        let bbox = Bbox::new([-3, 5, 7], [13, 21, 17]).unwrap();
+        let values: Vec<u16> = (0..16 * 16 * 10).map(|v| (v * 7 % 65521) as u16).collect();
+        a.write_from(&bbox, bytemuck::cast_slice(&values)).unwrap();
+        let a = H5sArray::open(&url, true).unwrap();
+        assert_eq!(a.bounds(), bbox);
+        let mut out = vec![0u16; values.len()];
+        a.read_into(&bbox, bytemuck::cast_slice_mut(&mut out))
+            .unwrap();
+        assert_eq!(out, values);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("layer")).unwrap().count(),
+            321
+        );
+        assert!(a.open.lock().unwrap().len() <= MAX_OPEN);
     }
 
     #[test]
