@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from concurrent.futures import ThreadPoolExecutor
 
 import h5py
@@ -167,6 +168,17 @@ def test_h5s_old_spellings_four_d_deflate(tmp_path):
     expected[:, :20] = ref
     np.testing.assert_array_equal(a[:, :, :], expected)
     np.testing.assert_array_equal(a[3:29, 5:19, 2:7, 1], expected[3:29, 5:19, 2:7, 1])
+    # An unaligned write into the old layout lands in its `main` datasets, channels last.
+    box = rng.random((10, 9, 5, 3), dtype=np.float32)
+    a[12:22, 14:23, 1:6] = box
+    expected[12:22, 14:23, 1:6] = box
+    np.testing.assert_array_equal(BigArray(str(root))[:, :, :], expected)
+    with h5py.File(root / "chunk_17-32_1-16_1-8_1-3.h5", "r") as f:
+        np.testing.assert_array_equal(f["main"][...].T, expected[16:32, 0:16, 0:8])
+    # Handles pickle as their path and options.
+    again = pickle.loads(pickle.dumps(a))
+    assert again.encoding == "h5s" and again.shape == a.shape
+    np.testing.assert_array_equal(again[0:5, 0:5, 0:5], expected[0:5, 0:5, 0:5])
 
 
 def test_h5s_concurrent_reads(h5s_blosc):
@@ -268,7 +280,7 @@ def test_single_hdf5_dataset(tmp_path):
     np.testing.assert_array_equal(
         a[3:60, -4:33, 5:19], _expected(xyz, (0, 0, 0), (3, -4, 5), (60, 33, 19))
     )
-    b = BigArray(str(path), dataset="blosc")
+    b = pickle.loads(pickle.dumps(BigArray(str(path), dataset="blosc")))
     np.testing.assert_array_equal(b[1:49, 2:69, 0:20], xyz[1:49, 2:69, 0:20])
     # Chunked gzip and Blosc datasets are decoded here; the contiguous one through libhdf5.
     assert a.info["reads_by_address"] and b.info["reads_by_address"]
