@@ -187,6 +187,7 @@ def main() -> None:
     ensure(root, p)
     ensure_gzip_blocks(root)
     print(f"data ready in {time.perf_counter() - t0:.0f} s", flush=True)
+    load_start = os.getloadavg()[0]
     workloads = [w for w in p.workloads if w.name in ("W1", "W2")]
     stores = {
         "h5s": {
@@ -235,7 +236,9 @@ def main() -> None:
         "`h5s-gzip`: the same blocks with shuffle + deflate 4; `file`: one dataset, gzip "
         "level 4. h5py opens files with `rdcc_nbytes=0` (no chunk cache, as bigarrays). Median of "
         f"{p.repeats} runs after a warm-up; ratio = h5py time / bigarrays time (>1: bigarrays "
-        "faster). Both readers return the same voxels (checked each run).",
+        "faster). Both readers return the same voxels (checked each run). Load average "
+        f"(1 min) {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end: other work "
+        "(compiles) shared the 2 CPUs, so the timings are noisy; the ratios are steadier.",
         "",
         "| store | workload | bigarrays ms | h5py ms | ratio | bigarrays MB/s |",
         "|---|---|---|---|---|---|",
