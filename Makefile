@@ -62,10 +62,11 @@ py-test: build
 test: lint rust-test py-test
 
 ## bench: W1/W2 cutouts against TensorStore and CloudVolume, then the same over S3 (moto on
-## loopback); writes benches/RESULTS.md
+## loopback), then HDF5 against h5py; writes benches/RESULTS.md
 bench: build
 	$(PY) benches/bench_read.py
 	$(PY) benches/bench_s3.py
+	$(PY) benches/bench_hdf5.py
 
 clean:
 	rm -rf target $(VENV) demo-data benches/data
