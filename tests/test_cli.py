@@ -196,3 +196,21 @@ def test_console_script_is_installed():
     exe = Path(sys.executable).parent / "bigarrays"
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "downsample" in out.stdout
+
+
+def test_cp_precomputed_to_h5s_and_back(tmp_path):
+    import h5py
+
+    _, truth = make_layer(tmp_path / "src", voxel_offset=(4, 0, 2))
+    h5s = tmp_path / "h5s"
+    args = ["cp", str(tmp_path / "src"), str(h5s), "--format", "h5s", "--chunks", "32,32,16"]
+    assert run(args) == 0
+    assert BigArray(h5s).format == "h5s"
+    block = sorted(h5s.glob("*.h5"))[0]
+    with h5py.File(block) as f:  # BigArrays.jl's axes: h5py sees (z, y, x)
+        assert f["img"].shape == (16, 32, 32)
+    assert run(["cp", str(h5s), str(tmp_path / "back"), "--encoding", "raw"]) == 0
+    back = BigArray(tmp_path / "back")
+    assert back.voxel_offset == (4, 0, 2)
+    np.testing.assert_array_equal(back[back.bounds], truth)
+    assert run(["cp", str(h5s), str(tmp_path / "x"), "--format", "h5s", "--sharding", "auto"]) == 2

@@ -199,8 +199,10 @@ def test_opening_errors(tmp_path):
         BigArray(str(tmp_path), storage_options={"bogus": 1})
     with pytest.raises(bigarrays.InvalidArgumentError, match="brotli"):
         BigArray(str(tmp_path), compression="brotli")
-    with pytest.raises(NotImplementedError, match="h5s"):
+    with pytest.raises(bigarrays.LayerNotFoundError):  # forced h5s: no config.json here
         BigArray(str(tmp_path), format="h5s")
+    with pytest.raises(bigarrays.InvalidArgumentError, match="zarr"):
+        BigArray(str(tmp_path), format="zarr")
     with pytest.raises(bigarrays.InvalidArgumentError, match="ftp://"):
         BigArray("ftp://host/layer")
 

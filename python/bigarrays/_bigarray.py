@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -11,7 +12,10 @@ import numpy as np
 from . import _core, _selection
 from .errors import InvalidArgumentError
 
-_FORMATS = (None, "precomputed")
+_FORMATS = (None, "precomputed", "h5s", "aligned", "hdf5")
+#: Formats read through the HDF5 engine (local files only).
+_HDF_FORMATS = ("h5s", "aligned", "hdf5")
+_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
 def _option_text(key: str, value: Any) -> str:
@@ -42,9 +46,40 @@ def _engine_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]
 
 def _check_unbuilt(format: str | None, cache_bytes: int) -> None:
     if format not in _FORMATS:
-        raise NotImplementedError(f"format={format!r} is not supported yet (only 'precomputed')")
+        raise InvalidArgumentError(
+            f"format={format!r} is not one of 'precomputed', 'h5s', 'aligned', 'hdf5'"
+        )
     if cache_bytes < 0:
         raise InvalidArgumentError(f"cache_bytes must be ≥ 0, got {cache_bytes}")
+
+
+def _local_path(url: str) -> str | None:
+    """The filesystem path of a local URL, or None for remote ones."""
+    if url.startswith("file://"):
+        return url[len("file://") :]
+    return None if "://" in url else url
+
+
+def _detect_format(url: str, format: str | None, dataset: str | None) -> str | None:
+    """Picks the layout: ``info`` -> precomputed, ``config.json`` -> h5s, ``registry.txt``
+    -> aligned, an ``.h5`` file (or ``dataset=``) -> a single HDF5 dataset."""
+    if format is not None:
+        return format
+    if dataset is not None:
+        return "hdf5"
+    path = _local_path(url)
+    if path is None:
+        return None
+    if path.lower().endswith(_HDF5_SUFFIXES):
+        return "hdf5"
+    if os.path.isfile(path) and os.path.basename(path) == "registry.txt":
+        return "aligned"
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "info")):
+        if os.path.exists(os.path.join(path, "config.json")):
+            return "h5s"
+        if os.path.exists(os.path.join(path, "registry.txt")):
+            return "aligned"
+    return None
 
 
 class BigArray:
@@ -59,7 +94,15 @@ class BigArray:
     mip : int
         Index into ``info["scales"]``; 0 is full resolution.
     format : str, optional
-        ``None`` (auto-detect) or ``"precomputed"``.
+        ``None`` (auto-detect: a directory with ``info`` is ``"precomputed"``, with
+        ``config.json`` ``"h5s"``, with ``registry.txt`` ``"aligned"``; a ``.h5`` file is
+        ``"hdf5"``), or one of those names to force it. The HDF5 formats (BigArrays.jl's
+        H5s block directories and aligned 2D sections, and single HDF5 datasets) read local
+        files only; ``"aligned"`` and ``"hdf5"`` are read-only.
+    dataset : str, optional
+        With a single HDF5 file: the dataset to open (default ``"img"``). Its h5py axes are
+        reversed, as BigArrays.jl (Julia) wrote them: ``BigArray(f, dataset="img")[x, y, z]``
+        is ``h5py.File(f)["img"][z, y, x]``, and a 4D dataset ``(c, z, y, x)`` has channels.
     store : MutableMapping[str, bytes], optional
         Any mapping to use as the key-value store instead of the URL's backend.
     fill_missing : bool
@@ -106,11 +149,13 @@ class BigArray:
         compression: str | None = "auto",
         storage_options: Mapping[str, Any] | None = None,
         cache_bytes: int = 0,
+        dataset: str | None = None,
     ) -> None:
         _check_unbuilt(format, cache_bytes)
         self._init_args = dict(
             mip=mip,
             format=format,
+            dataset=dataset,
             store=store,
             fill_missing=fill_missing,
             compression=compression,
@@ -118,6 +163,18 @@ class BigArray:
             cache_bytes=cache_bytes,
         )
         self._url = str(url)
+        detected = _detect_format(self._url, format, dataset)
+        if detected in _HDF_FORMATS:
+            if store is not None or storage_options or mip or cache_bytes:
+                raise InvalidArgumentError(
+                    f"format {detected!r} reads local files: store=, storage_options=, mip= "
+                    "and cache_bytes= do not apply"
+                )
+            self._layer = _core.HdfLayer.open(
+                self._url, format=detected, dataset=dataset, fill_missing=fill_missing
+            )
+            self._setup()
+            return
         self._layer = _core.Layer.open(
             self._url,
             mip=mip,
@@ -156,8 +213,10 @@ class BigArray:
         fill_missing: bool = True,
         storage_options: Mapping[str, Any] | None = None,
         cache_bytes: int = 0,
+        format: str | None = None,
     ) -> BigArray:
-        """Creates a new Neuroglancer Precomputed layer and opens it.
+        """Creates a new layer (Neuroglancer Precomputed, or a BigArrays.jl H5s directory
+        with ``format="h5s"``) and opens it.
 
         Parameters
         ----------
@@ -205,12 +264,20 @@ class BigArray:
         overwrite : bool
             Replace an existing ``info``; otherwise an existing layer raises
             :class:`~bigarrays.errors.LayerExistsError`.
+        format : {None, "precomputed", "h5s"}
+            ``"h5s"`` writes BigArrays.jl's ``config.json`` in the local directory ``url``;
+            ``chunks`` is then the block size (one HDF5 file per block, created on first
+            write), ``encoding_options={"chunk_size": (32, 32, 4)}`` the HDF5 chunking
+            inside each file, and ``compression`` ``"auto"``/``"blosc"`` (the Blosc filter
+            32001, BigArrays.jl's default), ``"gzip"`` (shuffle + deflate) or ``None``.
 
         Returns
         -------
         BigArray
         """
-        _check_unbuilt(None, cache_bytes)
+        _check_unbuilt(format, cache_bytes)
+        if format not in (None, "precomputed", "h5s"):
+            raise InvalidArgumentError(f"format={format!r} cannot be created (only 'h5s')")
         shape = tuple(int(n) for n in shape)
         if len(shape) == 4:
             if num_channels not in (None, shape[3]):
@@ -220,30 +287,49 @@ class BigArray:
             num_channels = shape[3]
         elif len(shape) != 3:
             raise InvalidArgumentError(f"shape must be (x, y, z) or (x, y, z, c), got {shape}")
-        layer = _core.Layer.create(
-            str(url),
-            shape=shape[:3],
-            dtype=np.dtype(dtype).name,
-            chunks=tuple(chunks),
-            voxel_offset=tuple(voxel_offset),
-            resolution=tuple(float(r) for r in resolution),
-            num_channels=num_channels or 1,
-            encoding=encoding,
-            encoding_options=None
-            if encoding_options is None
-            else json.dumps(dict(encoding_options)),
-            layer_type=layer_type,
-            overwrite=overwrite,
-            compression=compression,
-            store=store,
-            sharding=None if sharding is None else json.dumps(sharding),
-            **_engine_options(storage_options),
-        )
+        if format == "h5s":
+            if store is not None or storage_options:
+                raise InvalidArgumentError(
+                    "h5s layers are local: store= and storage_options= do not apply"
+                )
+            inner = tuple((encoding_options or {}).get("chunk_size", (32, 32, 4)))
+            layer: Any = _core.HdfLayer.create_h5s(
+                str(url),
+                shape=shape[:3],
+                dtype=np.dtype(dtype).name,
+                block=tuple(int(c) for c in chunks),
+                chunk=tuple(min(int(a), int(b)) for a, b in zip(inner, chunks, strict=True)),
+                voxel_offset=tuple(int(o) for o in voxel_offset),
+                num_channels=num_channels or 1,
+                compression=compression,
+                overwrite=overwrite,
+            )
+        else:
+            layer = _core.Layer.create(
+                str(url),
+                shape=shape[:3],
+                dtype=np.dtype(dtype).name,
+                chunks=tuple(chunks),
+                voxel_offset=tuple(voxel_offset),
+                resolution=tuple(float(r) for r in resolution),
+                num_channels=num_channels or 1,
+                encoding=encoding,
+                encoding_options=None
+                if encoding_options is None
+                else json.dumps(dict(encoding_options)),
+                layer_type=layer_type,
+                overwrite=overwrite,
+                compression=compression,
+                store=store,
+                sharding=None if sharding is None else json.dumps(sharding),
+                **_engine_options(storage_options),
+            )
         self = cls.__new__(cls)
         self._url = str(url)
         self._init_args = dict(
             mip=0,
-            format=None,
+            format=format,
+            dataset=None,
             store=store,
             fill_missing=fill_missing,
             compression=compression,
@@ -302,6 +388,11 @@ class BigArray:
         return self._layer.num_channels
 
     @property
+    def format(self) -> str:
+        """``"precomputed"``, ``"h5s"``, ``"aligned"`` or ``"hdf5"``."""
+        return "precomputed" if isinstance(self._layer, _core.Layer) else self._layer.format
+
+    @property
     def encoding(self) -> str:
         return self._layer.encoding
 
@@ -358,14 +449,17 @@ class BigArray:
             One array per key, as ``a[key]`` would return it.
         """
         sels = [_selection.parse(k, self._lo, self._hi, self.num_channels) for k in keys]
-        flats = self._layer.read_many([s.start for s in sels], [s.stop for s in sels])
+        if isinstance(self._layer, _core.Layer):
+            flats = self._layer.read_many([s.start for s in sels], [s.stop for s in sels])
+        else:  # the HDF5 layouts: one read per box
+            flats = [self._layer.read(s.start, s.stop) for s in sels]
         return [self._pick(s, self._shaped(s, f)) for s, f in zip(sels, flats, strict=True)]
 
     @property
     def cache_stats(self) -> dict[str, int] | None:
         """The decoded-chunk cache's ``hits``, ``misses``, ``entries``, ``bytes`` and
         ``budget`` (all since the handle was opened); None without ``cache_bytes``."""
-        return self._layer.cache_stats()
+        return self._layer.cache_stats() if isinstance(self._layer, _core.Layer) else None
 
     def __setitem__(self, key: object, value: Any) -> None:
         sel = _selection.parse(key, self._lo, self._hi, self.num_channels)
@@ -449,6 +543,7 @@ class BigArray:
         jobs: int | None = None,
         progress: bool = False,
         storage_options: Mapping[str, Any] | None = None,
+        format: str | None = None,
     ) -> BigArray:
         """Copies this scale (or a box of it) into the layer at ``url``, transcoding as asked.
 
@@ -480,6 +575,10 @@ class BigArray:
             Show a progress bar (bytes, MB/s, chunks, ETA) on stderr when it is a terminal.
         storage_options : dict, optional
             For the destination's store (see :class:`BigArray`).
+        format : {None, "precomputed", "h5s"}
+            The layout of a new destination: precomputed (default) or BigArrays.jl's H5s
+            block files (then ``chunks`` is the block size and ``compression`` picks
+            ``"blosc"``/``"auto"``, ``"gzip"`` or None).
 
         Returns
         -------
@@ -500,6 +599,7 @@ class BigArray:
             jobs=jobs,
             progress=progress,
             storage_options=dict(storage_options or {}),
+            format=format,
         )
 
     # -- dask ---------------------------------------------------------------------------

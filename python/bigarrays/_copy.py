@@ -35,13 +35,16 @@ def copy(
     jobs: int | None = None,
     progress: bool = False,
     storage_options: dict[str, Any] | None = None,
+    format: str | None = None,
 ) -> BigArray:
     """Copies ``bbox`` of ``src`` (default: all of it) into the layer at ``dst_url``.
 
     See :meth:`BigArray.copy_to` for the parameters.
     """
     box = _clip(src, bbox)
-    dst = _destination(src, dst_url, encoding, compression, sharding, chunks, storage_options)
+    dst = _destination(
+        src, dst_url, encoding, compression, sharding, chunks, storage_options, format
+    )
     checker = dst._reopen(fill_missing=False) if resume else None
 
     def work(block: Box) -> tuple[int, int]:
@@ -90,6 +93,7 @@ def _destination(
     sharding: Any,
     chunks: tuple[int, int, int] | None,
     storage_options: dict[str, Any] | None,
+    format: str | None,
 ) -> BigArray:
     from ._bigarray import BigArray
 
@@ -105,20 +109,32 @@ def _destination(
                 f"{src.num_channels}-channel {src.dtype}"
             )
         return dst
-    scale = src.info["scales"][src.mip]
-    same_encoding = encoding in (None, src.encoding)
+    geometry: dict[str, Any] = dict(
+        shape=src.shape, dtype=src.dtype, chunks=chunks or src.chunks, voxel_offset=src.voxel_offset
+    )
+    if format == "h5s":
+        if encoding is not None or sharding is not None:
+            raise InvalidArgumentError(
+                "h5s layers take no encoding or sharding: choose compression "
+                "('auto'/'blosc', 'gzip' or None); chunks= is the block size"
+            )
+        return BigArray.create(url, format="h5s", compression=compression, **geometry)
+    if format not in (None, "precomputed"):
+        raise InvalidArgumentError(f"format={format!r}: copies write 'precomputed' or 'h5s'")
+    # From an HDF5 layout: raw chunks unless told otherwise, no encoding options.
+    precomputed = src.format == "precomputed"
+    scale = src.info["scales"][src.mip] if precomputed else {}
+    src_encoding = src.encoding if precomputed else "raw"
+    same_encoding = encoding in (None, src_encoding)
     encoding_options = (
         {k: scale[k] for k in _ENCODING_KEYS if k in scale} if same_encoding else None
     )
     create_args: dict[str, Any] = dict(
-        shape=src.shape,
-        dtype=src.dtype,
-        chunks=chunks or src.chunks,
-        voxel_offset=src.voxel_offset,
         resolution=src.resolution,
-        encoding=encoding or src.encoding,
+        encoding=encoding or src_encoding,
         encoding_options=encoding_options,
-        layer_type=src.info.get("type", "image"),
+        layer_type=src.info.get("type", "image") if precomputed else "image",
+        **geometry,
         **options,
     )
     if sharding is not None:

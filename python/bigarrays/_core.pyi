@@ -6,7 +6,7 @@ from typing import final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Layer", "__version__"]
+__all__ = ["HdfLayer", "Layer", "__version__"]
 
 __version__: str
 
@@ -75,6 +75,57 @@ class Layer:
         self, starts: list[tuple[int, int, int]], stops: list[tuple[int, int, int]]
     ) -> list[npt.NDArray[np.uint8]]: ...
     def cache_stats(self) -> dict[str, int] | None: ...
+    def write(
+        self, start: tuple[int, int, int], stop: tuple[int, int, int], data: npt.NDArray[np.uint8]
+    ) -> None: ...
+
+@final
+class HdfLayer:
+    """An HDF5-backed layer, as the engine sees it. Use ``bigarrays.BigArray``."""
+
+    @staticmethod
+    def open(
+        url: str, *, format: str, dataset: str | None = None, fill_missing: bool = True
+    ) -> HdfLayer: ...
+    @staticmethod
+    def create_h5s(
+        url: str,
+        *,
+        shape: tuple[int, int, int],
+        dtype: str,
+        block: tuple[int, int, int],
+        chunk: tuple[int, int, int],
+        voxel_offset: tuple[int, int, int],
+        num_channels: int,
+        compression: str | None,
+        overwrite: bool,
+    ) -> HdfLayer: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def resolution(self) -> list[float]: ...
+    @property
+    def mip(self) -> int: ...
+    @property
+    def num_mips(self) -> int: ...
+    @property
+    def encoding(self) -> str: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def num_channels(self) -> int: ...
+    @property
+    def size(self) -> list[int]: ...
+    @property
+    def voxel_offset(self) -> list[int]: ...
+    @property
+    def chunks(self) -> list[int]: ...
+    def info_json(self) -> str: ...
+    def read(
+        self, start: tuple[int, int, int], stop: tuple[int, int, int]
+    ) -> npt.NDArray[np.uint8]: ...
     def write(
         self, start: tuple[int, int, int], stop: tuple[int, int, int], data: npt.NDArray[np.uint8]
     ) -> None: ...

@@ -39,6 +39,11 @@ def downsample(
     progress: Advance,
 ) -> list[BigArray]:
     """Adds ``mips`` scales below ``a``'s and fills them; returns handles on the new scales."""
+    if a.format != "precomputed":
+        raise InvalidArgumentError(
+            f"downsample adds scales to precomputed layers; {a.url} is {a.format!r} "
+            "(copy it to a precomputed layer first: a.copy_to(url))"
+        )
     factor = _check_factor(factor)
     method = method or default_method(a)
     if method not in METHODS:

@@ -64,7 +64,7 @@ def _sharding(ctx: click.Context, param: Any, value: str | None) -> Any:
         raise click.BadParameter(f"expected 'auto' or a JSON sharding spec: {e}") from None
 
 
-COMPRESSIONS = click.Choice(["auto", "gzip", "zstd", "none"])
+COMPRESSIONS = click.Choice(["auto", "gzip", "zstd", "blosc", "none"])
 
 
 @click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
@@ -129,6 +129,7 @@ def create(url: str, **options: Any) -> None:
 @click.option("--compression", type=COMPRESSIONS, default="auto", callback=_compression)
 @click.option("--chunks", callback=_ints(3), help="Destination chunk size.")
 @click.option("--sharding", callback=_sharding, help="'auto' or a JSON sharding spec")
+@click.option("--format", type=click.Choice(["precomputed", "h5s"]), help="Layout of a new DST.")
 @click.option("--jobs", type=int, help="Blocks copied at once (default: CPU count).")
 @click.option("--resume", is_flag=True, help="Skip chunks already present in DST.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar (terminal only).")

@@ -2,6 +2,7 @@
 //! the Python-facing API (`BigArray`, indexing) is in `python/bigarrays/`.
 
 mod errors;
+mod hdf5_layer;
 mod mapping_store;
 
 use std::collections::HashMap;
@@ -333,6 +334,7 @@ impl Layer {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Layer>()?;
+    m.add_class::<hdf5_layer::HdfLayer>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,0 +1,272 @@
+//! BigArrays.jl's AlignedBigArray (read-only): aligned 2D sections listed in
+//! `registry.txt`, one line per z section (line n, 1-based, is z = n - 1). Fields are
+//! `name [zero] xoff yoff xdim ydim tf`; section `<dir>/<name>.h5` holds a 2D dataset `img`
+//! of h5py shape `(ydim, xdim)` covering x `[xoff, xoff + xdim)`, y `[yoff, yoff + ydim)`.
+//! (The original computed the y upper bound as `xoff + ydim`; we use `yoff + ydim`.)
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+
+use super::hdf5_file::{H5Dataset, OutBuf};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::geometry::Bbox;
+use crate::runtime;
+
+/// Open files (with their chunk indexes) a handle keeps; beyond this, one is dropped per open.
+const MAX_OPEN: usize = 256;
+
+/// `registry.txt` files larger than this are refused.
+const MAX_REGISTRY_BYTES: u64 = 64 << 20;
+
+/// One line of the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    pub name: String,
+    pub offset: [i64; 2],
+    pub size: [u64; 2],
+}
+
+impl Section {
+    fn bbox(&self, z: i64) -> Result<Bbox> {
+        Bbox::new(
+            [self.offset[0], self.offset[1], z],
+            [
+                self.offset[0] + self.size[0] as i64,
+                self.offset[1] + self.size[1] as i64,
+                z + 1,
+            ],
+        )
+    }
+}
+
+/// Parses `registry.txt`: 6 fields `name xoff yoff xdim ydim tf`, or 7 with an unused
+/// second field. Blank lines are sections that do not exist (zeros).
+pub fn parse_registry(url: &str, text: &str) -> Result<Vec<Option<Section>>> {
+    text.lines()
+        .enumerate()
+        .map(|(n, line)| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let numbers = match fields.len() {
+                0 => return Ok(None),
+                6 => &fields[1..5],
+                7 => &fields[2..6],
+                k => {
+                    return Err(Error::info(
+                        url,
+                        format!("line {}", n + 1),
+                        format!("has {k} fields, expected 6 or 7"),
+                    ))
+                }
+            };
+            let bad =
+                |what: &str| Error::info(url, format!("line {}", n + 1), format!("bad {what}"));
+            let int = |s: &str, what: &str| -> Result<i64> {
+                // Offsets and sizes are integers, sometimes written as floats ("12.0").
+                s.parse::<i64>()
+                    .ok()
+                    .or_else(|| {
+                        s.parse::<f64>()
+                            .ok()
+                            .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                            .map(|f| f as i64)
+                    })
+                    .ok_or_else(|| bad(what))
+            };
+            let (xoff, yoff) = (int(numbers[0], "xoff")?, int(numbers[1], "yoff")?);
+            let (xdim, ydim) = (int(numbers[2], "xdim")?, int(numbers[3], "ydim")?);
+            if xdim < 0 || ydim < 0 {
+                return Err(bad("size (negative)"));
+            }
+            Ok(Some(Section {
+                name: fields[0].to_string(),
+                offset: [xoff, yoff],
+                size: [xdim as u64, ydim as u64],
+            }))
+        })
+        .collect()
+}
+
+/// An aligned-sections layer on local disk.
+#[derive(Debug)]
+pub struct AlignedArray {
+    dir: PathBuf,
+    sections: Vec<Option<Section>>,
+    bounds: Bbox,
+    dtype: DType,
+    fill_missing: bool,
+    open: Mutex<HashMap<usize, Arc<H5Dataset>>>,
+}
+
+impl AlignedArray {
+    /// Opens `path`: a directory holding `registry.txt`, or the registry file itself.
+    pub fn open(path: &str, fill_missing: bool) -> Result<Self> {
+        let path = PathBuf::from(path.strip_prefix("file://").unwrap_or(path));
+        let (dir, registry) = if path.is_dir() {
+            (path.clone(), path.join("registry.txt"))
+        } else {
+            (
+                path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                path.clone(),
+            )
+        };
+        let url = registry.display().to_string();
+        let meta = std::fs::metadata(&registry).map_err(|_| Error::LayerNotFound {
+            url: path.display().to_string(),
+        })?;
+        if meta.len() > MAX_REGISTRY_BYTES {
+            return Err(Error::info(
+                &url,
+                "(file)",
+                "registry.txt is implausibly large",
+            ));
+        }
+        let text = std::fs::read_to_string(&registry).map_err(|e| Error::store(&url, e))?;
+        let sections = parse_registry(&url, &text)?;
+        let (mut lo, mut hi) = ([i64::MAX; 2], [i64::MIN; 2]);
+        for s in sections.iter().flatten() {
+            for i in 0..2 {
+                lo[i] = lo[i].min(s.offset[i]);
+                hi[i] = hi[i].max(s.offset[i] + s.size[i] as i64);
+            }
+        }
+        if lo[0] == i64::MAX {
+            (lo, hi) = ([0, 0], [0, 0]);
+        }
+        let bounds = Bbox::new([lo[0], lo[1], 0], [hi[0], hi[1], sections.len() as i64])?;
+        Ok(AlignedArray {
+            dir,
+            sections,
+            bounds,
+            // Sections are uint8 images; a section file says otherwise when opened.
+            dtype: DType::U8,
+            fill_missing,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn bounds(&self) -> Bbox {
+        self.bounds
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn sections(&self) -> &[Option<Section>] {
+        &self.sections
+    }
+
+    fn section_path(&self, s: &Section) -> PathBuf {
+        self.dir.join(format!("{}.h5", s.name))
+    }
+
+    fn dataset(&self, z: usize, s: &Section) -> Result<Option<Arc<H5Dataset>>> {
+        if let Some(ds) = self.open.lock().unwrap_or_else(|p| p.into_inner()).get(&z) {
+            return Ok(Some(ds.clone()));
+        }
+        let path = self.section_path(s);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let ds = Arc::new(H5Dataset::open(&path, "img")?);
+        let shape = ds.shape();
+        if ds.dtype() != self.dtype || shape[2] != 1 || shape[3] != 1 {
+            return Err(Error::decode(
+                &ds.label(),
+                format!(
+                    "expected a 2D {} image, found {} of shape {:?}",
+                    self.dtype,
+                    ds.dtype(),
+                    shape
+                ),
+            ));
+        }
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.len() >= MAX_OPEN {
+            // Bounded: each entry holds a file descriptor and a chunk index.
+            if let Some(&evict) = open.keys().next() {
+                open.remove(&evict);
+            }
+        }
+        open.insert(z, ds.clone());
+        Ok(Some(ds))
+    }
+
+    /// Reads `bbox` into `out` (Fortran `[x, y, z]`); everything outside the sections reads 0.
+    pub fn read_into(&self, bbox: &Bbox, out: &mut [u8]) -> Result<()> {
+        let shape = bbox.shape();
+        out.fill(0);
+        let buf = OutBuf::new(
+            out,
+            [shape[0], shape[1], shape[2], 1],
+            self.dtype.itemsize(),
+        )?;
+        let z0 = bbox.start[2].max(0);
+        let z1 = bbox.stop[2].min(self.sections.len() as i64);
+        runtime::cpu().install(|| {
+            (z0..z1).into_par_iter().try_for_each(|z| {
+                let Some(section) = &self.sections[z as usize] else {
+                    return Ok(());
+                };
+                let Some(part) = section.bbox(z)?.intersect(bbox) else {
+                    return Ok(());
+                };
+                let Some(ds) = self.dataset(z as usize, section)? else {
+                    if !self.fill_missing {
+                        return Err(Error::MissingChunk {
+                            key: self.section_path(section).display().to_string(),
+                        });
+                    }
+                    return Ok(());
+                };
+                let dshape = ds.shape();
+                let src = [0, 1].map(|i| (part.start[i] - section.offset[i]) as u64);
+                let e = part.shape();
+                // The file may be smaller than the registry says; the rest stays 0.
+                let ext = [0, 1].map(|i| e[i].min(dshape[i].saturating_sub(src[i])));
+                let dst_at = [0, 1, 2].map(|i| (part.start[i] - bbox.start[i]) as u64);
+                ds.read(
+                    [src[0], src[1], 0, 0],
+                    [ext[0], ext[1], 1, 1],
+                    buf,
+                    [dst_at[0], dst_at[1], dst_at[2], 0],
+                )
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_six_and_seven_fields() {
+        let text = "1,2_a 10 20 300 400 tf\n\n1,3_b 0 -5 7 300 400 x\n";
+        let s = parse_registry("r", text).unwrap();
+        assert_eq!(s.len(), 3);
+        assert_eq!(
+            s[0],
+            Some(Section {
+                name: "1,2_a".into(),
+                offset: [10, 20],
+                size: [300, 400]
+            })
+        );
+        assert_eq!(s[1], None);
+        assert_eq!(
+            s[2].as_ref().map(|s| (s.offset, s.size)),
+            Some(([-5, 7], [300, 400]))
+        );
+        let err = parse_registry("r", "a 1 2 3\n").unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+}
