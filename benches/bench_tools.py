@@ -1,9 +1,10 @@
 """Layer tools on the em layer: a whole-layer copy and a 3-level pyramid, against the peers.
 
-- **cp**: bigarrays ``copy_to`` (gzip → gzip, local → local) vs CloudVolume's
-  ``transfer_to`` on the same CloudVolume gzip copy, and TensorStore copying its sharded
-  gzip copy of the same voxels into a new sharded gzip layer (it cannot read local ``.gz``
-  chunk files, and sharded is how TensorStore writes compressed data).
+- **cp**: bigarrays ``copy_to`` transcoding CloudVolume's gzip copy into a sharded gzip
+  layer (local → local); TensorStore copying its sharded gzip copy of the same voxels into a
+  new sharded gzip layer with the same spec (it cannot read local ``.gz`` chunk files);
+  CloudVolume's ``transfer_to`` of its gzip copy into unsharded gzip chunks (its sharded
+  writer needs whole shards per call and a separate spec, so it is not used here).
 - **downsample**: three (2, 2, 1) levels by averaging. bigarrays ``downsample``;
   CloudVolume + tinybrain the way igneous does it (z slabs read with CloudVolume,
   ``tinybrain.downsample_with_averaging`` for all three levels, written with CloudVolume);
@@ -51,7 +52,9 @@ def fresh(root: Path, name: str) -> Path:
 
 
 def cp_bigarrays(data: Dataset, out: Path) -> Callable[[], None]:
-    return lambda: BigArray(data.cv_gzip).copy_to(str(out), compression="gzip")
+    # The issue's transcode: CloudVolume's gzip chunk files → a sharded gzip layer with the
+    # same sharding spec TensorStore writes.
+    return lambda: BigArray(data.cv_gzip).copy_to(str(out), sharding=data.sharding)
 
 
 def cp_cloudvolume(data: Dataset, out: Path) -> Callable[[], None]:
@@ -269,9 +272,11 @@ def report(times, notes, scale_name, started, load) -> str:
         f"{'×'.join(map(str, p.shape))}, chunks {'×'.join(map(str, p.chunks))}. Median of "
         f"{REPEATS[scale_name]} runs, each writing into a fresh directory.",
         "",
-        "- **cp**: the whole layer, local → local. bigarrays and CloudVolume (`transfer_to`, "
-        "`parallel=1`) read CloudVolume's gzip copy and write gzip chunks; TensorStore reads "
-        "its sharded gzip copy and writes a new sharded gzip layer (its way to compress).",
+        "- **cp**: the whole layer, local → local. bigarrays reads CloudVolume's gzip copy and "
+        "writes a sharded gzip layer (TensorStore's spec); TensorStore reads its sharded gzip "
+        "copy and writes a new sharded gzip layer; CloudVolume (`transfer_to`, `parallel=1`) "
+        "copies its gzip chunk files into unsharded gzip chunks (it may move the files "
+        "without decoding them).",
         "- **downsample**: 3 levels of (2, 2, 1) averaging from scale 0. CloudVolume + "
         "tinybrain is igneous's recipe (slabs of one chunk in z, all three levels per slab); "
         "TensorStore's `downsample` driver writes raw chunks level by level.",

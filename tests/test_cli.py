@@ -214,3 +214,16 @@ def test_cp_precomputed_to_h5s_and_back(tmp_path):
     assert back.voxel_offset == (4, 0, 2)
     np.testing.assert_array_equal(back[back.bounds], truth)
     assert run(["cp", str(h5s), str(tmp_path / "x"), "--format", "h5s", "--sharding", "auto"]) == 2
+
+
+def test_cp_to_sharded_and_back(tmp_path):
+    _, truth = make_layer(tmp_path / "src", voxel_offset=(0, 8, 0))
+    assert run(["cp", str(tmp_path / "src"), str(tmp_path / "sh"), "--sharding", "auto"]) == 0
+    sharded = BigArray(tmp_path / "sh")
+    assert sharded.info["scales"][0]["sharding"]["@type"] == "neuroglancer_uint64_sharded_v1"
+    spec = {"driver": "neuroglancer_precomputed", "kvstore": f"file://{tmp_path / 'sh'}/"}
+    got = ts.open(spec).result()[..., 0].read().result()  # TensorStore reads what cp wrote
+    np.testing.assert_array_equal(got, truth)
+    assert run(["cp", str(tmp_path / "sh"), str(tmp_path / "flat")]) == 0
+    assert "sharding" not in BigArray(tmp_path / "flat").info["scales"][0]
+    np.testing.assert_array_equal(BigArray(tmp_path / "flat")[:, :, :], truth)
