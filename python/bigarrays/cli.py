@@ -20,35 +20,24 @@ Exit codes: 0 success; 1 an error reading or writing data (store, decoding, info
 Errors are printed on stderr as "bigarrays: error: <message>"."""
 
 
-def _ints(n: Sequence[int] | int) -> Callable[[click.Context, Any, Any], Any]:
-    """A click callback parsing "a,b,c" into a tuple of ``n`` ints (one of ``n`` counts)."""
+def _numbers(n: Sequence[int] | int, kind: type = int) -> Callable[[click.Context, Any, Any], Any]:
+    """A click callback parsing "a,b,c" into a tuple of ``n`` numbers (one of ``n`` counts)."""
     counts = (n,) if isinstance(n, int) else tuple(n)
+    noun = "integers" if kind is int else "numbers"
 
-    def parse(ctx: click.Context, param: Any, value: str | None) -> tuple[int, ...] | None:
+    def parse(ctx: click.Context, param: Any, value: str | None) -> tuple[Any, ...] | None:
         if value is None:
             return None
         try:
-            parts = tuple(int(v) for v in value.split(","))
+            parts = tuple(kind(v) for v in value.split(","))
         except ValueError:
             parts = ()
         if len(parts) not in counts:
             want = " or ".join(str(c) for c in counts)
-            raise click.BadParameter(f"expected {want} comma-separated integers, got {value!r}")
+            raise click.BadParameter(f"expected {want} comma-separated {noun}, got {value!r}")
         return parts
 
     return parse
-
-
-def _floats(ctx: click.Context, param: Any, value: str | None) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    try:
-        parts = tuple(float(v) for v in value.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3:
-        raise click.BadParameter(f"expected 3 comma-separated numbers, got {value!r}")
-    return parts
 
 
 def _compression(ctx: click.Context, param: Any, value: str) -> str | None:
@@ -104,11 +93,11 @@ def _x(values: Sequence[Any]) -> str:
 
 @main.command()
 @click.argument("url")
-@click.option("--shape", required=True, callback=_ints((3, 4)), help="x,y,z[,c]")
+@click.option("--shape", required=True, callback=_numbers((3, 4)), help="x,y,z[,c]")
 @click.option("--dtype", required=True, help="uint8, uint16, uint32, uint64, float32, ...")
-@click.option("--chunks", default="64,64,64", callback=_ints(3), show_default=True)
-@click.option("--voxel-offset", default="0,0,0", callback=_ints(3))
-@click.option("--resolution", default="1,1,1", callback=_floats, help="nm per voxel")
+@click.option("--chunks", default="64,64,64", callback=_numbers(3), show_default=True)
+@click.option("--voxel-offset", default="0,0,0", callback=_numbers(3))
+@click.option("--resolution", default="1,1,1", callback=_numbers(3, float), help="nm per voxel")
 @click.option("--encoding", default="raw", show_default=True)
 @click.option("--compression", type=COMPRESSIONS, default="auto", callback=_compression)
 @click.option("--layer-type", type=click.Choice(["image", "segmentation"]), default="image")
@@ -123,11 +112,11 @@ def create(url: str, **options: Any) -> None:
 @main.command()
 @click.argument("src")
 @click.argument("dst")
-@click.option("--bbox", callback=_ints(6), help="x0,y0,z0,x1,y1,z1 (absolute)")
+@click.option("--bbox", callback=_numbers(6), help="x0,y0,z0,x1,y1,z1 (absolute)")
 @click.option("--mip", default=0, show_default=True, help="Source scale to copy.")
 @click.option("--encoding", help="Destination encoding (default: the source's).")
 @click.option("--compression", type=COMPRESSIONS, default="auto", callback=_compression)
-@click.option("--chunks", callback=_ints(3), help="Destination chunk size.")
+@click.option("--chunks", callback=_numbers(3), help="Destination chunk size.")
 @click.option("--sharding", callback=_sharding, help="'auto' or a JSON sharding spec")
 @click.option("--format", type=click.Choice(["precomputed", "h5s"]), help="Layout of a new DST.")
 @click.option("--jobs", type=int, help="Blocks copied at once (default: CPU count).")
@@ -142,7 +131,7 @@ def cp(src: str, dst: str, bbox: tuple[int, ...] | None, mip: int, **options: An
 
 @main.command()
 @click.argument("url")
-@click.option("--factor", default="2,2,1", callback=_ints(3), show_default=True)
+@click.option("--factor", default="2,2,1", callback=_numbers(3), show_default=True)
 @click.option("--mips", default=1, show_default=True, help="Levels to add.")
 @click.option("--mip", default=0, show_default=True, help="Scale to start from.")
 @click.option(
