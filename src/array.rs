@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use crate::codec::{self, transport, ChunkLayout, Compression};
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
-use crate::format::precomputed::{ChunkStore, Encoding, Info, LayerSpec, Scale};
+use crate::format::precomputed::{ChunkStore, Encoding, Info, LayerSpec, Scale, Stored};
 use crate::geometry::{Bbox, BoxCopy};
 use crate::runtime;
 use crate::store::{self, Store};
@@ -281,18 +281,26 @@ impl BigArray {
                                 unsafe { copy.zero_ptr(out.ptr()) };
                                 Ok(())
                             }
-                            Some(bytes) if bytes.is_empty() => {
+                            Some((bytes, _)) if bytes.is_empty() => {
                                 // SAFETY: as above.
                                 unsafe { copy.zero_ptr(out.ptr()) };
                                 Ok(())
                             }
-                            Some(bytes) => {
-                                codec::decode(encoding, &url(), &bytes, &layout, |voxels| {
-                                    // SAFETY: see `SharedOut`: this task owns the region's
-                                    // bytes; `codec::decode` hands over exactly
-                                    // `layout.raw_len() == copy.src_len()` bytes.
-                                    unsafe { copy.copy_to_ptr(voxels, out.ptr()) }
-                                })
+                            Some((bytes, declared)) => {
+                                let key = url();
+                                codec::decode_as(
+                                    encoding,
+                                    &key,
+                                    &bytes,
+                                    declared,
+                                    &layout,
+                                    |voxels| {
+                                        // SAFETY: see `SharedOut`: this task owns the region's
+                                        // bytes; `codec::decode` hands over exactly
+                                        // `layout.raw_len() == copy.src_len()` bytes.
+                                        unsafe { copy.copy_to_ptr(voxels, out.ptr()) }
+                                    },
+                                )
                             }
                         }
                     };
@@ -315,7 +323,7 @@ impl BigArray {
     fn fetch_stream(
         &self,
         keys: Vec<String>,
-    ) -> tokio::sync::mpsc::Receiver<(usize, Result<Option<Bytes>>)> {
+    ) -> tokio::sync::mpsc::Receiver<(usize, Result<Option<Stored>>)> {
         let concurrency = self.options.concurrency;
         let (tx, rx) = tokio::sync::mpsc::channel(concurrency);
         let chunks = self.chunks.clone();
@@ -323,7 +331,7 @@ impl BigArray {
             let mut results = futures::stream::iter(keys.into_iter().enumerate())
                 .map(|(i, key)| {
                     let chunks = chunks.clone();
-                    async move { (i, chunks.fetch(&key).await) }
+                    async move { (i, chunks.fetch_declared(&key).await) }
                 })
                 .buffer_unordered(concurrency);
             while let Some((i, result)) = results.next().await {
@@ -374,12 +382,12 @@ impl BigArray {
             .map(|(i, &g)| (i, self.chunk_key(g)))
             .collect();
         let chunks = self.chunks.clone();
-        let mut existing: Vec<Option<Bytes>> = vec![None; cells.len()];
+        let mut existing: Vec<Option<Stored>> = vec![None; cells.len()];
         for (i, bytes) in block_on(
             futures::stream::iter(partial)
                 .map(|(i, key)| {
                     let chunks = chunks.clone();
-                    async move { chunks.fetch(&key).await.map(|b| (i, b)) }
+                    async move { chunks.fetch_declared(&key).await.map(|b| (i, b)) }
                 })
                 .buffer_unordered(self.options.concurrency)
                 .try_collect::<Vec<_>>(),
@@ -399,9 +407,11 @@ impl BigArray {
                     let paint = BoxCopy::new(bbox, &chunk_box, &region, channels, itemsize);
                     let layout = self.layout(&chunk_box);
                     let mut voxels = vec![0u8; paint.dst_len()];
-                    if let Some(old) = old.as_ref().filter(|b| !b.is_empty()) {
+                    if let Some((old, declared)) = old.as_ref().filter(|(b, _)| !b.is_empty()) {
                         let url = self.chunks.store().url_of(&key);
-                        codec::decode(encoding, &url, old, &layout, |v| voxels.copy_from_slice(v))?;
+                        codec::decode_as(encoding, &url, old, *declared, &layout, |v| {
+                            voxels.copy_from_slice(v)
+                        })?;
                     }
                     paint.copy(data, &mut voxels);
                     let url = self.chunks.store().url_of(&key);

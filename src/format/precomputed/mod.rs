@@ -3,5 +3,5 @@
 mod chunks;
 mod info;
 
-pub use chunks::{ChunkStore, SuffixHint};
+pub use chunks::{ChunkStore, Stored, SuffixHint};
 pub use info::{Encoding, Info, LayerSpec, Scale};
