@@ -70,6 +70,9 @@ pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, String> {
     decompressor
         .decompress(bytes, image)
         .map_err(|e| format!("corrupt jpeg: {e}"))?;
+    if channels == 1 {
+        return Ok(pixels); // grey: the image rows are the planar voxels already
+    }
     Ok(deinterleave(&pixels, channels, 1))
 }
 

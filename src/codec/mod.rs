@@ -74,6 +74,13 @@ pub fn check(encoding: &Encoding, dtype: DType, channels: usize) -> Result<(), (
     }
 }
 
+/// Decoded chunks up to this size reuse one buffer per thread; larger ones are allocated.
+const MAX_KEPT_SCRATCH: usize = 16 << 20;
+
+thread_local! {
+    static DECODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The most bytes any encoded chunk may inflate to, whatever its parameters say.
 const MAX_ENCODED_LIMIT: usize = 1 << 30;
 
@@ -121,6 +128,20 @@ pub fn decode_as<R>(
         return raw::decode(key, stored, declared, layout.raw_len(), f);
     }
     let limit = stored_limit(encoding, layout);
+    if let Encoding::CompressedSegmentation { block_size } = encoding {
+        if layout.raw_len() <= MAX_KEPT_SCRATCH {
+            // Decoded straight into a reused buffer: a fresh multi-MiB allocation per chunk
+            // costs a page fault per 4 KiB page, as much as the decoding itself.
+            return transport::with_decompressed_bounded(key, stored, declared, limit, |bytes| {
+                DECODED.with_borrow_mut(|out| {
+                    out.resize(layout.raw_len(), 0);
+                    compressed_segmentation::decode_into(bytes, layout, *block_size, out)
+                        .map(|()| f(out))
+                        .map_err(|reason| Error::decode(key, reason))
+                })
+            })?;
+        }
+    }
     let voxels = transport::with_decompressed_bounded(key, stored, declared, limit, |bytes| {
         decode_plain(encoding, bytes, layout).map_err(|reason| Error::decode(key, reason))
     })??;
