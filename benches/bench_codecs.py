@@ -252,7 +252,7 @@ def main() -> None:
         f"{data.ratio('jpeg', 1):.1f}). `compressed_segmentation`: uint64, block "
         f"{'×'.join(map(str, CSEG_BLOCK))}, supervoxel-like labels: cells of "
         f"{'×'.join(map(str, p.cell))} voxels whose borders a smooth random displacement "
-        f"(±{p.bend:g} voxels std) bends, each with a random 64-bit id "
+        f"(standard deviation {p.bend:g} voxels) bends, each with a random 64-bit id "
         f"({len(np.unique(labels[:, :, : CHUNKS[2]]))} distinct labels in the first 64 planes; "
         f"ratio {data.ratio('cseg', 8):.1f}).",
         "- **Method**: handles opened once, outside the timing; every reader's output checked "
