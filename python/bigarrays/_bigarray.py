@@ -107,8 +107,9 @@ class BigArray:
         Any mapping to use as the key-value store instead of the URL's backend.
     fill_missing : bool
         Missing chunks read as 0 (default) or raise :class:`~bigarrays.errors.MissingChunkError`.
-    compression : {"auto", "gzip", "zstd", None}
-        Transport compression of the chunks this handle writes. ``"auto"`` (default) is
+    compression : {"auto", "gzip", "zstd", "br", None}
+        Transport compression of the chunks this handle writes (``"br"``: brotli, as
+        CloudVolume's ``compress="br"`` writes it). ``"auto"`` (default) is
         ``"gzip"`` for the ``raw`` and ``compressed_segmentation`` encodings (CloudVolume's
         ``<key>.gz`` files) and ``None`` for ``jpeg``, ``png`` and ``blosc``, as CloudVolume
         does; ``None`` writes plain chunks that TensorStore and a static web server can read.
@@ -243,7 +244,7 @@ class BigArray:
             ``compressed_segmentation_block_size`` (default ``[8, 8, 8]``),
             ``blosc_compressor`` (``"lz4"`` default, ``"zstd"``, ``"blosclz"``),
             ``blosc_clevel`` (0-9, default 5), ``blosc_shuffle`` (0, 1 default, 2).
-        compression : {"auto", "gzip", "zstd", None}
+        compression : {"auto", "gzip", "zstd", "br", None}
             Transport compression of written chunks (see :class:`BigArray`).
         layer_type : str
             ``"image"`` or ``"segmentation"`` (neuroglancer's default rendering).

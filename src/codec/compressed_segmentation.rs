@@ -66,6 +66,26 @@ pub fn max_encoded_len(layout: &ChunkLayout, block_size: [u64; 3]) -> usize {
 /// Decodes a chunk into planar little-endian voxels. Every offset is checked against the
 /// data; nothing in it is trusted.
 pub fn decode(bytes: &[u8], layout: &ChunkLayout, block_size: [u64; 3]) -> Result<Vec<u8>, String> {
+    let mut out = vec![0u8; layout.raw_len()];
+    decode_into(bytes, layout, block_size, &mut out)?;
+    Ok(out)
+}
+
+/// [`decode`] into `out`, which must hold `layout.raw_len()` bytes; every byte of it is
+/// written when this succeeds.
+pub fn decode_into(
+    bytes: &[u8],
+    layout: &ChunkLayout,
+    block_size: [u64; 3],
+    out: &mut [u8],
+) -> Result<(), String> {
+    if out.len() != layout.raw_len() {
+        return Err(format!(
+            "output holds {} bytes, the chunk {}",
+            out.len(),
+            layout.raw_len()
+        ));
+    }
     let block = to_block(block_size)?;
     let itemsize = layout.dtype.itemsize();
     if itemsize != 4 && itemsize != 8 {
@@ -92,14 +112,13 @@ pub fn decode(bytes: &[u8], layout: &ChunkLayout, block_size: [u64; 3]) -> Resul
         ));
     }
     let n = layout.voxels();
-    let mut out = vec![0u8; layout.raw_len()];
     for c in 0..channels {
         let base = words[c] as usize;
         let plane = &mut out[c * n * itemsize..(c + 1) * n * itemsize];
         decode_channel(&words, base, layout.shape, block, itemsize, plane)
             .map_err(|e| format!("channel {c}: {e}"))?;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn decode_channel(

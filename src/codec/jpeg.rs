@@ -1,44 +1,56 @@
 //! The `jpeg` encoding: a chunk is one baseline JPEG image, width `cx` and height `cy·cz`
 //! (rows concatenate to the Fortran `[x, y, z]` order), uint8 with 1 (grey) or 3 (RGB)
 //! channels pixel-interleaved in the image and planar in our buffers. Readers accept any
-//! width × height with the right product, as neuroglancer does. zune-jpeg decodes,
-//! jpeg-encoder encodes (both pure Rust).
+//! width × height with the right product, as neuroglancer does.
+//!
+//! libjpeg-turbo (the `turbojpeg` crate, built from its vendored sources and linked
+//! statically) decodes and encodes: the library CloudVolume uses through simplejpeg, with the
+//! same settings (accurate integer DCT and smooth upsampling on read; 4:4:4 RGB or
+//! greyscale, no Huffman optimisation on write), so our decode is bit-exact with
+//! CloudVolume's. Our files are byte for byte CloudVolume's at quality >= 96; below that,
+//! simplejpeg (through TurboJPEG's old API) uses the fast integer forward DCT, while we keep
+//! the accurate one, so the bytes differ slightly.
+//!
+//! libjpeg reports errors by `longjmp`; the TurboJPEG API catches them inside each C call
+//! (`setjmp` in every `tj3*` function) and returns an error code, so no jump ever crosses a
+//! Rust frame.
 
-use jpeg_encoder::{ColorType, Encoder};
-use zune_jpeg::zune_core::bytestream::ZCursor;
-use zune_jpeg::zune_core::colorspace::ColorSpace;
-use zune_jpeg::zune_core::options::DecoderOptions;
-use zune_jpeg::JpegDecoder;
+use turbojpeg::{Compressor, Decompressor, Image, PixelFormat, Subsamp};
 
 use super::{deinterleave, interleave, ChunkLayout};
 use crate::error::{Error, Result};
 
 /// JPEG's own limit on either side of an image.
 const MAX_SIDE: usize = 65535;
+/// Progressive scans a chunk may have: real images have about ten; a hostile file with
+/// thousands of tiny scans costs quadratic time (libjpeg-turbo's advice is to cap them).
+const MAX_SCANS: u32 = 500;
+
+fn pixel_format(channels: usize) -> Result<PixelFormat, String> {
+    match channels {
+        1 => Ok(PixelFormat::GRAY),
+        3 => Ok(PixelFormat::RGB),
+        n => Err(format!("jpeg holds 1 or 3 channels, the layer has {n}")),
+    }
+}
 
 /// Decodes a JPEG chunk into planar voxels.
 pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, String> {
     let channels = layout.channels;
-    let colorspace = match channels {
-        1 => ColorSpace::Luma,
-        3 => ColorSpace::RGB,
-        n => return Err(format!("jpeg holds 1 or 3 channels, the layer has {n}")),
-    };
+    let format = pixel_format(channels)?;
     let voxels = layout.voxels();
-    // The image can be no larger than the chunk along either side: refuse before allocating.
-    // Strict: a truncated or damaged stream is an error, never padded with made-up pixels.
-    let options = DecoderOptions::default()
-        .set_strict_mode(true)
-        .jpeg_set_out_colorspace(colorspace)
-        .set_max_width(voxels.min(MAX_SIDE))
-        .set_max_height(voxels.min(MAX_SIDE));
-    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    decoder
-        .decode_headers()
+    // A fresh handle per chunk (a few microseconds): libjpeg keeps Huffman and quantisation
+    // tables across images in one handle, so a reused handle could decode a chunk with
+    // tables left by the one before (and after a corrupt chunk, failed on valid ones).
+    let mut decompressor = Decompressor::new().map_err(|e| format!("jpeg decoder: {e}"))?;
+    decompressor
+        .set_scan_limit(MAX_SCANS)
+        .map_err(|e| format!("jpeg decoder: {e}"))?;
+    // The header alone gives the size: refuse a wrong one before allocating anything.
+    let header = decompressor
+        .read_header(bytes)
         .map_err(|e| format!("corrupt jpeg: {e}"))?;
-    let (w, h) = decoder
-        .dimensions()
-        .ok_or_else(|| "jpeg has no frame header".to_string())?;
+    let (w, h) = (header.width, header.height);
     if w.checked_mul(h) != Some(voxels) {
         return Err(format!(
             "jpeg image is {w}×{h} pixels, the chunk {:?} needs {voxels}",
@@ -46,12 +58,21 @@ pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, String> {
         ));
     }
     let mut pixels = vec![0u8; voxels * channels];
-    if decoder.output_buffer_size() != Some(pixels.len()) {
-        return Err("jpeg output size does not match the chunk".to_string());
-    }
-    decoder
-        .decode_into(&mut pixels)
+    let image = Image {
+        pixels: &mut pixels[..],
+        width: w,
+        pitch: w * channels,
+        height: h,
+        format,
+    };
+    // Strict, as simplejpeg is by default: a warning (truncated or damaged data, which
+    // libjpeg would pad with grey) fails the call, so made-up pixels never come back.
+    decompressor
+        .decompress(bytes, image)
         .map_err(|e| format!("corrupt jpeg: {e}"))?;
+    if channels == 1 {
+        return Ok(pixels); // grey: the image rows are the planar voxels already
+    }
     Ok(deinterleave(&pixels, channels, 1))
 }
 
@@ -65,21 +86,31 @@ pub fn encode(voxels: &[u8], layout: &ChunkLayout, quality: u8) -> Result<Vec<u8
              use smaller chunk_sizes"
         )));
     }
-    let color = match layout.channels {
-        1 => ColorType::Luma,
-        3 => ColorType::Rgb,
+    let channels = layout.channels;
+    let (format, subsamp) = match channels {
+        1 => (PixelFormat::GRAY, Subsamp::Gray),
+        3 => (PixelFormat::RGB, Subsamp::None),
         n => {
             return Err(Error::invalid(format!(
                 "encoding \"jpeg\" holds 1 or 3 channels, not {n} (field 'num_channels')"
             )))
         }
     };
-    let pixels = interleave(voxels, layout.channels, 1);
-    let mut out = Vec::new();
-    Encoder::new(&mut out, quality.clamp(1, 100))
-        .encode(&pixels, w as u16, h as u16, color)
-        .map_err(|e| Error::invalid(format!("jpeg encoding failed: {e}")))?;
-    Ok(out)
+    let pixels = interleave(voxels, channels, 1);
+    let failed = |e: turbojpeg::Error| Error::invalid(format!("jpeg encoding failed: {e}"));
+    let mut compressor = Compressor::new().map_err(failed)?;
+    compressor
+        .set_quality(i32::from(quality.clamp(1, 100)))
+        .map_err(failed)?;
+    compressor.set_subsamp(subsamp).map_err(failed)?;
+    let image = Image {
+        pixels: &pixels[..],
+        width: w,
+        pitch: w * channels,
+        height: h,
+        format,
+    };
+    compressor.compress_to_vec(image).map_err(failed)
 }
 
 #[cfg(test)]
@@ -126,5 +157,20 @@ mod tests {
             let _ = decode(&flipped, &l);
         }
         assert!(decode(b"not a jpeg", &l).is_err());
+        // A failed decode leaves nothing behind for the next chunk (a reused libjpeg handle
+        // once failed valid chunks after a corrupt one, with "Bogus Huffman table").
+        for channels in [1, 3] {
+            let l = layout([16, 11, 4], channels);
+            let voxels: Vec<u8> = (0..l.raw_len()).map(|i| (i * 7 % 251) as u8).collect();
+            let good = encode(&voxels, &l, 85).unwrap();
+            let first = decode(&good, &l).unwrap();
+            let mut bad = good.clone();
+            for i in (0..bad.len()).step_by(11) {
+                bad[i] ^= 0xff;
+            }
+            assert!(decode(&bad, &l).is_err());
+            assert!(decode(&good[..good.len() / 2], &l).is_err());
+            assert_eq!(decode(&good, &l).unwrap(), first);
+        }
     }
 }

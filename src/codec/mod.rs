@@ -74,6 +74,13 @@ pub fn check(encoding: &Encoding, dtype: DType, channels: usize) -> Result<(), (
     }
 }
 
+/// Decoded chunks up to this size reuse one buffer per thread; larger ones are allocated.
+const MAX_KEPT_SCRATCH: usize = 16 << 20;
+
+thread_local! {
+    static DECODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The most bytes any encoded chunk may inflate to, whatever its parameters say.
 const MAX_ENCODED_LIMIT: usize = 1 << 30;
 
@@ -96,7 +103,7 @@ fn stored_limit(encoding: &Encoding, layout: &ChunkLayout) -> usize {
 }
 
 /// Calls `f` with the decoded voxels (Fortran `[x, y, z, c]`, little-endian) of a stored
-/// chunk, whatever its transport compression. Errors name `key`.
+/// chunk, whatever its sniffable transport compression (gzip, zstd). Errors name `key`.
 pub fn decode<R>(
     encoding: &Encoding,
     key: &str,
@@ -104,11 +111,38 @@ pub fn decode<R>(
     layout: &ChunkLayout,
     f: impl FnOnce(&[u8]) -> R,
 ) -> Result<R> {
+    decode_as(encoding, key, stored, Compression::None, layout, f)
+}
+
+/// [`decode`] for a chunk whose key suffix or `Content-Encoding` declared `declared`: needed
+/// for brotli, which has no magic number; gzip and zstd are sniffed whatever is declared.
+pub fn decode_as<R>(
+    encoding: &Encoding,
+    key: &str,
+    stored: &[u8],
+    declared: Compression,
+    layout: &ChunkLayout,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R> {
     if let Encoding::Raw = encoding {
-        return raw::decode(key, stored, layout.raw_len(), f);
+        return raw::decode(key, stored, declared, layout.raw_len(), f);
     }
     let limit = stored_limit(encoding, layout);
-    let voxels = transport::with_decompressed_bounded(key, stored, limit, |bytes| {
+    if let Encoding::CompressedSegmentation { block_size } = encoding {
+        if layout.raw_len() <= MAX_KEPT_SCRATCH {
+            // Decoded straight into a reused buffer: a fresh multi-MiB allocation per chunk
+            // costs a page fault per 4 KiB page, as much as the decoding itself.
+            return transport::with_decompressed_bounded(key, stored, declared, limit, |bytes| {
+                DECODED.with_borrow_mut(|out| {
+                    out.resize(layout.raw_len(), 0);
+                    compressed_segmentation::decode_into(bytes, layout, *block_size, out)
+                        .map(|()| f(out))
+                        .map_err(|reason| Error::decode(key, reason))
+                })
+            })?;
+        }
+    }
+    let voxels = transport::with_decompressed_bounded(key, stored, declared, limit, |bytes| {
         decode_plain(encoding, bytes, layout).map_err(|reason| Error::decode(key, reason))
     })??;
     if voxels.len() != layout.raw_len() {
@@ -257,6 +291,32 @@ mod tests {
             ..layout
         };
         assert!(decode(&jpeg, "k", &bomb, &grey, |_| ()).is_err());
+        // A brotli bomb, declared as brotli, for every encoding.
+        let br = Compression::Brotli.compress(&vec![0u8; 64 << 20]).unwrap();
+        for name in ["raw", "jpeg", "png", "compressed_segmentation", "blosc"] {
+            let layout = match name {
+                "png" => ChunkLayout {
+                    dtype: DType::U16,
+                    ..layout
+                },
+                "jpeg" => grey,
+                _ => layout,
+            };
+            let encoding = Encoding::parse(name);
+            match decode_as(
+                &encoding,
+                "the/key",
+                &br,
+                Compression::Brotli,
+                &layout,
+                |_| (),
+            ) {
+                Err(e @ Error::ChunkDecode { .. }) => {
+                    assert!(e.to_string().contains("the/key"), "{e}")
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -274,8 +334,10 @@ mod tests {
             }
             for compression in Compression::PROBE_ORDER {
                 let stored = encode(&encoding, &voxels, &layout, compression).unwrap();
-                let back = decode(&encoding, "k", &stored, &layout, |v| v.to_vec()).unwrap();
-                assert_eq!(back, voxels, "{name} {compression:?}");
+                let back = decode_as(&encoding, "k", &stored, compression, &layout, |v| {
+                    v.to_vec()
+                });
+                assert_eq!(back.unwrap(), voxels, "{name} {compression:?}");
             }
         }
     }

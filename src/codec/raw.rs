@@ -5,14 +5,16 @@ use crate::error::Result;
 
 use super::transport::{self, Compression};
 
-/// Calls `f` with the voxels of a stored raw chunk that must hold `expected_len` bytes.
+/// Calls `f` with the voxels of a stored raw chunk that must hold `expected_len` bytes;
+/// `declared` is the transport compression its key suffix or `Content-Encoding` names.
 pub fn decode<R>(
     key: &str,
     stored: &[u8],
+    declared: Compression,
     expected_len: usize,
     f: impl FnOnce(&[u8]) -> R,
 ) -> Result<R> {
-    transport::with_decompressed(key, stored, expected_len, f)
+    transport::with_decompressed(key, stored, declared, expected_len, f)
 }
 
 /// The stored bytes of a raw chunk.

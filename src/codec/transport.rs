@@ -1,6 +1,8 @@
-//! Transport compression: gzip and zstd around a chunk's bytes, in every convention found in
-//! the wild (a `.gz`/`.zstd` key suffix, or compressed bytes under the plain key as
-//! BigArrays.jl writes them). Reads sniff magic bytes and never trust a suffix alone.
+//! Transport compression: gzip, zstd and brotli around a chunk's bytes, in every convention
+//! found in the wild (a `.gz`/`.br`/`.zstd` key suffix, `Content-Encoding` on the object, or
+//! compressed bytes under the plain key as BigArrays.jl writes them). Reads sniff the magic
+//! bytes of gzip and zstd and never trust a suffix alone for them; brotli has no magic
+//! number, so it is decoded only where the suffix or `Content-Encoding` declares it.
 //! Decoding is bounded by the size the metadata promises, so a bomb cannot exhaust memory.
 
 use std::cell::RefCell;
@@ -14,6 +16,10 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// libdeflate level 6: the best measured speed/ratio trade-off for whole chunks.
 const GZIP_LEVEL: i32 = 6;
 const ZSTD_LEVEL: i32 = 3;
+/// CloudVolume's (cloudfiles') default brotli quality, "a good balance between compression
+/// speed and compression rate"; 22 is brotli's default window (4 MiB).
+const BROTLI_QUALITY: u32 = 5;
+const BROTLI_WINDOW: u32 = 22;
 
 /// Byte-level compression applied to a whole chunk when it is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,12 +27,18 @@ pub enum Compression {
     None,
     Gzip,
     Zstd,
+    /// `br`: brotli, as cloudfiles writes it (`compress="br"`).
+    Brotli,
 }
 
 impl Compression {
     /// Every variant, in the order readers probe key suffixes (CloudVolume's order).
-    pub const PROBE_ORDER: [Compression; 3] =
-        [Compression::None, Compression::Gzip, Compression::Zstd];
+    pub const PROBE_ORDER: [Compression; 4] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Brotli,
+        Compression::Zstd,
+    ];
 
     /// The key suffix CloudVolume uses on file systems.
     pub fn suffix(self) -> &'static str {
@@ -34,6 +46,7 @@ impl Compression {
             Compression::None => "",
             Compression::Gzip => ".gz",
             Compression::Zstd => ".zstd",
+            Compression::Brotli => ".br",
         }
     }
 
@@ -43,6 +56,18 @@ impl Compression {
             Compression::None => None,
             Compression::Gzip => Some("gzip"),
             Compression::Zstd => Some("zstd"),
+            Compression::Brotli => Some("br"),
+        }
+    }
+
+    /// The compression a `Content-Encoding` value declares (`None` for identity or unknown
+    /// values, which are then sniffed like any other bytes).
+    pub fn from_content_encoding(value: &str) -> Self {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "gzip" | "x-gzip" => Compression::Gzip,
+            "zstd" => Compression::Zstd,
+            "br" => Compression::Brotli,
+            _ => Compression::None,
         }
     }
 
@@ -52,13 +77,15 @@ impl Compression {
             "" | "none" | "raw" => Ok(Compression::None),
             "gzip" | "gz" => Ok(Compression::Gzip),
             "zstd" => Ok(Compression::Zstd),
+            "br" | "brotli" => Ok(Compression::Brotli),
             other => Err(Error::invalid(format!(
-                "compression {other:?} is not one of None, \"gzip\", \"zstd\""
+                "compression {other:?} is not one of None, \"gzip\", \"zstd\", \"br\""
             ))),
         }
     }
 
-    /// The sniffed compression of `bytes` (`None` when no magic matches).
+    /// The sniffed compression of `bytes` (`None` when no magic matches; brotli never
+    /// matches, having no magic number).
     pub fn sniff(bytes: &[u8]) -> Self {
         if bytes.starts_with(&GZIP_MAGIC) {
             Compression::Gzip
@@ -83,6 +110,31 @@ impl Compression {
             }),
             Compression::Zstd => zstd::bulk::compress(data, ZSTD_LEVEL)
                 .map_err(|e| Error::invalid(format!("zstd compression failed: {e}"))),
+            Compression::Brotli => {
+                use std::io::Write;
+                let mut out = Vec::with_capacity(data.len() / 2 + 64);
+                {
+                    let mut w = brotli::CompressorWriter::new(
+                        &mut out,
+                        64 << 10,
+                        BROTLI_QUALITY,
+                        BROTLI_WINDOW,
+                    );
+                    w.write_all(data)
+                        .and_then(|()| w.flush())
+                        .map_err(|e| Error::invalid(format!("brotli compression failed: {e}")))?;
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// How bytes stored with this declared compression are to be decoded: brotli when
+    /// declared (it cannot be sniffed), otherwise whatever the magic bytes say.
+    fn resolve(self, bytes: &[u8]) -> Self {
+        match self {
+            Compression::Brotli => Compression::Brotli,
+            _ => Compression::sniff(bytes),
         }
     }
 }
@@ -97,15 +149,18 @@ thread_local! {
 }
 
 /// Calls `f` with the decompressed contents of `bytes`, which must come to exactly
-/// `expected_len` bytes. Plain bytes pass through uncopied. A chunk that merely starts with
-/// a magic number but is the right length and fails to decompress is taken as plain data.
+/// `expected_len` bytes. `declared` is the compression the key suffix or `Content-Encoding`
+/// names (see [`Compression::resolve`]). Plain bytes pass through uncopied. A chunk that
+/// merely starts with a magic number but is the right length and fails to decompress is
+/// taken as plain data.
 pub fn with_decompressed<R>(
     key: &str,
     bytes: &[u8],
+    declared: Compression,
     expected_len: usize,
     f: impl FnOnce(&[u8]) -> R,
 ) -> Result<R> {
-    let kind = Compression::sniff(bytes);
+    let kind = declared.resolve(bytes);
     if kind == Compression::None {
         return check_len(key, bytes.len(), expected_len).map(|()| f(bytes));
     }
@@ -124,15 +179,16 @@ pub fn with_decompressed<R>(
 }
 
 /// Calls `f` with the decompressed contents of `bytes`, whose size is not known in advance
-/// (an encoded chunk): decompression stops with an error past `limit` bytes. Plain bytes
-/// pass through uncopied.
+/// (an encoded chunk): decompression stops with an error past `limit` bytes. `declared` as
+/// in [`with_decompressed`]. Plain bytes pass through uncopied.
 pub fn with_decompressed_bounded<R>(
     key: &str,
     bytes: &[u8],
+    declared: Compression,
     limit: usize,
     f: impl FnOnce(&[u8]) -> R,
 ) -> Result<R> {
-    let kind = Compression::sniff(bytes);
+    let kind = declared.resolve(bytes);
     if kind == Compression::None {
         return Ok(f(bytes));
     }
@@ -160,6 +216,33 @@ fn decompress_into(kind: Compression, bytes: &[u8], out: &mut [u8]) -> Result<us
         Compression::Zstd => zstd::bulk::decompress_to_buffer(bytes, out).map_err(|e| {
             format!("zstd data does not decompress into the expected {cap} bytes: {e}")
         }),
+        Compression::Brotli => brotli_into(bytes, out),
+    }
+}
+
+/// Decompresses a brotli stream into `out`, failing if it holds more than `out.len()` bytes.
+fn brotli_into(bytes: &[u8], out: &mut [u8]) -> Result<usize, String> {
+    use std::io::Read;
+    let cap = out.len();
+    let mut reader = brotli::Decompressor::new(bytes, 64 << 10);
+    let mut n = 0;
+    let corrupt = |e: std::io::Error| format!("corrupt brotli data: {e}");
+    while n < cap {
+        match reader.read(&mut out[n..]) {
+            Ok(0) => return Ok(n),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(corrupt(e)),
+        }
+    }
+    // Full: anything more is past the bound.
+    let mut probe = [0u8; 1];
+    match reader.read(&mut probe) {
+        Ok(0) => Ok(n),
+        Ok(_) => Err(format!(
+            "brotli data inflates past the expected {cap} bytes"
+        )),
+        Err(e) => Err(corrupt(e)),
     }
 }
 
@@ -178,15 +261,13 @@ fn check_len(key: &str, got: usize, expected: usize) -> Result<()> {
 pub fn decompress_small(key: &str, bytes: &[u8], limit: usize) -> Result<Vec<u8>> {
     use std::io::Read;
     let kind = Compression::sniff(bytes);
-    if kind == Compression::None {
-        return Ok(bytes.to_vec());
-    }
     let mut out = Vec::new();
     let read = match kind {
+        Compression::None | Compression::Brotli => return Ok(bytes.to_vec()),
         Compression::Gzip => flate2::read::MultiGzDecoder::new(bytes)
             .take(limit as u64 + 1)
             .read_to_end(&mut out),
-        _ => zstd::stream::read::Decoder::new(bytes)
+        Compression::Zstd => zstd::stream::read::Decoder::new(bytes)
             .and_then(|d| d.take(limit as u64 + 1).read_to_end(&mut out)),
     };
     match read {
@@ -207,30 +288,37 @@ mod tests {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         for kind in Compression::PROBE_ORDER {
             let packed = kind.compress(&data).unwrap();
-            assert_eq!(Compression::sniff(&packed), kind);
-            let got = with_decompressed("k", &packed, data.len(), |b| b.to_vec()).unwrap();
+            if kind != Compression::Brotli {
+                assert_eq!(Compression::sniff(&packed), kind);
+            }
+            let got = with_decompressed("k", &packed, kind, data.len(), |b| b.to_vec()).unwrap();
             assert_eq!(got, data);
+            let got = with_decompressed_bounded("k", &packed, kind, data.len(), |b| b.to_vec());
+            assert_eq!(got.unwrap(), data);
         }
     }
 
     #[test]
     fn bombs_and_wrong_sizes_are_errors() {
         let zeros = vec![0u8; 1 << 20];
-        for kind in [Compression::Gzip, Compression::Zstd] {
+        for kind in [Compression::Gzip, Compression::Zstd, Compression::Brotli] {
             let packed = kind.compress(&zeros).unwrap();
-            let err = with_decompressed("the/key", &packed, 1000, |_| ()).unwrap_err();
+            let err = with_decompressed("the/key", &packed, kind, 1000, |_| ()).unwrap_err();
             assert!(err.to_string().contains("the/key"), "{err}");
-            assert!(with_decompressed("k", &packed, 2 << 20, |_| ()).is_err());
+            assert!(with_decompressed("k", &packed, kind, 2 << 20, |_| ()).is_err());
+            let err = with_decompressed_bounded("the/key", &packed, kind, 1000, |_| ());
+            assert!(err.unwrap_err().to_string().contains("the/key"));
         }
-        assert!(with_decompressed("k", &[1, 2, 3], 4, |_| ()).is_err());
-        assert!(with_decompressed("k", &[0x1f, 0x8b, 0, 0, 0], 9, |_| ()).is_err());
+        let none = Compression::None;
+        assert!(with_decompressed("k", &[1, 2, 3], none, 4, |_| ()).is_err());
+        assert!(with_decompressed("k", &[0x1f, 0x8b, 0, 0, 0], none, 9, |_| ()).is_err());
     }
 
     #[test]
     fn plain_chunk_that_starts_like_gzip_is_plain() {
         let mut data = vec![7u8; 64];
         data[..2].copy_from_slice(&GZIP_MAGIC);
-        let got = with_decompressed("k", &data, 64, |b| b.to_vec()).unwrap();
+        let got = with_decompressed("k", &data, Compression::None, 64, |b| b.to_vec()).unwrap();
         assert_eq!(got, data);
     }
 
@@ -239,5 +327,32 @@ mod tests {
         let packed = Compression::Gzip.compress(&[b'x'; 5000]).unwrap();
         assert_eq!(decompress_small("info", &packed, 5000).unwrap().len(), 5000);
         assert!(decompress_small("info", &packed, 4999).is_err());
+    }
+
+    #[test]
+    fn brotli_is_decoded_only_where_declared_and_corrupt_brotli_is_an_error() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8).collect();
+        let packed = Compression::Brotli.compress(&data).unwrap();
+        // Undeclared, brotli bytes are taken as they are (and are the wrong length here).
+        assert!(with_decompressed("k", &packed, Compression::None, data.len(), |_| ()).is_err());
+        assert_eq!(
+            Compression::from_content_encoding(" BR "),
+            Compression::Brotli
+        );
+        assert_eq!(
+            Compression::from_content_encoding("identity"),
+            Compression::None
+        );
+        let br = Compression::Brotli;
+        for cut in [0, 1, packed.len() / 2, packed.len() - 1] {
+            let err = with_decompressed("the/key", &packed[..cut], br, data.len(), |_| ());
+            assert!(err.unwrap_err().to_string().contains("the/key"));
+        }
+        let mut garbage = packed.clone();
+        garbage.extend_from_slice(b"trailing");
+        for i in (0..packed.len()).step_by(3) {
+            garbage[i] ^= 0xa5;
+            let _ = with_decompressed("k", &garbage, br, data.len(), |_| ());
+        }
     }
 }

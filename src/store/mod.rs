@@ -28,6 +28,12 @@ pub trait Store: Send + Sync + Debug {
     /// The value under `key`, or `None` when it is absent.
     async fn get(&self, key: &str) -> Result<Option<Bytes>>;
 
+    /// The value under `key` with the `Content-Encoding` the store declares for it (always
+    /// `None` where the store keeps no such metadata), or `None` when it is absent.
+    async fn get_with_encoding(&self, key: &str) -> Result<Option<(Bytes, Option<String>)>> {
+        Ok(self.get(key).await?.map(|bytes| (bytes, None)))
+    }
+
     /// Stores `value` under `key` atomically: readers see the old value or the new one.
     async fn put(&self, key: &str, value: Bytes) -> Result<()>;
 

@@ -181,15 +181,25 @@ impl Store for ObjectStoreBackend {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.get_with_encoding(key).await?.map(|(bytes, _)| bytes))
+    }
+
+    async fn get_with_encoding(&self, key: &str) -> Result<Option<(Bytes, Option<String>)>> {
         let path = self.path(key)?;
         let fetch = async {
             match self.inner.get(&path).await {
-                Ok(r) => r.bytes().await,
+                Ok(r) => {
+                    let encoding = r
+                        .attributes
+                        .get(&Attribute::ContentEncoding)
+                        .map(|v| v.to_string());
+                    r.bytes().await.map(|bytes| (bytes, encoding))
+                }
                 Err(e) => Err(e),
             }
         };
         match self.timed(key, fetch).await? {
-            Ok(bytes) => Ok(Some(bytes)),
+            Ok(got) => Ok(Some(got)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error(key, e)),
         }

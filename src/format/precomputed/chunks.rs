@@ -10,6 +10,10 @@ use crate::codec::Compression;
 use crate::error::Result;
 use crate::store::Store;
 
+/// A chunk's stored bytes, with the transport compression its key suffix or
+/// `Content-Encoding` declares.
+pub type Stored = (Bytes, Compression);
+
 /// Which suffix found the last chunk, so the next probe tries it first (as CloudVolume does):
 /// a gzip layer on disk then costs one lookup per chunk, not two.
 #[derive(Debug, Default)]
@@ -36,14 +40,29 @@ impl ChunkStore {
 
     /// The stored bytes of chunk `key` under whichever suffix holds it, or `None`.
     pub async fn fetch(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.fetch_declared(key).await?.map(|(bytes, _)| bytes))
+    }
+
+    /// [`fetch`](Self::fetch), with the transport compression the stored object declares:
+    /// by its suffix (`.br`), else by its `Content-Encoding` (`br`). Brotli needs this, having
+    /// no magic number; the decoders still sniff gzip and zstd whatever is declared.
+    pub async fn fetch_declared(&self, key: &str) -> Result<Option<Stored>> {
         let first = self.hint.0.load(Ordering::Relaxed);
         let order = std::iter::once(first)
             .chain((0..Compression::PROBE_ORDER.len()).filter(|&i| i != first));
         for i in order {
-            let suffix = Compression::PROBE_ORDER[i].suffix();
-            if let Some(bytes) = self.store.get(&format!("{key}{suffix}")).await? {
+            let by_suffix = Compression::PROBE_ORDER[i];
+            let found = self
+                .store
+                .get_with_encoding(&format!("{key}{}", by_suffix.suffix()))
+                .await?;
+            if let Some((bytes, content_encoding)) = found {
                 self.hint.0.store(i, Ordering::Relaxed);
-                return Ok(Some(bytes));
+                let declared = match (by_suffix, content_encoding) {
+                    (Compression::None, Some(value)) => Compression::from_content_encoding(&value),
+                    (by_suffix, _) => by_suffix,
+                };
+                return Ok(Some((bytes, declared)));
             }
         }
         Ok(None)

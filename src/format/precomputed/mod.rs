@@ -5,5 +5,5 @@ mod info;
 
 pub mod sharding;
 
-pub use chunks::{ChunkStore, SuffixHint};
+pub use chunks::{ChunkStore, Stored, SuffixHint};
 pub use info::{Encoding, Info, LayerSpec, Scale};
