@@ -36,6 +36,7 @@ from bigarrays import BigArray, PatchLoader
 PATCH, N_PATCHES, SEED, BATCH = (64, 64, 32), 256, 7, 8
 REPEATS = 5
 SLOW = 10.0  # seconds: slower readers are timed once
+TINY_CALLS = 200
 CACHE = 2 << 30
 
 
@@ -102,6 +103,37 @@ def main() -> None:
         results[phase] = time_all(runs, REPEATS)
         print(phase, {k: round(statistics.median(v), 3) for k, v in results[phase].items()})
 
+    # Per-call overhead: one voxel, from each library's warm cache, many times.
+    ba = BigArray(str(DATASET.cv_gzip), cache_bytes=CACHE)
+    tss = ts.open(
+        {"driver": "neuroglancer_precomputed", "kvstore": f"file://{DATASET.ts_sharded}/"},
+        context=ts.Context(dict(TS_CONTEXT, cache_pool={"total_bytes_limit": CACHE})),
+    ).result()
+    cv = CloudVolume(f"file://{DATASET.cv_gzip}", progress=False, lru_bytes=CACHE)
+    tiny = {
+        "bigarrays": lambda: ba[10, 20, 30],
+        "TensorStore": lambda: tss[10, 20, 30, 0].read().result(),
+        "CloudVolume": lambda: cv[10:11, 20:21, 30:31],
+    }
+    results["1-voxel read, warm (µs per call)"] = {}
+    for name, read in tiny.items():
+        if int(np.asarray(read()).ravel()[0]) != int(truth[10, 20, 30]):
+            raise SystemExit(f"1-voxel read: {name} is wrong")
+        per_call = []
+        for _ in range(REPEATS):
+            t = time.perf_counter()
+            for _ in range(TINY_CALLS):
+                read()
+            per_call.append((time.perf_counter() - t) / TINY_CALLS * 1e6)
+        results["1-voxel read, warm (µs per call)"][name] = per_call
+    print(
+        "tiny",
+        {
+            k: round(statistics.median(v), 1)
+            for k, v in results["1-voxel read, warm (µs per call)"].items()
+        },
+    )
+
     with dask.config.set(scheduler="threads", num_workers=os.cpu_count()):
         total = int(truth.sum(dtype=np.uint64))
         ours = BigArray(str(DATASET.cv_gzip)).to_dask()
@@ -144,7 +176,8 @@ def report(results: dict[str, dict[str, list[float]]], started: str, load: tuple
         for name, v in t.items():
             med = statistics.median(v)
             rate = f"{N_PATCHES / med:,.0f}" if phase.startswith("W3") else "—"
-            lines.append(f"| {phase} | {name} | {med:.3f} | {rate} |")
+            value = f"{med:.1f} µs" if "µs" in phase else f"{med:.3f}"
+            lines.append(f"| {phase} | {name} | {value} | {rate} |")
     lines += ["", "Ratio = best peer median / best bigarrays median:", ""]
     for phase, t in results.items():
         med = {k: statistics.median(v) for k, v in t.items()}

@@ -421,31 +421,41 @@ impl BigArray {
                 .unwrap_or_else(|p| p.into_inner())
                 .get_or_insert(e);
         };
-        let (keys, mut fetched) = self.fetch_cells(&cells);
         let painter = Painter {
             array: self,
             targets: &targets,
             users: &users,
         };
-        runtime::cpu().in_place_scope(|scope| {
-            let (painter, fail) = (&painter, &fail);
+        // Everything in the cache: small reads (one chunk) paint on this thread, skipping the
+        // IO runtime and the pool's hand-offs, which would cost more than the copy.
+        if cells.is_empty() && cached.len() <= 1 {
             for (cell, entry) in cached {
-                let key = self.chunk_key(cell);
-                scope.spawn(move |_| {
-                    painter.guarded(fail, || painter.paint_entry(cell, &key, &entry))
+                painter.guarded(&fail, || {
+                    painter.paint_entry(cell, &self.chunk_key(cell), &entry)
                 });
             }
-            while let Some((i, found)) = fetched.blocking_recv() {
-                let found = match found {
-                    Ok(found) => found,
-                    Err(e) => return fail(e),
-                };
-                let (cell, key) = (cells[i], &keys[i]);
-                scope.spawn(move |_| {
-                    painter.guarded(fail, || painter.paint_fetched(cell, key, found))
-                });
-            }
-        });
+        } else {
+            let (keys, mut fetched) = self.fetch_cells(&cells);
+            runtime::cpu().in_place_scope(|scope| {
+                let (painter, fail) = (&painter, &fail);
+                for (cell, entry) in cached {
+                    let key = self.chunk_key(cell);
+                    scope.spawn(move |_| {
+                        painter.guarded(fail, || painter.paint_entry(cell, &key, &entry))
+                    });
+                }
+                while let Some((i, found)) = fetched.blocking_recv() {
+                    let found = match found {
+                        Ok(found) => found,
+                        Err(e) => return fail(e),
+                    };
+                    let (cell, key) = (cells[i], &keys[i]);
+                    scope.spawn(move |_| {
+                        painter.guarded(fail, || painter.paint_fetched(cell, key, found))
+                    });
+                }
+            });
+        }
         match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
             Some(e) => Err(e),
             None => Ok(()),
