@@ -252,7 +252,7 @@ def main() -> None:
         )
     body = "\n".join(lines)
     if scale_name == "full":
-        write_section("bench_hdf5", body)
+        write_section("bench_hdf5.py", body)
     else:
         (root / "RESULTS.md").write_text(body + "\n")
     print(body)
