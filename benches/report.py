@@ -7,6 +7,7 @@ re-run alone without losing the others' tables.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.metadata
 import platform
 from pathlib import Path
@@ -42,3 +43,22 @@ def write_section(name: str, body: str, path: Path = RESULTS) -> None:
     else:
         text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + section + "\n"
     path.write_text(text)
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def peak_rss_above_baseline(run) -> tuple[object, int]:
+    """Runs ``run()`` and returns its result and how far (bytes) the process's peak resident
+    set rose above the resident set at the start: the memory the call needed at its worst,
+    output included. Linux only: writing 5 to ``/proc/self/clear_refs`` resets the peak."""
+    # Hand freed heap memory back first, or a run that reuses it would look free.
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")
+    baseline = _status_kib("VmRSS")
+    result = run()
+    return result, (_status_kib("VmHWM") - baseline) * 1024

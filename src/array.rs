@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use ndarray::{ArrayD, ArrayViewD, IxDyn, ShapeBuilder};
 use rayon::prelude::*;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::cache::{CacheStats, ChunkCache, Entry};
 use crate::codec::{self, transport, ChunkLayout, Compression};
@@ -88,8 +89,22 @@ impl SharedOut {
     }
 }
 
-/// Fetched chunks arrive on this channel as `(index, bytes or None when missing)`.
-type Fetched = tokio::sync::mpsc::Receiver<(usize, Result<Option<Stored>>)>;
+/// A chunk's share of its read's in-flight byte budget: held from before the chunk is
+/// fetched until it has been painted, so fetched-but-unpainted bytes stay bounded however
+/// much faster the store is than decoding (one permit may cover several chunks of a shard).
+type Held = Option<Arc<OwnedSemaphorePermit>>;
+
+/// Fetched chunks arrive on this channel as `(index, bytes or None when missing, budget)`.
+type Fetched = tokio::sync::mpsc::Receiver<(usize, Result<Option<Stored>>, Held)>;
+
+/// Bytes a read may hold fetched and not yet painted, at least: enough for 32 chunks of
+/// 1 MiB in flight to a cloud store, and a small fraction of a large read's output.
+const MIN_INFLIGHT_BYTES: usize = 16 << 20;
+
+/// Permits of the in-flight budget are KiB, so that they fit tokio's `u32` counts.
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
 
 /// Paints decoded (or cached, or missing) chunks into the buffers of one many-box read.
 struct Painter<'a> {
@@ -387,16 +402,34 @@ impl BigArray {
     /// Every chunk the boxes touch is fetched and decoded once, however many boxes share
     /// it, and the decoding of all of them shares the CPU pool.
     pub fn read_many_into(&self, requests: &mut [(Bbox, &mut [u8])]) -> Result<()> {
+        let targets: Vec<(Bbox, *mut u8, usize)> = requests
+            .iter_mut()
+            .map(|(bbox, out)| (*bbox, out.as_mut_ptr(), out.len()))
+            .collect();
+        // SAFETY: each pointer comes from a distinct `&mut [u8]` that lives, unaliased,
+        // for the whole call.
+        unsafe { self.read_many_uninit(&targets) }
+    }
+
+    /// [`BigArray::read_many_into`] into buffers given as `(box, pointer, length)`, which may
+    /// be uninitialised: on success every byte of every buffer has been written (voxels, or
+    /// zeros outside the bounds and for missing chunks), and nothing is ever read from them.
+    ///
+    /// # Safety
+    /// Each pointer must be valid for writes of its length for the whole call, and no other
+    /// target or thread may access those bytes meanwhile.
+    pub unsafe fn read_many_uninit(&self, requests: &[(Bbox, *mut u8, usize)]) -> Result<()> {
         self.check_supported()?;
-        for (bbox, out) in requests.iter_mut() {
-            self.check_buffer(bbox, out.len())?;
-            if !self.bounds().contains(bbox) {
-                out.fill(0);
+        for &(bbox, out, len) in requests {
+            self.check_buffer(&bbox, len)?;
+            if !self.bounds().contains(&bbox) {
+                // SAFETY: the caller's guarantee: `out` is valid for `len` bytes of writes.
+                unsafe { std::ptr::write_bytes(out, 0, len) };
             }
         }
         let targets: Vec<(Bbox, SharedOut)> = requests
-            .iter_mut()
-            .map(|(bbox, out)| (*bbox, SharedOut(out.as_mut_ptr())))
+            .iter()
+            .map(|&(bbox, out, _)| (bbox, SharedOut(out)))
             .collect();
         // Each touched chunk once, with the requests it serves.
         let grid = self.scale().grid;
@@ -444,14 +477,15 @@ impl BigArray {
                         painter.guarded(fail, || painter.paint_entry(cell, &key, &entry))
                     });
                 }
-                while let Some((i, found)) = fetched.blocking_recv() {
+                while let Some((i, found, held)) = fetched.blocking_recv() {
                     let found = match found {
                         Ok(found) => found,
                         Err(e) => return fail(e),
                     };
                     let (cell, key) = (cells[i], &keys[i]);
                     scope.spawn(move |_| {
-                        painter.guarded(fail, || painter.paint_fetched(cell, key, found))
+                        painter.guarded(fail, || painter.paint_fetched(cell, key, found));
+                        drop(held);
                     });
                 }
             });
@@ -490,22 +524,41 @@ impl BigArray {
         self.cache.as_ref().map(|c| c.stats())
     }
 
+    /// The in-flight byte budget of one read (in KiB permits) and a chunk's cost in it (its
+    /// decoded size, which bounds what is stored for it, give or take a header).
+    fn inflight_budget(&self) -> (Arc<Semaphore>, u32) {
+        let chunk = self
+            .layout(&self.scale().grid.chunk_box([0, 0, 0]))
+            .raw_len();
+        let budget = kib(MIN_INFLIGHT_BYTES.max(4 * runtime::cores() * chunk));
+        let budget = budget.min(Semaphore::MAX_PERMITS as u32);
+        (
+            Arc::new(Semaphore::new(budget as usize)),
+            kib(chunk).min(budget),
+        )
+    }
+
     /// Fetches `keys` concurrently on the IO runtime; results arrive as they complete, tagged
     /// with their index. Dropping the receiver stops the fetching.
     fn fetch_stream(&self, keys: Vec<String>) -> Fetched {
         let concurrency = self.options.concurrency;
         let (tx, rx) = tokio::sync::mpsc::channel(concurrency);
         let chunks = self.chunks.clone();
+        let (budget, cost) = self.inflight_budget();
         runtime::io().spawn(async move {
             let mut results = futures::stream::iter(keys.into_iter().enumerate())
                 .map(|(i, key)| {
-                    let chunks = chunks.clone();
-                    async move { (i, chunks.fetch_declared(&key).await) }
+                    let (chunks, budget) = (chunks.clone(), budget.clone());
+                    async move {
+                        // The semaphore is never closed, so acquiring cannot fail.
+                        let held = budget.acquire_many_owned(cost).await.ok().map(Arc::new);
+                        (i, chunks.fetch_declared(&key).await, held)
+                    }
                 })
                 .buffer_unordered(concurrency);
-            while let Some((i, result)) = results.next().await {
+            while let Some((i, result, held)) = results.next().await {
                 let failed = result.is_err();
-                if tx.send((i, result)).await.is_err() || failed {
+                if tx.send((i, result, held)).await.is_err() || failed {
                     break;
                 }
             }
@@ -522,8 +575,8 @@ impl BigArray {
             .collect()
     }
 
-    /// [`BigArray::fetch_stream`] for a sharded scale: one task per shard, each reading
-    /// just the index entries and chunk ranges it needs.
+    /// [`BigArray::fetch_stream`] for a sharded scale: one task per shard (or piece of one),
+    /// each reading just the index entries and chunk ranges it needs.
     fn fetch_sharded(&self, reader: Arc<ShardReader>, ids: Vec<u64>) -> Fetched {
         let concurrency = self.options.concurrency;
         let (tx, rx) = tokio::sync::mpsc::channel(concurrency.max(ids.len().min(4096)));
@@ -534,30 +587,45 @@ impl BigArray {
                 .or_default()
                 .push((i, id));
         }
+        // Each shard's chunks are read in pieces of at most half the in-flight budget, so
+        // that two pieces overlap (one decoding while the next is fetched).
+        let (budget, cost) = self.inflight_budget();
+        let per_piece = (budget.available_permits() / 2 / cost as usize).max(1);
+        let pieces = groups.into_iter().flat_map(move |(shard, members)| {
+            let pieces: Vec<_> = members.chunks(per_piece).map(<[_]>::to_vec).collect();
+            pieces.into_iter().map(move |piece| (shard, piece))
+        });
         runtime::io().spawn(async move {
-            let mut results = futures::stream::iter(groups)
+            let mut results = futures::stream::iter(pieces)
                 .map(|(shard, members)| {
-                    let reader = reader.clone();
+                    let (reader, budget) = (reader.clone(), budget.clone());
+                    let n = u32::try_from(members.len()).unwrap_or(u32::MAX);
+                    let group_cost = cost.saturating_mul(n);
                     async move {
+                        let held = budget
+                            .acquire_many_owned(group_cost)
+                            .await
+                            .ok()
+                            .map(Arc::new);
                         let ids: Vec<u64> = members.iter().map(|m| m.1).collect();
-                        (members, reader.read(shard, &ids).await)
+                        (members, reader.read(shard, &ids).await, held)
                     }
                 })
                 .buffer_unordered(concurrency);
-            while let Some((members, result)) = results.next().await {
+            while let Some((members, result, held)) = results.next().await {
                 match result {
                     Ok(found) => {
                         for ((i, _), bytes) in members.into_iter().zip(found) {
                             // Shard data carries no transport declaration: gzip
                             // data_encoding is recognised by its magic, as for chunk files.
                             let stored = bytes.map(|b| (b, Compression::None));
-                            if tx.send((i, Ok(stored))).await.is_err() {
+                            if tx.send((i, Ok(stored), held.clone())).await.is_err() {
                                 return;
                             }
                         }
                     }
                     Err(e) => {
-                        let _ = tx.send((members[0].0, Err(e))).await;
+                        let _ = tx.send((members[0].0, Err(e), held)).await;
                         return;
                     }
                 }

@@ -15,7 +15,8 @@ struct Runtimes {
 
 static CURRENT: Mutex<Option<Runtimes>> = Mutex::new(None);
 
-fn cores() -> usize {
+/// The cores this process may use.
+pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 

@@ -151,3 +151,49 @@ def test_read_in_a_forked_child_after_use(tmp_path):
     os.close(w)
     assert os.read(r, 1) == b"1"
     os.waitpid(pid, 0)
+
+
+PEAK_SCRIPT = """
+import sys
+from pathlib import Path
+from bigarrays import BigArray
+
+def kib(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+
+a = BigArray(sys.argv[1])
+Path("/proc/self/clear_refs").write_text("5")
+before = kib("VmRSS")
+out = a[...]
+print(kib("VmHWM") - before, out.nbytes)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+def test_a_whole_layer_read_holds_little_more_than_its_output(tmp_path):
+    """Local files arrive far faster than they are painted; the read must not pile them up
+    (it did: a whole raw layer peaked at twice its size). Measured in a fresh process."""
+    import subprocess
+    import sys
+
+    a = BigArray.create(
+        str(tmp_path / "l"),
+        shape=(512, 512, 64),
+        dtype="uint64",
+        chunks=(64, 64, 64),
+        compression=None,
+    )
+    a[...] = np.arange(512 * 512 * 64, dtype=np.uint64).reshape((512, 512, 64), order="F")
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, str(tmp_path / "l")],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout.split()
+    peak, size = int(out[0]), int(out[1])
+    assert size == 128 << 20
+    # The in-flight budget is 32 MiB here (a quarter of the output); without it, ~2x.
+    assert peak < 1.4 * size, f"peak {peak / size:.2f}x the output"

@@ -27,6 +27,13 @@ fn guarded<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(Error::from_panic(p)))
 }
 
+/// A numpy array's data pointer, handed to the detached (GIL-free) read.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut u8);
+// SAFETY: the pointer is only written through by `read_many_uninit` while the array it
+// points into is kept alive and borrowed by the caller (see `Layer::read_many`).
+unsafe impl Send for SendPtr {}
+
 /// Runs engine code with the GIL released.
 fn detached<R: Send>(py: Python<'_>, f: impl FnOnce() -> Result<R> + Send) -> PyResult<R> {
     py.detach(|| guarded(f)).map_err(to_pyerr)
@@ -276,21 +283,30 @@ impl Layer {
                 .ok_or_else(|| {
                     to_pyerr(Error::invalid(format!("box {bbox:?} is too large to read")))
                 })?;
-            boxes.push(bbox);
-            // numpy's zeros is calloc-backed: pages the read never touches cost nothing.
-            arrays.push(PyArray1::<u8>::zeros(py, len, false));
+            boxes.push((bbox, len));
+            // Uninitialised: `read_many_uninit` writes every byte before Python can see the
+            // array (on failure it is dropped unseen). Skipping numpy's zero-fill saves a
+            // pass over memory the read overwrites anyway (calloc must clear reused blocks).
+            // SAFETY: creating an uninitialised array is sound; it is only written below.
+            arrays.push(unsafe { PyArray1::<u8>::new(py, len, false) });
         }
         {
-            let mut guards = Vec::with_capacity(arrays.len());
-            for array in &arrays {
-                guards.push(array.readwrite());
-            }
-            let mut requests = Vec::with_capacity(guards.len());
-            for (bbox, guard) in boxes.into_iter().zip(guards.iter_mut()) {
-                requests.push((bbox, guard.as_slice_mut()?));
-            }
+            // The guards hold numpy's borrow flags, so no other Rust code can borrow them.
+            let guards: Vec<_> = arrays.iter().map(|a| a.readwrite()).collect();
+            let requests: Vec<(Bbox, SendPtr, usize)> = boxes
+                .into_iter()
+                .zip(&arrays)
+                .map(|((bbox, len), a)| (bbox, SendPtr(a.data()), len))
+                .collect();
             let inner = &self.inner;
-            detached(py, move || inner.read_many_into(&mut requests))?;
+            detached(py, move || {
+                let requests: Vec<_> = requests.iter().map(|&(b, p, n)| (b, p.0, n)).collect();
+                // SAFETY: each array is freshly allocated with `n` bytes, held alive by
+                // `arrays` and exclusively borrowed by `guards` for the whole call; no Python
+                // code runs on it meanwhile (it has not been returned yet).
+                unsafe { inner.read_many_uninit(&requests) }
+            })?;
+            drop(guards);
         }
         Ok(arrays)
     }
