@@ -1,7 +1,8 @@
 """Layer tools on the em layer: a whole-layer copy and a 3-level pyramid, against the peers.
 
-- **cp**: bigarrays ``copy_to`` transcoding CloudVolume's gzip copy into a sharded gzip
-  layer (local → local); TensorStore copying its sharded gzip copy of the same voxels into a
+- **cp**: bigarrays ``copy_to`` of CloudVolume's gzip copy into a sharded gzip layer
+  (local → local; the gzip streams move into the shards as stored, each decoded once to
+  check it, none re-compressed); TensorStore copying its sharded gzip copy of the same voxels into a
   new sharded gzip layer with the same spec (it cannot read local ``.gz`` chunk files);
   CloudVolume's ``transfer_to`` of its gzip copy into unsharded gzip chunks (its sharded
   writer needs whole shards per call and a separate spec, so it is not used here).
@@ -273,7 +274,9 @@ def report(times, notes, scale_name, started, load) -> str:
         f"{REPEATS[scale_name]} runs, each writing into a fresh directory.",
         "",
         "- **cp**: the whole layer, local → local. bigarrays reads CloudVolume's gzip copy and "
-        "writes a sharded gzip layer (TensorStore's spec); TensorStore reads its sharded gzip "
+        "writes a sharded gzip layer (TensorStore's spec), moving each chunk's gzip stream "
+        "into its shard as stored (decoded once to check it, not re-compressed: "
+        "`copy_stored_from`); TensorStore reads its sharded gzip "
         "copy and writes a new sharded gzip layer; CloudVolume (`transfer_to`, `parallel=1`) "
         "copies its gzip chunk files into unsharded gzip chunks (it may move the files "
         "without decoding them).",

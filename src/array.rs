@@ -30,6 +30,11 @@ const WRITE_BATCH: usize = 64;
 /// The chunks of one shard a write touches: the shard number and `(grid cell, chunk id)`.
 type ShardCells = (u64, Vec<([u64; 3], u64)>);
 
+/// Makes the stored bytes of chunk `g` (shard chunk id `id`) in a sharded write, given what
+/// its shard held for it.
+pub(crate) type ChunkEncoder<'a> =
+    dyn Fn([u64; 3], u64, Option<&Bytes>) -> Result<Bytes> + Sync + 'a;
+
 /// How to open a layer.
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
@@ -62,11 +67,11 @@ impl Default for OpenOptions {
 /// One scale of a Neuroglancer Precomputed layer.
 #[derive(Debug)]
 pub struct BigArray {
-    chunks: Arc<ChunkStore>,
+    pub(crate) chunks: Arc<ChunkStore>,
     /// Reads and rewrites shard files when the scale is sharded (and its spec valid).
-    shards: Option<Arc<ShardReader>>,
+    pub(crate) shards: Option<Arc<ShardReader>>,
     /// Decoded chunks kept for later reads (`OpenOptions::cache_bytes`).
-    cache: Option<Arc<ChunkCache>>,
+    pub(crate) cache: Option<Arc<ChunkCache>>,
     info: Info,
     options: OpenOptions,
 }
@@ -95,7 +100,7 @@ impl SharedOut {
 type Held = Option<Arc<OwnedSemaphorePermit>>;
 
 /// Fetched chunks arrive on this channel as `(index, bytes or None when missing, budget)`.
-type Fetched = tokio::sync::mpsc::Receiver<(usize, Result<Option<Stored>>, Held)>;
+pub(crate) type Fetched = tokio::sync::mpsc::Receiver<(usize, Result<Option<Stored>>, Held)>;
 
 /// Bytes a read may hold fetched and not yet painted, at least: enough for 32 chunks of
 /// 1 MiB in flight to a cloud store, and a small fraction of a large read's output.
@@ -346,12 +351,12 @@ impl BigArray {
         self.dtype().itemsize() * self.num_channels()
     }
 
-    fn chunk_key(&self, g: [u64; 3]) -> String {
+    pub(crate) fn chunk_key(&self, g: [u64; 3]) -> String {
         format!("{}/{}", self.scale().key, self.scale().grid.chunk_name(g))
     }
 
     /// Errors unless this engine can decode and encode the scale's chunks.
-    fn check_supported(&self) -> Result<()> {
+    pub(crate) fn check_supported(&self) -> Result<()> {
         let scale = self.scale();
         let url = self.chunks.store().url_of("info");
         let field = |f: &str| format!("scales[{}].{f}", self.options.mip);
@@ -498,7 +503,7 @@ impl BigArray {
 
     /// Starts fetching the stored bytes of `cells`; results arrive as they complete, tagged
     /// with their index in `cells`, next to the keys that name each chunk in errors.
-    fn fetch_cells(&self, cells: &[[u64; 3]]) -> (Vec<String>, Fetched) {
+    pub(crate) fn fetch_cells(&self, cells: &[[u64; 3]]) -> (Vec<String>, Fetched) {
         match &self.shards {
             Some(reader) => {
                 let ids = self.chunk_ids(cells);
@@ -743,10 +748,52 @@ impl BigArray {
         Ok(())
     }
 
-    /// Writes into a sharded scale: the touched chunks are grouped by shard; a shard the box
-    /// covers whole is built directly, any other is read whole, merged and rewritten (one
-    /// atomic put per shard). Shards are handled in batches that bound the memory held.
+    /// Writes into a sharded scale: each touched chunk is painted over what the shard held
+    /// for it (when the box covers it only in part) and encoded.
     fn write_sharded(&self, reader: &Arc<ShardReader>, bbox: &Bbox, data: &[u8]) -> Result<()> {
+        let grid = self.scale().grid;
+        let (channels, itemsize) = (self.num_channels(), self.dtype().itemsize());
+        let encoding = &self.scale().encoding;
+        let compression = reader.spec().data_compression();
+        let encode = |g: [u64; 3], id: u64, old: Option<&Bytes>| -> Result<Bytes> {
+            let shard = reader.spec().locate(id).0;
+            let url = self
+                .chunks
+                .store()
+                .url_of(&format!("{} (chunk {id})", reader.shard_key(shard)));
+            let chunk_box = grid.chunk_box(g);
+            let Some(region) = chunk_box.intersect(bbox) else {
+                unreachable!("chunks_touching returns only overlapping chunks")
+            };
+            let paint = BoxCopy::new(bbox, &chunk_box, &region, channels, itemsize);
+            let layout = self.layout(&chunk_box);
+            let mut voxels = vec![0u8; paint.dst_len()];
+            if region != chunk_box {
+                if let Some(old) = old.filter(|b| !b.is_empty()) {
+                    codec::decode(encoding, &url, old, &layout, |v| voxels.copy_from_slice(v))?;
+                }
+            }
+            paint.copy(data, &mut voxels);
+            let bytes =
+                codec::encode(encoding, &voxels, &layout, compression).map_err(|e| match e {
+                    Error::InvalidArgument { reason } => Error::invalid(format!("{url}: {reason}")),
+                    other => other,
+                })?;
+            Ok(Bytes::from(bytes))
+        };
+        self.write_shards(reader, bbox, &encode)
+    }
+
+    /// Replaces the chunks `bbox` touches in a sharded scale with what `encode` makes of
+    /// each: the chunks are grouped by shard; a shard the box covers whole is built directly,
+    /// any other is read whole, merged and rewritten (one atomic put per shard). Shards are
+    /// handled in batches that bound the memory held.
+    pub(crate) fn write_shards(
+        &self,
+        reader: &Arc<ShardReader>,
+        bbox: &Bbox,
+        encode: &ChunkEncoder,
+    ) -> Result<()> {
         let grid = self.scale().grid;
         let spec = reader.spec().clone();
         let cells = grid.chunks_touching(bbox);
@@ -778,7 +825,7 @@ impl BigArray {
         let per_batch = ((1u64 << 30) / shard_bytes).clamp(1, 64) as usize;
         let groups: Vec<ShardCells> = groups.into_iter().collect();
         for batch in groups.chunks(per_batch) {
-            self.write_shard_batch(reader, bbox, data, batch, &covers_shard)?;
+            self.write_shard_batch(reader, batch, &covers_shard, encode)?;
         }
         Ok(())
     }
@@ -786,17 +833,12 @@ impl BigArray {
     fn write_shard_batch(
         &self,
         reader: &Arc<ShardReader>,
-        bbox: &Bbox,
-        data: &[u8],
         batch: &[ShardCells],
         covers_shard: &(dyn Fn([u64; 3]) -> bool + Sync),
+        encode: &ChunkEncoder,
     ) -> Result<()> {
-        let grid = self.scale().grid;
         let spec = reader.spec();
         let store = self.chunks.store().clone();
-        let (channels, itemsize) = (self.num_channels(), self.dtype().itemsize());
-        let encoding = &self.scale().encoding;
-        let compression = spec.data_compression();
         // The existing contents of shards the box covers only in part.
         let partial: Vec<(usize, String)> = batch
             .iter()
@@ -834,36 +876,10 @@ impl BigArray {
             .flat_map(|(i, (_, members))| members.iter().map(move |&(g, id)| (i, g, id)))
             .collect();
         let shards: Vec<(String, Vec<u8>)> = runtime::cpu().install(|| -> Result<_> {
-            let encoded: Vec<(usize, u64, Bytes)> =
-                jobs.par_iter()
-                    .map(|&(i, g, id)| {
-                        let key = format!("{} (chunk {id})", reader.shard_key(batch[i].0));
-                        let url = store.url_of(&key);
-                        let chunk_box = grid.chunk_box(g);
-                        let Some(region) = chunk_box.intersect(bbox) else {
-                            unreachable!("chunks_touching returns only overlapping chunks")
-                        };
-                        let paint = BoxCopy::new(bbox, &chunk_box, &region, channels, itemsize);
-                        let layout = self.layout(&chunk_box);
-                        let mut voxels = vec![0u8; paint.dst_len()];
-                        if region != chunk_box {
-                            if let Some(old) = existing[i].get(&id).filter(|b| !b.is_empty()) {
-                                codec::decode(encoding, &url, old, &layout, |v| {
-                                    voxels.copy_from_slice(v)
-                                })?;
-                            }
-                        }
-                        paint.copy(data, &mut voxels);
-                        let bytes = codec::encode(encoding, &voxels, &layout, compression)
-                            .map_err(|e| match e {
-                                Error::InvalidArgument { reason } => {
-                                    Error::invalid(format!("{url}: {reason}"))
-                                }
-                                other => other,
-                            })?;
-                        Ok((i, id, Bytes::from(bytes)))
-                    })
-                    .collect::<Result<_>>()?;
+            let encoded: Vec<(usize, u64, Bytes)> = jobs
+                .par_iter()
+                .map(|&(i, g, id)| Ok((i, id, encode(g, id, existing[i].get(&id))?)))
+                .collect::<Result<_>>()?;
             for (i, id, bytes) in encoded {
                 existing[i].insert(id, bytes);
             }
@@ -903,7 +919,7 @@ impl BigArray {
     }
 
     /// What a chunk covering `chunk_box` holds once decoded.
-    fn layout(&self, chunk_box: &Bbox) -> ChunkLayout {
+    pub(crate) fn layout(&self, chunk_box: &Bbox) -> ChunkLayout {
         ChunkLayout {
             shape: chunk_box.shape().map(|n| n as usize),
             channels: self.num_channels(),

@@ -20,6 +20,7 @@ pub mod format;
 pub mod geometry;
 pub mod runtime;
 pub mod store;
+mod stored_copy;
 
 #[cfg(feature = "python")]
 mod python;

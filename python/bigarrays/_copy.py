@@ -46,15 +46,17 @@ def copy(
         src, dst_url, encoding, compression, sharding, chunks, storage_options, format
     )
     checker = dst._reopen(fill_missing=False) if resume else None
+    # Same format on both sides: chunks may move as stored bytes (see _copy_block).
+    as_stored = src.format == dst.format == "precomputed"
 
     def work(block: Box) -> tuple[int, int]:
         if checker is None:
-            dst[_slices(block)] = src[_slices(block)]
+            _copy_block(src, dst, block, as_stored)
         elif not _present(checker, block):
             # Resuming: copy only the chunks of this block that are missing.
             for chunk in aligned_blocks(block, dst.voxel_offset, dst.chunks):
                 if not _present(checker, chunk):
-                    dst[_slices(chunk)] = src[_slices(chunk)]
+                    _copy_block(src, dst, chunk, as_stored)
         return _nbytes(block, src), chunk_count(block, dst.voxel_offset, dst.chunks)
 
     voxel_bytes = src.dtype.itemsize * src.num_channels
@@ -64,6 +66,15 @@ def copy(
     with progress_bar(progress, "copy", total, n_chunks) as bar:
         run_parallel(aligned_blocks(box, dst.voxel_offset, block), work, jobs, bar)
     return dst
+
+
+def _copy_block(src: BigArray, dst: BigArray, block: Box, as_stored: bool) -> None:
+    """Copies one chunk-aligned block: as stored bytes when both scales share grid, encoding
+    and compression (no re-encoding; each chunk is still decoded once to check it),
+    otherwise by decoding and re-encoding."""
+    if as_stored and dst._layer.copy_stored_from(src._layer, block[0], block[1]):
+        return
+    dst[_slices(block)] = src[_slices(block)]
 
 
 def _nbytes(box: Box, a: BigArray) -> int:

@@ -131,7 +131,7 @@ impl Compression {
 
     /// How bytes stored with this declared compression are to be decoded: brotli when
     /// declared (it cannot be sniffed), otherwise whatever the magic bytes say.
-    fn resolve(self, bytes: &[u8]) -> Self {
+    pub fn resolve(self, bytes: &[u8]) -> Self {
         match self {
             Compression::Brotli => Compression::Brotli,
             _ => Compression::sniff(bytes),

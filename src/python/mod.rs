@@ -324,6 +324,20 @@ impl Layer {
         })
     }
 
+    /// Copies the chunks of `[start, stop)` from `src` as stored bytes when the two scales
+    /// allow it (see `BigArray::copy_stored_from`); False, having written nothing, if not.
+    fn copy_stored_from(
+        &self,
+        py: Python<'_>,
+        src: PyRef<'_, Layer>,
+        start: [i64; 3],
+        stop: [i64; 3],
+    ) -> PyResult<bool> {
+        let bbox = Bbox::new(start, stop).map_err(to_pyerr)?;
+        let (inner, src) = (&self.inner, &src.inner);
+        detached(py, move || inner.copy_stored_from(src, &bbox))
+    }
+
     /// Writes `[start, stop)` from a flat uint8 buffer of Fortran-ordered voxels.
     fn write(
         &self,

@@ -1,0 +1,123 @@
+//! Copying chunks between two scales as their stored bytes. When both share geometry,
+//! encoding and transport compression, a copy need not re-encode: gzip compression costs ten
+//! times what decompression does, so a transcoding copy spends most of its time producing
+//! the bytes it already read. Each chunk is still decoded once, to check it, so a corrupt
+//! source chunk fails the copy instead of spreading.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use rayon::prelude::*;
+
+use crate::array::BigArray;
+use crate::codec::{self, Compression};
+use crate::error::{Error, Result};
+use crate::geometry::Bbox;
+use crate::runtime;
+
+impl BigArray {
+    /// Copies the chunks of `bbox` from `src` as their stored bytes, when that gives the same
+    /// layer a decoding copy would: same data type, channels, chunk grid and encoding, `bbox`
+    /// made of whole chunks, and every stored chunk compressed as this scale writes (its
+    /// handle's compression, or the shard data encoding). Chunks `src` lacks are written as
+    /// zeros, as a decoding copy writes them. Returns `false`, having written nothing, when
+    /// the scales or any chunk do not qualify: the caller then copies by decoding.
+    pub fn copy_stored_from(&self, src: &BigArray, bbox: &Bbox) -> Result<bool> {
+        self.check_supported()?;
+        src.check_supported()?;
+        let grid = self.scale().grid;
+        let encoding = &self.scale().encoding;
+        if self.dtype() != src.dtype()
+            || self.num_channels() != src.num_channels()
+            || grid != src.scale().grid
+            || *encoding != src.scale().encoding
+            || !self.bounds().contains(bbox)
+        {
+            return Ok(false);
+        }
+        let cells = grid.chunks_touching(bbox);
+        if cells.iter().any(|&g| !bbox.contains(&grid.chunk_box(g))) {
+            return Ok(false);
+        }
+        let target = match &self.shards {
+            Some(reader) => reader.spec().data_compression(),
+            None => self.compression(),
+        };
+        // Everything fetched first: a chunk stored otherwise must leave the layer untouched.
+        let (keys, mut fetched) = src.fetch_cells(&cells);
+        let mut stored: Vec<Option<(Bytes, Compression)>> = vec![None; cells.len()];
+        while let Some((i, found, _held)) = fetched.blocking_recv() {
+            stored[i] = found?;
+        }
+        let qualifies = stored.iter().all(|s| match s {
+            Some((bytes, declared)) => !bytes.is_empty() && declared.resolve(bytes) == target,
+            None => true,
+        });
+        if !qualifies {
+            return Ok(false);
+        }
+        let bytes: Vec<Bytes> = runtime::cpu().install(|| {
+            stored
+                .into_par_iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let layout = self.layout(&grid.chunk_box(cells[i]));
+                    match s {
+                        Some((bytes, declared)) => {
+                            let url = src.chunks.store().url_of(&keys[i]);
+                            codec::decode_as(encoding, &url, &bytes, declared, &layout, |_| ())?;
+                            Ok(bytes)
+                        }
+                        None => {
+                            let zeros = vec![0u8; layout.raw_len()];
+                            codec::encode(encoding, &zeros, &layout, target).map(Bytes::from)
+                        }
+                    }
+                })
+                .collect::<Result<_>>()
+        })?;
+        let result = self.put_stored(&cells, bytes, target, bbox);
+        if let Some(cache) = &self.cache {
+            for &cell in &cells {
+                cache.remove(cell);
+            }
+        }
+        result.map(|()| true)
+    }
+
+    /// Writes pre-encoded chunks: as chunk objects, or merged into their shards.
+    fn put_stored(
+        &self,
+        cells: &[[u64; 3]],
+        bytes: Vec<Bytes>,
+        compression: Compression,
+        bbox: &Bbox,
+    ) -> Result<()> {
+        if let Some(reader) = &self.shards {
+            let by_cell: BTreeMap<[u64; 3], Bytes> = cells.iter().copied().zip(bytes).collect();
+            let encode = |g: [u64; 3], _id: u64, _old: Option<&Bytes>| {
+                by_cell
+                    .get(&g)
+                    .cloned()
+                    .ok_or_else(|| Error::internal(format!("no stored chunk for cell {g:?}")))
+            };
+            return self.write_shards(reader, bbox, &encode);
+        }
+        let chunks = self.chunks.clone();
+        let puts = cells
+            .iter()
+            .zip(bytes)
+            .map(|(&g, b)| (self.chunk_key(g), b));
+        runtime::io().block_on(
+            futures::stream::iter(puts)
+                .map(|(key, b)| {
+                    let chunks = chunks.clone();
+                    async move { chunks.put(&key, b, compression).await }
+                })
+                .buffer_unordered(self.options().concurrency)
+                .try_collect::<Vec<()>>(),
+        )?;
+        Ok(())
+    }
+}
