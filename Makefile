@@ -84,6 +84,7 @@ bench: build
 	$(PY) benches/bench_codecs.py
 	$(PY) benches/bench_seg.py
 	$(PY) benches/bench_write.py
+	$(PY) benches/targets.py
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS seconds each (default 60), seeded from
 ## fuzz/corpus/; needs a nightly toolchain. New inputs go to fuzz/target/corpus, crashes to

@@ -29,7 +29,7 @@ import tensorstore as ts
 from bench_read import DATA, SCALES, TS_CONTEXT, Dataset
 from cloudvolume import CloudVolume
 from cloudvolume.dask import from_cloudvolume
-from report import cpu_model, version, write_section
+from report import cpu_model, record_metrics, version, write_section
 
 from bigarrays import BigArray, PatchLoader
 
@@ -152,6 +152,15 @@ def main() -> None:
 
     section = report(results, started, (load_start, os.getloadavg()[0]))
     write_section("bench_batch.py", section)
+    med = {p: {k: statistics.median(v) for k, v in t.items()} for p, t in results.items()}
+    record_metrics(
+        "bench_batch.py",
+        {
+            "W3 cold patches/s": N_PATCHES / med["W3 cold"]["bigarrays read_many"],
+            "W3 warm patches/s": N_PATCHES / med["W3 warm"]["bigarrays read_many"],
+            "1-voxel warm read µs": med["1-voxel read, warm (µs per call)"]["bigarrays"],
+        },
+    )
     print(section)
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from bench_codecs import CHUNKS, DATA, SCALES, Data, readers
 from cloudvolume import CloudVolume
-from report import cpu_model, peak_rss_above_baseline, version, write_section
+from report import cpu_model, peak_rss_above_baseline, record_metrics, version, write_section
 
 HERE = Path(__file__).resolve().parent
 
@@ -181,6 +181,13 @@ def main() -> None:
     ]
     report = HERE / "RESULTS.md" if scale == "full" else data.root / "RESULTS.md"
     write_section("bench_seg.py", "\n".join(lines), report)
+    if scale == "full":
+        metrics = {}
+        for layer, m in rows:
+            med = {k: statistics.median(t) for k, (t, _) in m.items()}
+            metrics[f"W4 {layer} TensorStore / bigarrays"] = med["TensorStore"] / med["bigarrays"]
+            metrics[f"W4 {layer} peak / output"] = m["bigarrays"][1] / out_bytes
+        record_metrics("bench_seg.py", metrics)
     print("\n".join(table))
     print(f"wrote {report}")
 

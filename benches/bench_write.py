@@ -34,7 +34,7 @@ import tensorstore as ts
 from bench_read import DATA, SCALES, Dataset, sharding_spec
 from bench_read import Scale as ReadScale
 from cloudvolume import CloudVolume
-from report import cpu_model, version, write_section
+from report import cpu_model, record_metrics, version, write_section
 
 from bigarrays import BigArray
 
@@ -206,6 +206,17 @@ def main() -> None:
     ]
     report = HERE / "RESULTS.md" if scale == "full" else root.parent / "write-RESULTS.md"
     write_section("bench_write.py", "\n".join(lines), report)
+    if scale == "full":
+        ours = min(med["bigarrays sharded"], med["bigarrays chunk files"])
+        record_metrics(
+            "bench_write.py",
+            {
+                "W5 TensorStore / bigarrays": med["TensorStore sharded"] / ours,
+                "W5 bigarrays / limit": ours / limit,
+                "W5 compression ratio bigarrays sharded / TensorStore": ratios["bigarrays sharded"]
+                / ratios["TensorStore sharded"],
+            },
+        )
     print("\n".join(table))
     print(f"limit {limit:.3f} s; wrote {report}")
 

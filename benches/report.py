@@ -32,14 +32,17 @@ def version(pkg: str) -> str:
         return "?"
 
 
-def write_section(name: str, body: str, path: Path = RESULTS) -> None:
-    """Replaces section ``name`` of the report (or appends it), keeping every other section."""
+def write_section(name: str, body: str, path: Path = RESULTS, first: bool = False) -> None:
+    """Replaces section ``name`` of the report (or adds it, at the end or ``first``), keeping
+    every other section."""
     begin, end = f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
     section = f"{begin}\n{body.strip()}\n{end}"
     text = path.read_text() if path.exists() else ""
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         text = head + section + rest.split(end, 1)[1]
+    elif first:
+        text = section + "\n\n" + text.lstrip("\n")
     else:
         text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + section + "\n"
     path.write_text(text)
@@ -62,3 +65,17 @@ def peak_rss_above_baseline(run) -> tuple[object, int]:
     baseline = _status_kib("VmRSS")
     result = run()
     return result, (_status_kib("VmHWM") - baseline) * 1024
+
+
+METRICS = Path(__file__).resolve().parent / "data" / "metrics.json"
+
+
+def record_metrics(script: str, values: dict[str, float]) -> None:
+    """Keeps a script's headline numbers for targets.py's summary (gitignored, merged by
+    script so each bench can be re-run alone)."""
+    import json
+
+    known = json.loads(METRICS.read_text()) if METRICS.exists() else {}
+    known[script] = values
+    METRICS.parent.mkdir(parents=True, exist_ok=True)
+    METRICS.write_text(json.dumps(known, indent=1) + "\n")
