@@ -680,9 +680,7 @@ impl BigArray {
 
     fn write_batch(&self, bbox: &Bbox, data: &[u8], cells: &[[u64; 3]]) -> Result<()> {
         let grid = self.scale().grid;
-        let (channels, itemsize) = (self.num_channels(), self.dtype().itemsize());
         let compression = self.compression();
-        let encoding = &self.scale().encoding;
         // Partly covered chunks keep their other voxels: fetch them first.
         let partial: Vec<(usize, String)> = cells
             .iter()
@@ -709,29 +707,9 @@ impl BigArray {
                 .zip(existing.par_iter())
                 .map(|(&g, old)| {
                     let key = self.chunk_key(g);
-                    let chunk_box = grid.chunk_box(g);
-                    let Some(region) = chunk_box.intersect(bbox) else {
-                        unreachable!("chunks_touching returns only overlapping chunks")
-                    };
-                    let paint = BoxCopy::new(bbox, &chunk_box, &region, channels, itemsize);
-                    let layout = self.layout(&chunk_box);
-                    let mut voxels = vec![0u8; paint.dst_len()];
-                    if let Some((old, declared)) = old.as_ref().filter(|(b, _)| !b.is_empty()) {
-                        let url = self.chunks.store().url_of(&key);
-                        codec::decode_as(encoding, &url, old, *declared, &layout, |v| {
-                            voxels.copy_from_slice(v)
-                        })?;
-                    }
-                    paint.copy(data, &mut voxels);
                     let url = self.chunks.store().url_of(&key);
-                    let bytes = codec::encode(encoding, &voxels, &layout, compression).map_err(
-                        |e| match e {
-                            Error::InvalidArgument { reason } => {
-                                Error::invalid(format!("{url}: {reason}"))
-                            }
-                            other => other,
-                        },
-                    )?;
+                    let old = old.as_ref().map(|(b, declared)| (&b[..], *declared));
+                    let bytes = self.repaint_chunk(g, bbox, data, old, compression, &url)?;
                     Ok((key, bytes))
                 })
                 .collect::<Result<_>>()
@@ -748,12 +726,48 @@ impl BigArray {
         Ok(())
     }
 
+    /// The stored bytes of chunk `g` once `bbox`'s part of `data` is painted over it: over
+    /// `old` (its stored bytes and declared compression) where the box covers the chunk only
+    /// in part, else over nothing. Both write paths store this; `url` names the chunk.
+    fn repaint_chunk(
+        &self,
+        g: [u64; 3],
+        bbox: &Bbox,
+        data: &[u8],
+        old: Option<(&[u8], Compression)>,
+        compression: Compression,
+        url: &str,
+    ) -> Result<Vec<u8>> {
+        let chunk_box = self.scale().grid.chunk_box(g);
+        let Some(region) = chunk_box.intersect(bbox) else {
+            unreachable!("chunks_touching returns only overlapping chunks")
+        };
+        let (channels, itemsize) = (self.num_channels(), self.dtype().itemsize());
+        let paint = BoxCopy::new(bbox, &chunk_box, &region, channels, itemsize);
+        let layout = self.layout(&chunk_box);
+        let encoding = &self.scale().encoding;
+        codec::with_scratch(paint.dst_len(), |voxels| {
+            if region != chunk_box {
+                match old.filter(|(b, _)| !b.is_empty()) {
+                    Some((old, declared)) => {
+                        codec::decode_as(encoding, url, old, declared, &layout, |v| {
+                            voxels.copy_from_slice(v)
+                        })?
+                    }
+                    None => voxels.fill(0),
+                }
+            }
+            paint.copy(data, voxels);
+            codec::encode(encoding, voxels, &layout, compression).map_err(|e| match e {
+                Error::InvalidArgument { reason } => Error::invalid(format!("{url}: {reason}")),
+                other => other,
+            })
+        })
+    }
+
     /// Writes into a sharded scale: each touched chunk is painted over what the shard held
     /// for it (when the box covers it only in part) and encoded.
     fn write_sharded(&self, reader: &Arc<ShardReader>, bbox: &Bbox, data: &[u8]) -> Result<()> {
-        let grid = self.scale().grid;
-        let (channels, itemsize) = (self.num_channels(), self.dtype().itemsize());
-        let encoding = &self.scale().encoding;
         let compression = reader.spec().data_compression();
         let encode = |g: [u64; 3], id: u64, old: Option<&Bytes>| -> Result<Bytes> {
             let shard = reader.spec().locate(id).0;
@@ -761,24 +775,9 @@ impl BigArray {
                 .chunks
                 .store()
                 .url_of(&format!("{} (chunk {id})", reader.shard_key(shard)));
-            let chunk_box = grid.chunk_box(g);
-            let Some(region) = chunk_box.intersect(bbox) else {
-                unreachable!("chunks_touching returns only overlapping chunks")
-            };
-            let paint = BoxCopy::new(bbox, &chunk_box, &region, channels, itemsize);
-            let layout = self.layout(&chunk_box);
-            let mut voxels = vec![0u8; paint.dst_len()];
-            if region != chunk_box {
-                if let Some(old) = old.filter(|b| !b.is_empty()) {
-                    codec::decode(encoding, &url, old, &layout, |v| voxels.copy_from_slice(v))?;
-                }
-            }
-            paint.copy(data, &mut voxels);
-            let bytes =
-                codec::encode(encoding, &voxels, &layout, compression).map_err(|e| match e {
-                    Error::InvalidArgument { reason } => Error::invalid(format!("{url}: {reason}")),
-                    other => other,
-                })?;
+            // Shard data carries no transport declaration: gzip is recognised by its magic.
+            let old = old.map(|b| (&b[..], Compression::None));
+            let bytes = self.repaint_chunk(g, bbox, data, old, compression, &url)?;
             Ok(Bytes::from(bytes))
         };
         self.write_shards(reader, bbox, &encode)

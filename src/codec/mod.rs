@@ -79,6 +79,22 @@ const MAX_KEPT_SCRATCH: usize = 16 << 20;
 
 thread_local! {
     static DECODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Calls `f` with a buffer of `len` bytes whose contents are unspecified (this thread's,
+/// reused across calls up to [`MAX_KEPT_SCRATCH`]): writers assemble a chunk's voxels in it,
+/// sparing a fresh allocation and its page faults per chunk. Not re-entrant.
+pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    if len > MAX_KEPT_SCRATCH {
+        return f(&mut vec![0u8; len]);
+    }
+    SCRATCH.with_borrow_mut(|buf| {
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        f(&mut buf[..len])
+    })
 }
 
 /// The most bytes any encoded chunk may inflate to, whatever its parameters say.
