@@ -71,6 +71,8 @@ pub struct Cloud {
     pub url: String,
     /// Each operation, retries included, ends by then.
     pub deadline: Duration,
+    /// Retries after a failure object_store does not retry itself (see `object.rs`).
+    pub retries: usize,
     /// HTTP servers are read-only.
     pub read_only: bool,
 }
@@ -330,6 +332,7 @@ pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Resul
         // object_store stops retrying at the deadline, but a request already in flight may
         // run up to one more timeout: allow for it before we cut the operation off.
         deadline: limits.deadline + limits.timeout,
+        retries: limits.retries,
         read_only,
     })
 }

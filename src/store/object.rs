@@ -30,6 +30,9 @@ pub struct ObjectStoreBackend {
     prefix: Path,
     /// Remote stores: each operation ends by then, retries included.
     deadline: Option<Duration>,
+    /// Remote stores: how often a response body cut off mid-transfer is fetched again
+    /// (see [`is_body_error`]).
+    body_retries: usize,
     /// Object stores keep Content-Encoding; file systems and memory do not.
     remote: bool,
     read_only: bool,
@@ -69,6 +72,7 @@ impl ObjectStoreBackend {
                 url: c.url,
                 prefix: c.prefix,
                 deadline: Some(c.deadline),
+                body_retries: c.retries,
                 remote: true,
                 read_only: c.read_only,
             });
@@ -115,6 +119,7 @@ impl ObjectStoreBackend {
             url,
             prefix: Path::default(),
             deadline: None,
+            body_retries: 0,
             remote: false,
             read_only: false,
         }
@@ -163,6 +168,31 @@ impl ObjectStoreBackend {
         }
     }
 
+    /// [`Self::timed`] for a read that may be run again: when the response body is cut off
+    /// mid-transfer and object_store could not resume it (it resumes only objects with an
+    /// ETag, which plain HTTP servers often omit), the whole read is retried, up to
+    /// `body_retries` times with backoff, all within the deadline.
+    async fn timed_read<T, F, Fut>(&self, key: &str, mut op: F) -> Result<object_store::Result<T>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = object_store::Result<T>>,
+    {
+        self.timed(key, async {
+            let mut attempt = 0;
+            loop {
+                match op().await {
+                    Err(e) if attempt < self.body_retries && is_body_error(&e) => {
+                        attempt += 1;
+                        let ms = 50u64 << attempt.min(6);
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                    }
+                    done => return done,
+                }
+            }
+        })
+        .await
+    }
+
     fn check_writable(&self, key: &str) -> Result<()> {
         if self.read_only {
             return Err(Error::store(
@@ -171,6 +201,21 @@ impl ObjectStoreBackend {
             ));
         }
         Ok(())
+    }
+}
+
+/// Whether `e` is a transfer that broke after the response had started (the connection reset
+/// or closed mid-body, a body timeout). object_store reports those as an `HttpError` of its
+/// own; failed requests it already retried come wrapped in its retry error instead.
+fn is_body_error(e: &object_store::Error) -> bool {
+    match e {
+        object_store::Error::Generic { source, .. } => source
+            .downcast_ref::<object_store::client::HttpError>()
+            .is_some_and(|h| {
+                use object_store::client::HttpErrorKind::*;
+                matches!(h.kind(), Request | Interrupted | Timeout | Connect)
+            }),
+        _ => false,
     }
 }
 
@@ -186,7 +231,7 @@ impl Store for ObjectStoreBackend {
 
     async fn get_with_encoding(&self, key: &str) -> Result<Option<(Bytes, Option<String>)>> {
         let path = self.path(key)?;
-        let fetch = async {
+        let fetch = || async {
             match self.inner.get(&path).await {
                 Ok(r) => {
                     let encoding = r
@@ -198,7 +243,7 @@ impl Store for ObjectStoreBackend {
                 Err(e) => Err(e),
             }
         };
-        match self.timed(key, fetch).await? {
+        match self.timed_read(key, fetch).await? {
             Ok(got) => Ok(Some(got)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error(key, e)),
@@ -249,7 +294,7 @@ impl Store for ObjectStoreBackend {
         let path = self.path(key)?;
         // object_store coalesces ranges less than 1 MiB apart into one request.
         match self
-            .timed(key, self.inner.get_ranges(&path, ranges))
+            .timed_read(key, || self.inner.get_ranges(&path, ranges))
             .await?
         {
             Ok(parts) => Ok(Some(parts)),
@@ -265,12 +310,12 @@ impl Store for ObjectStoreBackend {
             range: Some(GetRange::Bounded(range)),
             ..Default::default()
         };
-        let fetch = async {
-            let r = self.inner.get_opts(&path, options).await?;
+        let fetch = || async {
+            let r = self.inner.get_opts(&path, options.clone()).await?;
             let size = r.meta.size;
             r.bytes().await.map(|b| (b, size))
         };
-        match self.timed(key, fetch).await? {
+        match self.timed_read(key, fetch).await? {
             Ok(got) => Ok(Some(got)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => {
@@ -286,7 +331,7 @@ impl Store for ObjectStoreBackend {
                 let start = range_start.min(meta.size);
                 let part = if start < meta.size {
                     match self
-                        .timed(key, self.inner.get_range(&path, start..meta.size))
+                        .timed_read(key, || self.inner.get_range(&path, start..meta.size))
                         .await?
                     {
                         Ok(b) => b,
