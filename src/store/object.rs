@@ -304,6 +304,46 @@ impl Store for ObjectStoreBackend {
     }
 
     async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<Option<(Bytes, u64)>> {
+        Ok(self
+            .get_range_sized_tagged(key, range)
+            .await?
+            .map(|(bytes, size, _)| (bytes, size)))
+    }
+
+    async fn get_range_if(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        tag: Option<&str>,
+    ) -> Result<Option<Bytes>> {
+        let Some(tag) = tag else {
+            return self.get_range(key, range).await;
+        };
+        let path = self.path(key)?;
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            if_match: Some(tag.to_string()),
+            ..Default::default()
+        };
+        let fetch = || async {
+            let r = self.inner.get_opts(&path, options.clone()).await?;
+            r.bytes().await
+        };
+        match self.timed_read(key, fetch).await? {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(object_store::Error::Precondition { .. }) => Err(Error::Changed {
+                url: self.url_of(key),
+            }),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    async fn get_range_sized_tagged(
+        &self,
+        key: &str,
+        range: Range<u64>,
+    ) -> Result<Option<(Bytes, u64, Option<String>)>> {
         let path = self.path(key)?;
         let (range_start, range_end) = (range.start, range.end);
         let options = GetOptions {
@@ -312,8 +352,8 @@ impl Store for ObjectStoreBackend {
         };
         let fetch = || async {
             let r = self.inner.get_opts(&path, options.clone()).await?;
-            let size = r.meta.size;
-            r.bytes().await.map(|b| (b, size))
+            let (size, tag) = (r.meta.size, r.meta.e_tag.clone());
+            r.bytes().await.map(|b| (b, size, tag))
         };
         match self.timed_read(key, fetch).await? {
             Ok(got) => Ok(Some(got)),
@@ -340,7 +380,7 @@ impl Store for ObjectStoreBackend {
                 } else {
                     Bytes::new()
                 };
-                Ok(Some((part, meta.size)))
+                Ok(Some((part, meta.size, meta.e_tag)))
             }
         }
     }
