@@ -167,7 +167,7 @@ def test_readers_never_see_torn_chunks(tmp_path: Path, sharded: bool) -> None:
     value inside the box, one a writer wrote (or the initial 0)."""
     url = str(tmp_path / "l")
     create(tmp_path / "l", **({"sharding": SHARDING} if sharded else {"compression": "gzip"}))
-    rounds = 60 if sharded else 12  # sharded rounds are quick: 16 shard files
+    rounds = 60 if sharded else 8  # sharded rounds are quick: 16 shard files
     box = (slice(5, 123), slice(3, 125), slice(2, 62))
     inside = np.zeros(SHAPE, dtype=bool)
     inside[box] = True

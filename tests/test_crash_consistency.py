@@ -293,7 +293,7 @@ def test_killed_h5s_writer_is_old_new_torn_or_a_decode_error(
     )
     a[0:128, 0:128, 0:64] = BASE
     spec = {"url": str(root), "box": ALIGNED}
-    for kill in range(5):
+    for kill in range(8):
         last = run_and_kill(spec, rng.uniform(0.0, 0.3))
         out = tmp_path / f"read{kill}.npy"
         reader = subprocess.run(
@@ -317,6 +317,7 @@ def test_killed_h5s_writer_is_old_new_torn_or_a_decode_error(
             assert result["error"] == "ChunkDecodeError", result
             assert "block_" in result["message"] and ".h5" in result["message"], result
             FIGURES[f"{case}: ChunkDecodeError naming the file"] += 1
+            print(f"{case}: {result['message']}")
         # Start over from fresh block files.
         for f in root.glob("*.h5"):
             f.unlink()
