@@ -16,6 +16,7 @@ import json
 import sys
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,15 @@ KEY = "1_1_1"  # the scale key of resolution (1, 1, 1)
 # Retries enough for every fault a test injects to land on one request; short timeouts.
 OPTIONS = {"retries": "3", "timeout": "2", "deadline": "6"}
 BOUND_S = 30.0  # "fails within": generous, never a timing assertion on the happy path
+# Requests seen and faulted by the proxies, for docs/reliability_faults.md (printed with -s).
+SEEN: Counter[str] = Counter()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def print_figures() -> Iterator[None]:
+    yield
+    for k in sorted(SEEN):
+        print(f"{k}: {SEEN[k]}")
 
 
 @pytest.fixture(autouse=True)
@@ -168,6 +178,8 @@ def readable(
         else:
             target = http_target(server, proxy.url, data)
         yield target, proxy, data
+        SEEN["requests"] += proxy.requests()
+        SEEN["faulted"] += proxy.faulted()
 
 
 @pytest.fixture(params=["s3", "gcs-xml"])
@@ -182,6 +194,8 @@ def writable(
         else:
             target = gcs_write_target(moto, proxy.url, data)
         yield target, proxy, data
+        SEEN["requests"] += proxy.requests()
+        SEEN["faulted"] += proxy.faulted()
 
 
 # -- reads -----------------------------------------------------------------------------------
