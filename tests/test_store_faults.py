@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import FakeGcs, HttpServer, Moto
+from conftest import FakeGcs, HttpServer, Moto, RangeHandler
 from faulty_proxy import FaultyProxy
 
 import bigarrays
@@ -279,3 +279,48 @@ def test_failed_writes_raise_and_keep_the_old_chunks(
     assert time.monotonic() - began < 2 * BOUND_S
     assert proxy.faulted(fault) >= 4
     np.testing.assert_array_equal(target.direct()[a.bounds], old)
+
+
+# -- sharded reads pinned to one version of the shard ---------------------------------------
+
+
+class TaggedRangeHandler(RangeHandler):
+    """``RangeHandler`` that sends an ETag (inode, mtime, size), weak (``W/``) with
+    ``weak``, as nginx and Apache do."""
+
+    weak = False
+
+    def end_headers(self) -> None:
+        path = Path(self.translate_path(self.path))
+        if path.is_file():
+            st = path.stat()
+            tag = f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"'
+            self.send_header("ETag", f"W/{tag}" if self.weak else tag)
+        super().end_headers()
+
+
+@pytest.mark.parametrize("weak", [False, True], ids=["strong-etag", "weak-etag"])
+def test_sharded_reads_over_http_follow_a_rewritten_shard(tmp_path: Path, weak: bool) -> None:
+    """A reader caches a shard's indexes over HTTP; the shard is rewritten (chunks of other
+    sizes) behind its back. The reader's next answer carries another ETag, so the read
+    starts again and sees the new data (it raised ChunkDecodeError before)."""
+    handler = type("Tagged", (TaggedRangeHandler,), {"weak": weak})
+    server = HttpServer(tmp_path / "www", handler)
+    server.root.mkdir()
+    try:
+        root = server.root / "sharded"
+        shape = (64, 64, 32)
+        local = BigArray.create(
+            str(root), shape=shape, dtype="uint8", chunks=CHUNKS, sharding="auto"
+        )
+        rng = np.random.default_rng(8)
+        local[:, :, :] = rng.integers(0, 4, shape, dtype=np.uint8)
+        remote = BigArray(f"{server.url}/sharded", storage_options=OPTIONS)
+        np.testing.assert_array_equal(remote[:, :, :], local[:, :, :])  # indexes cached
+        for _ in range(2):
+            new = rng.integers(0, 255, shape, dtype=np.uint8)
+            local[:, :, :] = new
+            np.testing.assert_array_equal(remote[:, :, :], new)
+            np.testing.assert_array_equal(remote[0:16, 0:16, 0:16], new[0:16, 0:16, 0:16])
+    finally:
+        server.stop()

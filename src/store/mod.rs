@@ -106,8 +106,8 @@ pub trait Store: Send + Sync + Debug {
     }
 
     /// [`Store::get_range`] of the version `tag` (from [`Store::get_range_sized_tagged`]):
-    /// `Error::Changed` when the object no longer is that version. Stores that keep no tags,
-    /// and `tag: None`, read whatever is there.
+    /// `Error::Changed` when the answer comes from another version of the object. Stores
+    /// that keep no tags, and `tag: None`, read whatever is there.
     async fn get_range_if(
         &self,
         key: &str,

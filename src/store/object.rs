@@ -322,19 +322,23 @@ impl Store for ObjectStoreBackend {
         let path = self.path(key)?;
         let options = GetOptions {
             range: Some(GetRange::Bounded(range)),
-            if_match: Some(tag.to_string()),
             ..Default::default()
         };
+        // The tag of each answer is compared here rather than sent as If-Match: servers
+        // send weak ETags (which never match in If-Match) and object_store's HTTP store
+        // reports a 412 as a generic error; the answer's own ETag describes its bytes
+        // either way.
         let fetch = || async {
             let r = self.inner.get_opts(&path, options.clone()).await?;
-            r.bytes().await
+            let same = r.meta.e_tag.as_deref().is_none_or(|t| t == tag);
+            r.bytes().await.map(|bytes| (bytes, same))
         };
         match self.timed_read(key, fetch).await? {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(object_store::Error::Precondition { .. }) => Err(Error::Changed {
+            Ok((bytes, true)) => Ok(Some(bytes)),
+            Ok((_, false)) => Err(Error::Changed {
                 url: self.url_of(key),
             }),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error(key, e)),
         }
     }

@@ -625,8 +625,8 @@ impl ShardReader {
     /// shard-index entries, minishard indexes, chunk data (each coalesced by the store), and
     /// fewer when indexes are cached.
     ///
-    /// Every request of one read asks for the version of the shard file the first one saw
-    /// (If-Match on its ETag, where the store has one), and cached indexes are used only
+    /// Every answer of one read must come from the version of the shard file the first one
+    /// came from (the same ETag, where the store has them), and cached indexes are used only
     /// with the version they came from: a shard another writer replaces in between is read
     /// again from the start (up to [`CHANGED_RETRIES`] times), never pieced together from
     /// two versions.
