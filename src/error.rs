@@ -33,6 +33,11 @@ pub enum Error {
     #[error("{url}: {reason}")]
     Store { url: String, reason: String },
 
+    /// An object changed (another writer replaced it) between the requests of one read
+    /// that must all see the same version of it; readers retry, so this rarely escapes.
+    #[error("{url}: changed while being read (a concurrent writer replaced it)")]
+    Changed { url: String },
+
     /// The store refused access (HTTP 401/403, missing or wrong credentials).
     #[error("{url}: permission denied: {reason}")]
     PermissionDenied { url: String, reason: String },

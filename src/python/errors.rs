@@ -14,7 +14,7 @@ fn class_name(e: &Error) -> &'static str {
         Error::Info { .. } => "InfoError",
         Error::MissingChunk { .. } => "MissingChunkError",
         Error::ChunkDecode { .. } => "ChunkDecodeError",
-        Error::Store { .. } => "StoreError",
+        Error::Store { .. } | Error::Changed { .. } => "StoreError",
         Error::PermissionDenied { .. } => "PermissionDeniedError",
         Error::OutOfBounds { .. } => "OutOfBoundsError",
         Error::InvalidArgument { .. } => "InvalidArgumentError",

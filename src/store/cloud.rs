@@ -20,12 +20,20 @@ use super::aws_profile;
 use crate::error::{Error, Result};
 
 /// Options of our own, understood for every cloud scheme (the rest go to object_store).
-const OWN_KEYS: [&str; 4] = ["retries", "timeout", "deadline", "anonymous"];
+const OWN_KEYS: [&str; 5] = [
+    "retries",
+    "timeout",
+    "connect_timeout",
+    "deadline",
+    "anonymous",
+];
 
 /// Retries after a 5xx, a timeout or a dropped connection, with exponential backoff.
 const DEFAULT_RETRIES: usize = 5;
 /// One request (connect + transfer) may take this long before it is retried.
 const DEFAULT_TIMEOUT_S: f64 = 30.0;
+/// Connecting may take this long (or `timeout`, when that is shorter).
+const DEFAULT_CONNECT_TIMEOUT_S: f64 = 5.0;
 /// One operation, retries included, gives up after this long: a dead server is an error,
 /// never a hang.
 const DEFAULT_DEADLINE_S: f64 = 120.0;
@@ -71,6 +79,8 @@ pub struct Cloud {
     pub url: String,
     /// Each operation, retries included, ends by then.
     pub deadline: Duration,
+    /// Retries after a failure object_store does not retry itself (see `object.rs`).
+    pub retries: usize,
     /// HTTP servers are read-only.
     pub read_only: bool,
 }
@@ -79,6 +89,8 @@ pub struct Cloud {
 struct Limits {
     retries: usize,
     timeout: Duration,
+    /// `None`: the default, capped by `timeout`.
+    connect_timeout: Option<Duration>,
     deadline: Duration,
     anonymous: bool,
     /// S3 only: the shared-config profile to read (else `AWS_PROFILE`, else `default`).
@@ -114,6 +126,7 @@ fn split(scheme: Scheme, options: &[(String, String)]) -> Result<(Limits, Vec<(S
     let mut limits = Limits {
         retries: DEFAULT_RETRIES,
         timeout: Duration::from_secs_f64(DEFAULT_TIMEOUT_S),
+        connect_timeout: None,
         deadline: Duration::from_secs_f64(DEFAULT_DEADLINE_S),
         anonymous: false,
         profile: None,
@@ -128,7 +141,8 @@ fn split(scheme: Scheme, options: &[(String, String)]) -> Result<(Limits, Vec<(S
         if !scheme.knows(&lower) {
             return Err(Error::invalid(format!(
                 "storage_options: unknown key {key:?} for {scheme:?} stores (known: concurrency, \
-                 retries, timeout, deadline, anonymous, and object_store's configuration keys)"
+                 retries, timeout, connect_timeout, deadline, anonymous, and object_store's \
+                 configuration keys)"
             )));
         }
         match lower.as_str() {
@@ -138,6 +152,8 @@ fn split(scheme: Scheme, options: &[(String, String)]) -> Result<(Limits, Vec<(S
                 })?
             }
             "timeout" => limits.timeout = seconds(key, value)?,
+            // Ours rather than object_store's, so that `timeout` cannot overwrite it.
+            "connect_timeout" => limits.connect_timeout = Some(seconds(key, value)?),
             "deadline" => limits.deadline = seconds(key, value)?,
             "anonymous" => limits.anonymous = flag(key, value)?,
             _ => rest.push((lower, value.clone())),
@@ -159,15 +175,19 @@ impl Limits {
         }
     }
 
+    fn connect(&self) -> Duration {
+        self.connect_timeout.unwrap_or_else(|| {
+            self.timeout
+                .min(Duration::from_secs_f64(DEFAULT_CONNECT_TIMEOUT_S))
+        })
+    }
+
     /// Client timeouts as object_store config strings (humantime has no fractions).
     fn client_config(&self) -> [(ClientConfigKey, String); 2] {
         let ms = |d: Duration| format!("{}ms", d.as_millis().max(1));
         [
             (ClientConfigKey::Timeout, ms(self.timeout)),
-            (
-                ClientConfigKey::ConnectTimeout,
-                ms(self.timeout.min(Duration::from_secs(5))),
-            ),
+            (ClientConfigKey::ConnectTimeout, ms(self.connect())),
         ]
     }
 }
@@ -330,6 +350,7 @@ pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Resul
         // object_store stops retrying at the deadline, but a request already in flight may
         // run up to one more timeout: allow for it before we cut the operation off.
         deadline: limits.deadline + limits.timeout,
+        retries: limits.retries,
         read_only,
     })
 }
@@ -398,6 +419,30 @@ mod tests {
             Scheme::Http,
             &opts(&[("allow_invalid_certificates", "true")]),
         )?;
+        Ok(())
+    }
+
+    #[test]
+    fn defaults_bound_every_operation() -> Result<()> {
+        let (limits, _) = split(Scheme::S3, &[])?;
+        assert_eq!(limits.retries, 5);
+        assert_eq!(limits.timeout, Duration::from_secs(30));
+        assert_eq!(limits.connect(), Duration::from_secs(5));
+        assert_eq!(limits.deadline, Duration::from_secs(120));
+        let retry = limits.retry();
+        assert_eq!(retry.retry_timeout, Duration::from_secs(120));
+        assert_eq!(retry.backoff.max_backoff, Duration::from_secs(5));
+        // A short timeout caps the connect timeout; an explicit one wins over both.
+        let (limits, _) = split(Scheme::Gcs, &opts(&[("timeout", "2")]))?;
+        assert_eq!(limits.connect(), Duration::from_secs(2));
+        let (limits, rest) = split(
+            Scheme::Http,
+            &opts(&[("timeout", "2"), ("connect_timeout", "0.25")]),
+        )?;
+        assert_eq!(limits.connect(), Duration::from_millis(250));
+        assert!(rest.is_empty());
+        let config = limits.client_config();
+        assert_eq!(config[1].1, "250ms");
         Ok(())
     }
 

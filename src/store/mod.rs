@@ -92,6 +92,32 @@ pub trait Store: Send + Sync + Debug {
         Ok(Some((all.slice(a as usize..b.max(a) as usize), len)))
     }
 
+    /// [`Store::get_range_sized`] plus the version tag (an ETag) of the object the bytes
+    /// came from, where the store keeps one.
+    async fn get_range_sized_tagged(
+        &self,
+        key: &str,
+        range: Range<u64>,
+    ) -> Result<Option<(Bytes, u64, Option<String>)>> {
+        Ok(self
+            .get_range_sized(key, range)
+            .await?
+            .map(|(bytes, size)| (bytes, size, None)))
+    }
+
+    /// [`Store::get_range`] of the version `tag` (from [`Store::get_range_sized_tagged`]):
+    /// `Error::Changed` when the answer comes from another version of the object. Stores
+    /// that keep no tags, and `tag: None`, read whatever is there.
+    async fn get_range_if(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        tag: Option<&str>,
+    ) -> Result<Option<Bytes>> {
+        let _ = tag;
+        self.get_range(key, range).await
+    }
+
     /// The bytes of `key` in `range`, or `None` when `key` is absent.
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>> {
         let got = self.get_ranges(key, std::slice::from_ref(&range)).await?;

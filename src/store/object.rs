@@ -30,6 +30,9 @@ pub struct ObjectStoreBackend {
     prefix: Path,
     /// Remote stores: each operation ends by then, retries included.
     deadline: Option<Duration>,
+    /// Remote stores: how often a response body cut off mid-transfer is fetched again
+    /// (see [`is_body_error`]).
+    body_retries: usize,
     /// Object stores keep Content-Encoding; file systems and memory do not.
     remote: bool,
     read_only: bool,
@@ -69,6 +72,7 @@ impl ObjectStoreBackend {
                 url: c.url,
                 prefix: c.prefix,
                 deadline: Some(c.deadline),
+                body_retries: c.retries,
                 remote: true,
                 read_only: c.read_only,
             });
@@ -115,6 +119,7 @@ impl ObjectStoreBackend {
             url,
             prefix: Path::default(),
             deadline: None,
+            body_retries: 0,
             remote: false,
             read_only: false,
         }
@@ -163,6 +168,31 @@ impl ObjectStoreBackend {
         }
     }
 
+    /// [`Self::timed`] for a read that may be run again: when the response body is cut off
+    /// mid-transfer and object_store could not resume it (it resumes only objects with an
+    /// ETag, which plain HTTP servers often omit), the whole read is retried, up to
+    /// `body_retries` times with backoff, all within the deadline.
+    async fn timed_read<T, F, Fut>(&self, key: &str, mut op: F) -> Result<object_store::Result<T>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = object_store::Result<T>>,
+    {
+        self.timed(key, async {
+            let mut attempt = 0;
+            loop {
+                match op().await {
+                    Err(e) if attempt < self.body_retries && is_body_error(&e) => {
+                        attempt += 1;
+                        let ms = 50u64 << attempt.min(6);
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                    }
+                    done => return done,
+                }
+            }
+        })
+        .await
+    }
+
     fn check_writable(&self, key: &str) -> Result<()> {
         if self.read_only {
             return Err(Error::store(
@@ -171,6 +201,21 @@ impl ObjectStoreBackend {
             ));
         }
         Ok(())
+    }
+}
+
+/// Whether `e` is a transfer that broke after the response had started (the connection reset
+/// or closed mid-body, a body timeout). object_store reports those as an `HttpError` of its
+/// own; failed requests it already retried come wrapped in its retry error instead.
+fn is_body_error(e: &object_store::Error) -> bool {
+    match e {
+        object_store::Error::Generic { source, .. } => source
+            .downcast_ref::<object_store::client::HttpError>()
+            .is_some_and(|h| {
+                use object_store::client::HttpErrorKind::*;
+                matches!(h.kind(), Request | Interrupted | Timeout | Connect)
+            }),
+        _ => false,
     }
 }
 
@@ -186,7 +231,7 @@ impl Store for ObjectStoreBackend {
 
     async fn get_with_encoding(&self, key: &str) -> Result<Option<(Bytes, Option<String>)>> {
         let path = self.path(key)?;
-        let fetch = async {
+        let fetch = || async {
             match self.inner.get(&path).await {
                 Ok(r) => {
                     let encoding = r
@@ -198,7 +243,7 @@ impl Store for ObjectStoreBackend {
                 Err(e) => Err(e),
             }
         };
-        match self.timed(key, fetch).await? {
+        match self.timed_read(key, fetch).await? {
             Ok(got) => Ok(Some(got)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error(key, e)),
@@ -249,7 +294,7 @@ impl Store for ObjectStoreBackend {
         let path = self.path(key)?;
         // object_store coalesces ranges less than 1 MiB apart into one request.
         match self
-            .timed(key, self.inner.get_ranges(&path, ranges))
+            .timed_read(key, || self.inner.get_ranges(&path, ranges))
             .await?
         {
             Ok(parts) => Ok(Some(parts)),
@@ -259,18 +304,62 @@ impl Store for ObjectStoreBackend {
     }
 
     async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<Option<(Bytes, u64)>> {
+        Ok(self
+            .get_range_sized_tagged(key, range)
+            .await?
+            .map(|(bytes, size, _)| (bytes, size)))
+    }
+
+    async fn get_range_if(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        tag: Option<&str>,
+    ) -> Result<Option<Bytes>> {
+        let Some(tag) = tag else {
+            return self.get_range(key, range).await;
+        };
+        let path = self.path(key)?;
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        // The tag of each answer is compared here rather than sent as If-Match: servers
+        // send weak ETags (which never match in If-Match) and object_store's HTTP store
+        // reports a 412 as a generic error; the answer's own ETag describes its bytes
+        // either way.
+        let fetch = || async {
+            let r = self.inner.get_opts(&path, options.clone()).await?;
+            let same = r.meta.e_tag.as_deref().is_none_or(|t| t == tag);
+            r.bytes().await.map(|bytes| (bytes, same))
+        };
+        match self.timed_read(key, fetch).await? {
+            Ok((bytes, true)) => Ok(Some(bytes)),
+            Ok((_, false)) => Err(Error::Changed {
+                url: self.url_of(key),
+            }),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    async fn get_range_sized_tagged(
+        &self,
+        key: &str,
+        range: Range<u64>,
+    ) -> Result<Option<(Bytes, u64, Option<String>)>> {
         let path = self.path(key)?;
         let (range_start, range_end) = (range.start, range.end);
         let options = GetOptions {
             range: Some(GetRange::Bounded(range)),
             ..Default::default()
         };
-        let fetch = async {
-            let r = self.inner.get_opts(&path, options).await?;
-            let size = r.meta.size;
-            r.bytes().await.map(|b| (b, size))
+        let fetch = || async {
+            let r = self.inner.get_opts(&path, options.clone()).await?;
+            let (size, tag) = (r.meta.size, r.meta.e_tag.clone());
+            r.bytes().await.map(|b| (b, size, tag))
         };
-        match self.timed(key, fetch).await? {
+        match self.timed_read(key, fetch).await? {
             Ok(got) => Ok(Some(got)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => {
@@ -286,7 +375,7 @@ impl Store for ObjectStoreBackend {
                 let start = range_start.min(meta.size);
                 let part = if start < meta.size {
                     match self
-                        .timed(key, self.inner.get_range(&path, start..meta.size))
+                        .timed_read(key, || self.inner.get_range(&path, start..meta.size))
                         .await?
                     {
                         Ok(b) => b,
@@ -295,7 +384,7 @@ impl Store for ObjectStoreBackend {
                 } else {
                     Bytes::new()
                 };
-                Ok(Some((part, meta.size)))
+                Ok(Some((part, meta.size, meta.e_tag)))
             }
         }
     }

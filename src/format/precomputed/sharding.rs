@@ -34,6 +34,8 @@ const COALESCE_GAP: u64 = 32 << 10;
 const RANGE_CONCURRENCY: usize = 16;
 /// Default bytes of decoded minishard indexes a reader keeps.
 pub const DEFAULT_INDEX_CACHE_BYTES: usize = 64 << 20;
+/// Reads of a shard that another writer replaced mid-read are restarted this often.
+const CHANGED_RETRIES: usize = 3;
 /// "auto" sharding: a shard holds the largest power-of-two block of chunks whose
 /// uncompressed size stays at or below this.
 pub const AUTO_SHARD_BYTES: u64 = 256 << 20;
@@ -480,6 +482,8 @@ pub fn encode_shard(spec: &ShardingSpec, chunks: &BTreeMap<u64, Bytes>) -> Resul
 #[derive(Debug, Default)]
 struct IndexCache {
     minishards: HashMap<(u64, u64), Arc<MinishardIndex>>,
+    /// The version tag (ETag) of the shard file each shard's cached indexes came from.
+    tags: HashMap<u64, String>,
     order: VecDeque<(u64, u64)>,
     bytes: usize,
     budget: usize,
@@ -520,6 +524,7 @@ impl IndexCache {
             }
         }
         self.order.retain(|k| k.0 != shard);
+        self.tags.remove(&shard);
     }
 }
 
@@ -567,7 +572,12 @@ impl ShardReader {
     /// The bytes of `ranges` of `key` (absent: `None`). Ranges less than [`COALESCE_GAP`]
     /// apart share one request; the requests run concurrently. A short answer (a file that
     /// ends early) is a decode error naming the file.
-    async fn fetch_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Option<Vec<Bytes>>> {
+    async fn fetch_ranges(
+        &self,
+        key: &str,
+        ranges: &[Range<u64>],
+        tag: Option<&str>,
+    ) -> Result<Option<Vec<Bytes>>> {
         let mut order: Vec<usize> = (0..ranges.len()).collect();
         order.sort_unstable_by_key(|&i| ranges[i].start);
         let mut groups: Vec<Range<u64>> = Vec::new();
@@ -581,7 +591,7 @@ impl ShardReader {
             }
         }
         let fetched: Vec<Option<Bytes>> = futures::stream::iter(groups.clone())
-            .map(|g| self.store.get_range(key, g))
+            .map(|g| self.store.get_range_if(key, g, tag))
             .buffered(RANGE_CONCURRENCY)
             .try_collect()
             .await?;
@@ -614,18 +624,43 @@ impl ShardReader {
     /// same order; `None` for absent chunks. Costs at most three rounds of range requests:
     /// shard-index entries, minishard indexes, chunk data (each coalesced by the store), and
     /// fewer when indexes are cached.
+    ///
+    /// Every answer of one read must come from the version of the shard file the first one
+    /// came from (the same ETag, where the store has them), and cached indexes are used only
+    /// with the version they came from: a shard another writer replaces in between is read
+    /// again from the start (up to [`CHANGED_RETRIES`] times), never pieced together from
+    /// two versions.
     pub async fn read(&self, shard: u64, ids: &[u64]) -> Result<Vec<Option<Bytes>>> {
+        for _ in 0..CHANGED_RETRIES {
+            match self.read_version(shard, ids, true).await {
+                Err(Error::Changed { .. }) => self.forget(shard),
+                done => return done,
+            }
+        }
+        // A shard rewritten this often: read whatever is there, as a store without
+        // versions would.
+        self.forget(shard);
+        self.read_version(shard, ids, false).await
+    }
+
+    async fn read_version(
+        &self,
+        shard: u64,
+        ids: &[u64],
+        checked: bool,
+    ) -> Result<Vec<Option<Bytes>>> {
         let key = self.shard_key(shard);
         let url = self.store.url_of(&key);
         let mut minishards: Vec<u64> = ids.iter().map(|&id| self.spec.locate(id).1).collect();
         minishards.sort_unstable();
         minishards.dedup();
-        let mut known: HashMap<u64, Arc<MinishardIndex>> = {
+        let (mut known, mut tag): (HashMap<u64, Arc<MinishardIndex>>, Option<String>) = {
             let cache = self.cache();
-            minishards
+            let known = minishards
                 .iter()
                 .filter_map(|&m| cache.minishards.get(&(shard, m)).map(|i| (m, i.clone())))
-                .collect()
+                .collect();
+            (known, cache.tags.get(&shard).cloned())
         };
         let missing: Vec<u64> = minishards
             .iter()
@@ -635,11 +670,18 @@ impl ShardReader {
         if !missing.is_empty() {
             let entry = |m: u64| m * ENTRY..(m + 1) * ENTRY;
             // The first entry's request also tells the file size.
-            let Some((first, file_len)) =
-                self.store.get_range_sized(&key, entry(missing[0])).await?
+            let Some((first, file_len, fresh)) = self
+                .store
+                .get_range_sized_tagged(&key, entry(missing[0]))
+                .await?
             else {
                 return Ok(vec![None; ids.len()]);
             };
+            if !known.is_empty() && fresh != tag {
+                // Indexes cached from another version of the file: start again.
+                return Err(Error::Changed { url });
+            }
+            tag = fresh;
             let mut entries = vec![first];
             if missing.len() > 1 {
                 for &m in &missing[1..] {
@@ -648,7 +690,10 @@ impl ShardReader {
                     }
                 }
                 let ranges: Vec<_> = missing[1..].iter().map(|&m| entry(m)).collect();
-                let Some(rest) = self.fetch_ranges(&key, &ranges).await? else {
+                let Some(rest) = self
+                    .fetch_ranges(&key, &ranges, tag.as_deref().filter(|_| checked))
+                    .await?
+                else {
                     return Ok(vec![None; ids.len()]);
                 };
                 entries.extend(rest);
@@ -667,7 +712,10 @@ impl ShardReader {
             }
             if !wanted.is_empty() {
                 let ranges: Vec<_> = wanted.iter().map(|(_, r)| r.clone()).collect();
-                let Some(parts) = self.fetch_ranges(&key, &ranges).await? else {
+                let Some(parts) = self
+                    .fetch_ranges(&key, &ranges, tag.as_deref().filter(|_| checked))
+                    .await?
+                else {
                     return Ok(vec![None; ids.len()]);
                 };
                 for ((m, _), part) in wanted.into_iter().zip(parts) {
@@ -676,6 +724,12 @@ impl ShardReader {
                 }
             }
             let mut cache = self.cache();
+            if cache.tags.get(&shard) != tag.as_ref() {
+                cache.forget_shard(shard);
+            }
+            if let Some(t) = &tag {
+                cache.tags.insert(shard, t.clone());
+            }
             for &m in &missing {
                 if let Some(index) = known.get(&m) {
                     cache.insert((shard, m), index.clone());
@@ -697,7 +751,8 @@ impl ShardReader {
             return Ok(out);
         }
         let ranges: Vec<_> = found.iter().map(|(_, r)| r.clone()).collect();
-        let Some(parts) = self.fetch_ranges(&key, &ranges).await? else {
+        let tag = if checked { tag.as_deref() } else { None };
+        let Some(parts) = self.fetch_ranges(&key, &ranges, tag).await? else {
             return Ok(out);
         };
         for ((i, _), part) in found.into_iter().zip(parts) {
