@@ -76,6 +76,17 @@ pub struct BigArray {
     options: OpenOptions,
 }
 
+/// Where one box of a raw read goes (see [`BigArray::read_many_raw`]): `len` bytes at
+/// `ptr`, uninitialised or, when `zeroed`, all zeros. Zeros are then not written again, so
+/// the pages of a sparse read's empty parts are never touched (calloc'd memory costs
+/// nothing until written).
+#[derive(Debug, Clone, Copy)]
+pub struct OutBuffer {
+    pub ptr: *mut u8,
+    pub len: usize,
+    pub zeroed: bool,
+}
+
 /// The output buffer of a read, shared by the decode tasks.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut u8);
@@ -114,7 +125,8 @@ fn kib(bytes: usize) -> u32 {
 /// Paints decoded (or cached, or missing) chunks into the buffers of one many-box read.
 struct Painter<'a> {
     array: &'a BigArray,
-    targets: &'a [(Bbox, SharedOut)],
+    /// Each box, where its voxels go, and whether that buffer already holds zeros.
+    targets: &'a [(Bbox, SharedOut, bool)],
     /// For each chunk, the indices of the targets it overlaps.
     users: &'a std::collections::BTreeMap<[u64; 3], Vec<usize>>,
 }
@@ -136,10 +148,13 @@ impl Painter<'_> {
         let chunk_box = a.scale().grid.chunk_box(cell);
         let (channels, itemsize) = (a.num_channels(), a.dtype().itemsize());
         for &r in self.users.get(&cell).into_iter().flatten() {
-            let (bbox, out) = &self.targets[r];
+            let (bbox, out, zeroed) = &self.targets[r];
             let Some(region) = chunk_box.intersect(bbox) else {
                 continue;
             };
+            if voxels.is_none() && *zeroed {
+                continue;
+            }
             let copy = BoxCopy::new(&chunk_box, bbox, &region, channels, itemsize);
             // SAFETY: see `SharedOut`: target `r`'s buffer is written only by the tasks of
             // this read, each for a different chunk, and chunks are disjoint boxes, so this
@@ -407,39 +422,45 @@ impl BigArray {
     /// Every chunk the boxes touch is fetched and decoded once, however many boxes share
     /// it, and the decoding of all of them shares the CPU pool.
     pub fn read_many_into(&self, requests: &mut [(Bbox, &mut [u8])]) -> Result<()> {
-        let targets: Vec<(Bbox, *mut u8, usize)> = requests
+        let targets: Vec<(Bbox, OutBuffer)> = requests
             .iter_mut()
-            .map(|(bbox, out)| (*bbox, out.as_mut_ptr(), out.len()))
+            .map(|(bbox, out)| {
+                let (ptr, len) = (out.as_mut_ptr(), out.len());
+                let zeroed = false;
+                (*bbox, OutBuffer { ptr, len, zeroed })
+            })
             .collect();
         // SAFETY: each pointer comes from a distinct `&mut [u8]` that lives, unaliased,
         // for the whole call.
-        unsafe { self.read_many_uninit(&targets) }
+        unsafe { self.read_many_raw(&targets) }
     }
 
-    /// [`BigArray::read_many_into`] into buffers given as `(box, pointer, length)`, which may
-    /// be uninitialised: on success every byte of every buffer has been written (voxels, or
-    /// zeros outside the bounds and for missing chunks), and nothing is ever read from them.
+    /// [`BigArray::read_many_into`] into raw buffers, which may be uninitialised: on success
+    /// every byte of every buffer holds its voxel (zeros outside the bounds and for missing
+    /// chunks; those are not written again where the buffer is `zeroed`), and nothing is
+    /// ever read from them.
     ///
     /// # Safety
-    /// Each pointer must be valid for writes of its length for the whole call, and no other
-    /// target or thread may access those bytes meanwhile.
-    pub unsafe fn read_many_uninit(&self, requests: &[(Bbox, *mut u8, usize)]) -> Result<()> {
+    /// Each buffer must be valid for writes of its length for the whole call, and no other
+    /// target or thread may access those bytes meanwhile; a buffer marked `zeroed` must
+    /// hold zeros.
+    pub unsafe fn read_many_raw(&self, requests: &[(Bbox, OutBuffer)]) -> Result<()> {
         self.check_supported()?;
-        for &(bbox, out, len) in requests {
-            self.check_buffer(&bbox, len)?;
-            if !self.bounds().contains(&bbox) {
+        for (bbox, out) in requests {
+            self.check_buffer(bbox, out.len)?;
+            if !self.bounds().contains(bbox) && !out.zeroed {
                 // SAFETY: the caller's guarantee: `out` is valid for `len` bytes of writes.
-                unsafe { std::ptr::write_bytes(out, 0, len) };
+                unsafe { std::ptr::write_bytes(out.ptr, 0, out.len) };
             }
         }
-        let targets: Vec<(Bbox, SharedOut)> = requests
+        let targets: Vec<(Bbox, SharedOut, bool)> = requests
             .iter()
-            .map(|&(bbox, out, _)| (bbox, SharedOut(out)))
+            .map(|&(bbox, out)| (bbox, SharedOut(out.ptr), out.zeroed))
             .collect();
         // Each touched chunk once, with the requests it serves.
         let grid = self.scale().grid;
         let mut users: std::collections::BTreeMap<[u64; 3], Vec<usize>> = Default::default();
-        for (r, (bbox, _)) in targets.iter().enumerate() {
+        for (r, (bbox, _, _)) in targets.iter().enumerate() {
             for cell in grid.chunks_touching(bbox) {
                 users.entry(cell).or_default().push(r);
             }

@@ -197,3 +197,27 @@ def test_a_whole_layer_read_holds_little_more_than_its_output(tmp_path):
     assert size == 128 << 20
     # The in-flight budget is 32 MiB here (a quarter of the output); without it, ~2x.
     assert peak < 1.4 * size, f"peak {peak / size:.2f}x the output"
+
+
+def test_large_reads_of_sparse_layers_are_zero_where_nothing_is_stored(tmp_path):
+    """Outputs of 32 MiB and more start as calloc'd zeros and the read skips writing zeros
+    there; smaller ones start uninitialised and get them written. Both must come out equal."""
+    a = BigArray.create(
+        str(tmp_path / "l"), shape=(512, 512, 160), dtype="uint8", chunks=(64, 64, 32)
+    )
+    model = np.zeros((512, 512, 160), np.uint8)
+    rng = np.random.default_rng(3)
+    for x, y, z in [(0, 0, 0), (64, 448, 96), (448, 192, 128)]:
+        block = rng.integers(1, 255, (64, 64, 32), dtype=np.uint8)
+        a[x : x + 64, y : y + 64, z : z + 32] = block
+        model[x : x + 64, y : y + 64, z : z + 32] = block
+    a[100:130, 100:101, 50:51] = 9  # an unaligned write: one chunk, mostly zeros
+    model[100:130, 100:101, 50:51] = 9
+    big = a[-16:520, -3:512, 0:160]  # > 32 MiB, reaching outside the bounds
+    assert big.nbytes >= 32 << 20
+    np.testing.assert_array_equal(big[16:528, 3:515], model)
+    assert not big[:16].any() and not big[528:].any() and not big[:, :3].any()
+    small = a.read_many([np.s_[-5:70, 440:520, 90:130], np.s_[90:140, 90:110, 40:60]])
+    np.testing.assert_array_equal(small[0][5:, :72], model[0:70, 440:512, 90:130])
+    assert not small[0][:5].any() and not small[0][:, 72:].any()
+    np.testing.assert_array_equal(small[1], model[90:140, 90:110, 40:60])

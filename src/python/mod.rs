@@ -12,7 +12,7 @@ use std::sync::Arc;
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 
-use crate::array::{BigArray, OpenOptions};
+use crate::array::{BigArray, OpenOptions, OutBuffer};
 use crate::codec::Compression;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -27,10 +27,15 @@ fn guarded<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(Error::from_panic(p)))
 }
 
+/// Outputs at least this large are allocated zeroed (see `Layer::read_many`): glibc serves
+/// them with fresh pages (its mmap threshold never exceeds 32 MiB), which calloc need not
+/// clear.
+const ZEROED_OUTPUT_MIN: usize = 32 << 20;
+
 /// A numpy array's data pointer, handed to the detached (GIL-free) read.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut u8);
-// SAFETY: the pointer is only written through by `read_many_uninit` while the array it
+// SAFETY: the pointer is only written through by `read_many_raw` while the array it
 // points into is kept alive and borrowed by the caller (see `Layer::read_many`).
 unsafe impl Send for SendPtr {}
 
@@ -283,28 +288,47 @@ impl Layer {
                 .ok_or_else(|| {
                     to_pyerr(Error::invalid(format!("box {bbox:?} is too large to read")))
                 })?;
-            boxes.push((bbox, len));
-            // Uninitialised: `read_many_uninit` writes every byte before Python can see the
-            // array (on failure it is dropped unseen). Skipping numpy's zero-fill saves a
-            // pass over memory the read overwrites anyway (calloc must clear reused blocks).
-            // SAFETY: creating an uninitialised array is sound; it is only written below.
-            arrays.push(unsafe { PyArray1::<u8>::new(py, len, false) });
+            // Large outputs are calloc'd: fresh zero pages from the kernel cost nothing until
+            // written, so the read skips writing zeros (missing chunks, outside the bounds)
+            // and a sparse cutout never touches most of its pages. Smaller ones start
+            // uninitialised: calloc would clear reused heap blocks that the read overwrites.
+            let zeroed = len >= ZEROED_OUTPUT_MIN;
+            boxes.push((bbox, len, zeroed));
+            arrays.push(if zeroed {
+                PyArray1::<u8>::zeros(py, len, false)
+            } else {
+                // SAFETY: an uninitialised array is sound to create; `read_many_raw` writes
+                // every byte before Python can see it (on failure it is dropped unseen).
+                unsafe { PyArray1::<u8>::new(py, len, false) }
+            });
         }
         {
             // The guards hold numpy's borrow flags, so no other Rust code can borrow them.
             let guards: Vec<_> = arrays.iter().map(|a| a.readwrite()).collect();
-            let requests: Vec<(Bbox, SendPtr, usize)> = boxes
+            let requests: Vec<(Bbox, SendPtr, usize, bool)> = boxes
                 .into_iter()
                 .zip(&arrays)
-                .map(|((bbox, len), a)| (bbox, SendPtr(a.data()), len))
+                .map(|((bbox, len, zeroed), a)| (bbox, SendPtr(a.data()), len, zeroed))
                 .collect();
             let inner = &self.inner;
             detached(py, move || {
-                let requests: Vec<_> = requests.iter().map(|&(b, p, n)| (b, p.0, n)).collect();
-                // SAFETY: each array is freshly allocated with `n` bytes, held alive by
-                // `arrays` and exclusively borrowed by `guards` for the whole call; no Python
-                // code runs on it meanwhile (it has not been returned yet).
-                unsafe { inner.read_many_uninit(&requests) }
+                let requests: Vec<_> = requests
+                    .iter()
+                    .map(|&(bbox, ptr, len, zeroed)| {
+                        (
+                            bbox,
+                            OutBuffer {
+                                ptr: ptr.0,
+                                len,
+                                zeroed,
+                            },
+                        )
+                    })
+                    .collect();
+                // SAFETY: each array is freshly allocated with `len` bytes (zeros where marked
+                // `zeroed`), held alive by `arrays` and exclusively borrowed by `guards` for
+                // the whole call; no Python code runs on it meanwhile (not yet returned).
+                unsafe { inner.read_many_raw(&requests) }
             })?;
             drop(guards);
         }
