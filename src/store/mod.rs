@@ -5,6 +5,7 @@
 
 mod aws_profile;
 mod cloud;
+mod local_read;
 mod object;
 
 use std::fmt::Debug;

@@ -18,6 +18,7 @@ use object_store::{
 };
 
 use super::cloud::{self, Scheme};
+use super::local_read;
 use super::{Store, StoreOptions};
 use crate::error::{Error, Result};
 
@@ -35,6 +36,9 @@ pub struct ObjectStoreBackend {
     body_retries: usize,
     /// Object stores keep Content-Encoding; file systems and memory do not.
     remote: bool,
+    /// Local layers: the directory `inner` is rooted at, whose files are read directly
+    /// (see `local_read`).
+    local_root: Option<PathBuf>,
     read_only: bool,
 }
 
@@ -74,6 +78,7 @@ impl ObjectStoreBackend {
                 deadline: Some(c.deadline),
                 body_retries: c.retries,
                 remote: true,
+                local_root: None,
                 read_only: c.read_only,
             });
         }
@@ -106,10 +111,11 @@ impl ObjectStoreBackend {
         let root = std::path::absolute(path)?;
         let inner = LocalFileSystem::new_with_prefix(&root).map_err(std::io::Error::other)?;
         let url = format!("file://{}", root.display());
-        Ok(Self::rooted(
-            Arc::new(inner),
-            url.trim_end_matches('/').to_string(),
-        ))
+        let store = Self::rooted(Arc::new(inner), url.trim_end_matches('/').to_string());
+        Ok(ObjectStoreBackend {
+            local_root: Some(root),
+            ..store
+        })
     }
 
     /// A local store already rooted at the layer.
@@ -121,6 +127,7 @@ impl ObjectStoreBackend {
             deadline: None,
             body_retries: 0,
             remote: false,
+            local_root: None,
             read_only: false,
         }
     }
@@ -231,6 +238,16 @@ impl Store for ObjectStoreBackend {
 
     async fn get_with_encoding(&self, key: &str) -> Result<Option<(Bytes, Option<String>)>> {
         let path = self.path(key)?;
+        if let Some(root) = &self.local_root {
+            // `path` parsed: no `..` or empty segments, so the file lies under `root`.
+            let file = root.join(path.as_ref());
+            let read = tokio::task::spawn_blocking(move || local_read::read_file(&file));
+            return match read.await {
+                Ok(Ok(found)) => Ok(found.map(|bytes| (bytes, None))),
+                Ok(Err(e)) => Err(Error::store(&self.url_of(key), e)),
+                Err(e) => Err(Error::store(&self.url_of(key), e)),
+            };
+        }
         let fetch = || async {
             match self.inner.get(&path).await {
                 Ok(r) => {
