@@ -282,6 +282,11 @@ impl MinishardIndex {
             .map(|i| self.0[i].range.0..self.0[i].range.1)
     }
 
+    /// The byte ranges of its chunks in the shard file.
+    pub fn ranges(&self) -> impl Iterator<Item = Range<u64>> + '_ {
+        self.0.iter().map(|e| e.range.0..e.range.1)
+    }
+
     fn bytes(&self) -> usize {
         self.0.len() * std::mem::size_of::<ChunkEntry>() + 64
     }
@@ -289,7 +294,7 @@ impl MinishardIndex {
 
 /// Decodes the minishard index `stored` of a shard file `file_len` bytes long (`url` names
 /// it in errors).
-fn decode_minishard_index(
+pub(crate) fn decode_minishard_index(
     spec: &ShardingSpec,
     url: &str,
     stored: &[u8],
@@ -480,6 +485,10 @@ pub fn encode_shard(spec: &ShardingSpec, chunks: &BTreeMap<u64, Bytes>) -> Resul
 #[derive(Debug, Default)]
 struct IndexCache {
     minishards: HashMap<(u64, u64), Arc<MinishardIndex>>,
+    /// The size of each shard file when its cached indexes were read: a shard rewritten
+    /// since (by another handle or process) almost always has another size, and its cached
+    /// offsets would then point at the wrong bytes.
+    lens: HashMap<u64, u64>,
     order: VecDeque<(u64, u64)>,
     bytes: usize,
     budget: usize,
@@ -520,7 +529,17 @@ impl IndexCache {
             }
         }
         self.order.retain(|k| k.0 != shard);
+        self.lens.remove(&shard);
     }
+}
+
+/// What a range fetch found.
+enum Fetched {
+    /// The shard file is absent.
+    Missing,
+    /// The shard file no longer has the size its cached indexes were read from.
+    Changed,
+    Got(Vec<Bytes>),
 }
 
 /// Reads chunks of one sharded scale by range requests, caching indexes.
@@ -567,7 +586,14 @@ impl ShardReader {
     /// The bytes of `ranges` of `key` (absent: `None`). Ranges less than [`COALESCE_GAP`]
     /// apart share one request; the requests run concurrently. A short answer (a file that
     /// ends early) is a decode error naming the file.
-    async fn fetch_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Option<Vec<Bytes>>> {
+    /// With `expect_len`, the first request also reports the file's size, and a different
+    /// size answers [`Fetched::Changed`] (at no extra request).
+    async fn fetch_ranges(
+        &self,
+        key: &str,
+        ranges: &[Range<u64>],
+        expect_len: Option<u64>,
+    ) -> Result<Fetched> {
         let mut order: Vec<usize> = (0..ranges.len()).collect();
         order.sort_unstable_by_key(|&i| ranges[i].start);
         let mut groups: Vec<Range<u64>> = Vec::new();
@@ -580,16 +606,27 @@ impl ShardReader {
                 _ => groups.push(r.clone()),
             }
         }
-        let fetched: Vec<Option<Bytes>> = futures::stream::iter(groups.clone())
-            .map(|g| self.store.get_range(key, g))
-            .buffered(RANGE_CONCURRENCY)
-            .try_collect()
-            .await?;
+        let fetched: Vec<Option<(Bytes, Option<u64>)>> =
+            futures::stream::iter(groups.clone().into_iter().enumerate())
+                .map(|(i, g)| async move {
+                    if i == 0 && expect_len.is_some() {
+                        let got = self.store.get_range_sized(key, g).await?;
+                        Ok::<_, Error>(got.map(|(b, len)| (b, Some(len))))
+                    } else {
+                        Ok(self.store.get_range(key, g).await?.map(|b| (b, None)))
+                    }
+                })
+                .buffered(RANGE_CONCURRENCY)
+                .try_collect()
+                .await?;
         let mut parts = Vec::with_capacity(groups.len());
         for (g, got) in groups.iter().zip(fetched) {
-            let Some(bytes) = got else {
-                return Ok(None);
+            let Some((bytes, len)) = got else {
+                return Ok(Fetched::Missing);
             };
+            if len.is_some() && len != expect_len {
+                return Ok(Fetched::Changed);
+            }
             if bytes.len() as u64 != g.end - g.start {
                 return Err(Error::decode(
                     &self.store.url_of(key),
@@ -607,26 +644,50 @@ impl ShardReader {
                 bytes.slice((r.start - start) as usize..(r.end - start) as usize)
             })
             .collect();
-        Ok(Some(out))
+        Ok(Fetched::Got(out))
     }
 
     /// The stored bytes (still in `data_encoding`) of the chunks `ids` of `shard`, in the
     /// same order; `None` for absent chunks. Costs at most three rounds of range requests:
     /// shard-index entries, minishard indexes, chunk data (each coalesced by the store), and
     /// fewer when indexes are cached.
+    ///
+    /// Cached indexes are checked against the shard's current size (by the request that
+    /// fetches the chunks): a shard another handle or process rewrote since is read again
+    /// from its new indexes, never through stale offsets.
     pub async fn read(&self, shard: u64, ids: &[u64]) -> Result<Vec<Option<Bytes>>> {
+        if let Some(out) = self.read_checked(shard, ids).await? {
+            return Ok(out);
+        }
+        self.forget(shard);
+        match self.read_checked(shard, ids).await? {
+            Some(out) => Ok(out),
+            None => Err(Error::decode(
+                &self.store.url_of(&self.shard_key(shard)),
+                "corrupt shard: its size changed while it was being read",
+            )),
+        }
+    }
+
+    /// [`read`](Self::read), or `None` when the shard's size no longer matches the one its
+    /// cached indexes were read from.
+    async fn read_checked(&self, shard: u64, ids: &[u64]) -> Result<Option<Vec<Option<Bytes>>>> {
         let key = self.shard_key(shard);
         let url = self.store.url_of(&key);
         let mut minishards: Vec<u64> = ids.iter().map(|&id| self.spec.locate(id).1).collect();
         minishards.sort_unstable();
         minishards.dedup();
-        let mut known: HashMap<u64, Arc<MinishardIndex>> = {
+        let (mut known, cached_len): (HashMap<u64, Arc<MinishardIndex>>, Option<u64>) = {
             let cache = self.cache();
-            minishards
+            let known = minishards
                 .iter()
                 .filter_map(|&m| cache.minishards.get(&(shard, m)).map(|i| (m, i.clone())))
-                .collect()
+                .collect();
+            (known, cache.lens.get(&shard).copied())
         };
+        let from_cache = !known.is_empty();
+        // The file size this call has seen, when it fetched any index itself.
+        let mut checked_len = None;
         let missing: Vec<u64> = minishards
             .iter()
             .copied()
@@ -638,8 +699,11 @@ impl ShardReader {
             let Some((first, file_len)) =
                 self.store.get_range_sized(&key, entry(missing[0])).await?
             else {
-                return Ok(vec![None; ids.len()]);
+                return Ok(Some(vec![None; ids.len()]));
             };
+            if from_cache && cached_len != Some(file_len) {
+                return Ok(None);
+            }
             let mut entries = vec![first];
             if missing.len() > 1 {
                 for &m in &missing[1..] {
@@ -648,10 +712,11 @@ impl ShardReader {
                     }
                 }
                 let ranges: Vec<_> = missing[1..].iter().map(|&m| entry(m)).collect();
-                let Some(rest) = self.fetch_ranges(&key, &ranges).await? else {
-                    return Ok(vec![None; ids.len()]);
-                };
-                entries.extend(rest);
+                match self.fetch_ranges(&key, &ranges, Some(file_len)).await? {
+                    Fetched::Got(rest) => entries.extend(rest),
+                    Fetched::Missing => return Ok(Some(vec![None; ids.len()])),
+                    Fetched::Changed => return Ok(None),
+                }
             }
             let mut wanted = Vec::new();
             for (&m, e) in missing.iter().zip(&entries) {
@@ -667,8 +732,10 @@ impl ShardReader {
             }
             if !wanted.is_empty() {
                 let ranges: Vec<_> = wanted.iter().map(|(_, r)| r.clone()).collect();
-                let Some(parts) = self.fetch_ranges(&key, &ranges).await? else {
-                    return Ok(vec![None; ids.len()]);
+                let parts = match self.fetch_ranges(&key, &ranges, Some(file_len)).await? {
+                    Fetched::Got(parts) => parts,
+                    Fetched::Missing => return Ok(Some(vec![None; ids.len()])),
+                    Fetched::Changed => return Ok(None),
                 };
                 for ((m, _), part) in wanted.into_iter().zip(parts) {
                     let index = decode_minishard_index(&self.spec, &url, &part, file_len)?;
@@ -676,11 +743,13 @@ impl ShardReader {
                 }
             }
             let mut cache = self.cache();
+            cache.lens.insert(shard, file_len);
             for &m in &missing {
                 if let Some(index) = known.get(&m) {
                     cache.insert((shard, m), index.clone());
                 }
             }
+            checked_len = Some(file_len);
         }
         // Chunk ranges, fetched in offset order so the store can merge neighbours.
         let mut found: Vec<(usize, Range<u64>)> = ids
@@ -694,16 +763,33 @@ impl ShardReader {
         found.sort_unstable_by_key(|(_, r)| r.start);
         let mut out = vec![None; ids.len()];
         if found.is_empty() {
-            return Ok(out);
+            // Absent according to cached indexes only: one small request checks that the
+            // shard has not been rewritten (with these chunks) since.
+            if let (true, None, Some(len)) = (from_cache, checked_len, cached_len) {
+                match self.store.get_range_sized(&key, 0..ENTRY).await? {
+                    Some((_, now)) if now != len => return Ok(None),
+                    _ => {}
+                }
+            }
+            return Ok(Some(out));
         }
         let ranges: Vec<_> = found.iter().map(|(_, r)| r.clone()).collect();
-        let Some(parts) = self.fetch_ranges(&key, &ranges).await? else {
-            return Ok(out);
+        // Indexes all from the cache: this request also checks that the shard is the one
+        // they describe.
+        let expect = if checked_len.is_some() {
+            None
+        } else {
+            cached_len
+        };
+        let parts = match self.fetch_ranges(&key, &ranges, expect).await? {
+            Fetched::Got(parts) => parts,
+            Fetched::Missing => return Ok(Some(out)),
+            Fetched::Changed => return Ok(None),
         };
         for ((i, _), part) in found.into_iter().zip(parts) {
             out[i] = Some(part);
         }
-        Ok(out)
+        Ok(Some(out))
     }
 }
 
@@ -813,6 +899,49 @@ mod tests {
         let s = ShardingSpec::auto(&small, 64 * 64 * 64, &Encoding::Raw).unwrap();
         assert_eq!((s.shard_bits, s.preshift_bits + s.minishard_bits), (0, 3));
         assert_eq!(s.shard_name(0), "0.shard");
+    }
+
+    #[test]
+    fn cached_indexes_of_a_rewritten_shard_are_not_used() {
+        // Another handle rewrites the shard with one more chunk (id 2) before the chunk this
+        // reader cached (id 5): same-sized raw chunks shift, so the cached offsets of id 5
+        // would now name id 2's bytes. The size check catches it and re-reads the indexes.
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::ObjectStoreBackend::from_url("memory://shard-rewritten", true).unwrap(),
+        );
+        let s = ShardingSpec {
+            preshift_bits: 0,
+            hash: ShardHash::Identity,
+            ..spec(0, false)
+        };
+        let chunk = |id: u64| Bytes::from(vec![id as u8; 64]);
+        let reader = ShardReader::new(store.clone(), s.clone(), "scale");
+        let io = crate::runtime::io();
+        let put = |ids: &[u64]| {
+            let chunks: BTreeMap<u64, Bytes> = ids.iter().map(|&id| (id, chunk(id))).collect();
+            let file = Bytes::from(encode_shard(&s, &chunks).unwrap());
+            io.block_on(store.put(&reader.shard_key(0), file)).unwrap();
+        };
+        put(&[1, 5]);
+        assert_eq!(
+            io.block_on(reader.read(0, &[5])).unwrap(),
+            vec![Some(chunk(5))]
+        );
+        put(&[1, 2, 5]);
+        assert_eq!(
+            io.block_on(reader.read(0, &[5])).unwrap(),
+            vec![Some(chunk(5))]
+        );
+        assert_eq!(
+            io.block_on(reader.read(0, &[2])).unwrap(),
+            vec![Some(chunk(2))]
+        );
+        // And with every index cached: the chunk request itself carries the check.
+        put(&[0, 1, 2, 5]);
+        assert_eq!(
+            io.block_on(reader.read(0, &[5, 2])).unwrap(),
+            vec![Some(chunk(5)), Some(chunk(2))]
+        );
     }
 
     #[test]
