@@ -6,14 +6,17 @@ written, and nothing outside the layer directory may ever be read or written."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import zstandard
 from volumes import INFO
 
 import bigarrays
@@ -29,6 +32,12 @@ SHARDING = {
     "minishard_index_encoding": "raw",
     "data_encoding": "raw",
 }
+
+
+def bomb(compressor, n: int, block: bytes = b" " * (1 << 20)) -> bytes:
+    """``n`` bytes of ``block`` through a streaming compressor (never all in memory)."""
+    out = [compressor.compress(block) for _ in range(n // len(block))]
+    return b"".join(out) + compressor.flush()
 
 
 def info_with(**changes) -> dict:
@@ -69,6 +78,11 @@ CASES = [
     ("list", "[]", "info"),
     ("deep-nesting", "[" * 100_000 + "]" * 100_000, "info"),
     ("trailing-garbage", json.dumps(INFO) + " x", "info"),
+    ("over-64MiB", json.dumps(INFO).encode() + b" " * (64 << 20), "info"),
+    ("gzip-bomb", bomb(zlib.compressobj(9, zlib.DEFLATED, 31), 80 << 20), "info"),
+    ("zstd-bomb", bomb(zstandard.ZstdCompressor().compressobj(), 80 << 20), "info"),
+    ("gzip-corrupt", gzip.compress(json.dumps(INFO).encode())[:-12], "info"),
+    ("gzip-of-garbage", gzip.compress(bytes(range(256))), "info"),
     # missing fields
     ("no-data_type", info_with(data_type=KeyError), "data_type"),
     ("no-num_channels", info_with(num_channels=KeyError), "num_channels"),
@@ -428,3 +442,10 @@ def test_hostile_registry_is_an_info_error_naming_the_line(tmp_path, registry, f
         BigArray(str(root), format="aligned")[0:1, 0:1, 0:1]
     check_info_error(e, field, str(root))
     assert tree(tmp_path) == before
+
+
+def test_a_compressed_info_within_the_bound_still_opens(tmp_path):
+    # The bounds above refuse bombs, not compression: a gzip or zstd info opens.
+    for i, compress in enumerate((gzip.compress, zstandard.compress)):
+        write_info(tmp_path / str(i), compress(json.dumps(INFO).encode()))
+        assert BigArray(str(tmp_path / str(i))).shape == (10, 6, 4)
