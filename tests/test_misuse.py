@@ -187,6 +187,14 @@ def test_huge_writes_are_refused_before_allocating(tmp_path, key):
     assert sorted(os.listdir(tmp_path / "huge")) == ["info"]
 
 
+def test_many_boxes_that_fit_one_by_one_but_not_together_are_refused(tmp_path):
+    a = huge_layer(tmp_path)
+    box = (slice(0, 2**14), slice(0, 2**14), slice(0, 1))  # 2^31 bytes of uint64: fits alone
+    n = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**31 + 1
+    with pytest.raises(bigarrays.RequestTooLargeError, match=f"read_many of {n} boxes"):
+        a.read_many([box] * n)
+
+
 def test_the_size_in_the_message_is_exact(tmp_path):
     a = huge_layer(tmp_path)
     with pytest.raises(bigarrays.RequestTooLargeError, match=str(2**57 * 8)):

@@ -31,6 +31,17 @@ def _memory_bytes() -> int:
         return 2**63 - 1
 
 
+def _value_kind(value: Any) -> str:
+    """The NumPy dtype kind of a value to write; "" when only NumPy's assignment can tell
+    (array-likes of other libraries are not converted twice)."""
+    dtype = getattr(value, "dtype", None)
+    if isinstance(dtype, np.dtype):
+        return dtype.kind
+    if np.isscalar(value) or isinstance(value, (list, tuple)):
+        return np.asarray(value).dtype.kind
+    return ""
+
+
 def _human(n: int) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB"):
         if n < 1024 or unit == "ZiB":
@@ -434,13 +445,18 @@ class BigArray:
 
     # -- reading and writing ------------------------------------------------------------
 
+    def _box_bytes(self, sel: _selection.Selection) -> int:
+        """Bytes of the buffer a box needs (a Python int: never overflows)."""
+        n = self._dtype.itemsize * self.num_channels
+        for d in sel.box_shape:
+            n *= d
+        return n
+
     def _check_size(self, sel: _selection.Selection, what: str) -> None:
         """Refuses, before anything is allocated, a box whose buffer exceeds this machine's
         memory (``RequestTooLargeError``, a ``MemoryError``, with the size)."""
         shape = sel.box_shape + ((self.num_channels,) if self.num_channels > 1 else ())
-        n = self._dtype.itemsize
-        for d in shape:
-            n *= d
+        n = self._box_bytes(sel)
         limit = _memory_bytes()
         if n > min(limit, sys.maxsize):
             raise RequestTooLargeError(
@@ -489,6 +505,13 @@ class BigArray:
         sels = [_selection.parse(k, self._lo, self._hi, self.num_channels) for k in keys]
         for s in sels:
             self._check_size(s, "reading the")
+        total = sum(self._box_bytes(s) for s in sels)
+        if total > _memory_bytes():
+            raise RequestTooLargeError(
+                f"{self.url}: read_many of {len(sels)} boxes needs {total} bytes "
+                f"({_human(total)}) in all, more than this machine's "
+                f"{_human(_memory_bytes())} of memory; read them in smaller batches"
+            )
         if isinstance(self._layer, _core.Layer):
             flats = self._layer.read_many([s.start for s in sels], [s.stop for s in sels])
         else:  # the HDF5 layouts: one read per box
@@ -506,7 +529,7 @@ class BigArray:
         shape = sel.box_shape + ((self.num_channels,) if self.num_channels > 1 else ())
         if 0 in shape:
             return
-        kind = (value if isinstance(value, np.ndarray) else np.asarray(value)).dtype.kind
+        kind = _value_kind(value)
         if kind in _UNCASTABLE_KINDS:
             raise TypeError(
                 f"{self.url}: cannot write {_UNCASTABLE_KINDS[kind]} values into a "
