@@ -24,7 +24,8 @@ FUZZ_SECONDS ?= 60
 # uninstrumented build builds and runs faster; `FUZZ_SANITIZER=address` also works.
 FUZZ_SANITIZER ?= none
 FUZZ_TARGETS := decode_jpeg decode_png decode_compressed_segmentation decode_blosc \
-                decode_brotli parse_info
+                decode_brotli parse_info decode_transport parse_shard \
+                parse_minishard_index
 
 .PHONY: demo test bench build lint rust-test py-test clean sys-tools fuzz
 

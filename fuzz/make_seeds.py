@@ -1,6 +1,6 @@
 """Writes a few valid seed inputs per fuzz target into ``fuzz/corpus/<target>/``.
 
-Each decoder input is four layout bytes (see ``fuzz_targets/harness.rs``: shape
+Each decoder input is four layout bytes (see ``src/fuzzing.rs``: shape
 ``[a % 64 + 1, b % 64 + 1, c % 16 + 1]``, channel count and dtype picked by ``d``) followed by
 a chunk that the peers' encoders wrote for exactly that layout, so the fuzzer starts from
 well-formed data. Run with the project's venv: ``.venv/bin/python fuzz/make_seeds.py``.
@@ -8,8 +8,10 @@ well-formed data. Run with the project's venv: ``.venv/bin/python fuzz/make_seed
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import struct
 from pathlib import Path
 
 import blosc
@@ -18,6 +20,7 @@ import compressed_segmentation as cseg
 import numpy as np
 import pyspng
 import simplejpeg
+import zstandard
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
@@ -95,6 +98,66 @@ def main() -> None:
     ]  # fmt: skip
     for info in infos:
         save("parse_info", json.dumps(info).encode())
+    transport_seeds()
+    shard_seeds()
+
+
+def transport_seeds() -> None:
+    """decode_transport: two bytes giving the expected size (a * 64 + b), then a gzip, zstd
+    or brotli body of exactly that size."""
+    for n, compress in ((300, gzip.compress), (4000, zstandard.compress), (77, brotli.compress)):
+        body = volume((n, 1, 1), 1, "uint8", n).tobytes()
+        save("decode_transport", bytes([n // 64, n % 64]) + compress(body))
+
+
+def header(minishard_bits: int, index_gzip: bool, data_gzip: bool, murmur: bool) -> int:
+    """The first byte of a parse_shard / parse_minishard_index input for this spec."""
+    flags = 0x08 * index_gzip | 0x10 * data_gzip | 0x20 * murmur
+    return next(h for h in range(256) if h % 5 == minishard_bits and h & 0x38 == flags)
+
+
+def minishard_index(entries: list[tuple[int, int, int]], start: int) -> bytes:
+    """Rows of delta-coded ids, offsets (relative to the previous chunk's end, the first to
+    `start`) and sizes, as neuroglancer_uint64_sharded_v1 lays them out."""
+    ids, offsets, sizes, prev_id, end = [], [], [], 0, start
+    for cid, offset, size in entries:
+        ids.append(cid - prev_id)
+        offsets.append(offset - end)
+        sizes.append(size)
+        prev_id, end = cid, offset + size
+    return struct.pack(f"<{3 * len(entries)}Q", *ids, *offsets, *sizes)
+
+
+def shard_file(minishard_bits: int, index_gzip: bool, chunks: dict[int, bytes]) -> bytes:
+    """One shard (identity hash, preshift 0): shard index, then per minishard its chunks
+    and its index. Offsets in the shard index are relative to the index's end."""
+    index_len = 16 << minishard_bits
+    by_minishard: dict[int, list[int]] = {}
+    for cid in sorted(chunks):
+        by_minishard.setdefault(cid & ((1 << minishard_bits) - 1), []).append(cid)
+    body, table = b"", [(0, 0)] * (1 << minishard_bits)
+    for m, ids in sorted(by_minishard.items()):
+        entries = []
+        for cid in ids:
+            entries.append((cid, len(body), len(chunks[cid])))
+            body += chunks[cid]
+        index = minishard_index(entries, 0)
+        index = gzip.compress(index) if index_gzip else index
+        table[m] = (len(body), len(body) + len(index))
+        body += index
+    return b"".join(struct.pack("<QQ", a, b) for a, b in table) + body
+
+
+def shard_seeds() -> None:
+    chunks = {cid: bytes([cid]) * (3 + cid % 5) for cid in (0, 1, 2, 5, 6, 9)}
+    for bits, index_gzip in ((0, False), (1, True), (2, False), (3, True)):
+        h = header(bits, index_gzip, False, False)
+        save("parse_shard", bytes([h, 0]) + shard_file(bits, index_gzip, chunks))
+    for index_gzip in (False, True):
+        h = header(0, index_gzip, False, False)
+        index = minishard_index([(3, 16, 5), (4, 21, 7), (10, 40, 2)], 16)
+        index = gzip.compress(index) if index_gzip else index
+        save("parse_minishard_index", bytes([h, 0, 64]) + index)
 
 
 if __name__ == "__main__":

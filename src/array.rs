@@ -224,7 +224,20 @@ impl BigArray {
         let bytes = block_on(store.get("info"))?.ok_or_else(|| Error::LayerNotFound {
             url: store.url_of(""),
         })?;
-        let text = transport::decompress_small(&url, &bytes, MAX_INFO_BYTES)?;
+        // An info that is too large, or a gzip/zstd body that is corrupt or inflates past the
+        // bound, is bad metadata: an InfoError, not a chunk's ChunkDecodeError.
+        let bad = |reason: String| Error::info(&url, "info", reason);
+        if bytes.len() > MAX_INFO_BYTES {
+            return Err(bad(format!(
+                "{} bytes, more than the {MAX_INFO_BYTES} an info may hold",
+                bytes.len()
+            )));
+        }
+        let text =
+            transport::decompress_small(&url, &bytes, MAX_INFO_BYTES).map_err(|e| match e {
+                Error::ChunkDecode { reason, .. } => bad(reason),
+                e => e,
+            })?;
         let info = Info::parse(&url, &text)?;
         Self::with_info(store, info, options)
     }

@@ -17,6 +17,8 @@ pub mod codec;
 pub mod dtype;
 pub mod error;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod geometry;
 pub mod runtime;
 pub mod store;

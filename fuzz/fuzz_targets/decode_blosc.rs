@@ -1,14 +1,6 @@
-//! Fuzzes the `blosc` decoder (see `harness.rs` for what is checked).
+//! Fuzzes the `blosc` decoder (see `bigarrays::fuzzing` for what is checked).
 #![no_main]
 
-mod harness;
-
-use bigarrays::DType;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| harness::check(
-    data,
-    "blosc",
-    &[DType::U8, DType::U16, DType::U32, DType::F64],
-    &[1, 2]
-));
+fuzz_target!(|data: &[u8]| bigarrays::fuzzing::target("decode_blosc").expect("a harness")(data));

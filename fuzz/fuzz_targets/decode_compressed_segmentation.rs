@@ -1,14 +1,6 @@
-//! Fuzzes the `compressed_segmentation` decoder (see `harness.rs` for what is checked).
+//! Fuzzes the `compressed_segmentation` decoder (see `bigarrays::fuzzing` for what is checked).
 #![no_main]
 
-mod harness;
-
-use bigarrays::DType;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| harness::check(
-    data,
-    "compressed_segmentation",
-    &[DType::U32, DType::U64],
-    &[1, 2, 3]
-));
+fuzz_target!(|data: &[u8]| bigarrays::fuzzing::target("decode_compressed_segmentation").expect("a harness")(data));

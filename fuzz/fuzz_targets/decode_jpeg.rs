@@ -1,9 +1,6 @@
-//! Fuzzes the `jpeg` decoder (see `harness.rs` for what is checked).
+//! Fuzzes the `jpeg` decoder (see `bigarrays::fuzzing` for what is checked).
 #![no_main]
 
-mod harness;
-
-use bigarrays::DType;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| harness::check(data, "jpeg", &[DType::U8], &[1, 3]));
+fuzz_target!(|data: &[u8]| bigarrays::fuzzing::target("decode_jpeg").expect("a harness")(data));

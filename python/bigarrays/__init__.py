@@ -20,6 +20,7 @@ from .errors import (
     MissingChunkError,
     OutOfBoundsError,
     PermissionDeniedError,
+    RequestTooLargeError,
     StoreError,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "MissingChunkError",
     "OutOfBoundsError",
     "PermissionDeniedError",
+    "RequestTooLargeError",
     "StoreError",
     "__version__",
     "store",

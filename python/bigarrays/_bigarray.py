@@ -4,18 +4,50 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from . import _core, _selection
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, RequestTooLargeError
 
 _FORMATS = (None, "precomputed", "h5s", "aligned", "hdf5")
 #: Formats read through the HDF5 engine (local files only).
 _HDF_FORMATS = ("h5s", "aligned", "hdf5")
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+#: Value dtypes that have no meaningful cast to voxels (NumPy would drop the imaginary part
+#: with a warning, or fail deep inside with an unrelated message).
+_UNCASTABLE_KINDS = {"c": "complex", "O": "object", "S": "bytes", "U": "string",
+                     "V": "structured", "M": "datetime", "m": "timedelta"}  # fmt: skip
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory: no single read or write buffer may exceed it."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # not POSIX: only the address space limits
+        return 2**63 - 1
+
+
+def _value_kind(value: Any) -> str:
+    """The NumPy dtype kind of a value to write; "" when only NumPy's assignment can tell
+    (array-likes of other libraries are not converted twice)."""
+    dtype = getattr(value, "dtype", None)
+    if isinstance(dtype, np.dtype):
+        return dtype.kind
+    if np.isscalar(value) or isinstance(value, (list, tuple)):
+        return np.asarray(value).dtype.kind
+    return ""
+
+
+def _human(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB"):
+        if n < 1024 or unit == "ZiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    raise AssertionError
 
 
 def _option_text(key: str, value: Any) -> str:
@@ -413,7 +445,28 @@ class BigArray:
 
     # -- reading and writing ------------------------------------------------------------
 
+    def _box_bytes(self, sel: _selection.Selection) -> int:
+        """Bytes of the buffer a box needs (a Python int: never overflows)."""
+        n = self._dtype.itemsize * self.num_channels
+        for d in sel.box_shape:
+            n *= d
+        return n
+
+    def _check_size(self, sel: _selection.Selection, what: str) -> None:
+        """Refuses, before anything is allocated, a box whose buffer exceeds this machine's
+        memory (``RequestTooLargeError``, a ``MemoryError``, with the size)."""
+        shape = sel.box_shape + ((self.num_channels,) if self.num_channels > 1 else ())
+        n = self._box_bytes(sel)
+        limit = _memory_bytes()
+        if n > min(limit, sys.maxsize):
+            raise RequestTooLargeError(
+                f"{self.url}: {what} box [{sel.start}, {sel.stop}) of {self._dtype} "
+                f"(shape {shape}) needs {n} bytes ({_human(n)}), more than this machine's "
+                f"{_human(limit)} of memory; cut it into smaller boxes (to_dask(), copy_to())"
+            )
+
     def _read_box(self, sel: _selection.Selection) -> np.ndarray:
+        self._check_size(sel, "reading the")
         return self._shaped(sel, self._layer.read(sel.start, sel.stop))
 
     def _shaped(self, sel: _selection.Selection, flat: np.ndarray) -> np.ndarray:
@@ -450,6 +503,15 @@ class BigArray:
             One array per key, as ``a[key]`` would return it.
         """
         sels = [_selection.parse(k, self._lo, self._hi, self.num_channels) for k in keys]
+        for s in sels:
+            self._check_size(s, "reading the")
+        total = sum(self._box_bytes(s) for s in sels)
+        if total > _memory_bytes():
+            raise RequestTooLargeError(
+                f"{self.url}: read_many of {len(sels)} boxes needs {total} bytes "
+                f"({_human(total)}) in all, more than this machine's "
+                f"{_human(_memory_bytes())} of memory; read them in smaller batches"
+            )
         if isinstance(self._layer, _core.Layer):
             flats = self._layer.read_many([s.start for s in sels], [s.stop for s in sels])
         else:  # the HDF5 layouts: one read per box
@@ -467,6 +529,13 @@ class BigArray:
         shape = sel.box_shape + ((self.num_channels,) if self.num_channels > 1 else ())
         if 0 in shape:
             return
+        kind = _value_kind(value)
+        if kind in _UNCASTABLE_KINDS:
+            raise TypeError(
+                f"{self.url}: cannot write {_UNCASTABLE_KINDS[kind]} values into a "
+                f"{self._dtype} layer; pass numbers (NumPy's casting rules apply to those)"
+            )
+        self._check_size(sel, "writing the")
         if (
             sel.is_whole_box
             and isinstance(value, np.ndarray)

@@ -47,6 +47,11 @@ class OutOfBoundsError(BigArrayError, IndexError):
     """A write reached outside the layer bounds; nothing was written."""
 
 
+class RequestTooLargeError(BigArrayError, MemoryError):
+    """A read or write needs a buffer larger than this machine's memory; raised before
+    anything is allocated, with the size in the message."""
+
+
 class InvalidArgumentError(BigArrayError, ValueError):
     """An argument makes no sense (bad option, unknown mip, wrong shape)."""
 
@@ -61,5 +66,6 @@ __all__ = [
     "MissingChunkError",
     "OutOfBoundsError",
     "PermissionDeniedError",
+    "RequestTooLargeError",
     "StoreError",
 ]

@@ -81,6 +81,19 @@ pub fn parse_registry(url: &str, text: &str) -> Result<Vec<Option<Section>>> {
             if xdim < 0 || ydim < 0 {
                 return Err(bad("size (negative)"));
             }
+            // Below 2^62 each, so that offset + size fits in i64.
+            if [xoff, yoff, xdim, ydim]
+                .iter()
+                .any(|v| v.unsigned_abs() >= 1 << 62)
+            {
+                return Err(bad("offset or size (beyond ±2^62)"));
+            }
+            // Sections are `<dir>/<name>.h5`: a name with a path separator could name a file
+            // outside the layer's directory.
+            let name = fields[0];
+            if name.contains(['/', '\\', '\0']) || name == "." || name == ".." {
+                return Err(bad("section name (not a plain file name)"));
+            }
             Ok(Some(Section {
                 name: fields[0].to_string(),
                 offset: [xoff, yoff],
@@ -124,7 +137,10 @@ impl AlignedArray {
                 "registry.txt is implausibly large",
             ));
         }
-        let text = std::fs::read_to_string(&registry).map_err(|e| Error::store(&url, e))?;
+        let bytes = std::fs::read(&registry).map_err(|e| Error::store(&url, e))?;
+        // Not UTF-8 is bad metadata (an InfoError), not a failing store.
+        let text = String::from_utf8(bytes)
+            .map_err(|e| Error::info(&url, "(file)", format!("not UTF-8 text: {e}")))?;
         let sections = parse_registry(&url, &text)?;
         let (mut lo, mut hi) = ([i64::MAX; 2], [i64::MIN; 2]);
         for s in sections.iter().flatten() {

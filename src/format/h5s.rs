@@ -29,6 +29,11 @@ const DEFAULT_BLOCK: [u64; 3] = [1024, 1024, 128];
 const DEFAULT_CHUNK: [u64; 3] = [32, 32, 4];
 /// `config.json` files larger than this are refused.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Offsets and extents stay below 2^62 so that every sum of two fits in `i64`.
+const MAX_COORD: u64 = 1 << 62;
+/// The largest block (HDF5 file) edge and channel count a config may declare.
+const MAX_BLOCK_EDGE: u64 = 1 << 32;
+const MAX_CHANNELS: u64 = 65536;
 
 /// Julia type names of `dataType`.
 const JULIA_TYPES: [(&str, DType); 10] = [
@@ -97,6 +102,15 @@ impl H5sConfig {
                 .ok_or_else(|| Error::info(url, "h5FilePrefix", "must be a string"))?
                 .to_string(),
         };
+        // Block files are `<dir>/<prefix>...`: a prefix with a path separator could name a
+        // file outside the layer's directory.
+        if prefix.contains(['/', '\\', '\0']) || prefix == "." || prefix == ".." {
+            return Err(Error::info(
+                url,
+                "h5FilePrefix",
+                format!("{prefix:?} is not a plain file-name prefix (no '/', '\\' or '..')"),
+            ));
+        }
         let type_name = get("dataType")
             .ok_or_else(|| Error::info(url, "dataType", "missing"))?
             .as_str()
@@ -133,6 +147,15 @@ impl H5sConfig {
                 "must be 3 or 4 positive integers",
             ));
         }
+        if block[..3].iter().any(|&b| b > MAX_BLOCK_EDGE)
+            || block.get(3).is_some_and(|&c| c > MAX_CHANNELS)
+        {
+            return Err(Error::info(
+                url,
+                block_key,
+                format!("holds a block edge above 2^32 or more than {MAX_CHANNELS} channels"),
+            ));
+        }
         if chunk.len() != block.len() || chunk.contains(&0) {
             return Err(Error::info(
                 url,
@@ -152,6 +175,13 @@ impl H5sConfig {
                 .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<_>>>())
                 .ok_or_else(|| Error::info(url, "globalOffset", "must be a list of integers"))?,
         };
+        if offset.iter().any(|&o| o.unsigned_abs() >= MAX_COORD) {
+            return Err(Error::info(
+                url,
+                "globalOffset",
+                "holds a value beyond ±2^62",
+            ));
+        }
         if offset.len() < 3 || offset.len() > 4 || offset.get(3).is_some_and(|&c| c != 0) {
             return Err(Error::info(
                 url,
@@ -182,7 +212,8 @@ impl H5sConfig {
                 Some(
                     s.get(..3)
                         .and_then(|s| <[u64; 3]>::try_from(s).ok())
-                        .ok_or_else(|| Error::info(url, "size", "must be 3 integers"))?,
+                        .filter(|s| s.iter().all(|&n| n < MAX_COORD))
+                        .ok_or_else(|| Error::info(url, "size", "must be 3 integers below 2^62"))?,
                 )
             }
         };
@@ -257,7 +288,11 @@ fn parse_block_name(prefix: &str, name: &str) -> Option<Vec<(i64, i64)>> {
             Some((a.parse().ok()?, b.parse().ok()?))
         })
         .collect();
-    ranges.filter(|r| (3..=4).contains(&r.len()) && r.iter().all(|&(a, b)| a <= b))
+    // Bounded like the config's coordinates, so that offset arithmetic cannot overflow.
+    let small = |v: i64| v.unsigned_abs() < MAX_COORD;
+    ranges.filter(|r| {
+        (3..=4).contains(&r.len()) && r.iter().all(|&(a, b)| a <= b && small(a) && small(b))
+    })
 }
 
 impl H5sArray {
@@ -276,7 +311,10 @@ impl H5sArray {
                 "config.json is implausibly large",
             ));
         }
-        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::store(&url, e))?;
+        let bytes = std::fs::read(&config_path).map_err(|e| Error::store(&url, e))?;
+        // Not UTF-8 is bad metadata (an InfoError), not a failing store.
+        let text = String::from_utf8(bytes)
+            .map_err(|e| Error::info(&url, "(file)", format!("not UTF-8 text: {e}")))?;
         let config = H5sConfig::parse(&url, &text)?;
         // The bounds: the declared size for layers bigarrays created (their edge blocks are
         // whole files that stick out of it), else every block file in the directory.

@@ -248,7 +248,7 @@ impl HdfLayer {
             .ok_or_else(|| {
                 to_pyerr(Error::invalid(format!("box {bbox:?} is too large to read")))
             })?;
-        let out = PyArray1::<u8>::zeros(py, len, false);
+        let out = super::zeros(py, len)?;
         {
             let mut guard = out.readwrite();
             let buffer = guard.as_slice_mut()?;

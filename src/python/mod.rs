@@ -22,6 +22,19 @@ use crate::store::{self, Store};
 use errors::to_pyerr;
 use mapping_store::MappingStore;
 
+/// Allocations above this go through `numpy.zeros`, which raises `MemoryError` (with the
+/// size) when the memory is not there; `PyArray1::zeros` would panic on the null pointer.
+const CHECKED_ALLOC: usize = 1 << 30;
+
+/// A zeroed flat uint8 array of `len` bytes (calloc-backed: untouched pages cost nothing).
+pub(crate) fn zeros(py: Python<'_>, len: usize) -> PyResult<Bound<'_, PyArray1<u8>>> {
+    if len <= CHECKED_ALLOC {
+        return Ok(PyArray1::<u8>::zeros(py, len, false));
+    }
+    let array = py.import("numpy")?.call_method1("zeros", (len, "uint8"))?;
+    array.cast_into::<PyArray1<u8>>().map_err(PyErr::from)
+}
+
 /// Runs engine code so that a panic becomes an error instead of crossing into Python.
 fn guarded<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(Error::from_panic(p)))
@@ -295,7 +308,7 @@ impl Layer {
             let zeroed = len >= ZEROED_OUTPUT_MIN;
             boxes.push((bbox, len, zeroed));
             arrays.push(if zeroed {
-                PyArray1::<u8>::zeros(py, len, false)
+                zeros(py, len)?
             } else {
                 // SAFETY: an uninitialised array is sound to create; `read_many_raw` writes
                 // every byte before Python can see it (on failure it is dropped unseen).

@@ -374,7 +374,8 @@ fn parse_scale(url: &str, i: usize, s: &Value, bytes_per_voxel: u64) -> Result<S
         let mut out = [0i64; 3];
         for (o, item) in out.iter_mut().zip(items) {
             *o = item.as_i64().ok_or_else(bad)?;
-            if o.abs() >= MAX_COORD {
+            // unsigned_abs: i64::MIN.abs() overflows (wraps to a negative number in release).
+            if o.unsigned_abs() >= MAX_COORD as u64 {
                 return Err(err(field, "holds a value beyond ±2^62"));
             }
         }

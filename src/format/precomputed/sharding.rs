@@ -284,6 +284,11 @@ impl MinishardIndex {
             .map(|i| self.0[i].range.0..self.0[i].range.1)
     }
 
+    /// The byte ranges of its chunks in the shard file.
+    pub fn ranges(&self) -> impl Iterator<Item = Range<u64>> + '_ {
+        self.0.iter().map(|e| e.range.0..e.range.1)
+    }
+
     fn bytes(&self) -> usize {
         self.0.len() * std::mem::size_of::<ChunkEntry>() + 64
     }
@@ -291,7 +296,7 @@ impl MinishardIndex {
 
 /// Decodes the minishard index `stored` of a shard file `file_len` bytes long (`url` names
 /// it in errors).
-fn decode_minishard_index(
+pub(crate) fn decode_minishard_index(
     spec: &ShardingSpec,
     url: &str,
     stored: &[u8],
@@ -905,6 +910,49 @@ mod tests {
         assert_eq!(
             io.block_on(reader.read(0, &[0, 1])).unwrap(),
             vec![None, None]
+        );
+    }
+
+    #[test]
+    fn cached_indexes_of_a_rewritten_shard_are_not_used() {
+        // Another handle rewrites the shard with one more chunk (id 2) before the chunk this
+        // reader cached (id 5): same-sized raw chunks shift, so the cached offsets of id 5
+        // would now name id 2's bytes. The version (ETag) check catches it and re-reads them.
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::ObjectStoreBackend::from_url("memory://shard-rewritten", true).unwrap(),
+        );
+        let s = ShardingSpec {
+            preshift_bits: 0,
+            hash: ShardHash::Identity,
+            ..spec(0, false)
+        };
+        let chunk = |id: u64| Bytes::from(vec![id as u8; 64]);
+        let reader = ShardReader::new(store.clone(), s.clone(), "scale");
+        let io = crate::runtime::io();
+        let put = |ids: &[u64]| {
+            let chunks: BTreeMap<u64, Bytes> = ids.iter().map(|&id| (id, chunk(id))).collect();
+            let file = Bytes::from(encode_shard(&s, &chunks).unwrap());
+            io.block_on(store.put(&reader.shard_key(0), file)).unwrap();
+        };
+        put(&[1, 5]);
+        assert_eq!(
+            io.block_on(reader.read(0, &[5])).unwrap(),
+            vec![Some(chunk(5))]
+        );
+        put(&[1, 2, 5]);
+        assert_eq!(
+            io.block_on(reader.read(0, &[5])).unwrap(),
+            vec![Some(chunk(5))]
+        );
+        assert_eq!(
+            io.block_on(reader.read(0, &[2])).unwrap(),
+            vec![Some(chunk(2))]
+        );
+        // And with every index cached: the chunk request itself carries the check.
+        put(&[0, 1, 2, 5]);
+        assert_eq!(
+            io.block_on(reader.read(0, &[5, 2])).unwrap(),
+            vec![Some(chunk(5)), Some(chunk(2))]
         );
     }
 }

@@ -1,0 +1,335 @@
+//! The fuzz harnesses, shared by the cargo-fuzz targets in `fuzz/` (nightly, coverage-guided)
+//! and by `tests/fuzz_replay.rs` (stable, part of `cargo test`: replays the committed corpus
+//! and runs a short seeded mutation loop). Not part of the public API.
+//!
+//! Every harness takes arbitrary bytes and checks that the code under test gives a value or
+//! an error, never a panic, an out-of-range slice or an unbounded allocation, and that what
+//! it gives is consistent (a decoded chunk has exactly its layout's size, a shard's chunks
+//! lie inside the file, an `info` that parses parses again once written).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::codec::{self, decode_as, transport, ChunkLayout};
+use crate::error::Result;
+use crate::format::precomputed::sharding::{self, ShardHash, ShardReader, ShardingSpec};
+use crate::format::precomputed::Encoding;
+use crate::store::Store;
+use crate::{Compression, DType, Info};
+
+/// Any bytes, decoded as a chunk of a shape, channel count and dtype taken from the first four
+/// bytes, give exactly that chunk's voxels or an error.
+pub fn check_decode(data: &[u8], encoding: &str, dtypes: &[DType], channels: &[usize]) {
+    check_decode_declared(data, encoding, Compression::None, dtypes, channels)
+}
+
+/// [`check_decode`] for bytes whose key suffix or `Content-Encoding` declared `declared`.
+pub fn check_decode_declared(
+    data: &[u8],
+    encoding: &str,
+    declared: Compression,
+    dtypes: &[DType],
+    channels: &[usize],
+) {
+    let [a, b, c, d, rest @ ..] = data else {
+        return;
+    };
+    let layout = ChunkLayout {
+        shape: [
+            usize::from(a % 64) + 1,
+            usize::from(b % 64) + 1,
+            usize::from(c % 16) + 1,
+        ],
+        channels: channels[usize::from(d >> 4) % channels.len()],
+        dtype: dtypes[usize::from(d & 15) % dtypes.len()],
+    };
+    let encoding = Encoding::parse(encoding);
+    if let Ok(n) = decode_as(&encoding, "fuzz", rest, declared, &layout, |v| v.len()) {
+        assert_eq!(n, layout.raw_len());
+    }
+}
+
+/// Any bytes give an `Info` or an error; an `Info` that parses writes JSON that parses again
+/// to the same number of scales.
+pub fn check_info(data: &[u8]) {
+    let Ok(info) = Info::parse("fuzz/info", data) else {
+        return;
+    };
+    for scale in &info.scales {
+        let _ = codec::check(&scale.encoding, info.data_type, info.num_channels);
+        assert!(!scale.key.is_empty() && !scale.key.starts_with('/'));
+        assert!(scale
+            .key
+            .split('/')
+            .all(|p| p != ".." && p != "." && !p.is_empty()));
+    }
+    let again = Info::parse("fuzz/info", info.to_json().as_bytes());
+    let again = again.expect("an info we parsed must parse again once written");
+    assert_eq!(again.scales.len(), info.scales.len());
+}
+
+/// Transport decompression (gzip and zstd sniffed, brotli declared) of a raw chunk whose
+/// exact size is known, and the bounded path that metadata (`info`, minishard indexes) takes:
+/// the answer is exactly the expected size, or at most the limit, or an error.
+pub fn check_transport(data: &[u8]) {
+    let [a, b, rest @ ..] = data else {
+        return;
+    };
+    let expected = usize::from(*a) * 64 + usize::from(*b);
+    for declared in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Zstd,
+        Compression::Brotli,
+    ] {
+        if let Ok(n) = transport::with_decompressed("fuzz", rest, declared, expected, |v| v.len()) {
+            assert_eq!(n, expected);
+        }
+        if let Ok(n) =
+            transport::with_decompressed_bounded("fuzz", rest, declared, expected, |v| v.len())
+        {
+            assert!(n <= expected.max(rest.len()));
+        }
+    }
+    if let Ok(v) = transport::decompress_small("fuzz", rest, expected) {
+        assert!(v.len() <= expected.max(rest.len()));
+    }
+}
+
+/// A sharding spec from one header byte: 0 to 4 minishard bits, either hash, raw or gzip
+/// minishard indexes, and a preshift from the second byte; one shard (`shard_bits` 0).
+fn spec_from(h: u8, p: u8) -> ShardingSpec {
+    ShardingSpec {
+        preshift_bits: u32::from(p % 4),
+        hash: if h & 0x20 != 0 {
+            ShardHash::Murmur
+        } else {
+            ShardHash::Identity
+        },
+        minishard_bits: u32::from(h % 5),
+        shard_bits: 0,
+        minishard_index_gzip: h & 0x08 != 0,
+        data_gzip: h & 0x10 != 0,
+    }
+}
+
+/// A store holding one shard file, served by the trait's default range logic (short answers
+/// past the end, as the object stores give).
+#[derive(Debug)]
+struct OneFile {
+    key: String,
+    file: Bytes,
+}
+
+#[async_trait]
+impl Store for OneFile {
+    fn url_of(&self, key: &str) -> String {
+        format!("fuzz/{key}")
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok((key == self.key).then(|| self.file.clone()))
+    }
+    async fn put(&self, _key: &str, _value: Bytes) -> Result<()> {
+        Ok(())
+    }
+    async fn delete(&self, _key: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A shard file (spec from the first two bytes): decoding it whole gives chunks that lie
+/// inside the file, or an error; reading chunks from it by range requests (as a cutout does,
+/// through the shard index and minishard indexes) gives chunks inside the file, or an error,
+/// and never a chunk that the whole-file decode does not also find.
+pub fn check_shard(data: &[u8]) {
+    let [h, p, ..] = data else {
+        return;
+    };
+    let spec = spec_from(*h, *p);
+    let file = Bytes::copy_from_slice(&data[2..]);
+    let whole = sharding::decode_shard(&spec, "fuzz/0.shard", &file);
+    if let Ok(chunks) = &whole {
+        for bytes in chunks.values() {
+            assert!(bytes.len() <= file.len());
+        }
+    }
+    // Ids to ask for: those the whole-file decode found, plus a few small ones and ones
+    // read from the file.
+    let mut ids: Vec<u64> = (0..8).collect();
+    if let Ok(chunks) = &whole {
+        ids.extend(chunks.keys().take(64));
+    }
+    ids.extend(file.chunks_exact(8).take(8).map(|w| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        u64::from_le_bytes(b)
+    }));
+    ids.sort_unstable();
+    ids.dedup();
+    let store: Arc<dyn Store> = Arc::new(OneFile {
+        key: format!("s/{}", spec.shard_name(0)),
+        file: file.clone(),
+    });
+    let reader = ShardReader::new(store, spec, "s");
+    let got = crate::runtime::io().block_on(reader.read(0, &ids));
+    if let Ok(got) = got {
+        assert_eq!(got.len(), ids.len());
+        for (id, bytes) in ids.iter().zip(got) {
+            let Some(bytes) = bytes else { continue };
+            assert!(bytes.len() <= file.len());
+            if let Ok(chunks) = &whole {
+                assert!(
+                    chunks.contains_key(id),
+                    "range read found chunk {id}, decode did not"
+                );
+            }
+        }
+    }
+}
+
+/// A minishard index on its own (raw or gzip, from the first byte), in a file whose length
+/// the next two bytes give: entries lie inside the file and do not overlap, or an error.
+pub fn check_minishard_index(data: &[u8]) {
+    let [h, a, b, rest @ ..] = data else {
+        return;
+    };
+    let spec = spec_from(*h, 0);
+    let file_len = spec.index_len() + u64::from(*a) * 256 + u64::from(*b);
+    if let Ok(index) = sharding::decode_minishard_index(&spec, "fuzz", rest, file_len) {
+        let mut ranges: Vec<Range<u64>> = index.ranges().collect();
+        // By (start, end), as the parser checks: an empty range where another chunk
+        // starts overlaps nothing.
+        ranges.sort_unstable_by_key(|r| (r.start, r.end));
+        for r in &ranges {
+            assert!(r.start <= r.end && r.end <= file_len);
+        }
+        for w in ranges.windows(2) {
+            assert!(w[0].end <= w[1].start);
+        }
+    }
+}
+
+/// A harness: any bytes in, a panic only on a bug.
+pub type Harness = fn(&[u8]);
+
+/// Every harness by the cargo-fuzz target name that runs it (and the `fuzz/corpus/<name>`
+/// directory that seeds it).
+pub const TARGETS: &[(&str, Harness)] = &[
+    ("decode_jpeg", |d| {
+        check_decode(d, "jpeg", &[DType::U8], &[1, 3])
+    }),
+    ("decode_png", |d| {
+        check_decode(d, "png", &[DType::U8, DType::U16], &[1, 2, 3, 4])
+    }),
+    ("decode_compressed_segmentation", |d| {
+        check_decode(
+            d,
+            "compressed_segmentation",
+            &[DType::U32, DType::U64],
+            &[1, 2, 3],
+        )
+    }),
+    ("decode_blosc", |d| {
+        check_decode(
+            d,
+            "blosc",
+            &[DType::U8, DType::U16, DType::U32, DType::F64],
+            &[1, 2],
+        )
+    }),
+    ("decode_brotli", |d| {
+        check_decode_declared(
+            d,
+            "raw",
+            Compression::Brotli,
+            &[DType::U8, DType::U32],
+            &[1, 2],
+        );
+        check_decode_declared(
+            d,
+            "compressed_segmentation",
+            Compression::Brotli,
+            &[DType::U32],
+            &[1],
+        );
+    }),
+    ("parse_info", check_info),
+    ("decode_transport", check_transport),
+    ("parse_shard", check_shard),
+    ("parse_minishard_index", check_minishard_index),
+];
+
+/// The harness a target name runs.
+pub fn target(name: &str) -> Option<Harness> {
+    TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+}
+
+/// A small seeded PRNG (xorshift64*) for the stable mutation loop: no dependency, and the
+/// same sequence on every machine.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// One libFuzzer-style mutation of `input`: flip bits, overwrite bytes with interesting
+/// values, truncate, insert or duplicate a run, or splice in a little-endian integer.
+pub fn mutate(rng: &mut Rng, input: &[u8], max_len: usize) -> Vec<u8> {
+    let mut v = input.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        match rng.below(7) {
+            0 if !v.is_empty() => {
+                let i = rng.below(v.len());
+                v[i] ^= 1 << rng.below(8);
+            }
+            1 if !v.is_empty() => {
+                let i = rng.below(v.len());
+                v[i] = [0, 1, 0x7f, 0x80, 0xff][rng.below(5)];
+            }
+            2 if !v.is_empty() => {
+                let n = rng.below(v.len() + 1);
+                v.truncate(n);
+            }
+            3 => {
+                let i = rng.below(v.len() + 1);
+                let n = 1 + rng.below(16);
+                let byte = rng.next_u64() as u8;
+                v.splice(i..i, std::iter::repeat_n(byte, n));
+            }
+            4 if !v.is_empty() => {
+                let a = rng.below(v.len());
+                let b = (a + 1 + rng.below(32)).min(v.len());
+                let at = rng.below(v.len() + 1);
+                let run: Vec<u8> = v[a..b].to_vec();
+                v.splice(at..at, run);
+            }
+            5 if v.len() >= 8 => {
+                let i = rng.below(v.len() - 7);
+                let x = [0, 1, u64::MAX, 1 << 32, 1 << 63, rng.next_u64()][rng.below(6)];
+                v[i..i + 8].copy_from_slice(&x.to_le_bytes());
+            }
+            _ => {
+                let i = rng.below(v.len() + 1);
+                v.insert(i, rng.next_u64() as u8);
+            }
+        }
+    }
+    v.truncate(max_len);
+    v
+}
