@@ -42,7 +42,7 @@ ALIGNED = ((0, 0, 0), (128, 128, 64))
 UNALIGNED = ((5, 3, 2), (123, 125, 62))
 SEED = 20261124
 
-# What the runs saw, for docs/reliability_faults.md.
+# What the runs saw, for docs/RELIABILITY.md.
 FIGURES: Counter[str] = Counter()
 
 WRITER = r"""

@@ -35,7 +35,7 @@ KEY = "1_1_1"  # the scale key of resolution (1, 1, 1)
 # Retries enough for every fault a test injects to land on one request; short timeouts.
 OPTIONS = {"retries": "3", "timeout": "2", "deadline": "6"}
 BOUND_S = 30.0  # "fails within": generous, never a timing assertion on the happy path
-# Requests seen and faulted by the proxies, for docs/reliability_faults.md (printed with -s).
+# Requests seen and faulted by the proxies, for docs/RELIABILITY.md (printed with -s).
 SEEN: Counter[str] = Counter()
 
 
