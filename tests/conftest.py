@@ -108,6 +108,24 @@ class Moto:
         self.client().create_bucket(Bucket=name)
         return name
 
+    def gcs_bucket(self) -> str:
+        """A bucket anyone may use, for moto standing in for the GCS XML API: the GCS client
+        signs with an OAuth token, which moto cannot check."""
+        bucket = self.bucket()
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                }
+            ],
+        }
+        self.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+        return bucket
+
 
 def start_moto() -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     port = free_port()

@@ -56,19 +56,7 @@ def test_google_application_credentials(fake_gcs: FakeGcs, monkeypatch: pytest.M
 
 
 def test_writes_through_the_gcs_client(moto: Moto) -> None:
-    bucket = moto.bucket()
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-            }
-        ],
-    }
-    moto.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    bucket = moto.gcs_bucket()
     # A static OAuth token (moto ignores it; Google would check it).
     options = {"google_base_url": moto.endpoint, "bearer_token": "token", **FAST}
     url = f"gs://{bucket}/w"

@@ -23,21 +23,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from volumes import SMALL_SHARDING
 
 from bigarrays import BigArray
 
 SHAPE = (128, 128, 64)
 CHUNKS = (16, 16, 16)
 N = 8  # writers
-SHARDING = {  # 16 shards of 4 × 2 × 2 chunks (see test_crash_consistency.py)
-    "@type": "neuroglancer_uint64_sharded_v1",
-    "preshift_bits": 3,
-    "hash": "identity",
-    "minishard_bits": 1,
-    "shard_bits": 4,
-    "minishard_index_encoding": "gzip",
-    "data_encoding": "gzip",
-}
+SHARDING = SMALL_SHARDING  # 16 shards of 4 × 2 × 2 chunks
 
 
 @pytest.fixture(autouse=True)

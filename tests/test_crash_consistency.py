@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from volumes import SMALL_SHARDING
 
 from bigarrays import BigArray
 
@@ -208,17 +209,7 @@ def test_stale_temp_files_are_never_read(tmp_path: Path) -> None:
 
 # -- sharded ---------------------------------------------------------------------------------
 
-# 256 chunks with a compressed Morton code of 3 + 3 + 2 bits; identity hash, 16 chunks per
-# shard (preshift 3 + minishard 1 bits): 16 shards, each a block of 4 × 2 × 2 chunks.
-SHARDING = {
-    "@type": "neuroglancer_uint64_sharded_v1",
-    "preshift_bits": 3,
-    "hash": "identity",
-    "minishard_bits": 1,
-    "shard_bits": 4,
-    "minishard_index_encoding": "gzip",
-    "data_encoding": "gzip",
-}
+SHARDING = SMALL_SHARDING
 
 
 def shard_of(g: tuple[int, int, int]) -> int:

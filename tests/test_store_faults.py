@@ -127,19 +127,7 @@ def gcs_target(fake_gcs: FakeGcs, proxy_url: str, tmp: Path, data: np.ndarray) -
 
 def gcs_write_target(moto: Moto, proxy_url: str, data: np.ndarray) -> Target:
     """moto standing in for the GCS XML API (as in test_cloud_gcs.py): gs:// writes."""
-    bucket = moto.bucket()
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-            }
-        ],
-    }
-    moto.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    bucket = moto.gcs_bucket()
     direct = {"google_base_url": moto.endpoint, "bearer_token": "token", **OPTIONS}
     url = f"gs://{bucket}/faults"
     a = BigArray.create(

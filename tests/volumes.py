@@ -84,3 +84,16 @@ def window(ref: np.ndarray, offset, start, stop) -> np.ndarray:
 def absolute(start, stop) -> tuple[slice, ...]:
     """The absolute box ``[start, stop)`` as an index."""
     return tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
+
+
+# 16 shards of 4 × 2 × 2 chunks for a 128 × 128 × 64 layer of 16³ chunks (8 × 8 × 4 chunks:
+# a compressed Morton code of 3 + 3 + 2 bits; identity hash, preshift 3 + minishard 1 bits).
+SMALL_SHARDING = {
+    "@type": "neuroglancer_uint64_sharded_v1",
+    "preshift_bits": 3,
+    "hash": "identity",
+    "minishard_bits": 1,
+    "shard_bits": 4,
+    "minishard_index_encoding": "gzip",
+    "data_encoding": "gzip",
+}
