@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -23,8 +24,10 @@ _UNCASTABLE_KINDS = {"c": "complex", "O": "object", "S": "bytes", "U": "string",
                      "V": "structured", "M": "datetime", "m": "timedelta"}  # fmt: skip
 
 
+@functools.cache
 def _memory_bytes() -> int:
-    """This machine's physical memory: no single read or write buffer may exceed it."""
+    """This machine's physical memory: no single read or write buffer may exceed it.
+    Asked once: it is on the path of every read, including one-voxel ones."""
     try:
         return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):  # not POSIX: only the address space limits
@@ -455,10 +458,10 @@ class BigArray:
     def _check_size(self, sel: _selection.Selection, what: str) -> None:
         """Refuses, before anything is allocated, a box whose buffer exceeds this machine's
         memory (``RequestTooLargeError``, a ``MemoryError``, with the size)."""
-        shape = sel.box_shape + ((self.num_channels,) if self.num_channels > 1 else ())
         n = self._box_bytes(sel)
         limit = _memory_bytes()
         if n > min(limit, sys.maxsize):
+            shape = sel.box_shape + ((self.num_channels,) if self.num_channels > 1 else ())
             raise RequestTooLargeError(
                 f"{self.url}: {what} box [{sel.start}, {sel.stop}) of {self._dtype} "
                 f"(shape {shape}) needs {n} bytes ({_human(n)}), more than this machine's "
