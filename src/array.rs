@@ -113,9 +113,12 @@ type Held = Option<Arc<OwnedSemaphorePermit>>;
 /// Fetched chunks arrive on this channel as `(index, bytes or None when missing, budget)`.
 pub(crate) type Fetched = tokio::sync::mpsc::Receiver<(usize, Result<Option<Stored>>, Held)>;
 
-/// Bytes a read may hold fetched and not yet painted, at least: enough for 32 chunks of
-/// 1 MiB in flight to a cloud store, and a small fraction of a large read's output.
+/// Bytes a read may hold fetched and not yet painted, at least, from local stores (which
+/// answer in microseconds: a few chunks per core keep decoding busy) and from remote ones
+/// (whose latency needs many requests in flight: 64 chunks of 1 MiB, the default
+/// `concurrency`). Either is a small fraction of a large read's output.
 const MIN_INFLIGHT_BYTES: usize = 16 << 20;
+const MIN_INFLIGHT_BYTES_REMOTE: usize = 64 << 20;
 
 /// Permits of the in-flight budget are KiB, so that they fit tokio's `u32` counts.
 fn kib(bytes: usize) -> u32 {
@@ -569,7 +572,12 @@ impl BigArray {
         let chunk = self
             .layout(&self.scale().grid.chunk_box([0, 0, 0]))
             .raw_len();
-        let budget = kib(MIN_INFLIGHT_BYTES.max(4 * runtime::cores() * chunk));
+        let least = if self.chunks.store().is_remote() {
+            MIN_INFLIGHT_BYTES_REMOTE
+        } else {
+            MIN_INFLIGHT_BYTES
+        };
+        let budget = kib(least.max(4 * runtime::cores() * chunk));
         let budget = budget.min(Semaphore::MAX_PERMITS as u32);
         (
             Arc::new(Semaphore::new(budget as usize)),

@@ -48,6 +48,11 @@ pub trait Store: Send + Sync + Debug {
         false
     }
 
+    /// Whether requests go over the network (where latency calls for many in flight).
+    fn is_remote(&self) -> bool {
+        false
+    }
+
     /// Stores `value` under `key`, declaring `content_encoding` where the store keeps such
     /// metadata. Stores without metadata ignore it.
     async fn put_encoded(

@@ -284,6 +284,10 @@ impl Store for ObjectStoreBackend {
         self.remote
     }
 
+    fn is_remote(&self) -> bool {
+        self.remote
+    }
+
     async fn put_encoded(
         &self,
         key: &str,
