@@ -87,23 +87,13 @@ pub struct OutBuffer {
     pub zeroed: bool,
 }
 
-/// The output buffer of a read, shared by the decode tasks.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut u8);
-// SAFETY: the pointer is only dereferenced through `BoxCopy::copy_to_ptr` by tasks of one
-// read, each writing the voxels of a different chunk; chunks are disjoint boxes, so no two
-// tasks touch the same byte, and the read waits for every task before the buffer's borrow
-// ends (`in_place_scope`).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// A method rather than a field access so that closures capture the whole `SharedOut`
-    /// (and with it the `Send` proof), not the bare pointer.
-    fn ptr(self) -> *mut u8 {
-        self.0
-    }
-}
+// SAFETY: an `OutBuffer` is an address; writing through it takes `read_many_raw`, whose
+// caller vouches for the buffer. Within one read, the decode tasks share the buffers and
+// only write through `BoxCopy::copy_to_ptr` / `zero_ptr`, each task the voxels of a
+// different chunk; chunks are disjoint boxes, so no two tasks touch the same byte, and the
+// read waits for every task (`in_place_scope`) before returning.
+unsafe impl Send for OutBuffer {}
+unsafe impl Sync for OutBuffer {}
 
 /// A chunk's share of its read's in-flight byte budget: held from before the chunk is
 /// fetched until it has been painted, so fetched-but-unpainted bytes stay bounded however
@@ -129,7 +119,7 @@ fn kib(bytes: usize) -> u32 {
 struct Painter<'a> {
     array: &'a BigArray,
     /// Each box, where its voxels go, and whether that buffer already holds zeros.
-    targets: &'a [(Bbox, SharedOut, bool)],
+    targets: &'a [(Bbox, OutBuffer)],
     /// For each chunk, the indices of the targets it overlaps.
     users: &'a std::collections::BTreeMap<[u64; 3], Vec<usize>>,
 }
@@ -151,22 +141,22 @@ impl Painter<'_> {
         let chunk_box = a.scale().grid.chunk_box(cell);
         let (channels, itemsize) = (a.num_channels(), a.dtype().itemsize());
         for &r in self.users.get(&cell).into_iter().flatten() {
-            let (bbox, out, zeroed) = &self.targets[r];
+            let (bbox, out) = &self.targets[r];
             let Some(region) = chunk_box.intersect(bbox) else {
                 continue;
             };
-            if voxels.is_none() && *zeroed {
+            if voxels.is_none() && out.zeroed {
                 continue;
             }
             let copy = BoxCopy::new(&chunk_box, bbox, &region, channels, itemsize);
-            // SAFETY: see `SharedOut`: target `r`'s buffer is written only by the tasks of
+            // SAFETY: see `OutBuffer`: target `r`'s buffer is written only by the tasks of
             // this read, each for a different chunk, and chunks are disjoint boxes, so this
             // task owns the region's bytes. `voxels` holds the whole chunk
             // (`layout.raw_len() == copy.src_len()`: decoders and the cache hand over exactly
             // that many bytes).
             match voxels {
-                Some(v) => unsafe { copy.copy_to_ptr(v, out.ptr()) },
-                None => unsafe { copy.zero_ptr(out.ptr()) },
+                Some(v) => unsafe { copy.copy_to_ptr(v, out.ptr) },
+                None => unsafe { copy.zero_ptr(out.ptr) },
             }
         }
     }
@@ -442,8 +432,14 @@ impl BigArray {
             .iter_mut()
             .map(|(bbox, out)| {
                 let (ptr, len) = (out.as_mut_ptr(), out.len());
-                let zeroed = false;
-                (*bbox, OutBuffer { ptr, len, zeroed })
+                (
+                    *bbox,
+                    OutBuffer {
+                        ptr,
+                        len,
+                        zeroed: false,
+                    },
+                )
             })
             .collect();
         // SAFETY: each pointer comes from a distinct `&mut [u8]` that lives, unaliased,
@@ -469,14 +465,10 @@ impl BigArray {
                 unsafe { std::ptr::write_bytes(out.ptr, 0, out.len) };
             }
         }
-        let targets: Vec<(Bbox, SharedOut, bool)> = requests
-            .iter()
-            .map(|&(bbox, out)| (bbox, SharedOut(out.ptr), out.zeroed))
-            .collect();
         // Each touched chunk once, with the requests it serves.
         let grid = self.scale().grid;
         let mut users: std::collections::BTreeMap<[u64; 3], Vec<usize>> = Default::default();
-        for (r, (bbox, _, _)) in targets.iter().enumerate() {
+        for (r, (bbox, _)) in requests.iter().enumerate() {
             for cell in grid.chunks_touching(bbox) {
                 users.entry(cell).or_default().push(r);
             }
@@ -498,7 +490,7 @@ impl BigArray {
         };
         let painter = Painter {
             array: self,
-            targets: &targets,
+            targets: requests,
             users: &users,
         };
         // Everything in the cache: small reads (one chunk) paint on this thread, skipping the

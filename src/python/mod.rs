@@ -45,13 +45,6 @@ fn guarded<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
 /// clear.
 const ZEROED_OUTPUT_MIN: usize = 32 << 20;
 
-/// A numpy array's data pointer, handed to the detached (GIL-free) read.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut u8);
-// SAFETY: the pointer is only written through by `read_many_raw` while the array it
-// points into is kept alive and borrowed by the caller (see `Layer::read_many`).
-unsafe impl Send for SendPtr {}
-
 /// Runs engine code with the GIL released.
 fn detached<R: Send>(py: Python<'_>, f: impl FnOnce() -> Result<R> + Send) -> PyResult<R> {
     py.detach(|| guarded(f)).map_err(to_pyerr)
@@ -291,7 +284,7 @@ impl Layer {
             )));
         }
         let bytes_per_voxel = self.inner.dtype().itemsize() * self.inner.num_channels();
-        let mut boxes = Vec::with_capacity(starts.len());
+        let mut requests = Vec::with_capacity(starts.len());
         let mut arrays = Vec::with_capacity(starts.len());
         for (start, stop) in starts.into_iter().zip(stops) {
             let bbox = Bbox::new(start, stop).map_err(to_pyerr)?;
@@ -306,45 +299,27 @@ impl Layer {
             // and a sparse cutout never touches most of its pages. Smaller ones start
             // uninitialised: calloc would clear reused heap blocks that the read overwrites.
             let zeroed = len >= ZEROED_OUTPUT_MIN;
-            boxes.push((bbox, len, zeroed));
-            arrays.push(if zeroed {
+            let array = if zeroed {
                 zeros(py, len)?
             } else {
                 // SAFETY: an uninitialised array is sound to create; `read_many_raw` writes
                 // every byte before Python can see it (on failure it is dropped unseen).
                 unsafe { PyArray1::<u8>::new(py, len, false) }
-            });
+            };
+            let ptr = array.data();
+            requests.push((bbox, OutBuffer { ptr, len, zeroed }));
+            arrays.push(array);
         }
-        {
-            // The guards hold numpy's borrow flags, so no other Rust code can borrow them.
-            let guards: Vec<_> = arrays.iter().map(|a| a.readwrite()).collect();
-            let requests: Vec<(Bbox, SendPtr, usize, bool)> = boxes
-                .into_iter()
-                .zip(&arrays)
-                .map(|((bbox, len, zeroed), a)| (bbox, SendPtr(a.data()), len, zeroed))
-                .collect();
-            let inner = &self.inner;
-            detached(py, move || {
-                let requests: Vec<_> = requests
-                    .iter()
-                    .map(|&(bbox, ptr, len, zeroed)| {
-                        (
-                            bbox,
-                            OutBuffer {
-                                ptr: ptr.0,
-                                len,
-                                zeroed,
-                            },
-                        )
-                    })
-                    .collect();
-                // SAFETY: each array is freshly allocated with `len` bytes (zeros where marked
-                // `zeroed`), held alive by `arrays` and exclusively borrowed by `guards` for
-                // the whole call; no Python code runs on it meanwhile (not yet returned).
-                unsafe { inner.read_many_raw(&requests) }
-            })?;
-            drop(guards);
-        }
+        // The guards hold numpy's borrow flags, so no other Rust code can borrow the arrays.
+        let guards: Vec<_> = arrays.iter().map(|a| a.readwrite()).collect();
+        let inner = &self.inner;
+        detached(py, move || {
+            // SAFETY: each array is freshly allocated with `len` bytes (zeros where marked
+            // `zeroed`), held alive by `arrays` and exclusively borrowed by `guards` for the
+            // whole call; no Python code runs on it meanwhile (not yet returned).
+            unsafe { inner.read_many_raw(&requests) }
+        })?;
+        drop(guards);
         Ok(arrays)
     }
 
