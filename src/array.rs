@@ -115,6 +115,26 @@ fn kib(bytes: usize) -> u32 {
     u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
+/// The rows of a chunk that lies wholly inside a zeroed output buffer, for decoders that
+/// write in place ([`codec::decodes_into_rows`]).
+struct OutputRows {
+    /// From the chunk's box to the output's; its region is the whole chunk.
+    copy: BoxCopy,
+    out: OutBuffer,
+}
+
+impl codec::ChunkRows for OutputRows {
+    fn row(&mut self, c: usize, y: usize, z: usize) -> &mut [u8] {
+        let (at, len) = self.copy.dst_row(c, y, z);
+        // SAFETY: `dst_row` checks that the row lies in the region, which lies inside the
+        // output box, so `at + len <= out.len`. The buffer is valid for the whole read and
+        // initialised (zeroed: `Painter::in_place_target` hands out no other kind). Only
+        // this chunk's task touches the region's bytes (see `OutBuffer`), and the slice
+        // borrows `self`, so no two rows handed out here are alive at once.
+        unsafe { std::slice::from_raw_parts_mut(self.out.ptr.add(at), len) }
+    }
+}
+
 /// Paints decoded (or cached, or missing) chunks into the buffers of one many-box read.
 struct Painter<'a> {
     array: &'a BigArray,
@@ -161,6 +181,22 @@ impl Painter<'_> {
         }
     }
 
+    /// Where chunk `cell` can be decoded in place: only into a target it alone overlaps,
+    /// wholly inside it, which already holds zeros (so is initialised memory).
+    fn in_place_target(&self, cell: [u64; 3]) -> Option<OutputRows> {
+        let [r] = self.users.get(&cell)?.as_slice() else {
+            return None;
+        };
+        let (bbox, out) = &self.targets[*r];
+        let chunk_box = self.array.scale().grid.chunk_box(cell);
+        if !out.zeroed || !bbox.contains(&chunk_box) {
+            return None;
+        }
+        let (channels, itemsize) = (self.array.num_channels(), self.array.dtype().itemsize());
+        let copy = BoxCopy::new(&chunk_box, bbox, &chunk_box, channels, itemsize);
+        Some(OutputRows { copy, out: *out })
+    }
+
     /// A chunk from the cache: its voxels, zeros for an empty entry (a zero-length chunk
     /// file), or missing.
     fn paint_entry(&self, cell: [u64; 3], key: &str, entry: &Entry) -> Result<()> {
@@ -188,6 +224,13 @@ impl Painter<'_> {
                 let url = a.chunks.store().url_of(key);
                 let layout = a.layout(&a.scale().grid.chunk_box(cell));
                 let encoding = &a.scale().encoding;
+                if cache.is_none() && codec::decodes_into_rows(encoding) {
+                    if let Some(mut rows) = self.in_place_target(cell) {
+                        return codec::decode_rows_as(
+                            encoding, &url, &bytes, declared, &layout, &mut rows,
+                        );
+                    }
+                }
                 codec::decode_as(encoding, &url, &bytes, declared, &layout, |voxels| {
                     self.paint(cell, Some(voxels));
                     if let Some(cache) = cache {

@@ -206,6 +206,16 @@ impl BoxCopy {
         }
     }
 
+    /// Where the region's row `(0.., y, z)` of channel `c` (region coordinates) lies in the
+    /// destination: its byte offset and length.
+    pub fn dst_row(&self, c: usize, y: usize, z: usize) -> (usize, usize) {
+        assert!(c < self.channels && y < self.extent[1] && z < self.extent[2]);
+        let [dx, dy, dz] = self.dst_at;
+        let d = self.dst_shape;
+        let at = ((c * d[2] + dz + z) * d[1] + dy + y) * d[0] + dx;
+        (at * self.itemsize, self.extent[0] * self.itemsize)
+    }
+
     /// Copies between two slices.
     pub fn copy(&self, src: &[u8], dst: &mut [u8]) {
         assert!(src.len() >= self.src_len() && dst.len() >= self.dst_len());

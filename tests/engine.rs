@@ -1,5 +1,6 @@
 //! The engine from Rust alone (no Python): typed reads and writes on disk and in memory.
 
+use bigarrays::array::OutBuffer;
 use bigarrays::{Bbox, BigArray, Compression, DType, Error, LayerSpec, OpenOptions};
 use ndarray::{ArrayD, IxDyn, ShapeBuilder};
 
@@ -121,6 +122,107 @@ fn byte_ranges_on_disk_and_in_memory() -> Result<(), Error> {
         let one = io.block_on(store.get_range("shard", 5..7))?;
         assert_eq!(one, Some(value.slice(5..7)));
         assert_eq!(io.block_on(store.get_range("absent", 0..1))?, None);
+    }
+    Ok(())
+}
+
+/// Reads `boxes` into zeroed buffers (as large Python reads are), where chunks wholly inside
+/// one box are decoded in place, and into uninitialised-style ones, where every chunk is
+/// decoded and then copied.
+type Buffers = Vec<Vec<u8>>;
+
+fn read_both_ways(a: &BigArray, boxes: &[Bbox]) -> Result<(Buffers, Buffers), Error> {
+    let voxel = a.dtype().itemsize() * a.num_channels();
+    let len = |b: &Bbox| b.num_voxels().unwrap_or(0) * voxel;
+    let mut copied: Buffers = boxes.iter().map(|b| vec![0xa5; len(b)]).collect();
+    let mut requests: Vec<(Bbox, &mut [u8])> = boxes
+        .iter()
+        .copied()
+        .zip(copied.iter_mut().map(|v| &mut v[..]))
+        .collect();
+    a.read_many_into(&mut requests)?;
+    let mut in_place: Buffers = boxes.iter().map(|b| vec![0; len(b)]).collect();
+    let targets: Vec<(Bbox, OutBuffer)> = boxes
+        .iter()
+        .zip(in_place.iter_mut())
+        .map(|(b, v)| {
+            let (ptr, len) = (v.as_mut_ptr(), v.len());
+            (
+                *b,
+                OutBuffer {
+                    ptr,
+                    len,
+                    zeroed: true,
+                },
+            )
+        })
+        .collect();
+    // SAFETY: each buffer is a distinct, zeroed Vec that outlives the call.
+    unsafe { a.read_many_raw(&targets)? };
+    Ok((in_place, copied))
+}
+
+#[test]
+fn decoding_in_place_matches_decoding_then_copying() -> Result<(), Error> {
+    let dir = tempfile::tempdir().map_err(|e| Error::InvalidArgument {
+        reason: e.to_string(),
+    })?;
+    let url = dir.path().to_str().unwrap_or_default();
+    let mut s = spec(DType::U64, 2);
+    s.encoding = "compressed_segmentation".into();
+    s.encoding_options.insert(
+        "compressed_segmentation_block_size".into(),
+        serde_json::json!([8, 4, 3]),
+    );
+    let a = BigArray::create(url, &s, false, OpenOptions::default())?;
+    let bounds = a.bounds();
+    let shape = bounds.shape().map(|n| n as usize);
+    let data = ArrayD::from_shape_fn(IxDyn(&[shape[0], shape[1], shape[2], 2]).f(), |i| {
+        ((i[0] / 3 + 7 * (i[1] / 5) + 13 * i[2] + 100 * i[3]) as u64 * 2_654_435_761) % 97
+    });
+    a.write(&bounds, data.view())?;
+    // The whole layer (edge chunks clipped by the bounds), boxes sharing chunks, a box
+    // holding whole chunks and reaching past the bounds.
+    let boxes = [
+        bounds,
+        bbox([-10, 0, 100], [30, 20, 106]),
+        bbox([-4, 3, 101], [22, 40, 109]),
+        bbox([-20, -16, 96], [38, 48, 112]),
+    ];
+    let (in_place, copied) = read_both_ways(&a, &boxes)?;
+    assert_eq!(in_place, copied);
+    let whole: Vec<u8> = data
+        .as_slice_memory_order()
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    assert_eq!(whole, in_place[0]);
+
+    // A corrupt chunk decoded in place is an error naming it, as it is when copied.
+    let key = dir.path().join("4_4_40").join("6-22_16-32_104-108.gz");
+    std::fs::write(&key, [1u8, 0, 0, 0, 9, 9]).map_err(|e| Error::InvalidArgument {
+        reason: e.to_string(),
+    })?;
+    for in_place in [true, false] {
+        let mut out = vec![0u8; boxes[0].num_voxels().unwrap_or(0) * 16];
+        let result = if in_place {
+            let target = OutBuffer {
+                ptr: out.as_mut_ptr(),
+                len: out.len(),
+                zeroed: true,
+            };
+            // SAFETY: `out` is zeroed and outlives the call.
+            unsafe { a.read_many_raw(&[(boxes[0], target)]) }
+        } else {
+            a.read_into(&boxes[0], &mut out)
+        };
+        match result {
+            Err(e @ Error::ChunkDecode { .. }) => {
+                assert!(e.to_string().contains("6-22_16-32_104-108"))
+            }
+            other => panic!("{other:?}"),
+        }
     }
     Ok(())
 }

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use super::ChunkLayout;
+use super::{ChunkLayout, ChunkRows};
 use crate::error::{Error, Result};
 
 /// The `encodedBits` values the format allows.
@@ -86,94 +86,163 @@ pub fn decode_into(
             layout.raw_len()
         ));
     }
+    decode_rows(
+        bytes,
+        layout,
+        block_size,
+        &mut ContiguousRows::new(out, layout),
+    )
+}
+
+/// [`decode`] into wherever `rows` puts each row of the chunk: a large read hands over
+/// the rows of its output, and no decoded copy of the chunk is ever made. Every voxel of
+/// every row is written when this succeeds.
+pub fn decode_rows(
+    bytes: &[u8],
+    layout: &ChunkLayout,
+    block_size: [u64; 3],
+    rows: &mut impl ChunkRows,
+) -> Result<(), String> {
     let block = to_block(block_size)?;
-    let itemsize = layout.dtype.itemsize();
-    if itemsize != 4 && itemsize != 8 {
-        return Err(format!(
-            "compressed_segmentation holds uint32 or uint64, not {}",
-            layout.dtype
-        ));
-    }
     if !bytes.len().is_multiple_of(4) {
         return Err(format!(
             "{} bytes is not a whole number of words",
             bytes.len()
         ));
     }
-    let words: Vec<u32> = bytes
-        .chunks_exact(4)
-        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-        .collect();
     let channels = layout.channels;
-    if words.len() < channels {
+    if bytes.len() / 4 < channels {
         return Err(format!(
             "{} words cannot hold the offsets of {channels} channels",
-            words.len()
+            bytes.len() / 4
         ));
     }
-    let n = layout.voxels();
     for c in 0..channels {
-        let base = words[c] as usize;
-        let plane = &mut out[c * n * itemsize..(c + 1) * n * itemsize];
-        decode_channel(&words, base, layout.shape, block, itemsize, plane)
+        let channel = word(bytes, c)
+            .and_then(|base| tail(bytes, base as usize))
             .map_err(|e| format!("channel {c}: {e}"))?;
+        match layout.dtype.itemsize() {
+            4 => decode_channel::<4>(channel, layout.shape, block, rows, c),
+            8 => decode_channel::<8>(channel, layout.shape, block, rows, c),
+            _ => {
+                return Err(format!(
+                    "compressed_segmentation holds uint32 or uint64, not {}",
+                    layout.dtype
+                ))
+            }
+        }
+        .map_err(|e| format!("channel {c}: {e}"))?;
     }
     Ok(())
 }
 
-fn decode_channel(
-    words: &[u32],
-    base: usize,
+/// The rows of one contiguous Fortran-ordered `[x, y, z, c]` chunk buffer.
+struct ContiguousRows<'a> {
+    out: &'a mut [u8],
+    shape: [usize; 3],
+    row_len: usize,
+}
+
+impl<'a> ContiguousRows<'a> {
+    fn new(out: &'a mut [u8], layout: &ChunkLayout) -> Self {
+        let shape = layout.shape;
+        let row_len = shape[0] * layout.dtype.itemsize();
+        ContiguousRows {
+            out,
+            shape,
+            row_len,
+        }
+    }
+}
+
+impl ChunkRows for ContiguousRows<'_> {
+    fn row(&mut self, c: usize, y: usize, z: usize) -> &mut [u8] {
+        let start = ((c * self.shape[2] + z) * self.shape[1] + y) * self.row_len;
+        &mut self.out[start..start + self.row_len]
+    }
+}
+
+/// Word `i` of `data`.
+fn word(data: &[u8], i: usize) -> Result<u32, String> {
+    i.checked_mul(4)
+        .and_then(|at| data.get(at..at.checked_add(4)?))
+        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+        .ok_or_else(|| format!("offset {i} lies past the end ({} words)", data.len() / 4))
+}
+
+/// `data` from word `i` on.
+fn tail(data: &[u8], i: usize) -> Result<&[u8], String> {
+    i.checked_mul(4)
+        .and_then(|at| data.get(at..))
+        .ok_or_else(|| format!("offset {i} lies past the end ({} words)", data.len() / 4))
+}
+
+/// Decodes the blocks of channel `c`; `N` is the label size in bytes. Each block's headers and
+/// encoded values are bounds-checked once, each lookup as it is made.
+fn decode_channel<const N: usize>(
+    channel: &[u8],
     shape: [usize; 3],
     block: [usize; 3],
-    itemsize: usize,
-    plane: &mut [u8],
+    rows: &mut impl ChunkRows,
+    c: usize,
 ) -> Result<(), String> {
     let g = grid(shape, block);
-    let table_words = itemsize / 4;
-    let word = |i: usize| -> Result<u32, String> {
-        words
-            .get(i)
-            .copied()
-            .ok_or_else(|| format!("offset {i} lies past the end ({} words)", words.len()))
-    };
     for gz in 0..g[2] {
         for gy in 0..g[1] {
             for gx in 0..g[0] {
-                let header = base + 2 * (gx + g[0] * (gy + g[1] * gz));
-                let (h0, h1) = (word(header)?, word(header + 1)?);
-                let table = base + (h0 & 0x00ff_ffff) as usize;
+                let header = 2 * (gx + g[0] * (gy + g[1] * gz));
+                let (h0, h1) = (word(channel, header)?, word(channel, header + 1)?);
                 let bits = h0 >> 24;
                 if !ALLOWED_BITS.contains(&bits) {
                     return Err(format!("encodedBits {bits} is not one of {ALLOWED_BITS:?}"));
                 }
-                let values = base + h1 as usize;
+                let table = tail(channel, (h0 & 0x00ff_ffff) as usize)?;
                 let start = [gx * block[0], gy * block[1], gz * block[2]];
-                let stop: [usize; 3] = std::array::from_fn(|d| (start[d] + block[d]).min(shape[d]));
-                for z in start[2]..stop[2] {
-                    for y in start[1]..stop[1] {
-                        for x in start[0]..stop[0] {
-                            let index = if bits == 0 {
-                                0
-                            } else {
-                                let local = (x - start[0])
-                                    + block[0] * ((y - start[1]) + block[1] * (z - start[2]));
-                                let bit = local * bits as usize;
-                                let w = word(values + bit / 32)?;
-                                let mask = if bits == 32 {
-                                    u32::MAX
-                                } else {
-                                    (1 << bits) - 1
-                                };
-                                ((w >> (bit % 32)) & mask) as usize
-                            };
-                            let entry = table + index * table_words;
-                            let o = (x + shape[0] * (y + shape[1] * z)) * itemsize;
-                            plane[o..o + 4].copy_from_slice(&word(entry)?.to_le_bytes());
-                            if table_words == 2 {
-                                plane[o + 4..o + 8]
-                                    .copy_from_slice(&word(entry + 1)?.to_le_bytes());
+                let extent: [usize; 3] =
+                    std::array::from_fn(|d| (start[d] + block[d]).min(shape[d]) - start[d]);
+                let xs = start[0] * N..(start[0] + extent[0]) * N;
+                if bits == 0 {
+                    let label: [u8; N] = table
+                        .get(..N)
+                        .and_then(|l| l.try_into().ok())
+                        .ok_or("a block's lookup table lies past the end")?;
+                    for z in start[2]..start[2] + extent[2] {
+                        for y in start[1]..start[1] + extent[1] {
+                            for voxel in rows.row(c, y, z)[xs.clone()].chunks_exact_mut(N) {
+                                voxel.copy_from_slice(&label);
                             }
+                        }
+                    }
+                    continue;
+                }
+                let bits = bits as usize;
+                // The packed indices of the block's voxels, up to its last one inside the
+                // chunk (blocks are padded to whole `block` shapes in the index space).
+                let last =
+                    (extent[0] - 1) + block[0] * ((extent[1] - 1) + block[1] * (extent[2] - 1));
+                let packed_len = ((last + 1) * bits).div_ceil(32) * 4;
+                let packed = tail(channel, h1 as usize)?
+                    .get(..packed_len)
+                    .ok_or("a block's encoded values lie past the end")?;
+                let mask = if bits == 32 {
+                    u32::MAX
+                } else {
+                    (1 << bits) - 1
+                };
+                for z in 0..extent[2] {
+                    for y in 0..extent[1] {
+                        let mut bit = block[0] * (y + block[1] * z) * bits;
+                        for voxel in
+                            rows.row(c, start[1] + y, start[2] + z)[xs.clone()].chunks_exact_mut(N)
+                        {
+                            let w = &packed[bit / 32 * 4..bit / 32 * 4 + 4];
+                            let w = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+                            let index = ((w >> (bit % 32)) & mask) as usize;
+                            let label = table
+                                .get(index * N..index * N + N)
+                                .ok_or("a lookup table index lies past the end")?;
+                            voxel.copy_from_slice(label);
+                            bit += bits;
                         }
                     }
                 }

@@ -8,8 +8,10 @@ pub mod compressed_segmentation;
 pub mod jpeg;
 pub mod png;
 pub mod raw;
+mod scratch;
 pub mod transport;
 
+pub use scratch::with_scratch;
 pub use transport::Compression;
 
 use crate::dtype::DType;
@@ -36,6 +38,12 @@ impl ChunkLayout {
     pub fn raw_len(&self) -> usize {
         self.voxels() * self.channels * self.dtype.itemsize()
     }
+}
+
+/// Where a decoder that writes in place puts a chunk: `row(c, y, z)` is the row of voxels
+/// `(0.., y, z)` of channel `c`, `shape[0]` little-endian values, all of which it writes.
+pub trait ChunkRows {
+    fn row(&mut self, c: usize, y: usize, z: usize) -> &mut [u8];
 }
 
 /// Checks that `encoding` can hold voxels of `dtype` with `channels` channels; the error
@@ -72,29 +80,6 @@ pub fn check(encoding: &Encoding, dtype: DType, channels: usize) -> Result<(), (
         }
         Encoding::Unsupported(name) => bad("encoding", format!("{name:?} is not supported")),
     }
-}
-
-/// Decoded chunks up to this size reuse one buffer per thread; larger ones are allocated.
-const MAX_KEPT_SCRATCH: usize = 16 << 20;
-
-thread_local! {
-    static DECODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Calls `f` with a buffer of `len` bytes whose contents are unspecified (this thread's,
-/// reused across calls up to [`MAX_KEPT_SCRATCH`]): writers assemble a chunk's voxels in it,
-/// sparing a fresh allocation and its page faults per chunk. Not re-entrant.
-pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-    if len > MAX_KEPT_SCRATCH {
-        return f(&mut vec![0u8; len]);
-    }
-    SCRATCH.with_borrow_mut(|buf| {
-        if buf.len() < len {
-            buf.resize(len, 0);
-        }
-        f(&mut buf[..len])
-    })
 }
 
 /// The most bytes any encoded chunk may inflate to, whatever its parameters say.
@@ -145,18 +130,13 @@ pub fn decode_as<R>(
     }
     let limit = stored_limit(encoding, layout);
     if let Encoding::CompressedSegmentation { block_size } = encoding {
-        if layout.raw_len() <= MAX_KEPT_SCRATCH {
-            // Decoded straight into a reused buffer: a fresh multi-MiB allocation per chunk
-            // costs a page fault per 4 KiB page, as much as the decoding itself.
-            return transport::with_decompressed_bounded(key, stored, declared, limit, |bytes| {
-                DECODED.with_borrow_mut(|out| {
-                    out.resize(layout.raw_len(), 0);
-                    compressed_segmentation::decode_into(bytes, layout, *block_size, out)
-                        .map(|()| f(out))
-                        .map_err(|reason| Error::decode(key, reason))
-                })
-            })?;
-        }
+        return transport::with_decompressed_bounded(key, stored, declared, limit, |bytes| {
+            scratch::with_decoded(layout.raw_len(), |out| {
+                compressed_segmentation::decode_into(bytes, layout, *block_size, out)
+                    .map(|()| f(out))
+                    .map_err(|reason| Error::decode(key, reason))
+            })
+        })?;
     }
     let voxels = transport::with_decompressed_bounded(key, stored, declared, limit, |bytes| {
         decode_plain(encoding, bytes, layout).map_err(|reason| Error::decode(key, reason))
@@ -169,6 +149,34 @@ pub fn decode_as<R>(
         )));
     }
     Ok(f(&voxels))
+}
+
+/// Whether [`decode_rows_as`] can decode chunks of `encoding` straight into a reader's
+/// output, row by row, with no decoded copy of the chunk in between.
+pub fn decodes_into_rows(encoding: &Encoding) -> bool {
+    matches!(encoding, Encoding::CompressedSegmentation { .. })
+}
+
+/// [`decode_as`] into `rows`, for an encoding that [`decodes_into_rows`].
+pub fn decode_rows_as(
+    encoding: &Encoding,
+    key: &str,
+    stored: &[u8],
+    declared: Compression,
+    layout: &ChunkLayout,
+    rows: &mut impl ChunkRows,
+) -> Result<()> {
+    let Encoding::CompressedSegmentation { block_size } = encoding else {
+        return Err(Error::internal(format!(
+            "{key}: encoding {:?} does not decode in place",
+            encoding.name()
+        )));
+    };
+    let limit = stored_limit(encoding, layout);
+    transport::with_decompressed_bounded(key, stored, declared, limit, |bytes| {
+        compressed_segmentation::decode_rows(bytes, layout, *block_size, rows)
+            .map_err(|reason| Error::decode(key, reason))
+    })?
 }
 
 fn decode_plain(

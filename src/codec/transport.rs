@@ -144,8 +144,6 @@ thread_local! {
         CompressionLvl::new(GZIP_LEVEL).unwrap_or_default(),
     ));
     static DECOMPRESSOR: RefCell<Decompressor> = RefCell::new(Decompressor::new());
-    /// Reused output buffer: a fresh multi-MiB allocation per chunk costs page faults.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Calls `f` with the decompressed contents of `bytes`, which must come to exactly
@@ -164,8 +162,7 @@ pub fn with_decompressed<R>(
     if kind == Compression::None {
         return check_len(key, bytes.len(), expected_len).map(|()| f(bytes));
     }
-    SCRATCH.with_borrow_mut(|scratch| {
-        scratch.resize(expected_len, 0);
+    super::scratch::with_inflated(expected_len, |scratch| {
         match decompress_into(kind, bytes, scratch) {
             Ok(n) if n == expected_len => Ok(f(scratch)),
             _ if bytes.len() == expected_len => Ok(f(bytes)),
@@ -192,12 +189,10 @@ pub fn with_decompressed_bounded<R>(
     if kind == Compression::None {
         return Ok(f(bytes));
     }
-    // Zeroed allocations are mapped lazily, so a generous limit costs only what is written.
-    let mut out = vec![0u8; limit];
-    match decompress_into(kind, bytes, &mut out) {
+    super::scratch::with_inflated(limit, |out| match decompress_into(kind, bytes, out) {
         Ok(n) => Ok(f(&out[..n])),
         Err(reason) => Err(Error::decode(key, reason)),
-    }
+    })
 }
 
 /// Decompresses into `out`, failing rather than growing past it.
