@@ -60,13 +60,15 @@ def ensure_raw_copy(data: Data, labels: np.ndarray) -> Path:
     return path
 
 
-def timed(read, box, repeats: int) -> list[float]:
-    times = []
+def timed_round_robin(rs: dict, box, repeats: int) -> dict[str, list[float]]:
+    """Each reader once per round, `repeats` rounds, so background load spreads evenly."""
+    times: dict[str, list[float]] = {name: [] for name in rs}
     for _ in range(repeats):
-        gc.collect()
-        t = time.perf_counter()
-        read(box)
-        times.append(time.perf_counter() - t)
+        for name, read in rs.items():
+            gc.collect()
+            t = time.perf_counter()
+            read(box)
+            times[name].append(time.perf_counter() - t)
     return times
 
 
@@ -131,10 +133,8 @@ def main() -> None:
                 raise SystemExit(f"W4 {layer}: {name} differs from the generated labels")
         del expected
         gc.collect()
-        measured = {
-            name: (timed(read, whole, p.repeats), peak_in_fresh_process(path, name, whole))
-            for name, read in rs.items()
-        }
+        times = timed_round_robin(rs, whole, p.repeats)
+        measured = {name: (times[name], peak_in_fresh_process(path, name, whole)) for name in rs}
         rows.append((layer, measured))
         print(layer, {k: (round(statistics.median(t), 4), pk) for k, (t, pk) in measured.items()})
     load1 = os.getloadavg()[0]
@@ -167,7 +167,7 @@ def main() -> None:
         f"chunks {'×'.join(map(str, CHUNKS))}; a `raw` copy and the `compressed_segmentation` "
         "copy, both without transport compression (all three readers read the same files).",
         "- **Method**: handles opened once; each reader's output checked against the labels "
-        f"first (the warm-up), then {p.repeats} reads each, reader by reader, median reported. "
+        f"first (the warm-up), then timed round-robin {p.repeats} times, median reported. "
         "Peak memory: in a fresh interpreter per reader, after opening the handle, how far the "
         "resident set rose above its level at the start of one read (`/proc/self/clear_refs`), "
         "output included, ÷ the output's size. No chunk caches; TensorStore `order='F'`, "
