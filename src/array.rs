@@ -2,13 +2,16 @@
 //! concurrently on the IO runtime, and decode each on the CPU pool straight into the
 //! caller's buffer. Writes paint the box into chunks (read-modify-write only for partly
 //! covered ones), encode them in parallel and store them concurrently.
+//!
+//! Reads and writes block the calling thread; async callers use [`BigArray::read_async`]
+//! and [`BigArray::write_async`] (tokio panics when its runtime's threads block).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use ndarray::{ArrayD, ArrayViewD, IxDyn, ShapeBuilder};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn, ShapeBuilder};
 use rayon::prelude::*;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -64,8 +67,9 @@ impl Default for OpenOptions {
     }
 }
 
-/// One scale of a Neuroglancer Precomputed layer.
-#[derive(Debug)]
+/// One scale of a Neuroglancer Precomputed layer. Cloning is cheap and shares the store,
+/// shard reader and cache.
+#[derive(Debug, Clone)]
 pub struct BigArray {
     pub(crate) chunks: Arc<ChunkStore>,
     /// Reads and rewrites shard files when the scale is sharded (and its spec valid).
@@ -1012,6 +1016,16 @@ impl BigArray {
         shape
     }
 
+    fn check_shape(&self, bbox: &Bbox, shape: &[usize]) -> Result<()> {
+        let needed = self.array_shape(bbox);
+        if shape != needed.as_slice() {
+            return Err(Error::invalid(format!(
+                "array of shape {shape:?} does not fit box {bbox:?} (needs {needed:?})"
+            )));
+        }
+        Ok(())
+    }
+
     fn check_element<T: Element>(&self) -> Result<()> {
         if T::DTYPE != self.dtype() {
             return Err(Error::invalid(format!(
@@ -1035,16 +1049,26 @@ impl BigArray {
         ArrayD::from_shape_vec(IxDyn(&shape).f(), values).map_err(|e| Error::invalid(e.to_string()))
     }
 
+    /// Reads `bbox` into `out`, an array of the caller's of shape `[x, y, z]` (`[x, y, z, c]`)
+    /// in any memory order: straight into its memory when it is Fortran-contiguous, through
+    /// a temporary array otherwise.
+    pub fn read_into_view<T: Element>(&self, bbox: &Bbox, mut out: ArrayViewMutD<T>) -> Result<()> {
+        self.check_element::<T>()?;
+        self.check_shape(bbox, out.shape())?;
+        // Fortran order is the standard layout of the reversed axes.
+        match out.view_mut().reversed_axes().as_slice_mut() {
+            Some(values) => self.read_into(bbox, bytemuck::cast_slice_mut(values)),
+            None => {
+                out.assign(&self.read::<T>(bbox)?);
+                Ok(())
+            }
+        }
+    }
+
     /// Writes an array of shape `[x, y, z]` (`[x, y, z, c]`) into `bbox`.
     pub fn write<T: Element>(&self, bbox: &Bbox, data: ArrayViewD<T>) -> Result<()> {
         self.check_element::<T>()?;
-        let shape = self.array_shape(bbox);
-        if data.shape() != shape.as_slice() {
-            return Err(Error::invalid(format!(
-                "array of shape {:?} does not fit box {bbox:?} (needs {shape:?})",
-                data.shape()
-            )));
-        }
+        self.check_shape(bbox, data.shape())?;
         // Fortran order is the standard layout of the reversed axes.
         let fortran = data.t();
         match fortran.as_slice() {
@@ -1055,6 +1079,35 @@ impl BigArray {
             }
         }
     }
+
+    /// [`BigArray::read`] for async callers, on any executor: the blocking methods must not
+    /// run on an executor's threads (they wait for the crate's IO runtime and CPU pool, and
+    /// tokio forbids blocking inside its runtime). The read runs on a blocking thread of the
+    /// crate's IO runtime; the calling task is free while it does.
+    pub async fn read_async<T: Element>(&self, bbox: Bbox) -> Result<ArrayD<T>> {
+        let this = self.clone();
+        off_executor(move || this.read::<T>(&bbox)).await
+    }
+
+    /// [`BigArray::write`] for async callers, as [`BigArray::read_async`]; `data` is moved
+    /// into the write.
+    pub async fn write_async<T: Element>(&self, bbox: Bbox, data: ArrayD<T>) -> Result<()> {
+        let this = self.clone();
+        off_executor(move || this.write(&bbox, data.view())).await
+    }
+}
+
+/// Runs blocking work on a blocking thread of the IO runtime, as a future any executor can
+/// await.
+async fn off_executor<R: Send + 'static>(
+    work: impl FnOnce() -> Result<R> + Send + 'static,
+) -> Result<R> {
+    runtime::io()
+        .spawn_blocking(move || {
+            catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|p| Err(Error::from_panic(p)))
+        })
+        .await
+        .map_err(|e| Error::internal(format!("a blocking read or write task failed: {e}")))?
 }
 
 /// Runs a store future to completion from a thread outside the IO runtime.

@@ -226,3 +226,80 @@ fn decoding_in_place_matches_decoding_then_copying() -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[test]
+fn reads_into_views_in_any_memory_order() -> Result<(), Error> {
+    let a = BigArray::create(
+        "memory://engine-views",
+        &spec(DType::U16, 2),
+        true,
+        OpenOptions::default(),
+    )?;
+    let b = bbox([-7, 3, 101], [33, 39, 108]);
+    let data = ArrayD::from_shape_fn(IxDyn(&[40, 36, 7, 2]).f(), |i| {
+        (i[0] + 40 * i[1] + 7 * i[2] + 1000 * i[3]) as u16
+    });
+    a.write(&b, data.view())?;
+    let mut fortran = ArrayD::<u16>::zeros(IxDyn(&[40, 36, 7, 2]).f());
+    a.read_into_view(&b, fortran.view_mut())?;
+    assert_eq!(fortran, data);
+    let mut c_order = ArrayD::<u16>::zeros(IxDyn(&[40, 36, 7, 2]));
+    a.read_into_view(&b, c_order.view_mut())?;
+    assert_eq!(c_order, data);
+    // A strided view of a larger array: every other x.
+    let mut wide = ArrayD::<u16>::zeros(IxDyn(&[80, 36, 7, 2]).f());
+    a.read_into_view(
+        &b,
+        wide.slice_each_axis_mut(|ax| match ax.axis.index() {
+            0 => ndarray::Slice::new(0, None, 2),
+            _ => ndarray::Slice::from(..),
+        }),
+    )?;
+    assert_eq!(
+        wide.slice_each_axis(|ax| match ax.axis.index() {
+            0 => ndarray::Slice::new(0, None, 2),
+            _ => ndarray::Slice::from(..),
+        }),
+        data
+    );
+    assert_eq!(wide[[1, 0, 0, 0]], 0);
+    assert!(a
+        .read_into_view(&b, ArrayD::<u16>::zeros(IxDyn(&[40, 36, 7])).view_mut())
+        .is_err());
+    assert!(a
+        .read_into_view(&b, ArrayD::<u8>::zeros(IxDyn(&[40, 36, 7, 2])).view_mut())
+        .is_err());
+    Ok(())
+}
+
+#[test]
+fn async_reads_and_writes_run_inside_a_callers_runtime() -> Result<(), Error> {
+    let a = BigArray::create(
+        "memory://engine-async",
+        &spec(DType::U16, 1),
+        true,
+        OpenOptions::default(),
+    )?;
+    let b = bbox([-7, 3, 101], [33, 39, 108]);
+    let data = ArrayD::from_shape_fn(IxDyn(&[40, 36, 7]).f(), |i| (i[0] * i[1] + i[2]) as u16);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| Error::InvalidArgument {
+            reason: e.to_string(),
+        })?;
+    // On the caller's tokio runtime, where the blocking methods would panic.
+    let back = runtime.block_on(async {
+        a.write_async(b, data.clone()).await?;
+        a.read_async::<u16>(b).await
+    })?;
+    assert_eq!(back, data);
+    // On another executor, and with errors carried back.
+    let read = futures::executor::block_on(a.read_async::<u16>(b))?;
+    assert_eq!(read, data);
+    let wrong = futures::executor::block_on(a.read_async::<u8>(b));
+    assert!(
+        matches!(wrong, Err(Error::InvalidArgument { .. })),
+        "{wrong:?}"
+    );
+    Ok(())
+}

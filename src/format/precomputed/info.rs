@@ -186,7 +186,7 @@ pub struct LayerSpec {
     pub resolution: [f64; 3],
     pub num_channels: usize,
     pub encoding: String,
-    /// Scale keys that parameterise the encoding (see [`ENCODING_OPTIONS`]).
+    /// Scale keys that parameterise the encoding (see `ENCODING_OPTIONS`).
     pub encoding_options: Map<String, Value>,
     pub layer_type: String,
     /// `None` (unsharded), `"auto"`, or a `sharding` object (see

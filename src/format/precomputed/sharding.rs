@@ -633,7 +633,7 @@ impl ShardReader {
     /// Every answer of one read must come from the version of the shard file the first one
     /// came from (the same ETag, where the store has them), and cached indexes are used only
     /// with the version they came from: a shard another writer replaces in between is read
-    /// again from the start (up to [`CHANGED_RETRIES`] times), never pieced together from
+    /// again from the start (up to `CHANGED_RETRIES` times), never pieced together from
     /// two versions.
     pub async fn read(&self, shard: u64, ids: &[u64]) -> Result<Vec<Option<Bytes>>> {
         for _ in 0..CHANGED_RETRIES {
