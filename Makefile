@@ -85,6 +85,7 @@ bench: build
 	$(PY) benches/bench_codecs.py
 	$(PY) benches/bench_seg.py
 	$(PY) benches/bench_write.py
+	$(PY) benches/bench_scaling.py
 	$(PY) benches/targets.py
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS seconds each (default 60), seeded from
