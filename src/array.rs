@@ -23,12 +23,15 @@ use crate::format::precomputed::sharding::{self, ShardReader};
 use crate::format::precomputed::{ChunkStore, Encoding, Info, LayerSpec, Scale, Stored};
 use crate::geometry::{Bbox, BoxCopy};
 use crate::runtime;
-use crate::store::{self, Store};
+use crate::store::{self, Expected, Store};
 
 /// `info` files larger than this are refused rather than read into memory.
 const MAX_INFO_BYTES: usize = 64 << 20;
 /// Chunks written per round of fetch → encode → store; bounds the encoded bytes held.
 const WRITE_BATCH: usize = 64;
+/// Times a partly covered chunk is read, painted and put again when other writers keep
+/// replacing it first (stores with conditional puts).
+const MAX_RMW_ROUNDS: u32 = 32;
 
 /// The chunks of one shard a write touches: the shard number and `(grid cell, chunk id)`.
 type ShardCells = (u64, Vec<([u64; 3], u64)>);
@@ -759,51 +762,101 @@ impl BigArray {
         Ok(())
     }
 
+    /// Writes the chunks `cells` of `bbox`. Chunks the box covers in part keep their other
+    /// voxels: they are read, painted and put back, and where the store puts conditionally
+    /// ([`Store::conditional_puts`]) a chunk that another writer replaced in between is
+    /// read and painted again, so overlapping writers lose nothing.
     fn write_batch(&self, bbox: &Bbox, data: &[u8], cells: &[[u64; 3]]) -> Result<()> {
         let grid = self.scale().grid;
         let compression = self.compression();
-        // Partly covered chunks keep their other voxels: fetch them first.
-        let partial: Vec<(usize, String)> = cells
-            .iter()
-            .enumerate()
-            .filter(|(_, &g)| !bbox.contains(&grid.chunk_box(g)))
-            .map(|(i, &g)| (i, self.chunk_key(g)))
-            .collect();
         let chunks = self.chunks.clone();
-        let mut existing: Vec<Option<Stored>> = vec![None; cells.len()];
-        for (i, bytes) in block_on(
-            futures::stream::iter(partial)
-                .map(|(i, key)| {
-                    let chunks = chunks.clone();
-                    async move { chunks.fetch_declared(&key).await.map(|b| (i, b)) }
-                })
-                .buffer_unordered(self.options.concurrency)
-                .try_collect::<Vec<_>>(),
-        )? {
-            existing[i] = bytes;
+        let mut todo: Vec<usize> = (0..cells.len()).collect();
+        for round in 1.. {
+            let mut existing: Vec<(Option<Stored>, Option<Expected>)> =
+                vec![(None, None); cells.len()];
+            let partial = todo
+                .iter()
+                .filter(|&&i| !bbox.contains(&grid.chunk_box(cells[i])))
+                .map(|&i| (i, self.chunk_key(cells[i])));
+            for (i, found) in block_on(
+                futures::stream::iter(partial)
+                    .map(|(i, key)| {
+                        let chunks = chunks.clone();
+                        async move {
+                            chunks
+                                .fetch_for_update(&key, compression)
+                                .await
+                                .map(|f| (i, f))
+                        }
+                    })
+                    .buffer_unordered(self.options.concurrency)
+                    .try_collect::<Vec<_>>(),
+            )? {
+                existing[i] = found;
+            }
+            let encoded: Vec<(usize, String, Vec<u8>)> = runtime::cpu().install(|| {
+                todo.par_iter()
+                    .map(|&i| {
+                        let key = self.chunk_key(cells[i]);
+                        let url = self.chunks.store().url_of(&key);
+                        let old = existing[i]
+                            .0
+                            .as_ref()
+                            .map(|(b, declared)| (&b[..], *declared));
+                        let bytes =
+                            self.repaint_chunk(cells[i], bbox, data, old, compression, &url)?;
+                        Ok((i, key, bytes))
+                    })
+                    .collect::<Result<_>>()
+            })?;
+            let existing = &existing;
+            let outcomes = block_on(
+                futures::stream::iter(encoded)
+                    .map(|(i, key, bytes)| {
+                        let chunks = chunks.clone();
+                        async move {
+                            let expected = existing[i].1.as_ref();
+                            let stored = chunks
+                                .put_if(&key, Bytes::from(bytes), compression, expected)
+                                .await?;
+                            Ok::<_, Error>((i, stored))
+                        }
+                    })
+                    .buffer_unordered(self.options.concurrency)
+                    .try_collect::<Vec<_>>(),
+            )?;
+            todo = outcomes
+                .into_iter()
+                .filter(|&(_, stored)| !stored)
+                .map(|(i, _)| i)
+                .collect();
+            let Some(&first) = todo.first() else {
+                return Ok(());
+            };
+            self.rmw_pause_or_give_up(round, &self.chunk_key(cells[first]), todo.len())?;
         }
-        let encoded: Vec<(String, Vec<u8>)> = runtime::cpu().install(|| {
-            cells
-                .par_iter()
-                .zip(existing.par_iter())
-                .map(|(&g, old)| {
-                    let key = self.chunk_key(g);
-                    let url = self.chunks.store().url_of(&key);
-                    let old = old.as_ref().map(|(b, declared)| (&b[..], *declared));
-                    let bytes = self.repaint_chunk(g, bbox, data, old, compression, &url)?;
-                    Ok((key, bytes))
-                })
-                .collect::<Result<_>>()
-        })?;
-        block_on(
-            futures::stream::iter(encoded)
-                .map(|(key, bytes)| {
-                    let chunks = chunks.clone();
-                    async move { chunks.put(&key, Bytes::from(bytes), compression).await }
-                })
-                .buffer_unordered(self.options.concurrency)
-                .try_collect::<Vec<()>>(),
-        )?;
+        Ok(())
+    }
+
+    /// After read-modify-write round `round` found `conflicts` objects (the first `key`)
+    /// replaced by other writers: waits a little, differently in every writer, before the
+    /// next round, or gives up after [`MAX_RMW_ROUNDS`].
+    fn rmw_pause_or_give_up(&self, round: u32, key: &str, conflicts: usize) -> Result<()> {
+        if round >= MAX_RMW_ROUNDS {
+            return Err(Error::store(
+                &self.chunks.store().url_of(key),
+                format!(
+                    "other writers replaced this object (and {} more) between our read and \
+                     our write {MAX_RMW_ROUNDS} times in a row; the rest of the write was stored",
+                    conflicts - 1
+                ),
+            ));
+        }
+        let jitter = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_micros() % 1000);
+        let pause = (1u64 << round.min(7)) * 1000 + u64::from(jitter);
+        std::thread::sleep(std::time::Duration::from_micros(pause));
         Ok(())
     }
 
@@ -910,6 +963,8 @@ impl BigArray {
         Ok(())
     }
 
+    /// Writes one batch of shards. A shard the box covers in part is read, merged and put
+    /// back, again if another writer replaced it in between (as in `write_batch`).
     fn write_shard_batch(
         &self,
         reader: &Arc<ShardReader>,
@@ -919,74 +974,99 @@ impl BigArray {
     ) -> Result<()> {
         let spec = reader.spec();
         let store = self.chunks.store().clone();
-        // The existing contents of shards the box covers only in part.
-        let partial: Vec<(usize, String)> = batch
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, members))| !covers_shard(members[0].0))
-            .map(|(i, (shard, _))| (i, reader.shard_key(*shard)))
-            .collect();
-        let mut existing: Vec<std::collections::BTreeMap<u64, Bytes>> =
-            vec![Default::default(); batch.len()];
-        let files = block_on(
-            futures::stream::iter(partial)
-                .map(|(i, key)| {
-                    let store = store.clone();
-                    async move { store.get(&key).await.map(|b| (i, key, b)) }
-                })
-                .buffer_unordered(self.options.concurrency)
-                .try_collect::<Vec<_>>(),
-        )?;
-        runtime::cpu()
-            .install(|| {
-                files
-                    .into_par_iter()
-                    .filter_map(|(i, key, file)| file.map(|f| (i, key, f)))
-                    .map(|(i, key, file)| {
-                        sharding::decode_shard(spec, &store.url_of(&key), &file).map(|c| (i, c))
+        let conditional = store.conditional_puts();
+        let mut todo: Vec<usize> = (0..batch.len()).collect();
+        for round in 1.. {
+            // The existing contents of shards the box covers only in part.
+            let partial = todo
+                .iter()
+                .filter(|&&i| !covers_shard(batch[i].1[0].0))
+                .map(|&i| (i, reader.shard_key(batch[i].0)));
+            let files = block_on(
+                futures::stream::iter(partial)
+                    .map(|(i, key)| {
+                        let store = store.clone();
+                        async move {
+                            let found = store.get_for_update(&key).await?;
+                            Ok::<_, Error>((i, key, found))
+                        }
                     })
-                    .collect::<Result<Vec<_>>>()
-            })?
-            .into_iter()
-            .for_each(|(i, chunks)| existing[i] = chunks);
-        // Encode every touched chunk of the batch in parallel, then assemble the shards.
-        let jobs: Vec<(usize, [u64; 3], u64)> = batch
-            .iter()
-            .enumerate()
-            .flat_map(|(i, (_, members))| members.iter().map(move |&(g, id)| (i, g, id)))
-            .collect();
-        let shards: Vec<(String, Vec<u8>)> = runtime::cpu().install(|| -> Result<_> {
-            let encoded: Vec<(usize, u64, Bytes)> = jobs
-                .par_iter()
-                .map(|&(i, g, id)| Ok((i, id, encode(g, id, existing[i].get(&id))?)))
-                .collect::<Result<_>>()?;
-            for (i, id, bytes) in encoded {
-                existing[i].insert(id, bytes);
+                    .buffer_unordered(self.options.concurrency)
+                    .try_collect::<Vec<_>>(),
+            )?;
+            let mut existing: Vec<std::collections::BTreeMap<u64, Bytes>> =
+                vec![Default::default(); batch.len()];
+            let mut expected: Vec<Option<Expected>> = vec![None; batch.len()];
+            for (i, _, found) in &files {
+                expected[*i] = match found {
+                    Some((_, _, version)) => version.clone(),
+                    None => conditional.then_some(Expected::Absent),
+                };
             }
-            existing
-                .par_iter()
-                .zip(batch.par_iter())
-                .map(|(chunks, (shard, _))| {
-                    Ok((
-                        reader.shard_key(*shard),
-                        sharding::encode_shard(spec, chunks)?,
-                    ))
-                })
-                .collect::<Result<_>>()
-        })?;
-        drop(existing);
-        // Shard objects never carry Content-Encoding: plain puts.
-        block_on(
-            futures::stream::iter(shards)
-                .map(|(key, bytes)| {
-                    let store = store.clone();
-                    async move { store.put(&key, Bytes::from(bytes)).await }
-                })
-                .buffer_unordered(self.options.concurrency)
-                .try_collect::<Vec<()>>(),
-        )?;
-        for (shard, _) in batch {
-            reader.forget(*shard);
+            runtime::cpu()
+                .install(|| {
+                    files
+                        .into_par_iter()
+                        .filter_map(|(i, key, found)| found.map(|(file, _, _)| (i, key, file)))
+                        .map(|(i, key, file)| {
+                            sharding::decode_shard(spec, &store.url_of(&key), &file).map(|c| (i, c))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })?
+                .into_iter()
+                .for_each(|(i, chunks)| existing[i] = chunks);
+            // Encode every touched chunk in parallel, then assemble the shards.
+            let jobs: Vec<(usize, [u64; 3], u64)> = todo
+                .iter()
+                .flat_map(|&i| batch[i].1.iter().map(move |&(g, id)| (i, g, id)))
+                .collect();
+            let shards: Vec<(usize, String, Vec<u8>)> =
+                runtime::cpu().install(|| -> Result<_> {
+                    let encoded: Vec<(usize, u64, Bytes)> = jobs
+                        .par_iter()
+                        .map(|&(i, g, id)| Ok((i, id, encode(g, id, existing[i].get(&id))?)))
+                        .collect::<Result<_>>()?;
+                    for (i, id, bytes) in encoded {
+                        existing[i].insert(id, bytes);
+                    }
+                    todo.par_iter()
+                        .map(|&i| {
+                            let shard = reader.shard_key(batch[i].0);
+                            Ok((i, shard, sharding::encode_shard(spec, &existing[i])?))
+                        })
+                        .collect::<Result<_>>()
+                })?;
+            drop(existing);
+            // Shard objects never carry Content-Encoding.
+            let expected = &expected;
+            let outcomes = block_on(
+                futures::stream::iter(shards)
+                    .map(|(i, key, bytes)| {
+                        let store = store.clone();
+                        async move {
+                            let bytes = Bytes::from(bytes);
+                            let stored = match &expected[i] {
+                                Some(expected) => store.put_if(&key, bytes, None, expected).await?,
+                                None => store.put(&key, bytes).await.map(|()| true)?,
+                            };
+                            Ok::<_, Error>((i, stored))
+                        }
+                    })
+                    .buffer_unordered(self.options.concurrency)
+                    .try_collect::<Vec<_>>(),
+            )?;
+            for (shard, _) in batch {
+                reader.forget(*shard);
+            }
+            todo = outcomes
+                .into_iter()
+                .filter(|&(_, stored)| !stored)
+                .map(|(i, _)| i)
+                .collect();
+            let Some(&first) = todo.first() else {
+                return Ok(());
+            };
+            self.rmw_pause_or_give_up(round, &reader.shard_key(batch[first].0), todo.len())?;
         }
         Ok(())
     }

@@ -13,9 +13,13 @@ request: the next ``count`` requests that ``match`` get
   client's connection is reset before it gets the answer;
 - ``"truncate"``: the answer is cut off halfway through its body, then the connection is reset;
 - ``"stall"``: no answer at all until the proxy stops;
-- ``"slow"``: the answer trickles in ``slow_bytes`` bytes every ``slow_interval`` seconds.
+- ``"slow"``: the answer trickles in ``slow_bytes`` bytes every ``slow_interval`` seconds;
+- ``"gate"``: held until all ``count`` of them have arrived, then forwarded together (to
+  make two clients read the same version of an object).
 
-``count=None`` makes a fault persistent. ``log`` records ``(method, path, fault)`` of every
+``count=None`` makes a fault persistent. With ``serialize_writes``, PUT, POST and DELETE
+requests reach the server one at a time: a real store checks a conditional put atomically,
+moto does not. ``log`` records ``(method, path, fault)`` of every
 request seen.
 """
 
@@ -29,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-FAULTS = ("500", "503", "reset", "reset_after_upstream", "truncate", "stall", "slow")
+FAULTS = ("500", "503", "reset", "reset_after_upstream", "truncate", "stall", "slow", "gate")
 
 
 @dataclass
@@ -51,10 +55,13 @@ class FaultyProxy:
     upstream: tuple[str, int]
     slow_bytes: int = 64
     slow_interval: float = 0.05
+    serialize_writes: bool = False
     log: list[Request] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._plans: list[Plan] = []
+        self._gate: threading.Barrier | None = None
+        self._writing = threading.Lock()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._sock = socket.create_server(("127.0.0.1", 0))
@@ -76,6 +83,10 @@ class FaultyProxy:
         """Faults the next ``count`` requests (all, for ``None``) that ``match(method, path)``."""
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}")
+        if fault == "gate":
+            if count is None:
+                raise ValueError("a gate needs a count")
+            self._gate = threading.Barrier(count, timeout=20)
         with self._lock:
             self._plans.append(Plan(fault, count, match or (lambda m, p: True)))
 
@@ -155,7 +166,13 @@ class FaultyProxy:
                     while not self._stop.wait(0.1):
                         pass
                     return
-                response = self._forward(lines, body)
+                if fault == "gate" and self._gate is not None:
+                    self._gate.wait()
+                if self.serialize_writes and method in ("PUT", "POST", "DELETE"):
+                    with self._writing:
+                        response = self._forward(lines, body)
+                else:
+                    response = self._forward(lines, body)
                 if fault == "reset_after_upstream":
                     _reset(conn)
                 elif fault == "truncate":

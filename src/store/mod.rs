@@ -20,6 +20,22 @@ use crate::error::{Error, Result};
 pub use cloud::Scheme;
 pub use object::ObjectStoreBackend;
 
+/// What a conditional put ([`Store::put_if`]) expects the key to hold still.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// Nothing: the key must still be absent.
+    Absent,
+    /// The version read: an ETag and/or a store-specific version (a GCS generation).
+    Version {
+        e_tag: Option<String>,
+        version: Option<String>,
+    },
+}
+
+/// A value read for replacing: its bytes, its declared `Content-Encoding`, and what a
+/// conditional put must expect ([`Store::get_for_update`]).
+pub type ForUpdate = (Bytes, Option<String>, Option<Expected>);
+
 /// A key-value store holding one layer. Keys are `/`-separated and relative to the layer.
 #[async_trait]
 pub trait Store: Send + Sync + Debug {
@@ -37,6 +53,36 @@ pub trait Store: Send + Sync + Debug {
 
     /// Stores `value` under `key` atomically: readers see the old value or the new one.
     async fn put(&self, key: &str, value: Bytes) -> Result<()>;
+
+    /// Whether [`Store::put_if`] is atomic here (memory, S3 and GCS); elsewhere replacing
+    /// a value is last-writer-wins.
+    fn conditional_puts(&self) -> bool {
+        false
+    }
+
+    /// [`Store::get_with_encoding`] plus, where [`Store::conditional_puts`], the version to
+    /// expect when replacing the value.
+    async fn get_for_update(&self, key: &str) -> Result<Option<ForUpdate>> {
+        Ok(self
+            .get_with_encoding(key)
+            .await?
+            .map(|(bytes, encoding)| (bytes, encoding, None)))
+    }
+
+    /// [`Store::put_encoded`] only if `key` still holds `expected`: `false`, having stored
+    /// nothing, when another writer changed it first. Stores without
+    /// [`Store::conditional_puts`] store unconditionally.
+    async fn put_if(
+        &self,
+        key: &str,
+        value: Bytes,
+        content_encoding: Option<&'static str>,
+        expected: &Expected,
+    ) -> Result<bool> {
+        let _ = expected;
+        self.put_encoded(key, value, content_encoding).await?;
+        Ok(true)
+    }
 
     /// Removes `key`; an absent key is not an error.
     async fn delete(&self, key: &str) -> Result<()>;

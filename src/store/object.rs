@@ -14,12 +14,13 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutOptions,
+    Attribute, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    UpdateVersion,
 };
 
 use super::cloud::{self, Scheme};
 use super::local_read;
-use super::{Store, StoreOptions};
+use super::{Expected, ForUpdate, Store, StoreOptions};
 use crate::error::{Error, Result};
 
 /// A store backed by any `object_store` implementation, rooted at a prefix.
@@ -32,7 +33,8 @@ pub struct ObjectStoreBackend {
     /// Remote stores: each operation ends by then, retries included.
     deadline: Option<Duration>,
     /// Remote stores: how often a response body cut off mid-transfer is fetched again
-    /// (see [`is_body_error`]).
+    /// (see [`is_body_error`]), and a failed conditional put is tried again (see
+    /// `put_if`); the configured `retries`.
     body_retries: usize,
     /// Object stores keep Content-Encoding; file systems and memory do not.
     remote: bool,
@@ -40,6 +42,19 @@ pub struct ObjectStoreBackend {
     /// (see `local_read`).
     local_root: Option<PathBuf>,
     read_only: bool,
+    /// What identifies the version a conditional put expects.
+    versions: Versions,
+}
+
+/// How a store names versions for conditional puts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Versions {
+    /// No conditional puts: the local file system (object_store cannot) and HTTP (read-only).
+    None,
+    /// By ETag (If-Match / If-None-Match): memory and S3.
+    ETag,
+    /// By generation (`x-goog-if-generation-match`): GCS.
+    Generation,
 }
 
 impl fmt::Debug for ObjectStoreBackend {
@@ -80,6 +95,11 @@ impl ObjectStoreBackend {
                 remote: true,
                 local_root: None,
                 read_only: c.read_only,
+                versions: match scheme {
+                    Scheme::S3 => Versions::ETag,
+                    Scheme::Gcs => Versions::Generation,
+                    Scheme::Http => Versions::None,
+                },
             });
         }
         cloud::reject_for_local(url, options)?;
@@ -114,11 +134,13 @@ impl ObjectStoreBackend {
         let store = Self::rooted(Arc::new(inner), url.trim_end_matches('/').to_string());
         Ok(ObjectStoreBackend {
             local_root: Some(root),
+            versions: Versions::None,
             ..store
         })
     }
 
-    /// A local store already rooted at the layer.
+    /// A memory store (or, with `local_root` and `versions` set after, a local one) already
+    /// rooted at the layer.
     fn rooted(inner: Arc<dyn ObjectStore>, url: String) -> Self {
         ObjectStoreBackend {
             inner,
@@ -129,6 +151,7 @@ impl ObjectStoreBackend {
             remote: false,
             local_root: None,
             read_only: false,
+            versions: Versions::ETag,
         }
     }
 
@@ -156,11 +179,7 @@ impl ObjectStoreBackend {
 
     /// Runs one store operation under the deadline, so a server that stops answering is an
     /// error naming the URL, never a hang.
-    async fn timed<T>(
-        &self,
-        key: &str,
-        op: impl Future<Output = object_store::Result<T>>,
-    ) -> Result<object_store::Result<T>> {
+    async fn timed<T>(&self, key: &str, op: impl Future<Output = T>) -> Result<T> {
         match self.deadline {
             None => Ok(op.await),
             Some(deadline) => tokio::time::timeout(deadline, op).await.map_err(|_| {
@@ -200,6 +219,32 @@ impl ObjectStoreBackend {
         .await
     }
 
+    /// Puts `value` under `key` in `mode`, declaring `content_encoding` where the store keeps
+    /// attributes; the outer error is ours (read-only store, bad key, deadline), the inner
+    /// object_store's, for the caller to interpret.
+    async fn put_with(
+        &self,
+        key: &str,
+        value: Bytes,
+        content_encoding: Option<&'static str>,
+        mode: PutMode,
+    ) -> Result<object_store::Result<()>> {
+        self.check_writable(key)?;
+        let path = self.path(key)?;
+        let mut attributes = Attributes::new();
+        // Only remote stores keep attributes; the local file system rejects them.
+        if let (Some(encoding), true) = (content_encoding, self.remote) {
+            attributes.insert(Attribute::ContentEncoding, encoding.into());
+        }
+        let options = PutOptions {
+            mode,
+            attributes,
+            ..Default::default()
+        };
+        let put = self.inner.put_opts(&path, value.into(), options);
+        Ok(self.timed(key, put).await?.map(|_| ()))
+    }
+
     fn check_writable(&self, key: &str) -> Result<()> {
         if self.read_only {
             return Err(Error::store(
@@ -209,6 +254,22 @@ impl ObjectStoreBackend {
         }
         Ok(())
     }
+}
+
+/// Whether a failed request may succeed if tried again: anything but an answer about the
+/// object or the caller's rights.
+fn is_transient(e: &object_store::Error) -> bool {
+    use object_store::Error::*;
+    !matches!(
+        e,
+        NotFound { .. }
+            | Precondition { .. }
+            | AlreadyExists { .. }
+            | NotImplemented { .. }
+            | PermissionDenied { .. }
+            | Unauthenticated { .. }
+            | InvalidPath { .. }
+    )
 }
 
 /// Whether `e` is a transfer that broke after the response had started (the connection reset
@@ -237,8 +298,8 @@ impl Store for ObjectStoreBackend {
     }
 
     async fn get_with_encoding(&self, key: &str) -> Result<Option<(Bytes, Option<String>)>> {
-        let path = self.path(key)?;
         if let Some(root) = &self.local_root {
+            let path = self.path(key)?;
             // `path` parsed: no `..` or empty segments, so the file lies under `root`.
             let file = root.join(path.as_ref());
             let read = tokio::task::spawn_blocking(move || local_read::read_file(&file));
@@ -248,21 +309,99 @@ impl Store for ObjectStoreBackend {
                 Err(e) => Err(Error::store(&self.url_of(key), e)),
             };
         }
+        Ok(self
+            .get_for_update(key)
+            .await?
+            .map(|(bytes, encoding, _)| (bytes, encoding)))
+    }
+
+    fn conditional_puts(&self) -> bool {
+        self.versions != Versions::None
+    }
+
+    async fn get_for_update(&self, key: &str) -> Result<Option<ForUpdate>> {
+        if self.local_root.is_some() {
+            return Ok(self
+                .get_with_encoding(key)
+                .await?
+                .map(|(bytes, encoding)| (bytes, encoding, None)));
+        }
+        let path = self.path(key)?;
         let fetch = || async {
-            match self.inner.get(&path).await {
-                Ok(r) => {
-                    let encoding = r
-                        .attributes
-                        .get(&Attribute::ContentEncoding)
-                        .map(|v| v.to_string());
-                    r.bytes().await.map(|bytes| (bytes, encoding))
-                }
-                Err(e) => Err(e),
-            }
+            let r = self.inner.get(&path).await?;
+            let encoding = r
+                .attributes
+                .get(&Attribute::ContentEncoding)
+                .map(|v| v.to_string());
+            // A server that names no version of the kind the store needs (an S3 look-alike
+            // without ETags, a GCS look-alike without generations) gets a plain put.
+            let named = match self.versions {
+                Versions::ETag => r.meta.e_tag.is_some(),
+                Versions::Generation => r.meta.version.is_some(),
+                Versions::None => false,
+            };
+            let expected = named.then(|| Expected::Version {
+                e_tag: r.meta.e_tag.clone(),
+                version: r.meta.version.clone(),
+            });
+            r.bytes().await.map(|bytes| (bytes, encoding, expected))
         };
         match self.timed_read(key, fetch).await? {
             Ok(got) => Ok(Some(got)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        value: Bytes,
+        content_encoding: Option<&'static str>,
+        expected: &Expected,
+    ) -> Result<bool> {
+        if !self.conditional_puts() {
+            self.put_encoded(key, value, content_encoding).await?;
+            return Ok(true);
+        }
+        let mode = match expected.clone() {
+            Expected::Absent => PutMode::Create,
+            Expected::Version { e_tag, version } => {
+                PutMode::Update(UpdateVersion { e_tag, version })
+            }
+        };
+        // object_store does not retry conditional puts (an attempt that failed after it was
+        // applied makes the next one fail its precondition). That is safe here: a false
+        // answer makes the caller read the object again and redo its change, which it then
+        // finds already made. So failed attempts are retried as plain puts are.
+        let attempts = async {
+            let mut attempt = 0;
+            loop {
+                match self
+                    .put_with(key, value.clone(), content_encoding, mode.clone())
+                    .await?
+                {
+                    Err(e) if attempt < self.body_retries && is_transient(&e) => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+                    }
+                    outcome => return Ok(outcome),
+                }
+            }
+        };
+        let outcome = self.timed(key, attempts).await??;
+        match outcome {
+            Ok(()) => Ok(true),
+            Err(
+                object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. },
+            ) => Ok(false),
+            // S3 stores configured with `conditional_put: disabled` (for S3-compatible
+            // servers without If-Match): last writer wins, as on local disks.
+            Err(object_store::Error::NotImplemented { .. }) => {
+                self.put_encoded(key, value, content_encoding).await?;
+                Ok(true)
+            }
             Err(e) => Err(self.error(key, e)),
         }
     }
@@ -294,20 +433,8 @@ impl Store for ObjectStoreBackend {
         value: Bytes,
         content_encoding: Option<&'static str>,
     ) -> Result<()> {
-        self.check_writable(key)?;
-        let path = self.path(key)?;
-        let mut attributes = Attributes::new();
-        // Only remote stores keep attributes; the local file system rejects them.
-        if let (Some(encoding), true) = (content_encoding, self.remote) {
-            attributes.insert(Attribute::ContentEncoding, encoding.into());
-        }
-        let options = PutOptions {
-            attributes,
-            ..Default::default()
-        };
-        self.timed(key, self.inner.put_opts(&path, value.into(), options))
+        self.put_with(key, value, content_encoding, PutMode::Overwrite)
             .await?
-            .map(|_| ())
             .map_err(|e| self.error(key, e))
     }
 

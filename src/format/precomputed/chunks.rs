@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::codec::Compression;
 use crate::error::Result;
-use crate::store::Store;
+use crate::store::{Expected, Store};
 
 /// A chunk's stored bytes, with the transport compression its key suffix or
 /// `Content-Encoding` declares.
@@ -58,38 +58,90 @@ impl ChunkStore {
                 .await?;
             if let Some((bytes, content_encoding)) = found {
                 self.hint.0.store(i, Ordering::Relaxed);
-                let declared = match (by_suffix, content_encoding) {
-                    (Compression::None, Some(value)) => Compression::from_content_encoding(&value),
-                    (by_suffix, _) => by_suffix,
-                };
-                return Ok(Some((bytes, declared)));
+                return Ok(Some((bytes, declared(by_suffix, content_encoding))));
             }
         }
         Ok(None)
     }
 
-    /// Stores an encoded chunk, then removes the other variants so that no reader can find
-    /// a stale copy first. On file systems the compression is a key suffix (`.gz`); in object
-    /// stores it is CloudVolume's convention there: the plain key with `Content-Encoding`.
-    pub async fn put(&self, key: &str, bytes: Bytes, compression: Compression) -> Result<()> {
-        let written = if self.store.encoding_in_metadata() {
-            self.store
-                .put_encoded(key, bytes, compression.content_encoding())
-                .await?;
-            Compression::None.suffix()
+    /// Where a chunk written with `compression` goes, and how the compression is declared:
+    /// in object stores CloudVolume's convention there, the plain key with
+    /// `Content-Encoding`; on file systems a key suffix (`.gz`).
+    fn target(&self, key: &str, compression: Compression) -> (Compression, String) {
+        let by_suffix = if self.store.encoding_in_metadata() {
+            Compression::None
         } else {
-            self.store
-                .put(&format!("{key}{}", compression.suffix()), bytes)
-                .await?;
-            compression.suffix()
+            compression
         };
+        (by_suffix, format!("{key}{}", by_suffix.suffix()))
+    }
+
+    /// [`fetch_declared`](Self::fetch_declared) for replacing the chunk with one written
+    /// with `compression`, plus what [`put_if`](Self::put_if) must then expect where the
+    /// store puts conditionally (`None` elsewhere).
+    pub async fn fetch_for_update(
+        &self,
+        key: &str,
+        compression: Compression,
+    ) -> Result<(Option<Stored>, Option<Expected>)> {
+        if !self.store.conditional_puts() {
+            return Ok((self.fetch_declared(key).await?, None));
+        }
+        let (by_suffix, target) = self.target(key, compression);
+        if let Some((bytes, encoding, expected)) = self.store.get_for_update(&target).await? {
+            return Ok((Some((bytes, declared(by_suffix, encoding))), expected));
+        }
+        // Nothing under the name the chunk will be written to: any old chunk is another
+        // variant, and the new one must find that name still free.
+        Ok((self.fetch_declared(key).await?, Some(Expected::Absent)))
+    }
+
+    /// Stores an encoded chunk, then removes the other variants so that no reader can find
+    /// a stale copy first.
+    pub async fn put(&self, key: &str, bytes: Bytes, compression: Compression) -> Result<()> {
+        self.put_if(key, bytes, compression, None).await.map(|_| ())
+    }
+
+    /// [`put`](Self::put) only if the chunk is still as `expected` (from
+    /// [`fetch_for_update`](Self::fetch_for_update); `None`: unconditionally): `false`,
+    /// having changed nothing, when another writer replaced it first.
+    pub async fn put_if(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        compression: Compression,
+        expected: Option<&Expected>,
+    ) -> Result<bool> {
+        let (by_suffix, target) = self.target(key, compression);
+        let declared = compression.content_encoding();
+        match expected {
+            Some(expected) => {
+                if !self
+                    .store
+                    .put_if(&target, bytes, declared, expected)
+                    .await?
+                {
+                    return Ok(false);
+                }
+            }
+            None => self.store.put_encoded(&target, bytes, declared).await?,
+        }
         let stale = Compression::PROBE_ORDER
             .into_iter()
-            .filter(|c| c.suffix() != written)
+            .filter(|c| c.suffix() != by_suffix.suffix())
             .map(|c| {
                 let key = format!("{key}{}", c.suffix());
                 async move { self.store.delete(&key).await }
             });
-        futures::future::try_join_all(stale).await.map(|_| ())
+        futures::future::try_join_all(stale).await.map(|_| true)
+    }
+}
+
+/// The compression a chunk found under a key with `by_suffix`'s suffix declares: the
+/// suffix's, or for a plain key its `Content-Encoding`.
+fn declared(by_suffix: Compression, content_encoding: Option<String>) -> Compression {
+    match (by_suffix, content_encoding) {
+        (Compression::None, Some(value)) => Compression::from_content_encoding(&value),
+        (by_suffix, _) => by_suffix,
     }
 }
