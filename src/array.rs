@@ -188,6 +188,24 @@ impl Painter<'_> {
         }
     }
 
+    /// How many leading bytes of chunk `cell`'s decoded voxels its targets read, when that
+    /// is at most half of them (a cutout ending early along the chunk's z axis): a gzip
+    /// stream decoder can stop there, which beats decoding the whole chunk with libdeflate.
+    fn short_prefix(&self, cell: [u64; 3], raw_len: usize) -> Option<usize> {
+        let a = self.array;
+        let chunk_box = a.scale().grid.chunk_box(cell);
+        let (channels, itemsize) = (a.num_channels(), a.dtype().itemsize());
+        let mut end = 0;
+        for &r in self.users.get(&cell)? {
+            let bbox = &self.targets[r].0;
+            if let Some(region) = chunk_box.intersect(bbox) {
+                end =
+                    end.max(BoxCopy::new(&chunk_box, bbox, &region, channels, itemsize).src_end());
+            }
+        }
+        (end <= raw_len / 2).then_some(end)
+    }
+
     /// Where chunk `cell` can be decoded in place: only into a target it alone overlaps,
     /// wholly inside it, which already holds zeros (so is initialised memory).
     fn in_place_target(&self, cell: [u64; 3]) -> Option<OutputRows> {
@@ -236,6 +254,19 @@ impl Painter<'_> {
                         return codec::decode_rows_as(
                             encoding, &url, &bytes, declared, &layout, &mut rows,
                         );
+                    }
+                }
+                // A cached chunk must be whole; otherwise the start of it may do.
+                let prefix = cache
+                    .is_none()
+                    .then(|| self.short_prefix(cell, layout.raw_len()))
+                    .flatten();
+                if let Some(prefix) = prefix {
+                    let paint = |voxels: &[u8]| self.paint(cell, Some(voxels));
+                    if codec::decode_prefix_as(encoding, &bytes, declared, &layout, prefix, paint)
+                        .is_some()
+                    {
+                        return Ok(());
                     }
                 }
                 codec::decode_as(encoding, &url, &bytes, declared, &layout, |voxels| {

@@ -206,6 +206,18 @@ impl BoxCopy {
         }
     }
 
+    /// How many leading bytes of the source the copy reads: the end of its last run.
+    pub fn src_end(&self) -> usize {
+        let [ex, ey, ez] = self.extent;
+        if ex == 0 || ey == 0 || ez == 0 || self.channels == 0 {
+            return 0;
+        }
+        let [sx, sy, sz] = self.src_at;
+        let s = self.src_shape;
+        let last = ((self.channels - 1) * s[2] + sz + ez - 1) * s[1] + sy + ey - 1;
+        (last * s[0] + sx + ex) * self.itemsize
+    }
+
     /// Where the region's row `(0.., y, z)` of channel `c` (region coordinates) lies in the
     /// destination: its byte offset and length.
     pub fn dst_row(&self, c: usize, y: usize, z: usize) -> (usize, usize) {
@@ -329,6 +341,26 @@ mod tests {
                         d[idx(dst, [x, y, z], ch)] = s[idx(src, [x, y, z], ch)];
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn src_end_is_where_the_last_run_ends() {
+        let src = Bbox::new([0, 0, 0], [6, 5, 4]).unwrap();
+        for (start, stop) in [
+            ([0, 0, 0], [6, 5, 4]),
+            ([1, 2, 0], [3, 3, 2]),
+            ([0, 0, 3], [6, 5, 4]),
+            ([5, 4, 0], [6, 5, 1]),
+            ([2, 0, 1], [4, 5, 3]),
+        ] {
+            let region = Bbox::new(start, stop).unwrap();
+            for channels in [1, 3] {
+                let copy = BoxCopy::new(&src, &region, &region, channels, 2);
+                let mut end = 0;
+                copy.for_each_run(|s, _, n| end = end.max(s + n));
+                assert_eq!(copy.src_end(), end, "{region:?} × {channels}");
             }
         }
     }

@@ -151,6 +151,31 @@ pub fn decode_as<R>(
     Ok(f(&voxels))
 }
 
+/// Calls `f` with a buffer of `layout.raw_len()` bytes whose first `prefix` hold the start
+/// of a raw gzip chunk, decoded no further (the rest is unspecified): a cutout that ends
+/// early along the chunk's last axes needs no more. `None`, without calling `f`, for other
+/// encodings and compressions, and for data that breaks off or declares the wrong size (see
+/// [`transport::gunzip_prefix`]); the caller then decodes the whole chunk, which also
+/// reports what is wrong with it.
+pub fn decode_prefix_as<R>(
+    encoding: &Encoding,
+    stored: &[u8],
+    declared: Compression,
+    layout: &ChunkLayout,
+    prefix: usize,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Option<R> {
+    // A chunk exactly as long as its voxels may be plain data that happens to start like
+    // gzip (see `transport::with_decompressed`): only the whole-chunk path can tell.
+    let raw_len = layout.raw_len();
+    if !matches!(encoding, Encoding::Raw) || prefix >= raw_len || stored.len() == raw_len {
+        return None;
+    }
+    scratch::with_inflated(raw_len, |out| {
+        transport::gunzip_prefix(stored, declared, raw_len, &mut out[..prefix]).then(|| f(out))
+    })
+}
+
 /// Whether [`decode_rows_as`] can decode chunks of `encoding` straight into a reader's
 /// output, row by row, with no decoded copy of the chunk in between.
 pub fn decodes_into_rows(encoding: &Encoding) -> bool {

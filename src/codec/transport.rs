@@ -195,6 +195,29 @@ pub fn with_decompressed_bounded<R>(
     })
 }
 
+/// Fills `out` with the first `out.len()` bytes that `bytes`, a gzip stream of
+/// `expected_len` bytes, decompresses to, decoding no further (a stream decoder stops where
+/// `out` ends): for readers that need only the start of a chunk. `false` when the data is
+/// not gzip (as sniffed or `declared`), breaks off before `out` is full, or declares another
+/// size in its trailer (ISIZE, the size mod 2^32): a stream too long or cut off is left to
+/// the whole-chunk decoder, which reports it. The checksum covers the whole stream, so it
+/// goes unchecked here.
+pub fn gunzip_prefix(
+    bytes: &[u8],
+    declared: Compression,
+    expected_len: usize,
+    out: &mut [u8],
+) -> bool {
+    use std::io::Read;
+    let size = (expected_len as u32).to_le_bytes();
+    declared.resolve(bytes) == Compression::Gzip
+        && bytes.len() >= 18
+        && bytes[bytes.len() - 4..] == size
+        && flate2::bufread::GzDecoder::new(bytes)
+            .read_exact(out)
+            .is_ok()
+}
+
 /// Decompresses into `out`, failing rather than growing past it.
 fn decompress_into(kind: Compression, bytes: &[u8], out: &mut [u8]) -> Result<usize, String> {
     let cap = out.len();
@@ -307,6 +330,26 @@ mod tests {
         let none = Compression::None;
         assert!(with_decompressed("k", &[1, 2, 3], none, 4, |_| ()).is_err());
         assert!(with_decompressed("k", &[0x1f, 0x8b, 0, 0, 0], none, 9, |_| ()).is_err());
+    }
+
+    #[test]
+    fn gzip_prefixes_stop_early_and_refuse_streams_of_another_size() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let packed = Compression::Gzip.compress(&data).unwrap();
+        let (mut out, none, n) = (vec![0u8; 1000], Compression::None, data.len());
+        assert!(gunzip_prefix(&packed, none, n, &mut out));
+        assert_eq!(out, data[..1000]);
+        // Declared another size, cut off, not gzip, or shorter than the prefix.
+        assert!(!gunzip_prefix(&packed, none, n + 1, &mut out));
+        assert!(!gunzip_prefix(
+            &packed[..packed.len() - 10],
+            none,
+            n,
+            &mut out
+        ));
+        assert!(!gunzip_prefix(&data, none, n, &mut out));
+        let short = Compression::Gzip.compress(&data[..500]).unwrap();
+        assert!(!gunzip_prefix(&short, none, 500, &mut out));
     }
 
     #[test]
