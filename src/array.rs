@@ -856,30 +856,39 @@ impl BigArray {
                     .buffer_unordered(self.options.concurrency)
                     .try_collect::<Vec<_>>(),
             )?;
-            todo = outcomes
-                .into_iter()
-                .filter(|&(_, stored)| !stored)
-                .map(|(i, _)| i)
-                .collect();
-            let Some(&first) = todo.first() else {
-                return Ok(());
-            };
-            self.rmw_pause_or_give_up(round, &self.chunk_key(cells[first]), todo.len())?;
+            match self.conflicts_after(round, outcomes, |i| self.chunk_key(cells[i]))? {
+                Some(again) => todo = again,
+                None => return Ok(()),
+            }
         }
         Ok(())
     }
 
-    /// After read-modify-write round `round` found `conflicts` objects (the first `key`)
-    /// replaced by other writers: waits a little, differently in every writer, before the
-    /// next round, or gives up after [`MAX_RMW_ROUNDS`].
-    fn rmw_pause_or_give_up(&self, round: u32, key: &str, conflicts: usize) -> Result<()> {
+    /// The objects whose conditional put failed in read-modify-write round `round`
+    /// (`outcomes`: index and whether it was stored), to be read and painted again after a
+    /// short pause, different in every writer; `None` when all were stored. Gives up after
+    /// [`MAX_RMW_ROUNDS`] with an error naming the first (`key_of` an index).
+    fn conflicts_after(
+        &self,
+        round: u32,
+        outcomes: Vec<(usize, bool)>,
+        key_of: impl Fn(usize) -> String,
+    ) -> Result<Option<Vec<usize>>> {
+        let again: Vec<usize> = outcomes
+            .into_iter()
+            .filter(|&(_, stored)| !stored)
+            .map(|(i, _)| i)
+            .collect();
+        let Some(&first) = again.first() else {
+            return Ok(None);
+        };
         if round >= MAX_RMW_ROUNDS {
             return Err(Error::store(
-                &self.chunks.store().url_of(key),
+                &self.chunks.store().url_of(&key_of(first)),
                 format!(
                     "other writers replaced this object (and {} more) between our read and \
                      our write {MAX_RMW_ROUNDS} times in a row; the rest of the write was stored",
-                    conflicts - 1
+                    again.len() - 1
                 ),
             ));
         }
@@ -888,7 +897,7 @@ impl BigArray {
             .map_or(0, |d| d.subsec_micros() % 1000);
         let pause = (1u64 << round.min(7)) * 1000 + u64::from(jitter);
         std::thread::sleep(std::time::Duration::from_micros(pause));
-        Ok(())
+        Ok(Some(again))
     }
 
     /// The stored bytes of chunk `g` once `bbox`'s part of `data` is painted over it: over
@@ -1089,15 +1098,10 @@ impl BigArray {
             for (shard, _) in batch {
                 reader.forget(*shard);
             }
-            todo = outcomes
-                .into_iter()
-                .filter(|&(_, stored)| !stored)
-                .map(|(i, _)| i)
-                .collect();
-            let Some(&first) = todo.first() else {
-                return Ok(());
-            };
-            self.rmw_pause_or_give_up(round, &reader.shard_key(batch[first].0), todo.len())?;
+            match self.conflicts_after(round, outcomes, |i| reader.shard_key(batch[i].0))? {
+                Some(again) => todo = again,
+                None => return Ok(()),
+            }
         }
         Ok(())
     }
