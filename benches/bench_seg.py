@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_codecs import CHUNKS, DATA, SCALES, Data, readers
+from bench_codecs import CHUNKS, DATA, SCALES, Data, readers, time_all
 from cloudvolume import CloudVolume
 from report import cpu_model, peak_rss_above_baseline, record_metrics, version, write_section
 
@@ -58,18 +58,6 @@ def ensure_raw_copy(data: Data, labels: np.ndarray) -> Path:
         vol[0:nx, 0:ny, z0 : z0 + CHUNKS[2]] = np.asarray(labels[:, :, z0 : z0 + CHUNKS[2]])
     (path / "done").touch()
     return path
-
-
-def timed_round_robin(rs: dict, box, repeats: int) -> dict[str, list[float]]:
-    """Each reader once per round, `repeats` rounds, so background load spreads evenly."""
-    times: dict[str, list[float]] = {name: [] for name in rs}
-    for _ in range(repeats):
-        for name, read in rs.items():
-            gc.collect()
-            t = time.perf_counter()
-            read(box)
-            times[name].append(time.perf_counter() - t)
-    return times
 
 
 def peak_in_fresh_process(layer_path: Path, reader: str, box) -> int:
@@ -133,7 +121,7 @@ def main() -> None:
                 raise SystemExit(f"W4 {layer}: {name} differs from the generated labels")
         del expected
         gc.collect()
-        times = timed_round_robin(rs, whole, p.repeats)
+        times = time_all(rs, whole, p.repeats)  # round-robin
         measured = {name: (times[name], peak_in_fresh_process(path, name, whole)) for name in rs}
         rows.append((layer, measured))
         print(layer, {k: (round(statistics.median(t), 4), pk) for k, (t, pk) in measured.items()})
