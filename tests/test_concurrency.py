@@ -354,6 +354,23 @@ def test_overlapping_partial_chunk_writes_in_s3(moto: Moto, conditional: bool) -
             assert len(puts) == 1 + 2
 
 
+def test_a_partial_write_of_an_absent_s3_chunk_asks_for_each_variant_once(moto: Moto) -> None:
+    """Reading for a conditional put costs no extra request: the name the chunk will be
+    written under is asked for first (for its ETag), then only the other variants."""
+    host, port = moto.endpoint.removeprefix("http://").split(":")
+    with FaultyProxy((host, int(port))) as proxy:
+        url = f"s3://{moto.bucket()}/l"
+        options = moto.options(endpoint=proxy.url)
+        layer = BigArray.create(
+            url, shape=(16, 16, 16), dtype="uint8", chunks=CHUNKS, storage_options=options
+        )
+        layer[0:8, :, :] = 1
+        chunk = "0-16_0-16_0-16"
+        gets = [r.path for r in proxy.log if r.method == "GET" and chunk in r.path]
+        assert len(gets) == len(set(gets)) == 4, gets  # plain, .gz, .zst, .br
+        np.testing.assert_array_equal(layer[0:9, 0, 0], [1] * 8 + [0])
+
+
 def test_overlapping_writers_lose_nothing_in_memory() -> None:
     """Eight threads, each painting its own band of the same two chunks (and, sharded, of
     the same shard) ten times over: every write is a read-modify-write racing the others."""

@@ -47,11 +47,20 @@ impl ChunkStore {
     /// by its suffix (`.br`), else by its `Content-Encoding` (`br`). Brotli needs this, having
     /// no magic number; the decoders still sniff gzip and zstd whatever is declared.
     pub async fn fetch_declared(&self, key: &str) -> Result<Option<Stored>> {
+        self.probe(key, None).await
+    }
+
+    /// [`fetch_declared`](Self::fetch_declared), not asking for the variant with `skip`'s
+    /// suffix (already known absent).
+    async fn probe(&self, key: &str, skip: Option<Compression>) -> Result<Option<Stored>> {
         let first = self.hint.0.load(Ordering::Relaxed);
         let order = std::iter::once(first)
             .chain((0..Compression::PROBE_ORDER.len()).filter(|&i| i != first));
         for i in order {
             let by_suffix = Compression::PROBE_ORDER[i];
+            if skip.is_some_and(|s| s.suffix() == by_suffix.suffix()) {
+                continue;
+            }
             let found = self
                 .store
                 .get_with_encoding(&format!("{key}{}", by_suffix.suffix()))
@@ -93,7 +102,8 @@ impl ChunkStore {
         }
         // Nothing under the name the chunk will be written to: any old chunk is another
         // variant, and the new one must find that name still free.
-        Ok((self.fetch_declared(key).await?, Some(Expected::Absent)))
+        let other = self.probe(key, Some(by_suffix)).await?;
+        Ok((other, Some(Expected::Absent)))
     }
 
     /// Stores an encoded chunk, then removes the other variants so that no reader can find
