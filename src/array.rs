@@ -96,8 +96,8 @@ pub struct OutBuffer {
 
 // SAFETY: an `OutBuffer` is an address; writing through it takes `read_many_raw`, whose
 // caller vouches for the buffer. Within one read, the decode tasks share the buffers and
-// only write through `BoxCopy::copy_to_ptr` / `zero_ptr`, each task the voxels of a
-// different chunk; chunks are disjoint boxes, so no two tasks touch the same byte, and the
+// only write through `BoxCopy::copy_to_ptr` / `zero_ptr` or `OutputRows`, each task the
+// voxels of a different chunk; chunks are disjoint boxes, so no two tasks touch the same byte, and the
 // read waits for every task (`in_place_scope`) before returning.
 unsafe impl Send for OutBuffer {}
 unsafe impl Sync for OutBuffer {}
@@ -249,24 +249,24 @@ impl Painter<'_> {
                 let url = a.chunks.store().url_of(key);
                 let layout = a.layout(&a.scale().grid.chunk_box(cell));
                 let encoding = &a.scale().encoding;
-                if cache.is_none() && codec::decodes_into_rows(encoding) {
-                    if let Some(mut rows) = self.in_place_target(cell) {
-                        return codec::decode_rows_as(
-                            encoding, &url, &bytes, declared, &layout, &mut rows,
-                        );
+                // A chunk the cache keeps must be decoded whole, into a buffer of its own;
+                // otherwise it may go straight into the output, or only its start be decoded.
+                if cache.is_none() {
+                    if codec::decodes_into_rows(encoding) {
+                        if let Some(mut rows) = self.in_place_target(cell) {
+                            return codec::decode_rows_as(
+                                encoding, &url, &bytes, declared, &layout, &mut rows,
+                            );
+                        }
                     }
-                }
-                // A cached chunk must be whole; otherwise the start of it may do.
-                let prefix = cache
-                    .is_none()
-                    .then(|| self.short_prefix(cell, layout.raw_len()))
-                    .flatten();
-                if let Some(prefix) = prefix {
-                    let paint = |voxels: &[u8]| self.paint(cell, Some(voxels));
-                    if codec::decode_prefix_as(encoding, &bytes, declared, &layout, prefix, paint)
-                        .is_some()
-                    {
-                        return Ok(());
+                    if let Some(prefix) = self.short_prefix(cell, layout.raw_len()) {
+                        let paint = |voxels: &[u8]| self.paint(cell, Some(voxels));
+                        let decoded = codec::decode_prefix_as(
+                            encoding, &bytes, declared, &layout, prefix, paint,
+                        );
+                        if decoded.is_some() {
+                            return Ok(());
+                        }
                     }
                 }
                 codec::decode_as(encoding, &url, &bytes, declared, &layout, |voxels| {
