@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
 import threading
 import uuid
 import warnings
@@ -59,19 +61,79 @@ CASTS = [
     ("uint8", np.uint8, [0, 255, 7]),
     ("float32-nan", np.float32, [np.nan, np.inf, 3.0]),
 ]
+#: What NumPy's casting="same_kind" lets into uint16 (the default for writes).
+SAME_KIND = {"float64": False, "int64": False, "bool": True, "uint8": True, "float32-nan": False}
 
 
 @pytest.mark.parametrize("name, kind, values", CASTS, ids=[c[0] for c in CASTS])
-def test_numeric_values_cast_as_numpy_setitem_casts(name, kind, values):
-    # The same (possibly lossy) cast as `ndarray.__setitem__`: what NumPy stores, we store.
+def test_unsafe_casting_casts_as_numpy_setitem_casts(name, kind, values):
+    # Asked for explicitly, the same (possibly lossy) cast as `ndarray.__setitem__`.
     a = layer()
     value = np.resize(np.array(values, dtype=kind), (4, 4, 4))
     ref = np.zeros((4, 4, 4), np.uint16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # NaN -> int
         ref[...] = value
-        a[0:4, 0:4, 0:4] = value
+        a.write((slice(0, 4), slice(0, 4), slice(0, 4)), value, casting="unsafe")
     np.testing.assert_array_equal(a[0:4, 0:4, 0:4], ref)
+
+
+@pytest.mark.parametrize("name, kind, values", CASTS, ids=[c[0] for c in CASTS])
+@pytest.mark.parametrize("aligned", [True, False], ids=["aligned", "unaligned"])
+def test_default_casting_is_numpys_same_kind(name, kind, values, aligned):
+    a = layer()
+    a[:, :, :] = 5
+    value = np.resize(np.array(values, dtype=kind), (4, 4, 4))
+    box = (slice(0, 8), slice(0, 8), slice(0, 4)) if aligned else (slice(1, 5),) * 3
+    value = np.resize(value, a[box].shape)
+    assert np.can_cast(value.dtype, np.uint16, "same_kind") == SAME_KIND[name]
+    if SAME_KIND[name]:
+        a[box] = value
+        np.testing.assert_array_equal(a[box], value.astype(np.uint16))
+        return
+    with pytest.raises(TypeError, match=f"{value.dtype} values into a uint16 layer.*unsafe"):
+        a[box] = value
+    assert (a[:, :, :] == 5).all()  # nothing written
+
+
+@pytest.mark.parametrize("value", [0.5, [0.5, 1.0], np.float32(2.0)], ids=str)
+def test_floats_into_an_integer_layer_are_refused(value):
+    # The new user's case: floats in [0, 1) into uint8 used to store zeros silently.
+    a = layer(dtype="uint8")
+    a[:, :, :] = 9
+    with pytest.raises(TypeError, match="float.* values into a uint8 layer"):
+        a[0:2, 0:1, 0:1] = value
+    assert (a[:, :, :] == 9).all()
+
+
+@pytest.mark.parametrize(
+    "value, shown", [(1e6, None), (300, "300"), (-1, "-1"), ([1, 2, 256], "256"), (2**70, None)]
+)
+def test_out_of_range_python_integers_overflow(value, shown):
+    a = layer(dtype="uint8")
+    a[:, :, :] = 9
+    if isinstance(value, float):  # 1e6 is a float: refused as floats are
+        with pytest.raises(TypeError, match="float64 values into a uint8 layer"):
+            a[0:3, 0:1, 0:1] = value
+    else:
+        with pytest.raises(OverflowError, match=f"{shown or value} is out of range.*uint8"):
+            a[0:3, 0:1, 0:1] = value
+    assert (a[:, :, :] == 9).all()
+
+
+def test_python_integers_that_fit_write_into_any_integer_type():
+    fits = [("uint8", 255), ("int8", -128), ("uint64", 2**64 - 1), ("int64", -(2**63))]
+    for dtype, value in fits:
+        a = layer(dtype=dtype)
+        a[0:3, 0:1, 0:1] = value
+        a[5, 5, 1:4] = [value, 0, value]
+        assert a[0, 0, 0] == value and a[5, 5, 3] == value and a[5, 5, 2] == 0
+
+
+def test_bad_casting_names_the_choices():
+    a = layer()
+    with pytest.raises(bigarrays.InvalidArgumentError, match="casting must be one of"):
+        a.write((slice(0, 1),) * 3, 1, casting="sometimes")
 
 
 def test_python_scalars_and_lists_write():
@@ -319,3 +381,18 @@ def test_a_shard_rewritten_by_another_handle_is_read_anew(tmp_path, where):
     b[0:8, 0:8, 0:4] = 9  # chunk 0 lands before chunk 1 in the rewritten shard
     assert (a[8:16, 0:8, 0:4] == 5).all()
     assert (a[0:8, 0:8, 0:4] == 9).all()
+
+
+def test_to_dask_without_dask_says_how_to_install_it(tmp_path):
+    # A child whose import system has no dask, as a user's environment without the extra.
+    code = (
+        "import sys; sys.modules['dask'] = None; sys.modules['dask.array'] = None\n"
+        "from bigarrays import BigArray\n"
+        "a = BigArray.create('memory://x', shape=(4, 4, 4), dtype='uint8', chunks=(4, 4, 4))\n"
+        "try:\n"
+        "    a.to_dask()\n"
+        "except ModuleNotFoundError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert 'pip install "bigarrays[dask]"' in out.stdout, out.stdout + out.stderr

@@ -93,12 +93,12 @@ def test_writes_cast_broadcast_and_keep_neighbours():
     ref = np.zeros((20, 20, 20), np.uint8)
     a[3:17, 5:6, 2:19] = 7  # scalar, unaligned: read-modify-write of edge chunks
     ref[3:17, 5:6, 2:19] = 7
-    a[0:20, 0:20, 4] = np.arange(20)  # broadcast along y, integer index on z
+    a[0:20, 0:20, 4] = np.arange(20, dtype=np.uint8)  # broadcast along y, integer index on z
     ref[0:20, 0:20, 4] = np.arange(20)
     value = np.array([300.7, -1.5])  # steps and unsafe casting, as ndarray.__setitem__ does
-    a[::3, 1, 1:3] = value
+    a.write((slice(None, None, 3), 1, slice(1, 3)), value, casting="unsafe")
     ref[::3, 1, 1:3] = value
-    a[1, 1, 1] = 3.9
+    a.write((1, 1, 1), 3.9, casting="unsafe")
     ref[1, 1, 1] = 3.9
     np.testing.assert_array_equal(a[:, :, :], ref)
 
@@ -170,3 +170,60 @@ def test_cutouts_touching_many_chunks():
         np.testing.assert_array_equal(
             a[x : x + 30, y : y + 40, z : z + 4], ref[x : x + 30, y : y + 40, z : z + 4]
         )
+
+
+# -- iteration, masks, help ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_channels", [1, 2])
+def test_iteration_goes_over_x_inside_the_bounds(num_channels):
+    rng = np.random.default_rng(7)
+    shape = (19, 6, 5)
+    full = shape + ((num_channels,) if num_channels > 1 else ())
+    ref = random_volume(rng, full, "uint16")
+    a = BigArray.create(memory_url(), shape=shape, dtype="uint16", chunks=(4, 4, 4),
+                        voxel_offset=(-7, 2, 3), num_channels=num_channels)  # fmt: skip
+    a[a.bounds] = ref
+    assert len(a) == 19
+    planes = list(a)  # ends: integer indexing never raises, so this used to run forever
+    assert len(planes) == len(a)
+    for i, plane in enumerate(planes):
+        np.testing.assert_array_equal(plane, ref[i])
+        np.testing.assert_array_equal(plane, a[a.voxel_offset[0] + i])
+        assert plane.flags.f_contiguous
+    assert [p.shape for p in iter(a)] == [full[1:]] * 19
+
+
+def test_iteration_reads_in_slabs_when_a_plane_is_large(monkeypatch):
+    import bigarrays._bigarray as module
+
+    monkeypatch.setattr(module, "_SLAB_BYTES", 100)  # smaller than one chunk-thick slab
+    a = BigArray.create(memory_url(), shape=(10, 8, 3), dtype="uint8", chunks=(4, 4, 3))
+    ref = np.arange(240, dtype=np.uint8).reshape(10, 8, 3)
+    a[a.bounds] = ref
+    np.testing.assert_array_equal(np.stack(list(a)), ref)
+
+
+def test_in_is_numpys_any_equal():
+    a = BigArray.create(memory_url(), shape=(30, 5, 4), dtype="uint8", chunks=(8, 8, 4))
+    a[25, 3, 2] = 77
+    assert 77 in a
+    assert 0 in a
+    assert 78 not in a
+
+
+def test_masks_and_index_arrays_are_refused_clearly():
+    a = BigArray.create(memory_url(), shape=(8, 8, 8), dtype="uint8", chunks=(4, 4, 4))
+    mask = np.zeros((8, 8, 8), bool)
+    for key in [mask, (mask[:, 0, 0], 1, 1), np.array([1, 2]), ([1, 2], 0, 0), True]:
+        with pytest.raises(IndexError, match="masks and integer arrays are not supported"):
+            a[key]
+        with pytest.raises(IndexError, match="a\\[box\\]\\[mask\\]"):
+            a[key] = 1
+
+
+def test_help_explains_indexing():
+    assert "absolute voxel coordinates" in BigArray.__getitem__.__doc__
+    assert "never counted from the end" in BigArray.__getitem__.__doc__
+    assert "read as 0" in BigArray.__getitem__.__doc__
+    assert "casting" in BigArray.__setitem__.__doc__

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import json
+import math
 import os
 import sys
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from . import _core, _selection
+from ._memory import memory_bytes
 from .errors import InvalidArgumentError, RequestTooLargeError
 
 _FORMATS = (None, "precomputed", "h5s", "aligned", "hdf5")
@@ -22,27 +23,68 @@ _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 #: with a warning, or fail deep inside with an unrelated message).
 _UNCASTABLE_KINDS = {"c": "complex", "O": "object", "S": "bytes", "U": "string",
                      "V": "structured", "M": "datetime", "m": "timedelta"}  # fmt: skip
+#: NumPy's casting rules, loosest last; writes default to "same_kind", as TensorStore
+#: refuses implicit lossy conversions.
+_CASTINGS = ("no", "equiv", "safe", "same_kind", "unsafe")
+#: Bytes read at a time when iterating (a slab of whole chunks along x where it fits).
+_SLAB_BYTES = 64 << 20
 
 
-@functools.cache
-def _memory_bytes() -> int:
-    """This machine's physical memory: no single read or write buffer may exceed it.
-    Asked once: it is on the path of every read, including one-voxel ones."""
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # not POSIX: only the address space limits
-        return 2**63 - 1
+def _values_to_write(value: Any, dtype: np.dtype, casting: str, url: str) -> Any:
+    """``value`` ready to be assigned into voxels of ``dtype``, or an error if the cast would
+    lose what NumPy's ``casting`` rule protects (nothing is written then).
+
+    Arrays and NumPy scalars follow ``np.can_cast``. Python numbers (and lists of them)
+    have no dtype of their own, as in NumPy 2: an integer must fit the voxel type, and a
+    float may go into floats only. Other libraries' arrays (torch, dask) are converted
+    once, here.
+    """
+    if casting not in _CASTINGS:
+        raise InvalidArgumentError(f"casting must be one of {_CASTINGS}, got {casting!r}")
+    python_numbers = not hasattr(value, "dtype")
+    values = value if isinstance(value, (np.ndarray, np.generic)) else np.asarray(value)
+    if python_numbers and values.dtype.kind in "fO" and dtype.kind in "iu":
+        # NumPy turns [2**64 - 1, 0] into floats and 2**70 into an object: keep the
+        # integers exact, to check them against the voxel type's range below.
+        exact = np.asarray(value, dtype=object)
+        if _all_ints(exact):
+            values = exact
+    kind = values.dtype.kind
+    ints = python_numbers and (kind in "iu" or (kind == "O" and _all_ints(values)))
+    if kind in _UNCASTABLE_KINDS and not ints:
+        raise TypeError(
+            f"{url}: cannot write {_UNCASTABLE_KINDS[kind]} values into a {dtype} layer; "
+            "pass numbers"
+        )
+    if casting == "unsafe":
+        return values
+    if ints and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if values.size and (values.min() < info.min or values.max() > info.max):
+            raise OverflowError(
+                f"{url}: Python integer {_extreme(values, info)} is out of range for the "
+                f"{dtype} layer [{info.min}, {info.max}]"
+            )
+        return values.astype(dtype)
+    if kind == "O" or not np.can_cast(values.dtype, dtype, casting):
+        raise TypeError(
+            f"{url}: writing {values.dtype} values into a {dtype} layer would lose data, "
+            f"which casting={casting!r} refuses (NumPy's rule); convert them first "
+            f"(value.astype({dtype.name!r})) or write with a.write(key, value, "
+            "casting='unsafe')"
+        )
+    return values
 
 
-def _value_kind(value: Any) -> str:
-    """The NumPy dtype kind of a value to write; "" when only NumPy's assignment can tell
-    (array-likes of other libraries are not converted twice)."""
-    dtype = getattr(value, "dtype", None)
-    if isinstance(dtype, np.dtype):
-        return dtype.kind
-    if np.isscalar(value) or isinstance(value, (list, tuple)):
-        return np.asarray(value).dtype.kind
-    return ""
+def _all_ints(values: np.ndarray) -> bool:
+    """Whether an object array holds only Python integers (too large for int64)."""
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in values.flat)
+
+
+def _extreme(values: np.ndarray, info: np.iinfo) -> int:
+    """The first value of ``values`` outside ``info``'s range, for the message."""
+    low, high = values.min(), values.max()
+    return int(low) if low < info.min else int(high)
 
 
 def _human(n: int) -> str:
@@ -459,7 +501,7 @@ class BigArray:
         """Refuses, before anything is allocated, a box whose buffer exceeds this machine's
         memory (``RequestTooLargeError``, a ``MemoryError``, with the size)."""
         n = self._box_bytes(sel)
-        limit = _memory_bytes()
+        limit = memory_bytes()
         if n > min(limit, sys.maxsize):
             shape = sel.box_shape + ((self.num_channels,) if self.num_channels > 1 else ())
             raise RequestTooLargeError(
@@ -477,6 +519,18 @@ class BigArray:
         return flat.view(self._dtype).reshape(shape, order="F")
 
     def __getitem__(self, key: object) -> np.ndarray:
+        """``a[key]``: the voxels ``key`` selects, as a new NumPy array.
+
+        Indexing follows NumPy except for coordinates: integers and slice bounds along x,
+        y and z are **absolute voxel coordinates** (``a[a.voxel_offset]`` is the first
+        voxel), and negative numbers are coordinates too, never counted from the end.
+        Omitted bounds are the layer's (``a[:, :, 10]`` is plane z=10). Voxels outside the
+        bounds read as 0, and so do missing chunks unless ``fill_missing=False``. Integers
+        drop their axis; slices take positive steps; ``...`` fills the remaining axes. A
+        multi-channel layer has a fourth axis, indexed as in NumPy (negatives from the
+        end). Boolean masks and integer arrays are refused: index the result instead
+        (``a[box][mask]``). Results are Fortran-ordered (x fastest), as stored.
+        """
         sel = _selection.parse(key, self._lo, self._hi, self.num_channels)
         return self._pick(sel, self._read_box(sel))
 
@@ -509,11 +563,11 @@ class BigArray:
         for s in sels:
             self._check_size(s, "reading the")
         total = sum(self._box_bytes(s) for s in sels)
-        if total > _memory_bytes():
+        if total > memory_bytes():
             raise RequestTooLargeError(
                 f"{self.url}: read_many of {len(sels)} boxes needs {total} bytes "
                 f"({_human(total)}) in all, more than this machine's "
-                f"{_human(_memory_bytes())} of memory; read them in smaller batches"
+                f"{_human(memory_bytes())} of memory; read them in smaller batches"
             )
         if isinstance(self._layer, _core.Layer):
             flats = self._layer.read_many([s.start for s in sels], [s.stop for s in sels])
@@ -528,31 +582,86 @@ class BigArray:
         return self._layer.cache_stats() if isinstance(self._layer, _core.Layer) else None
 
     def __setitem__(self, key: object, value: Any) -> None:
+        """``a[key] = value``: writes voxels, with the indexing rules of ``a[key]``.
+
+        ``value`` broadcasts to the selection as in NumPy. Casts that lose data are refused
+        with nothing written, as NumPy's ``casting="same_kind"`` refuses them: floats into
+        an integer layer raise ``TypeError``, a Python integer outside the voxel type's
+        range raises ``OverflowError``. Say it explicitly when you mean it:
+        ``a[key] = value.astype(a.dtype)`` or ``a.write(key, value, casting="unsafe")``.
+        Writing outside the bounds raises :class:`~bigarrays.errors.OutOfBoundsError`.
+        """
+        self.write(key, value)
+
+    def write(self, key: object, value: Any, *, casting: str = "same_kind") -> None:
+        """Writes ``value`` into the voxels ``key`` selects (``a[key] = value``), casting as
+        ``casting`` allows.
+
+        Parameters
+        ----------
+        key : index
+            As for ``a[key]``: absolute coordinates, slices with positive steps, ``...``.
+        value : array-like or scalar
+            Broadcast to the selection's shape.
+        casting : {"no", "equiv", "safe", "same_kind", "unsafe"}
+            NumPy's casting rule for the value's type into the layer's (default
+            ``"same_kind"``: float into integer is refused). Python numbers have no type
+            of their own: integers must fit the layer's type, floats go into floats only.
+            ``"unsafe"`` casts as ``ndarray.astype`` does (floats truncate, integers wrap).
+        """
         sel = _selection.parse(key, self._lo, self._hi, self.num_channels)
+        values = _values_to_write(value, self._dtype, casting, self.url)
         shape = sel.box_shape + ((self.num_channels,) if self.num_channels > 1 else ())
         if 0 in shape:
             return
-        kind = _value_kind(value)
-        if kind in _UNCASTABLE_KINDS:
-            raise TypeError(
-                f"{self.url}: cannot write {_UNCASTABLE_KINDS[kind]} values into a "
-                f"{self._dtype} layer; pass numbers (NumPy's casting rules apply to those)"
-            )
         self._check_size(sel, "writing the")
-        if (
-            sel.is_whole_box
-            and isinstance(value, np.ndarray)
-            and value.dtype == self._dtype
-            and value.shape == shape
-        ):
-            box = np.asfortranarray(value)
+        if sel.is_whole_box and values.dtype == self._dtype and values.shape == shape:
+            box = np.asfortranarray(values)
         else:
             # Steps or a subset of channels keep the other voxels: read them first.
             box = (
                 np.empty(shape, self._dtype, order="F") if sel.is_whole_box else self._read_box(sel)
             )
-            box[sel.index] = value  # NumPy's own casting and broadcasting rules
+            box[sel.index] = values  # checked above; NumPy's broadcasting rules
         self._layer.write(sel.start, sel.stop, box.reshape(-1, order="F").view(np.uint8))
+
+    # -- iteration ----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """The extent along x, the first axis (what iteration goes over), as ``len`` of a
+        NumPy array."""
+        return self.shape[0]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Yields the planes ``a[x]`` for every x inside the bounds, in order.
+
+        As iterating over a NumPy array yields its first axis: ``list(a)`` has ``len(a)``
+        planes and ``list(a)[i]`` equals ``a[a.voxel_offset[0] + i]`` (indexes are absolute
+        coordinates, iteration starts at the first voxel). The planes are read in slabs of
+        whole chunks (about 64 MiB), not one plane at a time, so each chunk is decoded once.
+        """
+        for slab in self._slabs():
+            for i in range(slab.shape[0]):
+                yield np.asfortranarray(slab[i])
+
+    def __contains__(self, value: object) -> bool:
+        """``value in a``: whether any voxel equals ``value``, as NumPy's
+        ``(a == value).any()``. Reads slab by slab and stops at the first match, so an
+        absent value reads the whole layer."""
+        return any(bool((slab == value).any()) for slab in self._slabs())
+
+    def _slabs(self) -> Iterator[np.ndarray]:
+        """The layer in slabs along x: whole chunks thick when a chunk-thick slab fits in
+        about 64 MiB, otherwise as many planes as fit (at least one)."""
+        x0, x1 = self._lo[0], self._hi[0]
+        plane = self._dtype.itemsize * self.num_channels * math.prod(self.shape[1:3])
+        chunk = self.chunks[0]
+        if chunk * plane <= _SLAB_BYTES:
+            thickness = chunk * (_SLAB_BYTES // (chunk * plane))
+        else:
+            thickness = max(1, _SLAB_BYTES // max(plane, 1))
+        for start in range(x0, x1, thickness):
+            yield self[start : min(start + thickness, x1)]
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         whole = self[self.bounds]

@@ -6,6 +6,13 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 
+#: What indexing supports, for the errors that refuse everything else.
+SUPPORTED = (
+    "index with integers (absolute voxel coordinates), slices with positive steps and '...'; "
+    "boolean masks and integer arrays are not supported: read a box, then index the NumPy "
+    "array it returns (a[box][mask])"
+)
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -40,14 +47,36 @@ def _spatial(key: object, lo: int, hi: int, axis: str) -> tuple[int, int, int | 
         stop = hi if key.stop is None else operator.index(key.stop)
         stop = max(stop, start)
         return start, stop, slice(None) if step == 1 else slice(None, None, step)
+    at = _integer(key, f"axis {axis}")
+    return at, at + 1, 0
+
+
+class UnsupportedIndexError(IndexError, TypeError):
+    """A mask or an integer array: NumPy would raise ``IndexError`` for an index it cannot
+    use, and before masks were refused by name they raised ``TypeError``; both catch it."""
+
+
+def _integer(key: object, where: str) -> int:
+    """An integer index; booleans and arrays (masks, fancy indexing) are refused."""
+    if isinstance(key, bool) or getattr(getattr(key, "dtype", None), "kind", "") == "b":
+        raise UnsupportedIndexError(f"{where}: boolean index {_short(key)}; {SUPPORTED}")
+    if getattr(key, "ndim", 0) != 0 or isinstance(key, (list, tuple)):
+        raise UnsupportedIndexError(f"{where}: array index {_short(key)}; {SUPPORTED}")
     try:
-        at = operator.index(key)
+        return operator.index(key)
     except TypeError:
         raise TypeError(
-            f"axis {axis}: index {key!r} is not an integer or a slice "
-            "(coordinates are absolute voxel coordinates; fancy indexing is not supported)"
+            f"{where}: index {_short(key)} is not an integer or a slice; {SUPPORTED}"
         ) from None
-    return at, at + 1, 0
+
+
+def _short(key: object) -> str:
+    """A key for a message: arrays by their shape and dtype, not their (huge) repr."""
+    shape, dtype = getattr(key, "shape", None), getattr(key, "dtype", None)
+    if shape is not None and dtype is not None:
+        return f"of shape {tuple(shape)} and dtype {dtype}"
+    text = repr(key)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse(
@@ -60,10 +89,12 @@ def parse(
     """
     keys = list(key) if isinstance(key, tuple) else [key]
     ndim = 3 + (num_channels > 1)
-    if keys.count(Ellipsis) > 1:
+    # Identity, not ==: an array among the keys would compare element-wise.
+    ellipses = [i for i, k in enumerate(keys) if k is Ellipsis]
+    if len(ellipses) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
-    if Ellipsis in keys:
-        at = keys.index(Ellipsis)
+    if ellipses:
+        at = ellipses[0]
         keys[at : at + 1] = [slice(None)] * (ndim - len(keys) + 1)
     if len(keys) > ndim:
         raise IndexError(f"too many indices: the array has {ndim} axes, got {len(keys)}")
@@ -78,7 +109,7 @@ def parse(
     if ndim == 4:
         channel = keys[3]
         if not isinstance(channel, slice):
-            channel = operator.index(channel)
+            channel = _integer(channel, "channel axis")
             if not -num_channels <= channel < num_channels:
                 raise IndexError(f"channel {channel} is out of range for {num_channels} channels")
         index.append(channel)
