@@ -44,7 +44,8 @@ def test_exit_codes_and_messages(tmp_path, capsys):
     assert run(["create", url, "--shape", "8,8,8", "--dtype", "uint16"]) == 0
     assert BigArray(url).dtype == np.uint16
     assert run(["create", url, "--shape", "8,8,8", "--dtype", "uint16"]) == 4
-    assert "already" in capsys.readouterr().err.lower()
+    err = capsys.readouterr().err
+    assert "already" in err.lower() and "--overwrite" in err and "overwrite=True" not in err
     assert run(["info", str(tmp_path / "missing")]) == 3
     assert "bigarrays: error:" in capsys.readouterr().err
     assert run(["create", url, "--shape", "8,8", "--dtype", "uint8"]) == 2
@@ -190,6 +191,18 @@ def test_serve_verb_prints_the_neuroglancer_source(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_serve_on_a_busy_port_names_the_port(tmp_path, capsys):
+    (tmp_path / "root").mkdir()
+    busy = make_server(tmp_path / "root", 0)
+    try:
+        port = busy.server_address[1]
+        assert run(["serve", str(tmp_path / "root"), "--port", str(port)]) == 1
+        err = capsys.readouterr().err
+        assert f"127.0.0.1:{port}" in err and "--port 0" in err, err
+    finally:
+        busy.server_close()
 
 
 def test_console_script_is_installed():

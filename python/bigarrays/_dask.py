@@ -48,8 +48,20 @@ class ZeroBased:
         self.array[self._shift(key)] = value
 
 
+def _dask_array() -> Any:
+    """``dask.array``, or an error that says how to install it (dask is an extra)."""
+    try:
+        import dask.array
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(
+            f'to_dask() and write_dask() need dask ({e}): pip install "bigarrays[dask]"',
+            name=e.name,
+        ) from e
+    return dask.array
+
+
 def to_dask(a: BigArray, chunks: tuple[int, int, int] | None) -> dask.array.Array:
-    import dask.array as da
+    da = _dask_array()
 
     voxel_bytes = a.dtype.itemsize * a.num_channels
     block = tuple(chunks) if chunks is not None else block_shape(a.chunks, voxel_bytes)
@@ -66,7 +78,7 @@ def store(darray: Any, a: BigArray, offset: tuple[int, int, int] | None = None) 
 
     See :meth:`BigArray.write_dask`.
     """
-    import dask.array as da
+    da = _dask_array()
 
     offset = tuple(a.voxel_offset if offset is None else (int(o) for o in offset))
     if darray.ndim != a.ndim:

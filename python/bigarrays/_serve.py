@@ -132,7 +132,15 @@ def make_server(directory: str | os.PathLike, port: int = 0, host: str = "127.0.
     def handler(*args, **kwargs):
         return LayerRequestHandler(*args, directory=str(root), **kwargs)
 
-    server = ThreadingHTTPServer((host, port), handler)
+    try:
+        server = ThreadingHTTPServer((host, port), handler)
+    except OSError as e:
+        # The bare "[Errno 98] Address already in use" names neither the port nor a way out.
+        raise OSError(
+            e.errno,
+            f"cannot serve on {host}:{port}: {e.strerror or e} "
+            "(pick another --port, or --port 0 for a free one)",
+        ) from e
     server.daemon_threads = True
     return server
 

@@ -105,7 +105,13 @@ def _x(values: Sequence[Any]) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace an existing info file.")
 def create(url: str, **options: Any) -> None:
     """Create an empty layer at URL (reads as zeros until written)."""
-    a = BigArray.create(url, **options)
+    try:
+        a = BigArray.create(url, **options)
+    except errors.LayerExistsError:
+        # The engine's message speaks Python (overwrite=True); here the flag is the way out.
+        raise errors.LayerExistsError(
+            f"{url}: a layer already exists here (pass --overwrite to replace it)"
+        ) from None
     click.echo(repr(a))
 
 
