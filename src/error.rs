@@ -9,6 +9,10 @@ pub enum Error {
     #[error("{url}: no layer here (no 'info' found)")]
     LayerNotFound { url: String },
 
+    /// What the URL names is not there: an HDF5 file, or the dataset asked for in one.
+    #[error("{url}: {reason}")]
+    NotFound { url: String, reason: String },
+
     /// `create` found an existing layer and was not told to overwrite it.
     #[error("{url}: a layer already exists here (pass overwrite=True to replace its info)")]
     LayerExists { url: String },

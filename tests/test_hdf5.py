@@ -14,7 +14,13 @@ import hdf5plugin
 import numpy as np
 import pytest
 
-from bigarrays import BigArray, ChunkDecodeError, MissingChunkError, OutOfBoundsError
+from bigarrays import (
+    BigArray,
+    ChunkDecodeError,
+    LayerNotFoundError,
+    MissingChunkError,
+    OutOfBoundsError,
+)
 
 BLOSC_FILTER_ID = 32001
 
@@ -339,3 +345,20 @@ def test_h5s_written_blocks_read_back_with_h5py(tmp_path, compression):
         np.testing.assert_array_equal(xyz, ref[sl])
     with pytest.raises(OutOfBoundsError):
         a[offset[0] : offset[0] + 65, offset[1], offset[2]] = 1
+
+
+def test_a_missing_dataset_is_layer_not_found_naming_what_is_there(tmp_path):
+    path = tmp_path / "vol.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("img", data=np.zeros((4, 4, 4), np.uint8))
+        f.create_dataset("main", data=np.zeros((4, 4, 4), np.uint8))
+        f.create_group("meta")
+    with pytest.raises(LayerNotFoundError) as e:
+        BigArray(str(path), dataset="nope")
+    message = str(e.value)
+    assert "no dataset 'nope'" in message and "vol.h5" in message, message
+    assert "it has: img, main" in message, message
+    with pytest.raises(LayerNotFoundError, match="it has: img, main"):
+        BigArray(str(path), dataset="meta")  # a group is not a dataset
+    with pytest.raises(LayerNotFoundError, match="absent.h5: no such file"):
+        BigArray(str(tmp_path / "absent.h5"), dataset="img")

@@ -529,6 +529,26 @@ impl H5Dataset {
     }
 }
 
+/// The paths of the datasets in `group` and the groups below it (h5py's names, without the
+/// leading `/`), sorted; at most 50, for a message.
+fn dataset_names(group: &hdf5::Group) -> Vec<String> {
+    const SHOWN: usize = 50;
+    let mut names = Vec::new();
+    let mut pending = vec![group.clone()];
+    while let Some(g) = pending.pop() {
+        if names.len() >= SHOWN {
+            break;
+        }
+        for d in g.datasets().unwrap_or_default() {
+            names.push(d.name().trim_start_matches('/').to_string());
+        }
+        pending.extend(g.groups().unwrap_or_default());
+    }
+    names.sort();
+    names.truncate(SHOWN);
+    names
+}
+
 /// A single HDF5 dataset as a layer: `BigArray("file.h5", dataset="img")`. Its h5py axes
 /// are reversed into `(x, y, z)` (plus channels for a 4D dataset), origin 0; read-only.
 #[derive(Debug)]
@@ -540,11 +560,26 @@ impl H5File {
     /// Opens dataset `name` of the file at `path` (a path or `file://` URL).
     pub fn open(path: &str, name: &str) -> Result<Self> {
         let path = PathBuf::from(path.strip_prefix("file://").unwrap_or(path));
+        let not_found = |reason: String| Error::NotFound {
+            url: path.display().to_string(),
+            reason,
+        };
         if !path.is_file() {
-            return Err(Error::LayerNotFound {
-                url: path.display().to_string(),
-            });
+            return Err(not_found("no such file".into()));
         }
+        // A missing dataset is the user's typo, not a corrupt file: say what the file has.
+        let file =
+            hdf5::File::open(&path).map_err(|e| h5_error(&path, "cannot open HDF5 file", e))?;
+        if !file.link_exists(name) || file.group(name).is_ok() {
+            let names = dataset_names(&file);
+            let has = if names.is_empty() {
+                "it has no datasets".to_string()
+            } else {
+                format!("it has: {}", names.join(", "))
+            };
+            return Err(not_found(format!("no dataset '{name}'; {has}")));
+        }
+        drop(file);
         Ok(H5File {
             dataset: H5Dataset::open(&path, name)?,
         })

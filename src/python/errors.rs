@@ -9,7 +9,7 @@ use crate::error::Error;
 
 fn class_name(e: &Error) -> &'static str {
     match e {
-        Error::LayerNotFound { .. } => "LayerNotFoundError",
+        Error::LayerNotFound { .. } | Error::NotFound { .. } => "LayerNotFoundError",
         Error::LayerExists { .. } => "LayerExistsError",
         Error::Info { .. } => "InfoError",
         Error::MissingChunk { .. } => "MissingChunkError",
