@@ -53,6 +53,23 @@ fn section(text: &str, name: &str) -> Option<Vec<(String, String)>> {
     found.map(|()| pairs)
 }
 
+/// Where [`settings`] looks, for messages: "profile 'x' in <credentials file> and <config
+/// file>".
+pub fn searched(name: Option<&str>) -> String {
+    let profile = name
+        .map(str::to_string)
+        .or_else(|| std::env::var("AWS_PROFILE").ok())
+        .unwrap_or_else(|| "default".to_string());
+    let shown = |var: &str, default: &str| {
+        file(var, default).map_or_else(|| format!("~/.aws/{default}"), |p| p.display().to_string())
+    };
+    format!(
+        "profile '{profile}' in {} and {}",
+        shown("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+        shown("AWS_CONFIG_FILE", "config")
+    )
+}
+
 /// The S3 configuration profile `name` (or `AWS_PROFILE`, or `default`) gives, as
 /// `(object_store key, value)` pairs. No profile files → nothing. A profile asked for by
 /// name that neither file has is an error.

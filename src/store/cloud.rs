@@ -83,6 +83,9 @@ pub struct Cloud {
     pub retries: usize,
     /// HTTP servers are read-only.
     pub read_only: bool,
+    /// S3 with no credentials but the instance-metadata service: its endpoint, and the
+    /// message that explains a failure to get credentials there.
+    pub missing_credentials: Option<(String, String)>,
 }
 
 /// The retry/timeout settings parsed from the options.
@@ -251,6 +254,7 @@ fn build_error(url: &str, e: object_store::Error) -> Error {
 pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Result<Cloud> {
     let (limits, rest) = split(scheme, options)?;
     let shown = redact(url);
+    let mut missing = None;
     let (store, prefix, read_only): (Arc<dyn ObjectStore>, Path, bool) = match scheme {
         Scheme::S3 => {
             let (bucket, path) = bucket_and_path(url)?;
@@ -289,6 +293,21 @@ pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Resul
             }
             if limits.anonymous {
                 b = b.with_skip_signature(true);
+            }
+            if !has_credentials(&b) {
+                let message = missing_credentials(&b, limits.profile.as_deref());
+                if !asks_instance_metadata(&b) {
+                    // Nothing could answer: say so now rather than fail on the first request.
+                    return Err(Error::PermissionDenied {
+                        url: shown,
+                        reason: message,
+                    });
+                }
+                // On AWS an instance role may answer; if it does not, errors say this.
+                let endpoint = b
+                    .get_config_value(&AmazonS3ConfigKey::MetadataEndpoint)
+                    .unwrap_or_else(|| DEFAULT_METADATA_ENDPOINT.to_string());
+                missing = Some((endpoint, message));
             }
             // Last, so that no AWS_BUCKET variable or option can point elsewhere.
             let s = b
@@ -352,7 +371,63 @@ pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Resul
         deadline: limits.deadline + limits.timeout,
         retries: limits.retries,
         read_only,
+        missing_credentials: missing,
     })
+}
+
+/// Where object_store asks for an EC2 instance role's credentials when it has no others.
+const DEFAULT_METADATA_ENDPOINT: &str = "http://169.254.169.254";
+
+/// Whether the S3 builder has a credential source other than the instance-metadata
+/// service: keys (from options, environment or profile), web identity, a container
+/// endpoint, or none needed (anonymous).
+fn has_credentials(b: &AmazonS3Builder) -> bool {
+    use AmazonS3ConfigKey as K;
+    let set = |key: K| b.get_config_value(&key).is_some_and(|v| !v.is_empty());
+    set(K::AccessKeyId)
+        || (set(K::WebIdentityTokenFile) && set(K::RoleArn))
+        || set(K::ContainerCredentialsRelativeUri)
+        || set(K::ContainerCredentialsFullUri)
+        || b
+            .get_config_value(&K::SkipSignature)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// Whether, lacking other credentials, asking the instance-metadata service can help: only
+/// for AWS itself (no endpoint, or an amazonaws.com one), and not where the AWS SDKs' own
+/// switch (`AWS_EC2_METADATA_DISABLED`) turns it off. A custom metadata endpoint counts as
+/// asked for.
+fn asks_instance_metadata(b: &AmazonS3Builder) -> bool {
+    let disabled = std::env::var("AWS_EC2_METADATA_DISABLED")
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let custom_metadata = b
+        .get_config_value(&AmazonS3ConfigKey::MetadataEndpoint)
+        .is_some();
+    let on_aws = b
+        .get_config_value(&AmazonS3ConfigKey::Endpoint)
+        .is_none_or(|e| {
+            let host = e.split("://").nth(1).unwrap_or(&e).split(['/', ':']).next();
+            host.is_some_and(|h| h.ends_with(".amazonaws.com") || h.ends_with(".amazonaws.com.cn"))
+        });
+    !disabled && (on_aws || custom_metadata)
+}
+
+/// The message for a store with no credentials: where they were looked for, and what reads
+/// public buckets.
+fn missing_credentials(b: &AmazonS3Builder, profile: Option<&str>) -> String {
+    let metadata = if asks_instance_metadata(b) {
+        "and the EC2 instance metadata service"
+    } else {
+        "not the EC2 instance metadata service (the endpoint is not AWS)"
+    };
+    format!(
+        "no AWS credentials found: looked in storage_options (aws_access_key_id, \
+         aws_secret_access_key), the environment (AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY, AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, \
+         AWS_CONTAINER_CREDENTIALS_RELATIVE_URI), {}, {metadata}; \
+         storage_options={{\"anonymous\": True}} reads public buckets",
+        aws_profile::searched(profile)
+    )
 }
 
 /// Rejects cloud-only options for stores that have no use for them.

@@ -44,6 +44,9 @@ pub struct ObjectStoreBackend {
     read_only: bool,
     /// What identifies the version a conditional put expects.
     versions: Versions,
+    /// S3 relying on the instance-metadata service for credentials: its endpoint, and what
+    /// to say when a request fails there (see `cloud::missing_credentials`).
+    missing_credentials: Option<(String, String)>,
 }
 
 /// How a store names versions for conditional puts.
@@ -95,6 +98,7 @@ impl ObjectStoreBackend {
                 remote: true,
                 local_root: None,
                 read_only: c.read_only,
+                missing_credentials: c.missing_credentials,
                 versions: match scheme {
                     Scheme::S3 => Versions::ETag,
                     Scheme::Gcs => Versions::Generation,
@@ -152,6 +156,7 @@ impl ObjectStoreBackend {
             local_root: None,
             read_only: false,
             versions: Versions::ETag,
+            missing_credentials: None,
         }
     }
 
@@ -168,6 +173,13 @@ impl ObjectStoreBackend {
     fn error(&self, key: &str, e: object_store::Error) -> Error {
         let url = self.url_of(key);
         let reason = cloud::scrub(&e.to_string());
+        if let Some((endpoint, message)) = &self.missing_credentials {
+            // The request never left: asking the metadata service for credentials failed.
+            if reason.contains(endpoint.as_str()) {
+                let reason = format!("{message} (the metadata service: {reason})");
+                return Error::PermissionDenied { url, reason };
+            }
+        }
         match e {
             object_store::Error::PermissionDenied { .. }
             | object_store::Error::Unauthenticated { .. } => {
