@@ -239,7 +239,7 @@ def test_out_of_bounds_write_changes_nothing(tmp_path):
 def test_wrong_value_shape_is_a_value_error():
     a = BigArray.create(f"memory://{uuid.uuid4().hex}", shape=(4, 4, 4), dtype="uint8")
     with pytest.raises(ValueError):
-        a[0:2, 0:2, 0:2] = np.zeros((3, 3, 3))
+        a[0:2, 0:2, 0:2] = np.zeros((3, 3, 3), np.uint8)
 
 
 def test_any_mip_and_file_urls(tmp_path):
