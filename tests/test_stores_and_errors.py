@@ -274,3 +274,14 @@ def test_concurrent_readers_and_writers_from_python_threads(tmp_path):
         assert all(pool.map(work, range(4)))
     got = BigArray(str(tmp_path))[:, :, :]
     assert [int(got[0, 0, 16 * k]) for k in range(4)] == [1, 2, 3, 4]
+
+
+def test_file_urls_are_decoded_as_rfc_8089_says(tmp_path):
+    # Spaces arrive %-escaped, and file://localhost/ is this machine (drive letters and UNC
+    # shares are unit-tested in the engine, for Windows).
+    path = tmp_path / "my layer"
+    a = BigArray.create(str(path), shape=(4, 4, 4), dtype="uint8", chunks=(4, 4, 4))
+    a[:, :, :] = 9
+    for url in (f"file://{path}", f"file://{tmp_path}/my%20layer", f"file://localhost{path}"):
+        b = BigArray(url)
+        assert b[1, 2, 3] == 9 and b.url == f"file://{path}", url

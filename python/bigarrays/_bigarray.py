@@ -131,10 +131,9 @@ def _check_unbuilt(format: str | None, cache_bytes: int) -> None:
 
 
 def _local_path(url: str) -> str | None:
-    """The filesystem path of a local URL, or None for remote ones."""
-    if url.startswith("file://"):
-        return url[len("file://") :]
-    return None if "://" in url else url
+    """The filesystem path of a local URL (drive letters, UNC and %-escapes as the engine
+    reads them), or None for remote ones."""
+    return _core.local_path(url)
 
 
 def _detect_format(url: str, format: str | None, dataset: str | None) -> str | None:

@@ -6,9 +6,12 @@ from typing import final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["HdfLayer", "Layer", "__version__"]
+__all__ = ["HdfLayer", "Layer", "__version__", "local_path"]
 
 __version__: str
+
+def local_path(url: str) -> str | None:
+    """The filesystem path a local URL (a path or ``file:`` URL) names; None otherwise."""
 
 @final
 class Layer:

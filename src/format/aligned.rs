@@ -15,6 +15,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
 use crate::runtime;
+use crate::store::local_path;
 
 /// Open files (with their chunk indexes) a handle keeps; beyond this, one is dropped per open.
 const MAX_OPEN: usize = 256;
@@ -117,7 +118,7 @@ pub struct AlignedArray {
 impl AlignedArray {
     /// Opens `path`: a directory holding `registry.txt`, or the registry file itself.
     pub fn open(path: &str, fill_missing: bool) -> Result<Self> {
-        let path = PathBuf::from(path.strip_prefix("file://").unwrap_or(path));
+        let path = local_path::path_of(path)?;
         let (dir, registry) = if path.is_dir() {
             (path.clone(), path.join("registry.txt"))
         } else {

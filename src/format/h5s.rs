@@ -19,6 +19,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
 use crate::runtime;
+use crate::store::local_path;
 
 /// Open files (with their chunk indexes) a handle keeps; beyond this, one is dropped per open.
 const MAX_OPEN: usize = 256;
@@ -298,7 +299,7 @@ fn parse_block_name(prefix: &str, name: &str) -> Option<Vec<(i64, i64)>> {
 impl H5sArray {
     /// Opens the layer in directory `dir` (a path or `file://` URL).
     pub fn open(dir: &str, fill_missing: bool) -> Result<Self> {
-        let dir = PathBuf::from(dir.strip_prefix("file://").unwrap_or(dir));
+        let dir = local_path::path_of(dir)?;
         let config_path = dir.join("config.json");
         let url = config_path.display().to_string();
         let meta = std::fs::metadata(&config_path).map_err(|_| Error::LayerNotFound {
@@ -378,7 +379,7 @@ impl H5sArray {
                 "block, chunk sizes and channels must be positive",
             ));
         }
-        let path = PathBuf::from(dir.strip_prefix("file://").unwrap_or(dir));
+        let path = local_path::path_of(dir)?;
         let config_path = path.join("config.json");
         if config_path.exists() && !overwrite {
             return Err(Error::LayerExists {

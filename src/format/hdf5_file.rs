@@ -22,6 +22,7 @@ use crate::codec::{blosc, ChunkLayout};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
+use crate::store::local_path;
 
 /// A box extent or corner in Fortran axis order `[x, y, z, c]`.
 pub type Dims = [u64; 4];
@@ -559,7 +560,7 @@ pub struct H5File {
 impl H5File {
     /// Opens dataset `name` of the file at `path` (a path or `file://` URL).
     pub fn open(path: &str, name: &str) -> Result<Self> {
-        let path = PathBuf::from(path.strip_prefix("file://").unwrap_or(path));
+        let path = local_path::path_of(path)?;
         let not_found = |reason: String| Error::NotFound {
             url: path.display().to_string(),
             reason,

@@ -148,7 +148,7 @@ impl HdfLayer {
             Inner::File(f) => f.path().to_path_buf(),
         };
         let abs = std::path::absolute(&path).unwrap_or(path);
-        format!("file://{}", abs.display())
+        crate::store::local_path::url_of(&abs)
     }
 
     /// HDF5 layouts carry no voxel size: `(1, 1, 1)`.

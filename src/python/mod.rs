@@ -373,8 +373,20 @@ impl Layer {
     }
 }
 
+/// The filesystem path a local URL (a path or `file:` URL) names; None for other schemes.
+#[pyfunction]
+fn local_path(url: &str) -> PyResult<Option<String>> {
+    let scheme = url.split_once("://").map(|(s, _)| s);
+    if scheme.is_some_and(|s| !s.eq_ignore_ascii_case("file")) {
+        return Ok(None);
+    }
+    let path = store::local_path::path_of(url).map_err(to_pyerr)?;
+    Ok(Some(path.display().to_string()))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(local_path, m)?)?;
     m.add_class::<Layer>()?;
     m.add_class::<hdf5_layer::HdfLayer>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -388,8 +388,7 @@ fn has_credentials(b: &AmazonS3Builder) -> bool {
         || (set(K::WebIdentityTokenFile) && set(K::RoleArn))
         || set(K::ContainerCredentialsRelativeUri)
         || set(K::ContainerCredentialsFullUri)
-        || b
-            .get_config_value(&K::SkipSignature)
+        || b.get_config_value(&K::SkipSignature)
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 

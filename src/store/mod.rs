@@ -5,6 +5,7 @@
 
 mod aws_profile;
 mod cloud;
+pub mod local_path;
 mod local_read;
 mod object;
 

@@ -19,7 +19,7 @@ use object_store::{
 };
 
 use super::cloud::{self, Scheme};
-use super::local_read;
+use super::{local_path, local_read};
 use super::{Expected, ForUpdate, Store, StoreOptions};
 use crate::error::{Error, Result};
 
@@ -119,7 +119,7 @@ impl ObjectStoreBackend {
                 )));
             }
         }
-        let path = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+        let path = local_path::path_of(url)?;
         if !create && !path.is_dir() {
             return Err(Error::LayerNotFound {
                 url: url.to_string(),
@@ -134,7 +134,7 @@ impl ObjectStoreBackend {
         }
         let root = std::path::absolute(path)?;
         let inner = LocalFileSystem::new_with_prefix(&root).map_err(std::io::Error::other)?;
-        let url = format!("file://{}", root.display());
+        let url = local_path::url_of(&root);
         let store = Self::rooted(Arc::new(inner), url.trim_end_matches('/').to_string());
         Ok(ObjectStoreBackend {
             local_root: Some(root),
