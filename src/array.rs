@@ -29,6 +29,10 @@ use crate::store::{self, Expected, Store};
 const MAX_INFO_BYTES: usize = 64 << 20;
 /// Chunks written per round of fetch → encode → store; bounds the encoded bytes held.
 const WRITE_BATCH: usize = 64;
+/// [`BigArray::chunk_sizes`] lists a remote scale's objects instead of probing each chunk
+/// when asked about at least this many chunks and an eighth of the scale or more (a listing
+/// answers 1000 keys per request; a probe answers one).
+const LIST_MIN_CHUNKS: usize = 64;
 /// Times a partly covered chunk is read, painted and put again when other writers keep
 /// replacing it first (stores with conditional puts).
 const MAX_RMW_ROUNDS: u32 = 32;
@@ -346,10 +350,19 @@ impl BigArray {
         if let Err((field, reason)) = codec::check(encoding, spec.dtype, spec.num_channels) {
             return Err(Error::invalid(format!("{url}: {reason} (field '{field}')")));
         }
-        if !overwrite && block_on(store.get("info"))?.is_some() {
+        let old = block_on(store.get("info"))?;
+        if !overwrite && old.is_some() {
             return Err(Error::LayerExists {
                 url: store.url_of(""),
             });
+        }
+        if overwrite {
+            // An overwritten layer starts empty: old chunks would otherwise read back under
+            // the new info (or fail to decode with another data type). Removed first, so a
+            // reader never sees the new info over old data.
+            for dir in scale_dirs(old.as_deref(), &info) {
+                block_on(store.delete_dir(&dir))?;
+            }
         }
         block_on(store.put("info", Bytes::from(info.to_json())))?;
         Self::with_info(store, info, options)
@@ -611,6 +624,124 @@ impl BigArray {
         }
     }
 
+    /// The chunks `bbox` touches, only those touching one of the boxes `only` when given.
+    pub(crate) fn cells_of(&self, bbox: &Bbox, only: Option<&[Bbox]>) -> Vec<[u64; 3]> {
+        let grid = self.scale().grid;
+        let cells = grid.chunks_touching(bbox);
+        let Some(only) = only else {
+            return cells;
+        };
+        let wanted: std::collections::HashSet<[u64; 3]> =
+            only.iter().flat_map(|b| grid.chunks_touching(b)).collect();
+        cells.into_iter().filter(|g| wanted.contains(g)).collect()
+    }
+
+    /// Which chunks of `bbox` the store holds, without fetching or decoding their data:
+    /// each chunk `bbox` touches (its grid cell) with its stored size in bytes, or `None`
+    /// when it is absent (it reads as zeros). A sharded scale answers from the shard and
+    /// minishard indexes; otherwise each chunk's objects are probed for their size (a
+    /// file's metadata, a HEAD request), except that a remote store asked about much of a
+    /// scale lists the scale's objects instead (one request per 1000).
+    pub fn chunk_sizes(&self, bbox: &Bbox) -> Result<Vec<([u64; 3], Option<u64>)>> {
+        self.check_supported()?;
+        let grid = self.scale().grid;
+        let cells = grid.chunks_touching(bbox);
+        let sizes = match &self.shards {
+            Some(reader) => self.shard_chunk_sizes(reader, &cells)?,
+            None => {
+                let total: u64 = grid.grid_shape().iter().product();
+                let many = cells.len() >= LIST_MIN_CHUNKS && cells.len() as u64 * 8 >= total;
+                let listed = (self.chunks.store().is_remote() && many)
+                    .then(|| self.listed_chunk_sizes(&cells));
+                match listed {
+                    Some(Ok(sizes)) => sizes,
+                    // Stores that cannot list (HTTP servers, buckets that allow reads but
+                    // not listings) are probed instead; a failing store fails there too.
+                    _ => self.probed_chunk_sizes(&cells)?,
+                }
+            }
+        };
+        Ok(cells.into_iter().zip(sizes).collect())
+    }
+
+    /// [`BigArray::chunk_sizes`] of `cells`, each chunk's objects asked for their size.
+    fn probed_chunk_sizes(&self, cells: &[[u64; 3]]) -> Result<Vec<Option<u64>>> {
+        let keys: Vec<String> = cells.iter().map(|&g| self.chunk_key(g)).collect();
+        let chunks = self.chunks.clone();
+        block_on(
+            futures::stream::iter(keys)
+                .map(|key| {
+                    let chunks = chunks.clone();
+                    async move { chunks.stored_size(&key).await }
+                })
+                .buffered(self.options.concurrency)
+                .try_collect::<Vec<_>>(),
+        )
+    }
+
+    /// [`BigArray::chunk_sizes`] of `cells` from one listing of the scale's objects. A chunk
+    /// stored under several transport suffixes counts once, with its largest.
+    fn listed_chunk_sizes(&self, cells: &[[u64; 3]]) -> Result<Vec<Option<u64>>> {
+        let scale = self.scale();
+        let at: std::collections::HashMap<String, usize> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| (scale.grid.chunk_name(g), i))
+            .collect();
+        let mut sizes = vec![None; cells.len()];
+        let dir = format!("{}/", scale.key);
+        for (key, size) in block_on(self.chunks.store().list(&scale.key))? {
+            let Some(name) = key.strip_prefix(&dir) else {
+                continue;
+            };
+            let name = Compression::PROBE_ORDER
+                .iter()
+                .filter(|c| !c.suffix().is_empty())
+                .find_map(|c| name.strip_suffix(c.suffix()))
+                .unwrap_or(name);
+            if let Some(&i) = at.get(name) {
+                sizes[i] = Some(sizes[i].map_or(size, |s: u64| s.max(size)));
+            }
+        }
+        Ok(sizes)
+    }
+
+    /// [`BigArray::chunk_sizes`] of `cells` in a sharded scale, shards looked up concurrently.
+    fn shard_chunk_sizes(
+        &self,
+        reader: &Arc<ShardReader>,
+        cells: &[[u64; 3]],
+    ) -> Result<Vec<Option<u64>>> {
+        let ids = self.chunk_ids(cells);
+        let mut groups: std::collections::BTreeMap<u64, Vec<(usize, u64)>> = Default::default();
+        for (i, &id) in ids.iter().enumerate() {
+            groups
+                .entry(reader.spec().locate(id).0)
+                .or_default()
+                .push((i, id));
+        }
+        let looked_up = block_on(
+            futures::stream::iter(groups)
+                .map(|(shard, members)| {
+                    let reader = reader.clone();
+                    async move {
+                        let ids: Vec<u64> = members.iter().map(|m| m.1).collect();
+                        let sizes = reader.chunk_sizes(shard, &ids).await?;
+                        Ok::<_, Error>((members, sizes))
+                    }
+                })
+                .buffer_unordered(self.options.concurrency)
+                .try_collect::<Vec<_>>(),
+        )?;
+        let mut sizes = vec![None; cells.len()];
+        for (members, found) in looked_up {
+            for ((i, _), size) in members.into_iter().zip(found) {
+                sizes[i] = size;
+            }
+        }
+        Ok(sizes)
+    }
+
     /// Starts fetching the stored bytes of `cells`; results arrive as they complete, tagged
     /// with their index in `cells`, next to the keys that name each chunk in errors.
     pub(crate) fn fetch_cells(&self, cells: &[[u64; 3]]) -> (Vec<String>, Fetched) {
@@ -757,6 +888,13 @@ impl BigArray {
     /// Writes `data` (Fortran-ordered `[x, y, z, c]` voxels) into `bbox`, which must lie
     /// inside the bounds. Each chunk is replaced atomically.
     pub fn write_from(&self, bbox: &Bbox, data: &[u8]) -> Result<()> {
+        self.write_from_only(bbox, data, None)
+    }
+
+    /// [`BigArray::write_from`], writing only the chunks that touch one of the boxes `only`
+    /// (all of them with `None`): the others in `bbox` keep what they hold, or stay absent.
+    /// Copies use it to leave the chunks a sparse source lacks unwritten.
+    pub fn write_from_only(&self, bbox: &Bbox, data: &[u8], only: Option<&[Bbox]>) -> Result<()> {
         self.check_supported()?;
         self.check_buffer(bbox, data.len())?;
         let bounds = self.bounds();
@@ -772,7 +910,7 @@ impl BigArray {
                 ),
             });
         }
-        let result = self.write_chunks(bbox, data);
+        let result = self.write_chunks(bbox, data, only);
         // Whatever happened, the cache must not keep what the store may no longer hold.
         if let Some(cache) = &self.cache {
             for cell in self.scale().grid.chunks_touching(bbox) {
@@ -782,11 +920,11 @@ impl BigArray {
         result
     }
 
-    fn write_chunks(&self, bbox: &Bbox, data: &[u8]) -> Result<()> {
+    fn write_chunks(&self, bbox: &Bbox, data: &[u8], only: Option<&[Bbox]>) -> Result<()> {
+        let cells = self.cells_of(bbox, only);
         if let Some(reader) = &self.shards {
-            return self.write_sharded(reader, bbox, data);
+            return self.write_sharded(reader, bbox, &cells, data);
         }
-        let cells = self.scale().grid.chunks_touching(bbox);
         for batch in cells.chunks(WRITE_BATCH) {
             self.write_batch(bbox, data, batch)?;
         }
@@ -941,7 +1079,13 @@ impl BigArray {
 
     /// Writes into a sharded scale: each touched chunk is painted over what the shard held
     /// for it (when the box covers it only in part) and encoded.
-    fn write_sharded(&self, reader: &Arc<ShardReader>, bbox: &Bbox, data: &[u8]) -> Result<()> {
+    fn write_sharded(
+        &self,
+        reader: &Arc<ShardReader>,
+        bbox: &Bbox,
+        cells: &[[u64; 3]],
+        data: &[u8],
+    ) -> Result<()> {
         let compression = reader.spec().data_compression();
         let encode = |g: [u64; 3], id: u64, old: Option<&Bytes>| -> Result<Bytes> {
             let shard = reader.spec().locate(id).0;
@@ -954,23 +1098,24 @@ impl BigArray {
             let bytes = self.repaint_chunk(g, bbox, data, old, compression, &url)?;
             Ok(Bytes::from(bytes))
         };
-        self.write_shards(reader, bbox, &encode)
+        self.write_shards(reader, bbox, cells, &encode)
     }
 
-    /// Replaces the chunks `bbox` touches in a sharded scale with what `encode` makes of
-    /// each: the chunks are grouped by shard; a shard the box covers whole is built directly,
-    /// any other is read whole, merged and rewritten (one atomic put per shard). Shards are
-    /// handled in batches that bound the memory held.
+    /// Replaces the chunks `cells` (of those `bbox` touches) in a sharded scale with what
+    /// `encode` makes of each: the chunks are grouped by shard; a shard whose every chunk
+    /// is replaced and which the box covers whole is built directly, any other is read
+    /// whole, merged and rewritten (one atomic put per shard). Shards are handled in
+    /// batches that bound the memory held.
     pub(crate) fn write_shards(
         &self,
         reader: &Arc<ShardReader>,
         bbox: &Bbox,
+        cells: &[[u64; 3]],
         encode: &ChunkEncoder,
     ) -> Result<()> {
         let grid = self.scale().grid;
         let spec = reader.spec().clone();
-        let cells = grid.chunks_touching(bbox);
-        let ids = self.chunk_ids(&cells);
+        let ids = self.chunk_ids(cells);
         let mut groups: std::collections::BTreeMap<u64, Vec<([u64; 3], u64)>> = Default::default();
         for (&g, &id) in cells.iter().zip(&ids) {
             groups.entry(spec.locate(id).0).or_default().push((g, id));
@@ -978,8 +1123,8 @@ impl BigArray {
         let block = spec.shard_block_bits(&grid);
         let gshape = grid.grid_shape();
         // Whether the box covers every voxel of the shard holding cell `g` (only knowable
-        // when shards are grid blocks).
-        let covers_shard = |g: [u64; 3]| {
+        // when shards are grid blocks) and `written` cells of it are all it has.
+        let covers_shard = |g: [u64; 3], written: usize| {
             let Some(block) = block else {
                 return false;
             };
@@ -990,7 +1135,8 @@ impl BigArray {
                 start: grid.chunk_box(lo).start,
                 stop: grid.chunk_box(hi).stop,
             };
-            bbox.contains(&shard_box)
+            let count: u64 = (0..3).map(|d| hi[d] + 1 - lo[d]).product();
+            bbox.contains(&shard_box) && count == written as u64
         };
         let chunk_bytes = grid.chunk.iter().product::<u64>() * self.voxel_bytes() as u64;
         let inner_bits = (spec.preshift_bits + spec.minishard_bits).min(40);
@@ -1009,7 +1155,7 @@ impl BigArray {
         &self,
         reader: &Arc<ShardReader>,
         batch: &[ShardCells],
-        covers_shard: &(dyn Fn([u64; 3]) -> bool + Sync),
+        covers_shard: &(dyn Fn([u64; 3], usize) -> bool + Sync),
         encode: &ChunkEncoder,
     ) -> Result<()> {
         let spec = reader.spec();
@@ -1020,7 +1166,7 @@ impl BigArray {
             // The existing contents of shards the box covers only in part.
             let partial = todo
                 .iter()
-                .filter(|&&i| !covers_shard(batch[i].1[0].0))
+                .filter(|&&i| !covers_shard(batch[i].1[0].0, batch[i].1.len()))
                 .map(|&i| (i, reader.shard_key(batch[i].0)));
             let files = block_on(
                 futures::stream::iter(partial)
@@ -1210,6 +1356,34 @@ impl BigArray {
         let this = self.clone();
         off_executor(move || this.write(&bbox, data.view())).await
     }
+}
+
+/// The scale directories an overwrite of a layer empties: those of every scale of the old
+/// `info` (the new info replaces it whole, so all its scales were the layer's) and of the
+/// `new` one. The old info is read leniently, as JSON naming `scales[*].key`: one this engine
+/// cannot open still names its scales, and one that is not even JSON names none. Keys that
+/// could reach outside the layer (empty, absolute, `.` or `..` segments) or name its `info`
+/// are skipped: nothing outside the scales' own directories is ever removed.
+fn scale_dirs(old: Option<&[u8]>, new: &Info) -> Vec<String> {
+    let mut keys: std::collections::BTreeSet<String> =
+        new.scales.iter().map(|s| s.key.clone()).collect();
+    let old = old.and_then(|bytes| transport::decompress_small("info", bytes, MAX_INFO_BYTES).ok());
+    if let Some(Ok(value)) = old.map(|text| serde_json::from_slice::<serde_json::Value>(&text)) {
+        let scales = value.get("scales").and_then(|s| s.as_array());
+        for scale in scales.into_iter().flatten() {
+            if let Some(key) = scale.get("key").and_then(|k| k.as_str()) {
+                keys.insert(key.to_string());
+            }
+        }
+    }
+    keys.into_iter()
+        .map(|k| k.trim_end_matches('/').to_string())
+        .filter(|k| {
+            !k.is_empty()
+                && k != "info"
+                && k.split('/').all(|part| !matches!(part, "" | "." | ".."))
+        })
+        .collect()
 }
 
 /// Runs blocking work on a blocking thread of the IO runtime, as a future any executor can

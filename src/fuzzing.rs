@@ -138,6 +138,13 @@ impl Store for OneFile {
     async fn delete(&self, _key: &str) -> Result<()> {
         Ok(())
     }
+    async fn list(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+        let inside = self.key.starts_with(&format!("{dir}/"));
+        Ok(inside
+            .then(|| (self.key.clone(), self.file.len() as u64))
+            .into_iter()
+            .collect())
+    }
 }
 
 /// A shard file (spec from the first two bytes): decoding it whole gives chunks that lie

@@ -20,10 +20,18 @@ impl BigArray {
     /// Copies the chunks of `bbox` from `src` as their stored bytes, when that gives the same
     /// layer a decoding copy would: same data type, channels, chunk grid and encoding, `bbox`
     /// made of whole chunks, and every stored chunk compressed as this scale writes (its
-    /// handle's compression, or the shard data encoding). Chunks `src` lacks are written as
-    /// zeros, as a decoding copy writes them. Returns `false`, having written nothing, when
-    /// the scales or any chunk do not qualify: the caller then copies by decoding.
-    pub fn copy_stored_from(&self, src: &BigArray, bbox: &Bbox) -> Result<bool> {
+    /// handle's compression, or the shard data encoding). With `only`, just the chunks
+    /// touching one of those boxes are copied. Chunks `src` lacks are not written: the
+    /// destination's stay as they are (absent in a new layer, so a sparse source stays
+    /// sparse; a caller copying over existing data writes zeros there itself). Returns
+    /// `false`, having written nothing, when the scales or any chunk do not qualify: the
+    /// caller then copies by decoding.
+    pub fn copy_stored_from(
+        &self,
+        src: &BigArray,
+        bbox: &Bbox,
+        only: Option<&[Bbox]>,
+    ) -> Result<bool> {
         self.check_supported()?;
         src.check_supported()?;
         let grid = self.scale().grid;
@@ -36,7 +44,7 @@ impl BigArray {
         {
             return Ok(false);
         }
-        let cells = grid.chunks_touching(bbox);
+        let cells = self.cells_of(bbox, only);
         if cells.iter().any(|&g| !bbox.contains(&grid.chunk_box(g))) {
             return Ok(false);
         }
@@ -57,27 +65,26 @@ impl BigArray {
         if !qualifies {
             return Ok(false);
         }
+        // Only the chunks the source holds.
+        let (present, stored): (Vec<usize>, Vec<(Bytes, Compression)>) = stored
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.map(|s| (i, s)))
+            .unzip();
         let bytes: Vec<Bytes> = runtime::cpu().install(|| {
-            stored
-                .into_par_iter()
-                .enumerate()
-                .map(|(i, s)| {
+            present
+                .par_iter()
+                .zip(stored)
+                .map(|(&i, (bytes, declared))| {
                     let layout = self.layout(&grid.chunk_box(cells[i]));
-                    match s {
-                        Some((bytes, declared)) => {
-                            let url = src.chunks.store().url_of(&keys[i]);
-                            codec::decode_as(encoding, &url, &bytes, declared, &layout, |_| ())?;
-                            Ok(bytes)
-                        }
-                        None => {
-                            let zeros = vec![0u8; layout.raw_len()];
-                            codec::encode(encoding, &zeros, &layout, target).map(Bytes::from)
-                        }
-                    }
+                    let url = src.chunks.store().url_of(&keys[i]);
+                    codec::decode_as(encoding, &url, &bytes, declared, &layout, |_| ())?;
+                    Ok(bytes)
                 })
                 .collect::<Result<_>>()
         })?;
-        let result = self.put_stored(&cells, bytes, target, bbox);
+        let written: Vec<[u64; 3]> = present.iter().map(|&i| cells[i]).collect();
+        let result = self.put_stored(&written, bytes, target, bbox);
         if let Some(cache) = &self.cache {
             for &cell in &cells {
                 cache.remove(cell);
@@ -102,7 +109,7 @@ impl BigArray {
                     .cloned()
                     .ok_or_else(|| Error::internal(format!("no stored chunk for cell {g:?}")))
             };
-            return self.write_shards(reader, bbox, &encode);
+            return self.write_shards(reader, bbox, cells, &encode);
         }
         let chunks = self.chunks.clone();
         let puts = cells

@@ -413,3 +413,61 @@ fn cutouts_ending_early_in_gzip_chunks_decode_only_what_they_read() -> Result<()
     }
     Ok(())
 }
+
+#[test]
+fn stores_list_size_and_delete_directories_only() -> Result<(), Error> {
+    let dir = tempfile::tempdir().map_err(|e| Error::InvalidArgument {
+        reason: e.to_string(),
+    })?;
+    let disk = dir.path().to_str().unwrap_or_default().to_string();
+    for url in [disk.as_str(), "memory://list-and-delete"] {
+        let store = bigarrays::store::open_url(url, true)?;
+        let io = bigarrays::runtime::io();
+        for key in ["s/a", "s/deep/b", "s_2/c", "info"] {
+            io.block_on(store.put(key, bytes::Bytes::from_static(b"12345")))?;
+        }
+        let mut listed = io.block_on(store.list("s"))?;
+        listed.sort();
+        assert_eq!(
+            listed,
+            vec![("s/a".to_string(), 5), ("s/deep/b".to_string(), 5)]
+        );
+        assert_eq!(io.block_on(store.size("s/a"))?, Some(5));
+        assert_eq!(io.block_on(store.size("s/none"))?, None);
+        assert_eq!(io.block_on(store.size("s"))?, None); // a directory holds no value
+        io.block_on(store.delete_dir("s"))?;
+        io.block_on(store.delete_dir("absent"))?;
+        assert!(io.block_on(store.list("s"))?.is_empty());
+        // A name that merely starts with the directory's stays, and so does the info.
+        assert_eq!(io.block_on(store.size("s_2/c"))?, Some(5));
+        assert_eq!(io.block_on(store.size("info"))?, Some(5));
+    }
+    Ok(())
+}
+
+#[test]
+fn chunk_sizes_tell_stored_chunks_without_reading_them() -> Result<(), Error> {
+    for sharding in [None, Some(serde_json::json!("auto"))] {
+        let url = format!("memory://chunk-sizes-{}", sharding.is_some());
+        let mut s = spec(DType::U8, 1);
+        s.sharding = sharding;
+        let a = BigArray::create(&url, &s, true, OpenOptions::default())?;
+        // Chunks are 16 × 16 × 4 from (-10, 0, 100): two written, one of them in part.
+        let b = bbox([-10, 0, 100], [6, 16, 104]);
+        a.write(&b, ArrayD::from_elem(IxDyn(&[16, 16, 4]).f(), 7u8).view())?;
+        let c = bbox([6, 16, 104], [10, 20, 105]);
+        a.write(&c, ArrayD::from_elem(IxDyn(&[4, 4, 1]).f(), 9u8).view())?;
+        let sizes = a.chunk_sizes(&a.bounds())?;
+        assert_eq!(sizes.len(), 4 * 3 * 3);
+        let held: Vec<[u64; 3]> = sizes
+            .iter()
+            .filter(|(_, size)| size.is_some_and(|n| n > 0))
+            .map(|(g, _)| *g)
+            .collect();
+        assert_eq!(held, vec![[0, 0, 0], [1, 1, 1]]);
+        // A box asks only about the chunks it touches.
+        let one = a.chunk_sizes(&bbox([-10, 0, 100], [-9, 1, 101]))?;
+        assert!(matches!(one.as_slice(), [([0, 0, 0], Some(_))]));
+    }
+    Ok(())
+}

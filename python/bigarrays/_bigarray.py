@@ -339,8 +339,14 @@ class BigArray:
             and rewritten, so its other chunks are kept. ``compression`` does not apply:
             ``data_encoding`` is the chunks' compression inside shards.
         overwrite : bool
-            Replace an existing ``info``; otherwise an existing layer raises
-            :class:`~bigarrays.errors.LayerExistsError`.
+            Replace an existing layer with an empty one; otherwise an existing layer raises
+            :class:`~bigarrays.errors.LayerExistsError`. The new ``info`` replaces the old
+            one whole, so every scale of the old ``info`` was the layer's: the chunks and
+            shards under each old scale's key (and the new scales' keys) are removed before
+            the new ``info`` is written, in any store. Nothing else under the layer (meshes,
+            skeletons, other files) and nothing outside it is touched; keys that would reach
+            outside the layer (``..``) are ignored. For ``format="h5s"``, the block files
+            (named as blocks with the old or new prefix) are removed.
         format : {None, "precomputed", "h5s"}
             ``"h5s"`` writes BigArrays.jl's ``config.json`` in the local directory ``url``;
             ``chunks`` is then the block size (one HDF5 file per block, created on first
@@ -674,6 +680,7 @@ class BigArray:
         mips: int = 1,
         method: str | None = None,
         *,
+        resume: bool = False,
         jobs: int | None = None,
         progress: bool = False,
     ) -> list[BigArray]:
@@ -682,7 +689,14 @@ class BigArray:
         Each new level is ``factor`` smaller than the one above it and is computed from it
         block by block (chunk-aligned, in parallel), so the layer is never held in memory.
         The new ``info`` entries are the ones CloudVolume's ``add_scale`` computes for the
-        same layer (a scale of the same resolution is replaced).
+        same layer (a scale of the same resolution is replaced). Blocks whose source holds
+        no chunk at all are not written: a sparse layer's pyramid stays sparse (absent
+        chunks read as zeros, what those blocks reduce to).
+
+        The scales are written into ``info`` first (handles need them to write), so an
+        interrupted run leaves them there with part of their chunks. Run the same call
+        again with ``resume=True`` to finish: blocks whose destination chunks all exist
+        (nonzero size, asked of the store without decoding) are skipped, the rest computed.
 
         Parameters
         ----------
@@ -695,6 +709,9 @@ class BigArray:
             the first in x-fastest order) is the default for ``layer_type="segmentation"``,
             ``"average"`` (rounded half up for integers) for images. Voxels outside the
             layer's bounds do not count.
+        resume : bool
+            Finish an interrupted run with the same arguments: keep the blocks already
+            computed (a block counts as done when all its destination chunks exist).
         jobs : int, optional
             Blocks processed at once (default: the CPU count).
         progress : bool
@@ -709,7 +726,7 @@ class BigArray:
         from ._pyramid import downsample
 
         with progress_bar(progress, "downsample") as bar:
-            return downsample(self, factor, mips, method, jobs, bar)
+            return downsample(self, factor, mips, method, jobs, bar, resume)
 
     def copy_to(
         self,
@@ -721,6 +738,7 @@ class BigArray:
         sharding: Any = None,
         chunks: tuple[int, int, int] | None = None,
         resume: bool = False,
+        verify: bool = False,
         jobs: int | None = None,
         progress: bool = False,
         storage_options: Mapping[str, Any] | None = None,
@@ -731,7 +749,10 @@ class BigArray:
         A new destination gets this scale's geometry (voxel offset, resolution, chunks,
         channels, dtype, layer type) as its only scale; an existing one must have the same
         dtype and channel count. The copy goes in blocks aligned to the destination's
-        chunks, in parallel, with bounded memory.
+        chunks, in parallel, with bounded memory. Only destination chunks overlapping a
+        chunk the source holds are written, so a sparse source stays sparse (its missing
+        chunks read as zeros on both sides); where an existing destination holds data and
+        the source nothing, zeros are written.
 
         Parameters
         ----------
@@ -748,8 +769,13 @@ class BigArray:
         chunks : (int, int, int), optional
             The destination's chunk size (default: the source's).
         resume : bool
-            Skip the chunks that exist in the destination already, so an interrupted
-            copy finishes without redoing its work.
+            Skip the chunks that exist in the destination already (with a nonzero size),
+            so an interrupted copy finishes without redoing its work. Existence is asked of
+            the store (file metadata, HEAD requests, listings, shard indexes): no chunk is
+            downloaded or decoded, so the chunks found are trusted.
+        verify : bool
+            Resume, and also decode every destination chunk found; those that fail to
+            decode (truncated or corrupt) are copied again. Reads the whole destination.
         jobs : int, optional
             Blocks copied at once (default: the CPU count).
         progress : bool
@@ -777,6 +803,7 @@ class BigArray:
             sharding=sharding,
             chunks=chunks,
             resume=resume,
+            verify=verify,
             jobs=jobs,
             progress=progress,
             storage_options=dict(storage_options or {}),

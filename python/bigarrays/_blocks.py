@@ -28,6 +28,41 @@ def chunk_count(box: Box, origin: tuple[int, ...], chunks: tuple[int, ...]) -> i
     return n
 
 
+Cell = tuple[int, int, int]
+
+
+def cells_touching(box: Box, origin: tuple[int, ...], chunks: tuple[int, ...]) -> set[Cell]:
+    """The cells of the chunk grid (anchored at ``origin``) that ``box`` touches."""
+    first = [(box[0][a] - origin[a]) // chunks[a] for a in range(3)]
+    last = [(box[1][a] - 1 - origin[a]) // chunks[a] for a in range(3)]
+    return {
+        (x, y, z)
+        for x in range(first[0], last[0] + 1)
+        for y in range(first[1], last[1] + 1)
+        for z in range(first[2], last[2] + 1)
+    }
+
+
+def chunk_pieces(
+    box: Box, origin: tuple[int, ...], chunks: tuple[int, int, int]
+) -> dict[Cell, Box]:
+    """The pieces of ``box`` cut by the chunk grid, by grid cell."""
+    return {
+        ((p[0][0] - origin[0]) // chunks[0], (p[0][1] - origin[1]) // chunks[1],
+         (p[0][2] - origin[2]) // chunks[2]): p
+        for p in aligned_blocks(box, origin, chunks)
+    }  # fmt: skip
+
+
+def intersect(a: Box, b: Box) -> Box | None:
+    """The common part of two boxes, or None."""
+    lo = tuple(max(x, y) for x, y in zip(a[0], b[0], strict=True))
+    hi = tuple(min(x, y) for x, y in zip(a[1], b[1], strict=True))
+    if any(x >= y for x, y in zip(lo, hi, strict=True)):
+        return None
+    return lo, hi  # type: ignore[return-value]
+
+
 def block_shape(
     chunks: tuple[int, ...], voxel_bytes: int, target: int = BLOCK_BYTES
 ) -> tuple[int, int, int]:

@@ -2,8 +2,13 @@
 
 The destination is created with the source's geometry (voxel offset, resolution, chunks,
 channels, dtype, layer type) unless it exists; the copy walks the box in blocks aligned to
-the destination's chunks, so every write covers whole chunks, memory stays bounded, and an
-interrupted copy can resume by skipping the chunks already present.
+the destination's chunks, so every write covers whole chunks and memory stays bounded.
+
+Which chunks exist is learned from the stores without fetching chunk data
+(``Layer.stored_chunks``: file metadata, HEAD requests, listings, shard indexes). A
+destination chunk is written only where a source chunk overlapping it exists, so a sparse
+source stays sparse; an interrupted copy resumes by skipping the destination chunks that
+exist with a nonzero size, and ``verify`` also decodes those and recopies the ones that fail.
 """
 
 from __future__ import annotations
@@ -11,9 +16,27 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from ._blocks import Box, aligned_blocks, block_shape, chunk_count, run_parallel
+import numpy as np
+
+from . import _core
+from ._blocks import (
+    Box,
+    Cell,
+    aligned_blocks,
+    block_shape,
+    cells_touching,
+    chunk_count,
+    chunk_pieces,
+    intersect,
+    run_parallel,
+)
 from ._progress import progress_bar
-from .errors import InvalidArgumentError, LayerNotFoundError, MissingChunkError
+from .errors import (
+    ChunkDecodeError,
+    InvalidArgumentError,
+    LayerNotFoundError,
+    MissingChunkError,
+)
 
 if TYPE_CHECKING:
     from ._bigarray import BigArray
@@ -32,6 +55,7 @@ def copy(
     sharding: Any = None,
     chunks: tuple[int, int, int] | None = None,
     resume: bool = False,
+    verify: bool = False,
     jobs: int | None = None,
     progress: bool = False,
     storage_options: dict[str, Any] | None = None,
@@ -42,21 +66,23 @@ def copy(
     See :meth:`BigArray.copy_to` for the parameters.
     """
     box = _clip(src, bbox)
-    dst = _destination(
+    dst, created = _destination(
         src, dst_url, encoding, compression, sharding, chunks, storage_options, format
     )
-    checker = dst._reopen(fill_missing=False) if resume else None
+    resume = resume or verify
+    plan = _Plan(src, dst, created, resume, verify)
     # Same format on both sides: chunks may move as stored bytes (see _copy_block).
     as_stored = src.format == dst.format == "precomputed"
 
     def work(block: Box) -> tuple[int, int]:
-        if checker is None:
-            _copy_block(src, dst, block, as_stored)
-        elif not _present(checker, block):
-            # Resuming: copy only the chunks of this block that are missing.
-            for chunk in aligned_blocks(block, dst.voxel_offset, dst.chunks):
-                if not _present(checker, chunk):
-                    _copy_block(src, dst, chunk, as_stored)
+        todo, zeros, all_of_block = plan.chunks_to_write(block)
+        if all_of_block:
+            _copy_block(src, dst, block, as_stored, None)
+        elif todo:
+            _copy_block(src, dst, block, as_stored, todo)
+        for chunk in zeros:
+            # Data the destination held where the source has none: zeros, as the source reads.
+            dst[_slices(chunk)] = 0
         return _nbytes(block, src), chunk_count(block, dst.voxel_offset, dst.chunks)
 
     voxel_bytes = src.dtype.itemsize * src.num_channels
@@ -68,13 +94,97 @@ def copy(
     return dst
 
 
-def _copy_block(src: BigArray, dst: BigArray, block: Box, as_stored: bool) -> None:
-    """Copies one chunk-aligned block: as stored bytes when both scales share grid, encoding
-    and compression (no re-encoding; each chunk is still decoded once to check it),
-    otherwise by decoding and re-encoding."""
-    if as_stored and dst._layer.copy_stored_from(src._layer, block[0], block[1]):
+class _Plan:
+    """Decides, block by block, which destination chunks a copy writes."""
+
+    def __init__(
+        self, src: BigArray, dst: BigArray, created: bool, resume: bool, verify: bool
+    ) -> None:
+        self.src, self.dst = src, dst
+        self.resume, self.verify = resume, verify
+        # Engine layers tell which chunks exist without decoding them; HDF5 layouts do not.
+        self.dst_listed = isinstance(dst._layer, _core.Layer)
+        # A source whose missing chunks are left unwritten. Not into an existing HDF5
+        # destination, whose data there could only be found by decoding: it gets zeros.
+        self.src_sparse = isinstance(src._layer, _core.Layer) and (self.dst_listed or created)
+        # A layer this copy created holds nothing yet: no need to ask what it holds.
+        self.check_dst = resume or (self.dst_listed and not created)
+        self.checker = dst._reopen(fill_missing=False) if resume else None
+
+    def chunks_to_write(self, block: Box) -> tuple[list[Box], list[Box], bool]:
+        """The destination chunks of ``block`` to copy, those to zero (the destination
+        holds data there, the source none), and whether the copy is the whole block."""
+        grid = (self.dst.voxel_offset, self.dst.chunks)
+        chunks = chunk_pieces(block, *grid)
+        needed = set(chunks)
+        if self.src_sparse:
+            needed = set()
+            for lo, hi, _ in self.src._layer.stored_chunks(block[0], block[1]):
+                inside = intersect((tuple(lo), tuple(hi)), block)  # type: ignore[arg-type]
+                if inside is not None:
+                    needed |= cells_touching(inside, *grid)
+        zeros: set[Cell] = set()
+        if self.check_dst:
+            held = self._held(block, chunks)
+            if self.resume:
+                # Complete chunks are done; with verify only those that decode.
+                done = held if not self.verify else self._decoding(held, chunks)
+                needed -= done
+            else:
+                zeros = held - needed
+        all_of_block = needed == set(chunks) and not zeros
+        todo = [chunks[c] for c in sorted(needed)]
+        return todo, [chunks[c] for c in sorted(zeros)], all_of_block
+
+    def _held(self, block: Box, chunks: dict[Cell, Box]) -> set[Cell]:
+        """The destination chunks of ``block`` that exist: with a nonzero size when
+        resuming (a zero-length file is no finished chunk), with any size otherwise."""
+        if not self.dst_listed:
+            assert self.checker is not None  # only resumes ask an HDF5 destination
+            return {c for c, box in chunks.items() if _present(self.checker, box)}
+        least = 1 if self.resume else 0
+        held: set[Cell] = set()
+        for lo, hi, size in self.dst._layer.stored_chunks(block[0], block[1]):
+            if size >= least:
+                box = (tuple(lo), tuple(hi))
+                held |= cells_touching(box, self.dst.voxel_offset, self.dst.chunks)  # type: ignore[arg-type]
+        return held & set(chunks)
+
+    def _decoding(self, held: set[Cell], chunks: dict[Cell, Box]) -> set[Cell]:
+        """The chunks of ``held`` that read back (``verify``): each is decoded."""
+        assert self.checker is not None
+        good = set()
+        for c in held:
+            try:
+                self.checker[_slices(chunks[c])]
+            except (ChunkDecodeError, MissingChunkError):
+                continue
+            good.add(c)
+        return good
+
+
+def _copy_block(
+    src: BigArray, dst: BigArray, block: Box, as_stored: bool, only: list[Box] | None
+) -> None:
+    """Copies one chunk-aligned block (with ``only``, just those of its chunks): as stored
+    bytes when both scales share grid, encoding and compression (no re-encoding; each chunk
+    is still decoded once to check it; chunks the source lacks are not written), otherwise
+    by decoding and re-encoding."""
+    if as_stored and dst._layer.copy_stored_from(src._layer, block[0], block[1], only):
         return
-    dst[_slices(block)] = src[_slices(block)]
+    data = src[_slices(block)]
+    if only is None:
+        dst[_slices(block)] = data
+    elif isinstance(dst._layer, _core.Layer):
+        flat = np.asfortranarray(data).reshape(-1, order="F").view(np.uint8)
+        dst._layer.write(block[0], block[1], flat, only)
+    else:  # an HDF5 layout: chunk by chunk
+        lo = block[0]
+        for chunk in only:
+            inner = tuple(
+                slice(a - o, b - o) for a, b, o in zip(chunk[0], chunk[1], lo, strict=True)
+            )
+            dst[_slices(chunk)] = data[inner]
 
 
 def _nbytes(box: Box, a: BigArray) -> int:
@@ -105,7 +215,8 @@ def _destination(
     chunks: tuple[int, int, int] | None,
     storage_options: dict[str, Any] | None,
     format: str | None,
-) -> BigArray:
+) -> tuple[BigArray, bool]:
+    """The destination layer, and whether this copy created it."""
     from ._bigarray import BigArray
 
     options = dict(compression=compression, storage_options=storage_options)
@@ -119,7 +230,7 @@ def _destination(
                 f"{dst.url} holds {dst.num_channels}-channel {dst.dtype}, the source "
                 f"{src.num_channels}-channel {src.dtype}"
             )
-        return dst
+        return dst, False
     geometry: dict[str, Any] = dict(
         shape=src.shape, dtype=src.dtype, chunks=chunks or src.chunks, voxel_offset=src.voxel_offset
     )
@@ -129,7 +240,7 @@ def _destination(
                 "h5s layers take no encoding or sharding: choose compression "
                 "('auto'/'blosc', 'gzip' or None); chunks= is the block size"
             )
-        return BigArray.create(url, format="h5s", compression=compression, **geometry)
+        return BigArray.create(url, format="h5s", compression=compression, **geometry), True
     if format not in (None, "precomputed"):
         raise InvalidArgumentError(f"format={format!r}: copies write 'precomputed' or 'h5s'")
     # From an HDF5 layout: raw chunks unless told otherwise, no encoding options.
@@ -150,7 +261,7 @@ def _destination(
     )
     if sharding is not None:
         create_args["sharding"] = sharding
-    return BigArray.create(url, **create_args)
+    return BigArray.create(url, **create_args), True
 
 
 def _slices(box: Box) -> tuple[slice, ...]:
@@ -158,7 +269,8 @@ def _slices(box: Box) -> tuple[slice, ...]:
 
 
 def _present(checker: BigArray, box: Box) -> bool:
-    """Whether every chunk ``box`` touches exists (``checker`` raises for missing ones)."""
+    """Whether every chunk ``box`` touches exists in an HDF5 destination (``checker``, opened
+    with ``fill_missing=False``, raises for missing ones)."""
     try:
         checker[_slices(box)]
     except MissingChunkError:

@@ -13,6 +13,8 @@ __version__: str
 def local_path(url: str) -> str | None:
     """The filesystem path a local URL (a path or ``file:`` URL) names; None otherwise."""
 
+_Box = tuple[tuple[int, int, int], tuple[int, int, int]]
+
 @final
 class Layer:
     """One scale of a layer, as the engine sees it. Use ``bigarrays.BigArray``."""
@@ -79,10 +81,21 @@ class Layer:
     ) -> list[npt.NDArray[np.uint8]]: ...
     def cache_stats(self) -> dict[str, int] | None: ...
     def copy_stored_from(
-        self, src: Layer, start: tuple[int, int, int], stop: tuple[int, int, int]
+        self,
+        src: Layer,
+        start: tuple[int, int, int],
+        stop: tuple[int, int, int],
+        only: list[_Box] | None = None,
     ) -> bool: ...
+    def stored_chunks(
+        self, start: tuple[int, int, int], stop: tuple[int, int, int]
+    ) -> list[tuple[list[int], list[int], int]]: ...
     def write(
-        self, start: tuple[int, int, int], stop: tuple[int, int, int], data: npt.NDArray[np.uint8]
+        self,
+        start: tuple[int, int, int],
+        stop: tuple[int, int, int],
+        data: npt.NDArray[np.uint8],
+        only: list[_Box] | None = None,
     ) -> None: ...
 
 @final

@@ -6,6 +6,13 @@ extend the other's pyramid): for a cumulative factor ``F`` relative to scale 0,
 chunk sizes the divisors of scale 0's closest to 64, and the key the resolution joined by
 ``_``. Each level is computed from the one above it, block by block, so memory stays
 bounded whatever the layer's size.
+
+Resuming: the new scales go into ``info`` before any voxel is computed (handles need them
+to write), so an interrupted run leaves them partly filled. ``resume=True`` skips the
+blocks whose destination chunks all exist (asked of the store, nothing decoded): each block
+is written whole by one call, so a block with all its chunks is a finished block, save
+for a chunk cut short by a non-atomic store; chunk writes are atomic in every store but
+H5s (which downsample does not write).
 """
 
 from __future__ import annotations
@@ -16,7 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._blocks import Box, aligned_blocks, block_shape, chunk_count, run_parallel
+from ._blocks import (
+    Box,
+    aligned_blocks,
+    block_shape,
+    cells_touching,
+    chunk_count,
+    chunk_pieces,
+    intersect,
+    run_parallel,
+)
 from ._progress import Advance
 from ._reduce import METHODS, reduce_blocks
 from .errors import InvalidArgumentError
@@ -37,8 +53,11 @@ def downsample(
     method: str | None,
     jobs: int | None,
     progress: Advance,
+    resume: bool = False,
 ) -> list[BigArray]:
-    """Adds ``mips`` scales below ``a``'s and fills them; returns handles on the new scales."""
+    """Adds ``mips`` scales below ``a``'s and fills them; returns handles on the new scales.
+
+    With ``resume``, blocks whose destination chunks all exist are kept as they are."""
     if a.format != "precomputed":
         raise InvalidArgumentError(
             f"downsample adds scales to precomputed layers; {a.url} is {a.format!r} "
@@ -54,15 +73,46 @@ def downsample(
     scale0 = info["scales"][0]
     base = [round(r / r0) for r, r0 in zip(a.resolution, scale0["resolution"], strict=True)]
     indices = []
+    existed = []
     for level in range(1, mips + 1):
         total = [b * f**level for b, f in zip(base, factor, strict=True)]
+        n = len(info["scales"])
         indices.append(_put_scale(info, _scale_entry(scale0, total)))
+        existed.append(indices[-1] < n)
     a._layer = a._layer.update_info(json.dumps(info))
     levels = [a] + [a._reopen(mip=i) for i in indices]
-    for src, dst in zip(levels, levels[1:], strict=False):
+    for src, dst, old in zip(levels, levels[1:], existed, strict=False):
         step = tuple(round(d / s) for d, s in zip(dst.resolution, src.resolution, strict=True))
-        _fill(src, dst, step, method, jobs, progress)
+        # Blocks without source data are skipped only where the scale holds nothing from
+        # before this computation: a replaced scale's old chunks there must be overwritten.
+        skip_empty = resume or not old
+        _fill(src, dst, step, method, jobs, progress, resume, skip_empty)
     return levels[1:]
+
+
+def _fed_chunks(
+    src: BigArray,
+    dst: BigArray,
+    box: Box,
+    step: tuple[int, ...],
+    have_lo: np.ndarray,
+    have_hi: np.ndarray,
+) -> list[Box]:
+    """The pieces of ``box`` (one per destination chunk) that a chunk stored in ``src``
+    feeds: destination voxel ``i`` summarises source voxels ``[i * step, (i + 1) * step)``."""
+    start = tuple(int(v) for v in have_lo)
+    stop = tuple(int(v) for v in have_hi)
+    fed: set[tuple[int, int, int]] = set()
+    for lo, hi, _ in src._layer.stored_chunks(start, stop):
+        foot = (
+            tuple(a // s for a, s in zip(lo, step, strict=True)),
+            tuple(-(-b // s) for b, s in zip(hi, step, strict=True)),
+        )
+        inside = intersect(foot, box)  # type: ignore[arg-type]
+        if inside is not None:
+            fed |= cells_touching(inside, dst.voxel_offset, dst.chunks)
+    pieces = chunk_pieces(box, dst.voxel_offset, dst.chunks)
+    return [pieces[c] for c in sorted(fed) if c in pieces]
 
 
 def _check_factor(factor: Any) -> tuple[int, int, int]:
@@ -126,16 +176,35 @@ def _fill(
     method: str,
     jobs: int | None,
     progress: Advance,
+    resume: bool = False,
+    skip_empty: bool = False,
 ) -> None:
-    """Computes every voxel of ``dst`` from ``src``, one chunk-aligned block at a time."""
+    """Computes every voxel of ``dst`` from ``src``, one chunk-aligned block at a time.
+
+    ``resume``: blocks whose destination chunks all exist are skipped. ``skip_empty``:
+    blocks whose source holds no chunk are not written (they would be all zeros)."""
     channels = src.num_channels
     src_lo = np.array(src.voxel_offset)
     src_hi = src_lo + np.array(src.shape[:3])
+    voxel_bytes = dst.dtype.itemsize * channels
 
     def work(box: Box) -> tuple[int, int]:
         lo, hi = np.array(box[0]), np.array(box[1])
+        n_chunks = chunk_count(box, dst.voxel_offset, dst.chunks)
+        nbytes = int(np.prod(hi - lo)) * voxel_bytes
+        if resume:
+            held = [s for _, _, s in dst._layer.stored_chunks(box[0], box[1]) if s > 0]
+            if len(held) == n_chunks:
+                return nbytes, n_chunks
         want_lo, want_hi = lo * step, hi * step  # the input the block summarises
         have_lo, have_hi = np.maximum(want_lo, src_lo), np.minimum(want_hi, src_hi)
+        only = None
+        if skip_empty and np.all(have_hi > have_lo):
+            only = _fed_chunks(src, dst, box, step, have_lo, have_hi)
+            if not only:
+                return nbytes, n_chunks
+            if len(only) == n_chunks:
+                only = None
         shape = tuple(want_hi - want_lo)
         data = np.zeros(shape + (channels,), src.dtype, order="F")
         valid = np.zeros(shape, bool, order="F")
@@ -147,12 +216,15 @@ def _fill(
             data[inner] = cut.reshape(cut.shape[:3] + (channels,), order="F")
             valid[inner] = True
         out = reduce_blocks(data, valid, step, method)
-        dst[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = (
-            out if channels > 1 else out[..., 0]
-        )
-        return int(out.nbytes), chunk_count(box, dst.voxel_offset, dst.chunks)
+        if only is None:
+            dst[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = (
+                out if channels > 1 else out[..., 0]
+            )
+        else:  # only the chunks some source chunk feeds: the others stay absent (zeros)
+            flat = np.asfortranarray(out).reshape(-1, order="F").view(np.uint8)
+            dst._layer.write(box[0], box[1], flat, only)
+        return int(out.nbytes), n_chunks
 
-    voxel_bytes = dst.dtype.itemsize * channels
     block = block_shape(dst.chunks, voxel_bytes * math.prod(step))
     bounds = (dst.voxel_offset, tuple(b.stop for b in dst.bounds))
     run_parallel(aligned_blocks(bounds, dst.voxel_offset, block), work, jobs, progress)

@@ -102,7 +102,7 @@ def _x(values: Sequence[Any]) -> str:
 @click.option("--compression", type=COMPRESSIONS, default="auto", callback=_compression)
 @click.option("--layer-type", type=click.Choice(["image", "segmentation"]), default="image")
 @click.option("--sharding", callback=_sharding, help="'auto' or a JSON sharding spec")
-@click.option("--overwrite", is_flag=True, help="Replace an existing info file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing layer with an empty one.")
 def create(url: str, **options: Any) -> None:
     """Create an empty layer at URL (reads as zeros until written)."""
     try:
@@ -127,6 +127,9 @@ def create(url: str, **options: Any) -> None:
 @click.option("--format", type=click.Choice(["precomputed", "h5s"]), help="Layout of a new DST.")
 @click.option("--jobs", type=int, help="Blocks copied at once (default: CPU count).")
 @click.option("--resume", is_flag=True, help="Skip chunks already present in DST.")
+@click.option(
+    "--verify", is_flag=True, help="With --resume: decode DST's chunks, recopy those that fail."
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar (terminal only).")
 def cp(src: str, dst: str, bbox: tuple[int, ...] | None, mip: int, **options: Any) -> None:
     """Copy (and transcode) the layer SRC into DST, between any two backends."""
@@ -146,6 +149,9 @@ def cp(src: str, dst: str, bbox: tuple[int, ...] | None, mip: int, **options: An
     help="Default: mode for segmentation, average for images.",
 )
 @click.option("--jobs", type=int, help="Blocks computed at once (default: CPU count).")
+@click.option(
+    "--resume", is_flag=True, help="Finish an interrupted run: skip blocks already computed."
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar (terminal only).")
 def downsample(url: str, mip: int, **options: Any) -> None:
     """Add lower-resolution scales to the layer at URL and compute them."""

@@ -279,6 +279,44 @@ pub struct H5sArray {
     open: Mutex<HashMap<[u64; 3], Arc<H5Dataset>>>,
 }
 
+/// Removes the block files of the H5s layer in `dir` before it is overwritten, so the new
+/// layer starts empty: the files named as blocks (`<prefix>a-b_c-d_e-f[_g-h].h5`) with the
+/// old `config.json`'s prefix (read leniently: any JSON naming `h5FilePrefix` or `prefix`)
+/// and with the prefix new layers get. Other files, and subdirectories, stay.
+fn remove_blocks(dir: &Path) -> Result<()> {
+    let config = std::fs::read(dir.join("config.json")).ok();
+    let old: Option<Value> = config.and_then(|b| serde_json::from_slice(&b).ok());
+    let mut prefixes = vec!["block_".to_string()];
+    for field in ["h5FilePrefix", "prefix"] {
+        if let Some(p) = old
+            .as_ref()
+            .and_then(|v| v.get(field))
+            .and_then(|p| p.as_str())
+        {
+            prefixes.push(p.to_string());
+        }
+    }
+    let url = dir.display().to_string();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::store(&url, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::store(&url, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let is_block = prefixes.iter().any(|p| parse_block_name(p, name).is_some());
+        if is_block && entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::remove_file(entry.path())
+                .map_err(|e| Error::store(&entry.path().display().to_string(), e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Parses `<prefix>a-b_c-d_e-f[_g-h].h5` into the 1-based inclusive ranges.
 fn parse_block_name(prefix: &str, name: &str) -> Option<Vec<(i64, i64)>> {
     let body = name.strip_prefix(prefix)?.strip_suffix(".h5")?;
@@ -396,6 +434,9 @@ impl H5sArray {
             compression,
         )?;
         let url = config_path.display().to_string();
+        if overwrite {
+            remove_blocks(&path)?;
+        }
         std::fs::create_dir_all(&path).map_err(|e| Error::store(&url, e))?;
         std::fs::write(&config_path, text).map_err(|e| Error::store(&url, e))?;
         Self::open(dir, true)

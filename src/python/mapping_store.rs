@@ -38,6 +38,36 @@ impl MappingStore {
         }
     }
 
+    /// The keys (relative to the prefix) under the directory `dir`, read from the mapping's
+    /// `keys()` before anything is done with them, so a caller may delete them.
+    fn keys_under(&self, dir: &str) -> Result<Vec<String>> {
+        let full = format!("{}/", self.full_key(dir));
+        let skip = match self.prefix.as_str() {
+            "" => 0,
+            p => p.len() + 1,
+        };
+        Python::attach(|py| {
+            let mapping = self.mapping.bind(py);
+            // A copy of the keys first: iterating a dict that another thread changes raises.
+            let keys = mapping
+                .call_method0("keys")
+                .and_then(|k| py.import("builtins")?.getattr("list")?.call1((k,)))
+                .and_then(|k| k.try_iter())
+                .map_err(|e| self.error(dir, e))?;
+            let mut found = Vec::new();
+            for key in keys {
+                let key = key.map_err(|e| self.error(dir, e))?;
+                // Keys that are not strings are no layer's.
+                if let Ok(key) = key.extract::<String>() {
+                    if key.starts_with(&full) {
+                        found.push(key[skip..].to_string());
+                    }
+                }
+            }
+            Ok(found)
+        })
+    }
+
     fn error(&self, key: &str, e: PyErr) -> Error {
         Error::store(&self.url_of(key), format!("the mapping raised {e}"))
     }
@@ -69,6 +99,38 @@ impl Store for MappingStore {
                 .set_item(self.full_key(key), PyBytes::new(py, &value))
                 .map_err(|e| self.error(key, e))
         })
+    }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>> {
+        Python::attach(
+            |py| match self.mapping.bind(py).get_item(self.full_key(key)) {
+                Ok(value) => value
+                    .len()
+                    .map(|n| Some(n as u64))
+                    .map_err(|e| self.error(key, e)),
+                Err(e) if e.is_instance_of::<PyKeyError>(py) => Ok(None),
+                Err(e) => Err(self.error(key, e)),
+            },
+        )
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+        let keys = self.keys_under(dir)?;
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            // A key another thread removed meanwhile is simply not there.
+            if let Some(size) = self.size(&key).await? {
+                found.push((key, size));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn delete_dir(&self, dir: &str) -> Result<()> {
+        for key in self.keys_under(dir)? {
+            self.delete(&key).await?;
+        }
+        Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -93,6 +93,22 @@ fn options(
     })
 }
 
+/// A chunk the store holds: its box's start and stop, and its stored size in bytes.
+type StoredChunk = ([i64; 3], [i64; 3], u64);
+
+/// `(start, stop)` pairs as boxes.
+fn boxes(pairs: Option<Vec<([i64; 3], [i64; 3])>>) -> PyResult<Option<Vec<Bbox>>> {
+    pairs
+        .map(|pairs| {
+            pairs
+                .into_iter()
+                .map(|(start, stop)| Bbox::new(start, stop))
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()
+        .map_err(to_pyerr)
+}
+
 /// One scale of a layer, as the engine sees it. Use `bigarrays.BigArray`.
 #[pyclass(frozen, module = "bigarrays._core")]
 struct Layer {
@@ -336,32 +352,67 @@ impl Layer {
         })
     }
 
-    /// Copies the chunks of `[start, stop)` from `src` as stored bytes when the two scales
-    /// allow it (see `BigArray::copy_stored_from`); False, having written nothing, if not.
+    /// Copies the chunks of `[start, stop)` (only those touching a box of `only`, when
+    /// given) from `src` as stored bytes when the two scales allow it (see
+    /// `BigArray::copy_stored_from`); chunks `src` lacks are not written. False, having
+    /// written nothing, if the scales do not allow it.
+    #[pyo3(signature = (src, start, stop, only = None))]
     fn copy_stored_from(
         &self,
         py: Python<'_>,
         src: PyRef<'_, Layer>,
         start: [i64; 3],
         stop: [i64; 3],
+        only: Option<Vec<([i64; 3], [i64; 3])>>,
     ) -> PyResult<bool> {
         let bbox = Bbox::new(start, stop).map_err(to_pyerr)?;
+        let only = boxes(only)?;
         let (inner, src) = (&self.inner, &src.inner);
-        detached(py, move || inner.copy_stored_from(src, &bbox))
+        detached(py, move || {
+            inner.copy_stored_from(src, &bbox, only.as_deref())
+        })
     }
 
-    /// Writes `[start, stop)` from a flat uint8 buffer of Fortran-ordered voxels.
+    /// The chunks of `[start, stop)` the store holds, as `(chunk start, chunk stop, stored
+    /// bytes)`, learned without fetching chunk data (see `BigArray::chunk_sizes`); absent
+    /// chunks are left out.
+    fn stored_chunks(
+        &self,
+        py: Python<'_>,
+        start: [i64; 3],
+        stop: [i64; 3],
+    ) -> PyResult<Vec<StoredChunk>> {
+        let bbox = Bbox::new(start, stop).map_err(to_pyerr)?;
+        let inner = &self.inner;
+        let sizes = detached(py, move || inner.chunk_sizes(&bbox))?;
+        let grid = self.inner.scale().grid;
+        Ok(sizes
+            .into_iter()
+            .filter_map(|(g, size)| {
+                let b = grid.chunk_box(g);
+                size.map(|size| (b.start, b.stop, size))
+            })
+            .collect())
+    }
+
+    /// Writes `[start, stop)` from a flat uint8 buffer of Fortran-ordered voxels; with
+    /// `only`, just the chunks touching one of those boxes.
+    #[pyo3(signature = (start, stop, data, only = None))]
     fn write(
         &self,
         py: Python<'_>,
         start: [i64; 3],
         stop: [i64; 3],
         data: PyReadonlyArray1<'_, u8>,
+        only: Option<Vec<([i64; 3], [i64; 3])>>,
     ) -> PyResult<()> {
         let bbox = Bbox::new(start, stop).map_err(to_pyerr)?;
+        let only = boxes(only)?;
         let data = data.as_slice()?;
         let inner = &self.inner;
-        detached(py, move || inner.write_from(&bbox, data))
+        detached(py, move || {
+            inner.write_from_only(&bbox, data, only.as_deref())
+        })
     }
 
     fn __repr__(&self) -> String {

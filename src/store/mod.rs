@@ -88,6 +88,27 @@ pub trait Store: Send + Sync + Debug {
     /// Removes `key`; an absent key is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
 
+    /// The size in bytes of the value under `key`, or `None` when it is absent, without
+    /// fetching the value where the store can tell (a HEAD request, a file's metadata).
+    async fn size(&self, key: &str) -> Result<Option<u64>> {
+        Ok(self.get(key).await?.map(|bytes| bytes.len() as u64))
+    }
+
+    /// Every key under the directory `dir` (keys starting with `dir/`, at any depth,
+    /// relative to the layer like all keys) with its size in bytes, in no particular order.
+    /// What exists is learned this way without fetching values (whole scales at once), and
+    /// [`Store::delete_dir`] removes what it lists. Stores that cannot list (HTTP) raise.
+    async fn list(&self, dir: &str) -> Result<Vec<(String, u64)>>;
+
+    /// Removes every key under the directory `dir` (as [`Store::list`] finds them). Only
+    /// that directory: a key merely starting with the same letters (`dir_2/...`) stays.
+    async fn delete_dir(&self, dir: &str) -> Result<()> {
+        for (key, _) in self.list(dir).await? {
+            self.delete(&key).await?;
+        }
+        Ok(())
+    }
+
     /// Whether transport compression is declared in object metadata (`Content-Encoding`,
     /// CloudVolume's convention in object stores) instead of a key suffix (its convention on
     /// file systems).

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -428,6 +429,79 @@ impl Store for ObjectStoreBackend {
         match self.timed(key, self.inner.delete(&path)).await? {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>> {
+        let path = self.path(key)?;
+        if let Some(root) = &self.local_root {
+            // `path` parsed: no `..` or empty segments, so the file lies under `root`.
+            let file = root.join(path.as_ref());
+            return match std::fs::metadata(&file) {
+                Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+                Ok(_) => Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::store(&self.url_of(key), e)),
+            };
+        }
+        match self.timed(key, self.inner.head(&path)).await? {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+        let path = self.path(dir)?;
+        // Keys come back whole; the layer's own prefix (and its slash) is cut off them.
+        let skip = match self.prefix.as_ref() {
+            "" => 0,
+            p => p.len() + 1,
+        };
+        // No overall deadline: a listing takes one request per 1000 keys, however many
+        // there are; each request has its own timeout and retries.
+        match self.inner.list(Some(&path)).try_collect::<Vec<_>>().await {
+            Ok(metas) => Ok(metas
+                .into_iter()
+                .filter_map(|m| {
+                    let key = m.location.as_ref().get(skip..)?.to_string();
+                    Some((key, m.size))
+                })
+                .collect()),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(self.error(dir, e)),
+        }
+    }
+
+    async fn delete_dir(&self, dir: &str) -> Result<()> {
+        self.check_writable(dir)?;
+        let path = self.path(dir)?;
+        if let Some(root) = &self.local_root {
+            // The whole directory at once, the temporary files of killed writers (which
+            // listing hides) included. `path` parsed, so it lies under `root`.
+            let target = root.join(path.as_ref());
+            // A file (or a link) of that name holds no keys under it: nothing to remove.
+            // remove_dir_all never follows links out of the layer either.
+            if !std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+                return Ok(());
+            }
+            return match std::fs::remove_dir_all(&target) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::store(&self.url_of(dir), e)),
+            };
+        }
+        // Listed and deleted as one stream: object stores delete in batches (S3 up to 1000
+        // keys per request), and no listing is held in memory. No overall deadline, as for
+        // `list`: each request has its own.
+        let inner = self.inner.clone();
+        let locations = inner.list(Some(&path)).map_ok(|meta| meta.location).boxed();
+        let deleting = inner
+            .delete_stream(locations)
+            .try_for_each(|_| async { Ok(()) });
+        match deleting.await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(dir, e)),
         }
     }
 

@@ -73,6 +73,23 @@ impl ChunkStore {
         Ok(None)
     }
 
+    /// The size in bytes of chunk `key` under whichever suffix holds it (the one a read
+    /// would find), or `None`, without fetching it: the suffix that found the last chunk is
+    /// asked first, and the others only when it holds nothing.
+    pub async fn stored_size(&self, key: &str) -> Result<Option<u64>> {
+        let first = self.hint.0.load(Ordering::Relaxed);
+        let order = std::iter::once(first)
+            .chain((0..Compression::PROBE_ORDER.len()).filter(|&i| i != first));
+        for i in order {
+            let suffix = Compression::PROBE_ORDER[i].suffix();
+            if let Some(size) = self.store.size(&format!("{key}{suffix}")).await? {
+                self.hint.0.store(i, Ordering::Relaxed);
+                return Ok(Some(size));
+            }
+        }
+        Ok(None)
+    }
+
     /// Where a chunk written with `compression` goes, and how the compression is declared:
     /// in object stores CloudVolume's convention there, the plain key with
     /// `Content-Encoding`; on file systems a key suffix (`.gz`).

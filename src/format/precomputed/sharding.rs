@@ -648,12 +648,70 @@ impl ShardReader {
         self.read_version(shard, ids, false).await
     }
 
+    /// The sizes in bytes of the chunks `ids` of `shard` as stored (in `data_encoding`),
+    /// `None` for absent chunks, learned from the shard index and minishard indexes alone:
+    /// the chunk data is never fetched. Indexes are cached as [`ShardReader::read`] caches
+    /// them, and a shard replaced in between is looked up again.
+    pub async fn chunk_sizes(&self, shard: u64, ids: &[u64]) -> Result<Vec<Option<u64>>> {
+        for _ in 0..CHANGED_RETRIES {
+            match self.locate(shard, ids, true).await {
+                Err(Error::Changed { .. }) => self.forget(shard),
+                Ok((ranges, _)) => {
+                    return Ok(ranges
+                        .into_iter()
+                        .map(|r| r.map(|r| r.end - r.start))
+                        .collect())
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.forget(shard);
+        let (ranges, _) = self.locate(shard, ids, false).await?;
+        Ok(ranges
+            .into_iter()
+            .map(|r| r.map(|r| r.end - r.start))
+            .collect())
+    }
+
     async fn read_version(
         &self,
         shard: u64,
         ids: &[u64],
         checked: bool,
     ) -> Result<Vec<Option<Bytes>>> {
+        let key = self.shard_key(shard);
+        let (located, tag) = self.locate(shard, ids, checked).await?;
+        // Chunk ranges, fetched in offset order so the store can merge neighbours.
+        let mut found: Vec<(usize, Range<u64>)> = located
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.map(|r| (i, r)))
+            .collect();
+        found.sort_unstable_by_key(|(_, r)| r.start);
+        let mut out = vec![None; ids.len()];
+        if found.is_empty() {
+            return Ok(out);
+        }
+        let ranges: Vec<_> = found.iter().map(|(_, r)| r.clone()).collect();
+        let tag = if checked { tag.as_deref() } else { None };
+        let Some(parts) = self.fetch_ranges(&key, &ranges, tag).await? else {
+            return Ok(out);
+        };
+        for ((i, _), part) in found.into_iter().zip(parts) {
+            out[i] = Some(part);
+        }
+        Ok(out)
+    }
+
+    /// Where the chunks `ids` of `shard` lie in the shard file (`None`: absent), from its
+    /// shard index and minishard indexes (cached ones where they are of the same version),
+    /// and the version tag of the file they came from.
+    async fn locate(
+        &self,
+        shard: u64,
+        ids: &[u64],
+        checked: bool,
+    ) -> Result<(Vec<Option<Range<u64>>>, Option<String>)> {
         let key = self.shard_key(shard);
         let url = self.store.url_of(&key);
         let mut minishards: Vec<u64> = ids.iter().map(|&id| self.spec.locate(id).1).collect();
@@ -680,7 +738,7 @@ impl ShardReader {
                 .get_range_sized_tagged(&key, entry(missing[0]))
                 .await?
             else {
-                return Ok(vec![None; ids.len()]);
+                return Ok((vec![None; ids.len()], None));
             };
             if !known.is_empty() && fresh != tag {
                 // Indexes cached from another version of the file: start again.
@@ -699,7 +757,7 @@ impl ShardReader {
                     .fetch_ranges(&key, &ranges, tag.as_deref().filter(|_| checked))
                     .await?
                 else {
-                    return Ok(vec![None; ids.len()]);
+                    return Ok((vec![None; ids.len()], None));
                 };
                 entries.extend(rest);
             }
@@ -721,7 +779,7 @@ impl ShardReader {
                     .fetch_ranges(&key, &ranges, tag.as_deref().filter(|_| checked))
                     .await?
                 else {
-                    return Ok(vec![None; ids.len()]);
+                    return Ok((vec![None; ids.len()], None));
                 };
                 for ((m, _), part) in wanted.into_iter().zip(parts) {
                     let index = decode_minishard_index(&self.spec, &url, &part, file_len)?;
@@ -741,29 +799,14 @@ impl ShardReader {
                 }
             }
         }
-        // Chunk ranges, fetched in offset order so the store can merge neighbours.
-        let mut found: Vec<(usize, Range<u64>)> = ids
+        let located = ids
             .iter()
-            .enumerate()
-            .filter_map(|(i, &id)| {
+            .map(|&id| {
                 let m = self.spec.locate(id).1;
-                known.get(&m).and_then(|idx| idx.find(id)).map(|r| (i, r))
+                known.get(&m).and_then(|idx| idx.find(id))
             })
             .collect();
-        found.sort_unstable_by_key(|(_, r)| r.start);
-        let mut out = vec![None; ids.len()];
-        if found.is_empty() {
-            return Ok(out);
-        }
-        let ranges: Vec<_> = found.iter().map(|(_, r)| r.clone()).collect();
-        let tag = if checked { tag.as_deref() } else { None };
-        let Some(parts) = self.fetch_ranges(&key, &ranges, tag).await? else {
-            return Ok(out);
-        };
-        for ((i, _), part) in found.into_iter().zip(parts) {
-            out[i] = Some(part);
-        }
-        Ok(out)
+        Ok((located, tag))
     }
 }
 
