@@ -7,6 +7,7 @@
 //! and [`BigArray::write_async`] (tokio panics when its runtime's threads block).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -22,8 +23,8 @@ use crate::error::{Error, Result};
 use crate::format::precomputed::sharding::{self, ShardReader};
 use crate::format::precomputed::{ChunkStore, Encoding, Info, LayerSpec, Scale, Stored};
 use crate::geometry::{Bbox, BoxCopy};
-use crate::runtime;
 use crate::store::{self, Expected, Store};
+use crate::{interrupt, runtime};
 
 /// `info` files larger than this are refused rather than read into memory.
 const MAX_INFO_BYTES: usize = 64 << 20;
@@ -538,6 +539,7 @@ impl BigArray {
     /// target or thread may access those bytes meanwhile; a buffer marked `zeroed` must
     /// hold zeros.
     pub unsafe fn read_many_raw(&self, requests: &[(Bbox, OutBuffer)]) -> Result<()> {
+        interrupt::begin();
         self.check_supported()?;
         for (bbox, out) in requests {
             self.check_buffer(bbox, out.len)?;
@@ -563,7 +565,11 @@ impl BigArray {
             }
         }
         let failure: Mutex<Option<Error>> = Mutex::new(None);
+        // Set once the read has failed or was interrupted: chunk tasks not yet started then
+        // skip their work (the buffers are dropped unseen).
+        let stop = AtomicBool::new(false);
         let fail = |e: Error| {
+            stop.store(true, Ordering::Relaxed);
             failure
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -584,22 +590,38 @@ impl BigArray {
             }
         } else {
             let (keys, mut fetched) = self.fetch_cells(&cells);
+            let io = runtime::io();
             runtime::cpu().in_place_scope(|scope| {
-                let (painter, fail) = (&painter, &fail);
+                let (painter, fail, stop) = (&painter, &fail, &stop);
                 for (cell, entry) in cached {
                     let key = self.chunk_key(cell);
                     scope.spawn(move |_| {
-                        painter.guarded(fail, || painter.paint_entry(cell, &key, &entry))
+                        if !stop.load(Ordering::Relaxed) {
+                            painter.guarded(fail, || painter.paint_entry(cell, &key, &entry))
+                        }
                     });
                 }
-                while let Some((i, found, held)) = fetched.blocking_recv() {
+                loop {
+                    let (i, found, held) = match interrupt::recv(&io, &mut fetched) {
+                        Ok(Some(item)) => item,
+                        Ok(None) => break,
+                        Err(e) => {
+                            // The chunk tasks already spawned write into the output buffers,
+                            // so the scope still waits for them (they skip their work now
+                            // that `stop` is set).
+                            fail(e);
+                            return stop_fetching(&mut fetched);
+                        }
+                    };
                     let found = match found {
                         Ok(found) => found,
                         Err(e) => return fail(e),
                     };
                     let (cell, key) = (cells[i], &keys[i]);
                     scope.spawn(move |_| {
-                        painter.guarded(fail, || painter.paint_fetched(cell, key, found));
+                        if !stop.load(Ordering::Relaxed) {
+                            painter.guarded(fail, || painter.paint_fetched(cell, key, found));
+                        }
                         drop(held);
                     });
                 }
@@ -676,7 +698,7 @@ impl BigArray {
                     }
                 })
                 .buffer_unordered(concurrency);
-            while let Some((i, result, held)) = results.next().await {
+            while let Some((i, result, held)) = next_unless_closed(&tx, &mut results).await {
                 let failed = result.is_err();
                 if tx.send((i, result, held)).await.is_err() || failed {
                     break;
@@ -732,7 +754,7 @@ impl BigArray {
                     }
                 })
                 .buffer_unordered(concurrency);
-            while let Some((members, result, held)) = results.next().await {
+            while let Some((members, result, held)) = next_unless_closed(&tx, &mut results).await {
                 match result {
                     Ok(found) => {
                         for ((i, _), bytes) in members.into_iter().zip(found) {
@@ -757,6 +779,7 @@ impl BigArray {
     /// Writes `data` (Fortran-ordered `[x, y, z, c]` voxels) into `bbox`, which must lie
     /// inside the bounds. Each chunk is replaced atomically.
     pub fn write_from(&self, bbox: &Bbox, data: &[u8]) -> Result<()> {
+        interrupt::begin();
         self.check_supported()?;
         self.check_buffer(bbox, data.len())?;
         let bounds = self.bounds();
@@ -788,6 +811,7 @@ impl BigArray {
         }
         let cells = self.scale().grid.chunks_touching(bbox);
         for batch in cells.chunks(WRITE_BATCH) {
+            interrupt::check()?;
             self.write_batch(bbox, data, batch)?;
         }
         Ok(())
@@ -825,21 +849,23 @@ impl BigArray {
             )? {
                 existing[i] = found;
             }
-            let encoded: Vec<(usize, String, Vec<u8>)> = runtime::cpu().install(|| {
-                todo.par_iter()
-                    .map(|&i| {
-                        let key = self.chunk_key(cells[i]);
-                        let url = self.chunks.store().url_of(&key);
-                        let old = existing[i]
-                            .0
-                            .as_ref()
-                            .map(|(b, declared)| (&b[..], *declared));
-                        let bytes =
-                            self.repaint_chunk(cells[i], bbox, data, old, compression, &url)?;
-                        Ok((i, key, bytes))
-                    })
-                    .collect::<Result<_>>()
-            })?;
+            let encoded: Vec<(usize, String, Vec<u8>)> =
+                interrupt::install(&runtime::cpu(), |cancel| {
+                    todo.par_iter()
+                        .map(|&i| {
+                            interrupt::cancelled(cancel)?;
+                            let key = self.chunk_key(cells[i]);
+                            let url = self.chunks.store().url_of(&key);
+                            let old = existing[i]
+                                .0
+                                .as_ref()
+                                .map(|(b, declared)| (&b[..], *declared));
+                            let bytes =
+                                self.repaint_chunk(cells[i], bbox, data, old, compression, &url)?;
+                            Ok((i, key, bytes))
+                        })
+                        .collect::<Result<_>>()
+                })?;
             let existing = &existing;
             let outcomes = block_on(
                 futures::stream::iter(encoded)
@@ -998,6 +1024,7 @@ impl BigArray {
         let per_batch = ((1u64 << 30) / shard_bytes).clamp(1, 64) as usize;
         let groups: Vec<ShardCells> = groups.into_iter().collect();
         for batch in groups.chunks(per_batch) {
+            interrupt::check()?;
             self.write_shard_batch(reader, batch, &covers_shard, encode)?;
         }
         Ok(())
@@ -1043,28 +1070,31 @@ impl BigArray {
                     None => conditional.then_some(Expected::Absent),
                 };
             }
-            runtime::cpu()
-                .install(|| {
-                    files
-                        .into_par_iter()
-                        .filter_map(|(i, key, found)| found.map(|(file, _, _)| (i, key, file)))
-                        .map(|(i, key, file)| {
-                            sharding::decode_shard(spec, &store.url_of(&key), &file).map(|c| (i, c))
-                        })
-                        .collect::<Result<Vec<_>>>()
-                })?
-                .into_iter()
-                .for_each(|(i, chunks)| existing[i] = chunks);
+            interrupt::install(&runtime::cpu(), |cancel| {
+                files
+                    .into_par_iter()
+                    .filter_map(|(i, key, found)| found.map(|(file, _, _)| (i, key, file)))
+                    .map(|(i, key, file)| {
+                        interrupt::cancelled(cancel)?;
+                        sharding::decode_shard(spec, &store.url_of(&key), &file).map(|c| (i, c))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })?
+            .into_iter()
+            .for_each(|(i, chunks)| existing[i] = chunks);
             // Encode every touched chunk in parallel, then assemble the shards.
             let jobs: Vec<(usize, [u64; 3], u64)> = todo
                 .iter()
                 .flat_map(|&i| batch[i].1.iter().map(move |&(g, id)| (i, g, id)))
                 .collect();
             let shards: Vec<(usize, String, Vec<u8>)> =
-                runtime::cpu().install(|| -> Result<_> {
+                interrupt::install(&runtime::cpu(), |cancel| -> Result<_> {
                     let encoded: Vec<(usize, u64, Bytes)> = jobs
                         .par_iter()
-                        .map(|&(i, g, id)| Ok((i, id, encode(g, id, existing[i].get(&id))?)))
+                        .map(|&(i, g, id)| {
+                            interrupt::cancelled(cancel)?;
+                            Ok((i, id, encode(g, id, existing[i].get(&id))?))
+                        })
                         .collect::<Result<_>>()?;
                     for (i, id, bytes) in encoded {
                         existing[i].insert(id, bytes);
@@ -1212,6 +1242,33 @@ impl BigArray {
     }
 }
 
+/// The next item of `results`, or `None` once the reader has closed `tx`'s channel (an
+/// interrupted read): the fetches in flight are then dropped instead of awaited, which for a
+/// stalled remote store could take until its deadline.
+async fn next_unless_closed<S: futures::Stream + Unpin, T>(
+    tx: &tokio::sync::mpsc::Sender<T>,
+    results: &mut S,
+) -> Option<S::Item> {
+    let closed = std::pin::pin!(tx.closed());
+    match futures::future::select(closed, results.next()).await {
+        futures::future::Either::Left(_) => None,
+        futures::future::Either::Right((next, _)) => next,
+    }
+}
+
+/// Stops the fetching behind `fetched` and waits until it has stopped: the fetch task ends
+/// once its current request does (requests still queued or in flight in an object store are
+/// dropped). Waiting matters for Python mapping stores, whose code runs inside the request:
+/// an interrupted caller may go on to end the interpreter, under a thread still in it.
+pub(crate) fn stop_fetching(fetched: &mut Fetched) {
+    fetched.close();
+    // A closed channel answers `None` while its sender lives, so watch the sender itself: the
+    // fetch task drops it when it ends.
+    while fetched.sender_strong_count() > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Runs blocking work on a blocking thread of the IO runtime, as a future any executor can
 /// await.
 async fn off_executor<R: Send + 'static>(
@@ -1225,7 +1282,8 @@ async fn off_executor<R: Send + 'static>(
         .map_err(|e| Error::internal(format!("a blocking read or write task failed: {e}")))?
 }
 
-/// Runs a store future to completion from a thread outside the IO runtime.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    runtime::io().block_on(future)
+/// Runs a store future to completion from a thread outside the IO runtime; an interrupted
+/// one is dropped (see [`interrupt::block_on`]).
+fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    interrupt::block_on(&runtime::io(), future)
 }

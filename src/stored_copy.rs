@@ -14,7 +14,7 @@ use crate::array::BigArray;
 use crate::codec::{self, Compression};
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
-use crate::runtime;
+use crate::{interrupt, runtime};
 
 impl BigArray {
     /// Copies the chunks of `bbox` from `src` as their stored bytes, when that gives the same
@@ -24,6 +24,7 @@ impl BigArray {
     /// zeros, as a decoding copy writes them. Returns `false`, having written nothing, when
     /// the scales or any chunk do not qualify: the caller then copies by decoding.
     pub fn copy_stored_from(&self, src: &BigArray, bbox: &Bbox) -> Result<bool> {
+        interrupt::begin();
         self.check_supported()?;
         src.check_supported()?;
         let grid = self.scale().grid;
@@ -47,8 +48,16 @@ impl BigArray {
         // Everything fetched first: a chunk stored otherwise must leave the layer untouched.
         let (keys, mut fetched) = src.fetch_cells(&cells);
         let mut stored: Vec<Option<(Bytes, Compression)>> = vec![None; cells.len()];
-        while let Some((i, found, _held)) = fetched.blocking_recv() {
-            stored[i] = found?;
+        let io = runtime::io();
+        loop {
+            match interrupt::recv(&io, &mut fetched) {
+                Ok(Some((i, found, _held))) => stored[i] = found?,
+                Ok(None) => break,
+                Err(e) => {
+                    crate::array::stop_fetching(&mut fetched);
+                    return Err(e);
+                }
+            }
         }
         let qualifies = stored.iter().all(|s| match s {
             Some((bytes, declared)) => !bytes.is_empty() && declared.resolve(bytes) == target,
@@ -57,11 +66,12 @@ impl BigArray {
         if !qualifies {
             return Ok(false);
         }
-        let bytes: Vec<Bytes> = runtime::cpu().install(|| {
+        let bytes: Vec<Bytes> = interrupt::install(&runtime::cpu(), |cancel| {
             stored
                 .into_par_iter()
                 .enumerate()
                 .map(|(i, s)| {
+                    interrupt::cancelled(cancel)?;
                     let layout = self.layout(&grid.chunk_box(cells[i]));
                     match s {
                         Some((bytes, declared)) => {
@@ -109,7 +119,8 @@ impl BigArray {
             .iter()
             .zip(bytes)
             .map(|(&g, b)| (self.chunk_key(g), b));
-        runtime::io().block_on(
+        interrupt::block_on(
+            &runtime::io(),
             futures::stream::iter(puts)
                 .map(|(key, b)| {
                     let chunks = chunks.clone();

@@ -6,9 +6,20 @@ from typing import final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["HdfLayer", "Layer", "__version__"]
+__all__ = ["CancelToken", "HdfLayer", "Layer", "__version__", "bind_cancel_token"]
 
 __version__: str
+
+@final
+class CancelToken:
+    """Cancels the engine calls of the threads it is bound to (``bind_cancel_token``)."""
+
+    def __init__(self) -> None: ...
+    def cancel(self) -> None: ...
+    @property
+    def cancelled(self) -> bool: ...
+
+def bind_cancel_token(token: CancelToken | None) -> CancelToken | None: ...
 
 @final
 class Layer:

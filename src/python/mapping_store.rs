@@ -38,7 +38,13 @@ impl MappingStore {
         }
     }
 
-    fn error(&self, key: &str, e: PyErr) -> Error {
+    /// A store error naming the key, except for exceptions that are not `Exception`s
+    /// (`KeyboardInterrupt` from Ctrl-C while the mapping's code ran, `SystemExit`): those
+    /// stop the operation and reach the caller as they are.
+    fn error(&self, py: Python<'_>, key: &str, e: PyErr) -> Error {
+        if super::interrupt::keep_if_not_exception(py, &e) {
+            return Error::Interrupted;
+        }
         Error::store(&self.url_of(key), format!("the mapping raised {e}"))
     }
 }
@@ -55,9 +61,9 @@ impl Store for MappingStore {
                 Ok(value) => value
                     .extract::<PyBackedBytes>()
                     .map(|v| Some(Bytes::copy_from_slice(&v)))
-                    .map_err(|e| self.error(key, e.into())),
+                    .map_err(|e| self.error(py, key, e.into())),
                 Err(e) if e.is_instance_of::<PyKeyError>(py) => Ok(None),
-                Err(e) => Err(self.error(key, e)),
+                Err(e) => Err(self.error(py, key, e)),
             },
         )
     }
@@ -67,14 +73,14 @@ impl Store for MappingStore {
             self.mapping
                 .bind(py)
                 .set_item(self.full_key(key), PyBytes::new(py, &value))
-                .map_err(|e| self.error(key, e))
+                .map_err(|e| self.error(py, key, e))
         })
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         Python::attach(
             |py| match self.mapping.bind(py).del_item(self.full_key(key)) {
-                Err(e) if !e.is_instance_of::<PyKeyError>(py) => Err(self.error(key, e)),
+                Err(e) if !e.is_instance_of::<PyKeyError>(py) => Err(self.error(py, key, e)),
                 _ => Ok(()),
             },
         )
