@@ -295,6 +295,7 @@ impl BigArray {
 
     /// Opens the layer held by `store`.
     pub fn open_store(store: Arc<dyn Store>, options: OpenOptions) -> Result<Self> {
+        interrupt::begin();
         let url = store.url_of("info");
         let bytes = block_on(store.get("info"))?.ok_or_else(|| Error::LayerNotFound {
             url: store.url_of(""),
@@ -335,6 +336,7 @@ impl BigArray {
         overwrite: bool,
         options: OpenOptions,
     ) -> Result<Self> {
+        interrupt::begin();
         let url = store.url_of("info");
         let info = Info::new(&url, spec)?;
         let encoding = &info.scales[0].encoding;
@@ -361,6 +363,7 @@ impl BigArray {
     /// count and full-resolution scale must stay as they are: rewriting those would
     /// reinterpret every chunk already stored.
     pub fn update_info(&self, json: &str) -> Result<Self> {
+        interrupt::begin();
         let store = self.chunks.store().clone();
         let url = store.url_of("info");
         let new = Info::parse(&url, json.as_bytes())?;
@@ -617,6 +620,10 @@ impl BigArray {
                         Ok(found) => found,
                         Err(e) => return fail(e),
                     };
+                    // A chunk failed to decode: the rest of the read is wasted work.
+                    if stop.load(Ordering::Relaxed) {
+                        return stop_fetching(&mut fetched);
+                    }
                     let (cell, key) = (cells[i], &keys[i]);
                     scope.spawn(move |_| {
                         if !stop.load(Ordering::Relaxed) {
