@@ -1131,10 +1131,13 @@ impl BigArray {
                     })
                     .buffer_unordered(self.options.concurrency)
                     .try_collect::<Vec<_>>(),
-            )?;
+            );
+            // Before any error (or interruption) returns: some of these shards may have been
+            // replaced, and stores without versions cannot tell the cached indexes are stale.
             for (shard, _) in batch {
                 reader.forget(*shard);
             }
+            let outcomes = outcomes?;
             match self.conflicts_after(round, outcomes, |i| reader.shard_key(batch[i].0))? {
                 Some(again) => todo = again,
                 None => return Ok(()),
