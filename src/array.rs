@@ -7,6 +7,7 @@
 //! and [`BigArray::write_async`] (tokio panics when its runtime's threads block).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -22,8 +23,8 @@ use crate::error::{Error, Result};
 use crate::format::precomputed::sharding::{self, ShardReader};
 use crate::format::precomputed::{ChunkStore, Encoding, Info, LayerSpec, Scale, Stored};
 use crate::geometry::{Bbox, BoxCopy};
-use crate::runtime;
 use crate::store::{self, Expected, Store};
+use crate::{interrupt, runtime};
 
 /// `info` files larger than this are refused rather than read into memory.
 const MAX_INFO_BYTES: usize = 64 << 20;
@@ -298,6 +299,7 @@ impl BigArray {
 
     /// Opens the layer held by `store`.
     pub fn open_store(store: Arc<dyn Store>, options: OpenOptions) -> Result<Self> {
+        interrupt::begin();
         let url = store.url_of("info");
         let bytes = block_on(store.get("info"))?.ok_or_else(|| Error::LayerNotFound {
             url: store.url_of(""),
@@ -338,6 +340,7 @@ impl BigArray {
         overwrite: bool,
         options: OpenOptions,
     ) -> Result<Self> {
+        interrupt::begin();
         let url = store.url_of("info");
         let info = Info::new(&url, spec)?;
         let encoding = &info.scales[0].encoding;
@@ -373,6 +376,7 @@ impl BigArray {
     /// count and full-resolution scale must stay as they are: rewriting those would
     /// reinterpret every chunk already stored.
     pub fn update_info(&self, json: &str) -> Result<Self> {
+        interrupt::begin();
         let store = self.chunks.store().clone();
         let url = store.url_of("info");
         let new = Info::parse(&url, json.as_bytes())?;
@@ -551,6 +555,7 @@ impl BigArray {
     /// target or thread may access those bytes meanwhile; a buffer marked `zeroed` must
     /// hold zeros.
     pub unsafe fn read_many_raw(&self, requests: &[(Bbox, OutBuffer)]) -> Result<()> {
+        interrupt::begin();
         self.check_supported()?;
         for (bbox, out) in requests {
             self.check_buffer(bbox, out.len)?;
@@ -576,7 +581,11 @@ impl BigArray {
             }
         }
         let failure: Mutex<Option<Error>> = Mutex::new(None);
+        // Set once the read has failed or was interrupted: chunk tasks not yet started then
+        // skip their work (the buffers are dropped unseen).
+        let stop = AtomicBool::new(false);
         let fail = |e: Error| {
+            stop.store(true, Ordering::Relaxed);
             failure
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -597,22 +606,42 @@ impl BigArray {
             }
         } else {
             let (keys, mut fetched) = self.fetch_cells(&cells);
+            let io = runtime::io();
             runtime::cpu().in_place_scope(|scope| {
-                let (painter, fail) = (&painter, &fail);
+                let (painter, fail, stop) = (&painter, &fail, &stop);
                 for (cell, entry) in cached {
                     let key = self.chunk_key(cell);
                     scope.spawn(move |_| {
-                        painter.guarded(fail, || painter.paint_entry(cell, &key, &entry))
+                        if !stop.load(Ordering::Relaxed) {
+                            painter.guarded(fail, || painter.paint_entry(cell, &key, &entry))
+                        }
                     });
                 }
-                while let Some((i, found, held)) = fetched.blocking_recv() {
+                loop {
+                    let (i, found, held) = match interrupt::recv(&io, &mut fetched) {
+                        Ok(Some(item)) => item,
+                        Ok(None) => break,
+                        Err(e) => {
+                            // The chunk tasks already spawned write into the output buffers,
+                            // so the scope still waits for them (they skip their work now
+                            // that `stop` is set).
+                            fail(e);
+                            return stop_fetching(&mut fetched);
+                        }
+                    };
                     let found = match found {
                         Ok(found) => found,
                         Err(e) => return fail(e),
                     };
+                    // A chunk failed to decode: the rest of the read is wasted work.
+                    if stop.load(Ordering::Relaxed) {
+                        return stop_fetching(&mut fetched);
+                    }
                     let (cell, key) = (cells[i], &keys[i]);
                     scope.spawn(move |_| {
-                        painter.guarded(fail, || painter.paint_fetched(cell, key, found));
+                        if !stop.load(Ordering::Relaxed) {
+                            painter.guarded(fail, || painter.paint_fetched(cell, key, found));
+                        }
                         drop(held);
                     });
                 }
@@ -807,7 +836,7 @@ impl BigArray {
                     }
                 })
                 .buffer_unordered(concurrency);
-            while let Some((i, result, held)) = results.next().await {
+            while let Some((i, result, held)) = next_unless_closed(&tx, &mut results).await {
                 let failed = result.is_err();
                 if tx.send((i, result, held)).await.is_err() || failed {
                     break;
@@ -863,7 +892,7 @@ impl BigArray {
                     }
                 })
                 .buffer_unordered(concurrency);
-            while let Some((members, result, held)) = results.next().await {
+            while let Some((members, result, held)) = next_unless_closed(&tx, &mut results).await {
                 match result {
                     Ok(found) => {
                         for ((i, _), bytes) in members.into_iter().zip(found) {
@@ -895,6 +924,7 @@ impl BigArray {
     /// (all of them with `None`): the others in `bbox` keep what they hold, or stay absent.
     /// Copies use it to leave the chunks a sparse source lacks unwritten.
     pub fn write_from_only(&self, bbox: &Bbox, data: &[u8], only: Option<&[Bbox]>) -> Result<()> {
+        interrupt::begin();
         self.check_supported()?;
         self.check_buffer(bbox, data.len())?;
         let bounds = self.bounds();
@@ -926,6 +956,7 @@ impl BigArray {
             return self.write_sharded(reader, bbox, &cells, data);
         }
         for batch in cells.chunks(WRITE_BATCH) {
+            interrupt::check()?;
             self.write_batch(bbox, data, batch)?;
         }
         Ok(())
@@ -963,21 +994,23 @@ impl BigArray {
             )? {
                 existing[i] = found;
             }
-            let encoded: Vec<(usize, String, Vec<u8>)> = runtime::cpu().install(|| {
-                todo.par_iter()
-                    .map(|&i| {
-                        let key = self.chunk_key(cells[i]);
-                        let url = self.chunks.store().url_of(&key);
-                        let old = existing[i]
-                            .0
-                            .as_ref()
-                            .map(|(b, declared)| (&b[..], *declared));
-                        let bytes =
-                            self.repaint_chunk(cells[i], bbox, data, old, compression, &url)?;
-                        Ok((i, key, bytes))
-                    })
-                    .collect::<Result<_>>()
-            })?;
+            let encoded: Vec<(usize, String, Vec<u8>)> =
+                interrupt::install(&runtime::cpu(), |cancel| {
+                    todo.par_iter()
+                        .map(|&i| {
+                            interrupt::cancelled(cancel)?;
+                            let key = self.chunk_key(cells[i]);
+                            let url = self.chunks.store().url_of(&key);
+                            let old = existing[i]
+                                .0
+                                .as_ref()
+                                .map(|(b, declared)| (&b[..], *declared));
+                            let bytes =
+                                self.repaint_chunk(cells[i], bbox, data, old, compression, &url)?;
+                            Ok((i, key, bytes))
+                        })
+                        .collect::<Result<_>>()
+                })?;
             let existing = &existing;
             let outcomes = block_on(
                 futures::stream::iter(encoded)
@@ -1144,6 +1177,7 @@ impl BigArray {
         let per_batch = ((1u64 << 30) / shard_bytes).clamp(1, 64) as usize;
         let groups: Vec<ShardCells> = groups.into_iter().collect();
         for batch in groups.chunks(per_batch) {
+            interrupt::check()?;
             self.write_shard_batch(reader, batch, &covers_shard, encode)?;
         }
         Ok(())
@@ -1189,28 +1223,31 @@ impl BigArray {
                     None => conditional.then_some(Expected::Absent),
                 };
             }
-            runtime::cpu()
-                .install(|| {
-                    files
-                        .into_par_iter()
-                        .filter_map(|(i, key, found)| found.map(|(file, _, _)| (i, key, file)))
-                        .map(|(i, key, file)| {
-                            sharding::decode_shard(spec, &store.url_of(&key), &file).map(|c| (i, c))
-                        })
-                        .collect::<Result<Vec<_>>>()
-                })?
-                .into_iter()
-                .for_each(|(i, chunks)| existing[i] = chunks);
+            interrupt::install(&runtime::cpu(), |cancel| {
+                files
+                    .into_par_iter()
+                    .filter_map(|(i, key, found)| found.map(|(file, _, _)| (i, key, file)))
+                    .map(|(i, key, file)| {
+                        interrupt::cancelled(cancel)?;
+                        sharding::decode_shard(spec, &store.url_of(&key), &file).map(|c| (i, c))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })?
+            .into_iter()
+            .for_each(|(i, chunks)| existing[i] = chunks);
             // Encode every touched chunk in parallel, then assemble the shards.
             let jobs: Vec<(usize, [u64; 3], u64)> = todo
                 .iter()
                 .flat_map(|&i| batch[i].1.iter().map(move |&(g, id)| (i, g, id)))
                 .collect();
             let shards: Vec<(usize, String, Vec<u8>)> =
-                runtime::cpu().install(|| -> Result<_> {
+                interrupt::install(&runtime::cpu(), |cancel| -> Result<_> {
                     let encoded: Vec<(usize, u64, Bytes)> = jobs
                         .par_iter()
-                        .map(|&(i, g, id)| Ok((i, id, encode(g, id, existing[i].get(&id))?)))
+                        .map(|&(i, g, id)| {
+                            interrupt::cancelled(cancel)?;
+                            Ok((i, id, encode(g, id, existing[i].get(&id))?))
+                        })
                         .collect::<Result<_>>()?;
                     for (i, id, bytes) in encoded {
                         existing[i].insert(id, bytes);
@@ -1240,10 +1277,13 @@ impl BigArray {
                     })
                     .buffer_unordered(self.options.concurrency)
                     .try_collect::<Vec<_>>(),
-            )?;
+            );
+            // Before any error (or interruption) returns: some of these shards may have been
+            // replaced, and stores without versions cannot tell the cached indexes are stale.
             for (shard, _) in batch {
                 reader.forget(*shard);
             }
+            let outcomes = outcomes?;
             match self.conflicts_after(round, outcomes, |i| reader.shard_key(batch[i].0))? {
                 Some(again) => todo = again,
                 None => return Ok(()),
@@ -1386,6 +1426,33 @@ fn scale_dirs(old: Option<&[u8]>, new: &Info) -> Vec<String> {
         .collect()
 }
 
+/// The next item of `results`, or `None` once the reader has closed `tx`'s channel (an
+/// interrupted read): the fetches in flight are then dropped instead of awaited, which for a
+/// stalled remote store could take until its deadline.
+async fn next_unless_closed<S: futures::Stream + Unpin, T>(
+    tx: &tokio::sync::mpsc::Sender<T>,
+    results: &mut S,
+) -> Option<S::Item> {
+    let closed = std::pin::pin!(tx.closed());
+    match futures::future::select(closed, results.next()).await {
+        futures::future::Either::Left(_) => None,
+        futures::future::Either::Right((next, _)) => next,
+    }
+}
+
+/// Stops the fetching behind `fetched` and waits until it has stopped: the fetch task ends
+/// once its current request does (requests still queued or in flight in an object store are
+/// dropped). Waiting matters for Python mapping stores, whose code runs inside the request:
+/// an interrupted caller may go on to end the interpreter, under a thread still in it.
+pub(crate) fn stop_fetching(fetched: &mut Fetched) {
+    fetched.close();
+    // A closed channel answers `None` while its sender lives, so watch the sender itself: the
+    // fetch task drops it when it ends.
+    while fetched.sender_strong_count() > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Runs blocking work on a blocking thread of the IO runtime, as a future any executor can
 /// await.
 async fn off_executor<R: Send + 'static>(
@@ -1399,7 +1466,8 @@ async fn off_executor<R: Send + 'static>(
         .map_err(|e| Error::internal(format!("a blocking read or write task failed: {e}")))?
 }
 
-/// Runs a store future to completion from a thread outside the IO runtime.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    runtime::io().block_on(future)
+/// Runs a store future to completion from a thread outside the IO runtime; an interrupted
+/// one is dropped (see [`interrupt::block_on`]).
+fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    interrupt::block_on(&runtime::io(), future)
 }

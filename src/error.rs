@@ -54,6 +54,12 @@ pub enum Error {
     #[error("{reason}")]
     InvalidArgument { reason: String },
 
+    /// The caller asked the operation to stop (in Python: Ctrl-C) while it waited; what it
+    /// had not yet done was abandoned (see [`crate::interrupt`]). A write stopped this way
+    /// leaves each chunk it touches whole, old or new.
+    #[error("interrupted")]
+    Interrupted,
+
     /// A bug: a panic caught before it could cross into the caller.
     #[error("internal error (please report): {reason}")]
     Internal { reason: String },

@@ -20,6 +20,7 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod geometry;
+pub mod interrupt;
 pub mod runtime;
 pub mod store;
 mod stored_copy;

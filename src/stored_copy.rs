@@ -14,7 +14,7 @@ use crate::array::BigArray;
 use crate::codec::{self, Compression};
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
-use crate::runtime;
+use crate::{interrupt, runtime};
 
 impl BigArray {
     /// Copies the chunks of `bbox` from `src` as their stored bytes, when that gives the same
@@ -32,6 +32,7 @@ impl BigArray {
         bbox: &Bbox,
         only: Option<&[Bbox]>,
     ) -> Result<bool> {
+        interrupt::begin();
         self.check_supported()?;
         src.check_supported()?;
         let grid = self.scale().grid;
@@ -55,8 +56,16 @@ impl BigArray {
         // Everything fetched first: a chunk stored otherwise must leave the layer untouched.
         let (keys, mut fetched) = src.fetch_cells(&cells);
         let mut stored: Vec<Option<(Bytes, Compression)>> = vec![None; cells.len()];
-        while let Some((i, found, _held)) = fetched.blocking_recv() {
-            stored[i] = found?;
+        let io = runtime::io();
+        loop {
+            match interrupt::recv(&io, &mut fetched) {
+                Ok(Some((i, found, _held))) => stored[i] = found?,
+                Ok(None) => break,
+                Err(e) => {
+                    crate::array::stop_fetching(&mut fetched);
+                    return Err(e);
+                }
+            }
         }
         let qualifies = stored.iter().all(|s| match s {
             Some((bytes, declared)) => !bytes.is_empty() && declared.resolve(bytes) == target,
@@ -71,11 +80,12 @@ impl BigArray {
             .enumerate()
             .filter_map(|(i, s)| s.map(|s| (i, s)))
             .unzip();
-        let bytes: Vec<Bytes> = runtime::cpu().install(|| {
+        let bytes: Vec<Bytes> = interrupt::install(&runtime::cpu(), |cancel| {
             present
                 .par_iter()
                 .zip(stored)
                 .map(|(&i, (bytes, declared))| {
+                    interrupt::cancelled(cancel)?;
                     let layout = self.layout(&grid.chunk_box(cells[i]));
                     let url = src.chunks.store().url_of(&keys[i]);
                     codec::decode_as(encoding, &url, &bytes, declared, &layout, |_| ())?;
@@ -116,7 +126,8 @@ impl BigArray {
             .iter()
             .zip(bytes)
             .map(|(&g, b)| (self.chunk_key(g), b));
-        runtime::io().block_on(
+        interrupt::block_on(
+            &runtime::io(),
             futures::stream::iter(puts)
                 .map(|(key, b)| {
                     let chunks = chunks.clone();

@@ -12,6 +12,7 @@ from ._dask import store
 from ._loader import PatchLoader
 from .errors import (
     BigArrayError,
+    CancelledError,
     ChunkDecodeError,
     InfoError,
     InvalidArgumentError,
@@ -28,6 +29,7 @@ __all__ = [
     "BigArray",
     "PatchLoader",
     "BigArrayError",
+    "CancelledError",
     "ChunkDecodeError",
     "InfoError",
     "InvalidArgumentError",

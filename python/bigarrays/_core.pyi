@@ -6,7 +6,7 @@ from typing import final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["HdfLayer", "Layer", "__version__", "local_path"]
+__all__ = ["CancelToken", "HdfLayer", "Layer", "__version__", "bind_cancel_token", "local_path"]
 
 __version__: str
 
@@ -14,6 +14,17 @@ def local_path(url: str) -> str | None:
     """The filesystem path a local URL (a path or ``file:`` URL) names; None otherwise."""
 
 _Box = tuple[tuple[int, int, int], tuple[int, int, int]]
+
+@final
+class CancelToken:
+    """Cancels the engine calls of the threads it is bound to (``bind_cancel_token``)."""
+
+    def __init__(self) -> None: ...
+    def cancel(self) -> None: ...
+    @property
+    def cancelled(self) -> bool: ...
+
+def bind_cancel_token(token: CancelToken | None) -> CancelToken | None: ...
 
 @final
 class Layer:

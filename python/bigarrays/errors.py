@@ -56,8 +56,14 @@ class InvalidArgumentError(BigArrayError, ValueError):
     """An argument makes no sense (bad option, unknown mip, wrong shape)."""
 
 
+class CancelledError(BigArrayError):
+    """A block of ``copy_to`` or ``downsample`` stopped because another block failed or the
+    caller was interrupted (Ctrl-C); the caller gets that error, not this one."""
+
+
 __all__ = [
     "BigArrayError",
+    "CancelledError",
     "ChunkDecodeError",
     "InfoError",
     "InvalidArgumentError",

@@ -14,8 +14,8 @@ use super::hdf5_file::{H5Dataset, OutBuf};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
-use crate::runtime;
 use crate::store::local_path;
+use crate::{interrupt, runtime};
 
 /// Open files (with their chunk indexes) a handle keeps; beyond this, one is dropped per open.
 const MAX_OPEN: usize = 256;
@@ -219,6 +219,7 @@ impl AlignedArray {
 
     /// Reads `bbox` into `out` (Fortran `[x, y, z]`); everything outside the sections reads 0.
     pub fn read_into(&self, bbox: &Bbox, out: &mut [u8]) -> Result<()> {
+        interrupt::begin();
         let shape = bbox.shape();
         out.fill(0);
         let buf = OutBuf::new(
@@ -228,8 +229,9 @@ impl AlignedArray {
         )?;
         let z0 = bbox.start[2].max(0);
         let z1 = bbox.stop[2].min(self.sections.len() as i64);
-        runtime::cpu().install(|| {
+        interrupt::install(&runtime::cpu(), |cancel| {
             (z0..z1).into_par_iter().try_for_each(|z| {
+                interrupt::cancelled(cancel)?;
                 let Some(section) = &self.sections[z as usize] else {
                     return Ok(());
                 };
@@ -255,6 +257,7 @@ impl AlignedArray {
                     [ext[0], ext[1], 1, 1],
                     buf,
                     [dst_at[0], dst_at[1], dst_at[2], 0],
+                    cancel,
                 )
             })
         })

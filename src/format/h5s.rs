@@ -18,8 +18,8 @@ use super::hdf5_file::{self, DatasetSpec, Dims, H5Compression, H5Dataset, OutBuf
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
-use crate::runtime;
 use crate::store::local_path;
+use crate::{interrupt, runtime};
 
 /// Open files (with their chunk indexes) a handle keeps; beyond this, one is dropped per open.
 const MAX_OPEN: usize = 256;
@@ -534,6 +534,7 @@ impl H5sArray {
     /// Reads `bbox` into `out` (Fortran `[x, y, z, c]`); outside the bounds and in missing
     /// blocks reads 0.
     pub fn read_into(&self, bbox: &Bbox, out: &mut [u8]) -> Result<()> {
+        interrupt::begin();
         let shape = bbox.shape();
         let channels = self.num_channels() as u64;
         let buf = OutBuf::new(
@@ -542,8 +543,9 @@ impl H5sArray {
             self.dtype().itemsize(),
         )?;
         let blocks = self.blocks_touching(bbox);
-        runtime::cpu().install(|| {
+        interrupt::install(&runtime::cpu(), |cancel| {
             blocks.par_iter().try_for_each(|&(g, block_box)| {
+                interrupt::cancelled(cancel)?;
                 let Some(part) = block_box.intersect(bbox) else {
                     return Ok(());
                 };
@@ -568,7 +570,7 @@ impl H5sArray {
                             // SAFETY: as above.
                             unsafe { buf.paint(None, dst_at, ext)? };
                         }
-                        ds.read(src, clip, buf, dst_at)
+                        ds.read(src, clip, buf, dst_at, cancel)
                     }
                 }
             })
@@ -620,6 +622,7 @@ impl H5sArray {
     /// Writes `data` (Fortran `[x, y, z, c]`) into `bbox`, which must lie inside the bounds:
     /// hyperslab writes into existing block files, new files for new blocks. Not atomic.
     pub fn write_from(&self, bbox: &Bbox, data: &[u8]) -> Result<()> {
+        interrupt::begin();
         if !self.bounds.contains(bbox) {
             return Err(Error::OutOfBounds {
                 reason: format!(
@@ -655,6 +658,9 @@ impl H5sArray {
             deflate_level: 5,
         };
         for (g, block_box) in self.blocks_touching(bbox) {
+            // Between blocks only: a block is one libhdf5 write, never left half done by
+            // an interruption (a crash is another matter, see the README).
+            interrupt::check()?;
             let Some(part) = block_box.intersect(bbox) else {
                 continue;
             };

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
 use rayon::prelude::*;
@@ -22,6 +23,7 @@ use crate::codec::{blosc, ChunkLayout};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
+use crate::interrupt;
 use crate::store::local_path;
 
 /// A box extent or corner in Fortran axis order `[x, y, z, c]`.
@@ -389,8 +391,16 @@ impl H5Dataset {
 
     /// Reads the box `[start, start + ext)` of the dataset (clipped by the caller to its
     /// shape) into `out` at `out_at`, decoding chunks in parallel on the current rayon pool.
-    /// Chunks never written read as zeros.
-    pub fn read(&self, start: Dims, ext: Dims, out: OutBuf, out_at: Dims) -> Result<()> {
+    /// Chunks never written read as zeros. Stops with [`Error::Interrupted`] once `cancel`
+    /// is set (see [`interrupt::install`]).
+    pub fn read(
+        &self,
+        start: Dims,
+        ext: Dims,
+        out: OutBuf,
+        out_at: Dims,
+        cancel: &AtomicBool,
+    ) -> Result<()> {
         if (0..4).any(|i| start[i] + ext[i] > self.shape[i]) {
             return Err(Error::internal(format!(
                 "{}: box {start:?}+{ext:?} outside {:?}",
@@ -422,6 +432,7 @@ impl H5Dataset {
                     }
                 }
                 cells.into_par_iter().try_for_each(|g| {
+                    interrupt::cancelled(cancel)?;
                     let origin = [0, 1, 2, 3].map(|i| g[i] * chunk[i]);
                     // The part of this chunk inside the requested box (and the dataset).
                     let a = [0, 1, 2, 3].map(|i| origin[i].max(start[i]));
@@ -602,6 +613,7 @@ impl H5File {
 
     /// Reads `bbox` into `out` (Fortran `[x, y, z, c]`); outside the dataset reads 0.
     pub fn read_into(&self, bbox: &Bbox, out: &mut [u8]) -> Result<()> {
+        interrupt::begin();
         let shape = bbox.shape();
         let channels = self.dataset.shape[3];
         let covered = bbox.intersect(&self.bounds()?);
@@ -619,12 +631,13 @@ impl H5File {
         let e = part.shape();
         let start = [0, 1, 2].map(|i| part.start[i] as u64);
         let at = [0, 1, 2].map(|i| (part.start[i] - bbox.start[i]) as u64);
-        crate::runtime::cpu().install(|| {
+        interrupt::install(&crate::runtime::cpu(), |cancel| {
             self.dataset.read(
                 [start[0], start[1], start[2], 0],
                 [e[0], e[1], e[2], channels],
                 buf,
                 [at[0], at[1], at[2], 0],
+                cancel,
             )
         })
     }
@@ -798,7 +811,8 @@ mod tests {
             let (start, ext) = ([3, 2, 1, 0], [15, 7, 4, 1]);
             let mut out = vec![0u16; 15 * 7 * 4];
             let buf = OutBuf::new(bytemuck::cast_slice_mut(&mut out), ext, 2).unwrap();
-            ds.read(start, ext, buf, [0; 4]).unwrap();
+            ds.read(start, ext, buf, [0; 4], &AtomicBool::new(false))
+                .unwrap();
             for z in 0..4 {
                 for y in 0..7 {
                     for x in 0..15 {

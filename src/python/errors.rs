@@ -19,11 +19,15 @@ fn class_name(e: &Error) -> &'static str {
         Error::OutOfBounds { .. } => "OutOfBoundsError",
         Error::InvalidArgument { .. } => "InvalidArgumentError",
         Error::Internal { .. } => "BigArrayError",
+        Error::Interrupted => "CancelledError",
     }
 }
 
 /// The Python exception for an engine error.
 pub fn to_pyerr(e: Error) -> PyErr {
+    if let Error::Interrupted = e {
+        return super::interrupt::take_raised().unwrap_or_else(super::interrupt::interrupted_error);
+    }
     let message = e.to_string();
     Python::attach(|py| {
         let class = py

@@ -53,10 +53,10 @@ impl MappingStore {
                 .call_method0("keys")
                 .and_then(|k| py.import("builtins")?.getattr("list")?.call1((k,)))
                 .and_then(|k| k.try_iter())
-                .map_err(|e| self.error(dir, e))?;
+                .map_err(|e| self.error(py, dir, e))?;
             let mut found = Vec::new();
             for key in keys {
-                let key = key.map_err(|e| self.error(dir, e))?;
+                let key = key.map_err(|e| self.error(py, dir, e))?;
                 // Keys that are not strings are no layer's.
                 if let Ok(key) = key.extract::<String>() {
                     if key.starts_with(&full) {
@@ -68,7 +68,13 @@ impl MappingStore {
         })
     }
 
-    fn error(&self, key: &str, e: PyErr) -> Error {
+    /// A store error naming the key, except for exceptions that are not `Exception`s
+    /// (`KeyboardInterrupt` from Ctrl-C while the mapping's code ran, `SystemExit`): those
+    /// stop the operation and reach the caller as they are.
+    fn error(&self, py: Python<'_>, key: &str, e: PyErr) -> Error {
+        if super::interrupt::keep_if_not_exception(py, &e) {
+            return Error::Interrupted;
+        }
         Error::store(&self.url_of(key), format!("the mapping raised {e}"))
     }
 }
@@ -85,9 +91,9 @@ impl Store for MappingStore {
                 Ok(value) => value
                     .extract::<PyBackedBytes>()
                     .map(|v| Some(Bytes::copy_from_slice(&v)))
-                    .map_err(|e| self.error(key, e.into())),
+                    .map_err(|e| self.error(py, key, e.into())),
                 Err(e) if e.is_instance_of::<PyKeyError>(py) => Ok(None),
-                Err(e) => Err(self.error(key, e)),
+                Err(e) => Err(self.error(py, key, e)),
             },
         )
     }
@@ -97,7 +103,7 @@ impl Store for MappingStore {
             self.mapping
                 .bind(py)
                 .set_item(self.full_key(key), PyBytes::new(py, &value))
-                .map_err(|e| self.error(key, e))
+                .map_err(|e| self.error(py, key, e))
         })
     }
 
@@ -107,9 +113,9 @@ impl Store for MappingStore {
                 Ok(value) => value
                     .len()
                     .map(|n| Some(n as u64))
-                    .map_err(|e| self.error(key, e)),
+                    .map_err(|e| self.error(py, key, e)),
                 Err(e) if e.is_instance_of::<PyKeyError>(py) => Ok(None),
-                Err(e) => Err(self.error(key, e)),
+                Err(e) => Err(self.error(py, key, e)),
             },
         )
     }
@@ -136,7 +142,7 @@ impl Store for MappingStore {
     async fn delete(&self, key: &str) -> Result<()> {
         Python::attach(
             |py| match self.mapping.bind(py).del_item(self.full_key(key)) {
-                Err(e) if !e.is_instance_of::<PyKeyError>(py) => Err(self.error(key, e)),
+                Err(e) if !e.is_instance_of::<PyKeyError>(py) => Err(self.error(py, key, e)),
                 _ => Ok(()),
             },
         )

@@ -3,6 +3,7 @@
 
 mod errors;
 mod hdf5_layer;
+mod interrupt;
 mod mapping_store;
 
 use std::collections::HashMap;
@@ -45,9 +46,15 @@ fn guarded<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
 /// clear.
 const ZEROED_OUTPUT_MIN: usize = 32 << 20;
 
-/// Runs engine code with the GIL released.
+/// Runs engine code with the GIL released. An exception a signal handler raised while the
+/// engine waited (see `interrupt`) is raised in place of whatever the call returned: the
+/// engine stops on it, but another error may have been recorded first.
 fn detached<R: Send>(py: Python<'_>, f: impl FnOnce() -> Result<R> + Send) -> PyResult<R> {
-    py.detach(|| guarded(f)).map_err(to_pyerr)
+    let result = py.detach(|| guarded(f));
+    match interrupt::take_raised() {
+        Some(raised) => Err(raised),
+        None => result.map_err(to_pyerr),
+    }
 }
 
 fn open_store(
@@ -440,6 +447,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(local_path, m)?)?;
     m.add_class::<Layer>()?;
     m.add_class::<hdf5_layer::HdfLayer>()?;
+    m.add_class::<interrupt::CancelToken>()?;
+    m.add_function(wrap_pyfunction!(interrupt::bind_cancel_token, m)?)?;
+    interrupt::register();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
