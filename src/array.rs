@@ -672,6 +672,7 @@ impl BigArray {
     /// file's metadata, a HEAD request), except that a remote store asked about much of a
     /// scale lists the scale's objects instead (one request per 1000).
     pub fn chunk_sizes(&self, bbox: &Bbox) -> Result<Vec<([u64; 3], Option<u64>)>> {
+        interrupt::begin();
         self.check_supported()?;
         let grid = self.scale().grid;
         let cells = grid.chunks_touching(bbox);
@@ -701,7 +702,13 @@ impl BigArray {
             futures::stream::iter(keys)
                 .map(|key| {
                     let chunks = chunks.clone();
-                    async move { chunks.stored_size(&key).await }
+                    async move {
+                        // `block_on` polls this on the calling thread, and a Python mapping
+                        // answers there synchronously, so its timer cannot fire between
+                        // answers: check here, before each.
+                        interrupt::check()?;
+                        chunks.stored_size(&key).await
+                    }
                 })
                 .buffered(self.options.concurrency)
                 .try_collect::<Vec<_>>(),
@@ -742,18 +749,14 @@ impl BigArray {
         cells: &[[u64; 3]],
     ) -> Result<Vec<Option<u64>>> {
         let ids = self.chunk_ids(cells);
-        let mut groups: std::collections::BTreeMap<u64, Vec<(usize, u64)>> = Default::default();
-        for (i, &id) in ids.iter().enumerate() {
-            groups
-                .entry(reader.spec().locate(id).0)
-                .or_default()
-                .push((i, id));
-        }
+        let groups = by_shard(reader, &ids);
         let looked_up = block_on(
             futures::stream::iter(groups)
                 .map(|(shard, members)| {
                     let reader = reader.clone();
                     async move {
+                        // Polled on the calling thread: see `probed_chunk_sizes`.
+                        interrupt::check()?;
                         let ids: Vec<u64> = members.iter().map(|m| m.1).collect();
                         let sizes = reader.chunk_sizes(shard, &ids).await?;
                         Ok::<_, Error>((members, sizes))
@@ -860,13 +863,7 @@ impl BigArray {
     fn fetch_sharded(&self, reader: Arc<ShardReader>, ids: Vec<u64>) -> Fetched {
         let concurrency = self.options.concurrency;
         let (tx, rx) = tokio::sync::mpsc::channel(concurrency.max(ids.len().min(4096)));
-        let mut groups: std::collections::BTreeMap<u64, Vec<(usize, u64)>> = Default::default();
-        for (i, &id) in ids.iter().enumerate() {
-            groups
-                .entry(reader.spec().locate(id).0)
-                .or_default()
-                .push((i, id));
-        }
+        let groups = by_shard(&reader, &ids);
         // Each shard's chunks are read in pieces of at most half the in-flight budget, so
         // that two pieces overlap (one decoding while the next is fetched).
         let (budget, cost) = self.inflight_budget();
@@ -1464,6 +1461,21 @@ async fn off_executor<R: Send + 'static>(
         })
         .await
         .map_err(|e| Error::internal(format!("a blocking read or write task failed: {e}")))?
+}
+
+/// The indexes and ids of `ids` grouped by the shard that holds each, in shard order.
+fn by_shard(
+    reader: &ShardReader,
+    ids: &[u64],
+) -> std::collections::BTreeMap<u64, Vec<(usize, u64)>> {
+    let mut groups: std::collections::BTreeMap<u64, Vec<(usize, u64)>> = Default::default();
+    for (i, &id) in ids.iter().enumerate() {
+        groups
+            .entry(reader.spec().locate(id).0)
+            .or_default()
+            .push((i, id));
+    }
+    groups
 }
 
 /// Runs a store future to completion from a thread outside the IO runtime; an interrupted
