@@ -14,7 +14,7 @@ pub enum Error {
     NotFound { url: String, reason: String },
 
     /// `create` found an existing layer and was not told to overwrite it.
-    #[error("{url}: a layer already exists here (pass overwrite=True to replace its info)")]
+    #[error("{url}: a layer already exists here (pass overwrite=True to replace it with an empty layer)")]
     LayerExists { url: String },
 
     /// The layer's metadata is malformed or asks for something unsupported.
