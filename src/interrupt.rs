@@ -85,6 +85,11 @@ pub(crate) fn recv<T>(io: &Runtime, rx: &mut Receiver<T>) -> Result<Option<T>> {
     if hook().is_none() {
         return Ok(rx.blocking_recv());
     }
+    // An item already waiting needs no timer: local reads often queue faster than they are
+    // painted, and entering the runtime for each would cost more than the wait.
+    if let Ok(item) = rx.try_recv() {
+        return Ok(Some(item));
+    }
     loop {
         // The timer is made inside the runtime: tokio's timers need its context.
         let next = io.block_on(async { tokio::time::timeout_at(due().into(), rx.recv()).await });
