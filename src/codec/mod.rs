@@ -5,18 +5,19 @@
 
 pub mod blosc;
 pub mod compressed_segmentation;
+mod encoding;
 pub mod jpeg;
 pub mod png;
 pub mod raw;
 mod scratch;
 pub mod transport;
 
+pub use encoding::Encoding;
 pub use scratch::with_scratch;
 pub use transport::Compression;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::format::precomputed::Encoding;
 
 /// What a chunk holds once decoded: its clipped shape, channel count and voxel type. The
 /// decoded byte length follows from it, so no decoder needs to trust a size in the data.

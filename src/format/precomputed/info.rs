@@ -5,6 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::sharding::ShardingSpec;
 use crate::codec::blosc::BloscCompressor;
+pub use crate::codec::Encoding;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::ChunkGrid;
@@ -21,35 +22,8 @@ pub const DEFAULT_PNG_LEVEL: u8 = 9;
 /// CloudVolume's default compressed_segmentation block size.
 pub const DEFAULT_CSEG_BLOCK: [u64; 3] = [8, 8, 8];
 
-/// A scale's chunk encoding, with the writer parameters its `info` keys give.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Encoding {
-    Raw,
-    /// `jpeg_quality` (0–100; a hint for writers).
-    Jpeg {
-        quality: u8,
-    },
-    /// `png_level` (0–9; a hint for writers).
-    Png {
-        level: u8,
-    },
-    /// `compressed_segmentation_block_size`.
-    CompressedSegmentation {
-        block_size: [u64; 3],
-    },
-    /// A Blosc-1 buffer; `blosc` or BigArrays.jl's `blosclz` (`name`). The compressor,
-    /// level and shuffle (`blosc_compressor`, `blosc_clevel`, `blosc_shuffle`) matter to
-    /// writers only: the buffer header tells readers.
-    Blosc {
-        name: &'static str,
-        compressor: BloscCompressor,
-        clevel: u8,
-        shuffle: u8,
-    },
-    /// A name we parse but cannot decode (compresso, jxl, ...): IO raises an `InfoError`.
-    Unsupported(String),
-}
-
+/// Reading and writing [`Encoding`]s as `info` scale keys: the precomputed format's side of
+/// the codec type.
 impl Encoding {
     /// The encoding named `name` with every writer parameter at its default.
     pub fn parse(name: &str) -> Self {
