@@ -3,8 +3,9 @@
 //! caller's buffer. Writes paint the box into chunks (read-modify-write only for partly
 //! covered ones), encode them in parallel and store them concurrently.
 //!
-//! Reads and writes block the calling thread; async callers use [`BigArray::read_async`]
-//! and [`BigArray::write_async`] (tokio panics when its runtime's threads block).
+//! `BigArray` is the Precomputed [`Volume`]. Reads and writes block the calling thread;
+//! async callers use [`VolumeExt::read_async`](crate::VolumeExt::read_async) and
+//! `write_async` (tokio panics when its runtime's threads block).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,18 +13,19 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn, ShapeBuilder};
 use rayon::prelude::*;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::cache::{CacheStats, ChunkCache, Entry};
 use crate::codec::{self, transport, ChunkLayout, Compression};
-use crate::dtype::{DType, Element};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::format::precomputed::sharding::{self, ShardReader};
 use crate::format::precomputed::{ChunkStore, Encoding, Info, LayerSpec, Scale, Stored};
 use crate::geometry::{Bbox, BoxCopy};
+use crate::open::OpenOptions;
 use crate::store::{self, Expected, Store};
+use crate::volume::{OutBuffer, ReadTarget, Volume};
 use crate::{interrupt, runtime};
 
 /// `info` files larger than this are refused rather than read into memory.
@@ -46,35 +48,6 @@ type ShardCells = (u64, Vec<([u64; 3], u64)>);
 pub(crate) type ChunkEncoder<'a> =
     dyn Fn([u64; 3], u64, Option<&Bytes>) -> Result<Bytes> + Sync + 'a;
 
-/// How to open a layer.
-#[derive(Debug, Clone)]
-pub struct OpenOptions {
-    /// Index into `info["scales"]`; 0 is full resolution.
-    pub mip: usize,
-    /// Missing chunks read as zeros (`true`) or raise [`Error::MissingChunk`].
-    pub fill_missing: bool,
-    /// Transport compression of the chunks this handle writes; `None` picks the encoding's
-    /// default ([`codec::default_compression`]: gzip for raw and compressed_segmentation,
-    /// none for jpeg, png and blosc, as CloudVolume does).
-    pub compression: Option<Compression>,
-    /// Store requests in flight at once.
-    pub concurrency: usize,
-    /// Bytes of decoded chunks kept for later reads on this handle (0: no cache).
-    pub cache_bytes: usize,
-}
-
-impl Default for OpenOptions {
-    fn default() -> Self {
-        OpenOptions {
-            mip: 0,
-            fill_missing: true,
-            compression: None,
-            concurrency: 64,
-            cache_bytes: 0,
-        }
-    }
-}
-
 /// One scale of a Neuroglancer Precomputed layer. Cloning is cheap and shares the store,
 /// shard reader and cache.
 #[derive(Debug, Clone)]
@@ -87,25 +60,6 @@ pub struct BigArray {
     info: Info,
     options: OpenOptions,
 }
-
-/// Where one box of a raw read goes (see [`BigArray::read_many_raw`]): `len` bytes at
-/// `ptr`, uninitialised or, when `zeroed`, all zeros. Zeros are then not written again, so
-/// the pages of a sparse read's empty parts are never touched (calloc'd memory costs
-/// nothing until written).
-#[derive(Debug, Clone, Copy)]
-pub struct OutBuffer {
-    pub ptr: *mut u8,
-    pub len: usize,
-    pub zeroed: bool,
-}
-
-// SAFETY: an `OutBuffer` is an address; writing through it takes `read_many_raw`, whose
-// caller vouches for the buffer. Within one read, the decode tasks share the buffers and
-// only write through `BoxCopy::copy_to_ptr` / `zero_ptr` or `OutputRows`, each task the
-// voxels of a different chunk; chunks are disjoint boxes, so no two tasks touch the same byte, and the
-// read waits for every task (`in_place_scope`) before returning.
-unsafe impl Send for OutBuffer {}
-unsafe impl Sync for OutBuffer {}
 
 /// A chunk's share of its read's in-flight byte budget: held from before the chunk is
 /// fetched until it has been painted, so fetched-but-unpainted bytes stay bounded however
@@ -443,28 +397,6 @@ impl BigArray {
         &self.options
     }
 
-    pub fn dtype(&self) -> DType {
-        self.info.data_type
-    }
-
-    pub fn num_channels(&self) -> usize {
-        self.info.num_channels
-    }
-
-    /// The layer bounds at this scale, in absolute voxel coordinates.
-    pub fn bounds(&self) -> Bbox {
-        self.scale().grid.bounds()
-    }
-
-    /// The URL of the layer root.
-    pub fn url(&self) -> String {
-        self.chunks
-            .store()
-            .url_of("")
-            .trim_end_matches('/')
-            .to_string()
-    }
-
     /// Bytes per voxel, all channels together.
     fn voxel_bytes(&self) -> usize {
         self.dtype().itemsize() * self.num_channels()
@@ -516,36 +448,7 @@ impl BigArray {
         Ok(())
     }
 
-    /// Reads `bbox` into `out`: Fortran-ordered `[x, y, z, c]` little-endian voxels. Voxels
-    /// outside the bounds, and in missing chunks when `fill_missing` is set, become 0.
-    pub fn read_into(&self, bbox: &Bbox, out: &mut [u8]) -> Result<()> {
-        self.read_many_into(&mut [(*bbox, out)])
-    }
-
-    /// Reads several boxes at once, each into its own buffer (as [`BigArray::read_into`]).
-    /// Every chunk the boxes touch is fetched and decoded once, however many boxes share
-    /// it, and the decoding of all of them shares the CPU pool.
-    pub fn read_many_into(&self, requests: &mut [(Bbox, &mut [u8])]) -> Result<()> {
-        let targets: Vec<(Bbox, OutBuffer)> = requests
-            .iter_mut()
-            .map(|(bbox, out)| {
-                let (ptr, len) = (out.as_mut_ptr(), out.len());
-                (
-                    *bbox,
-                    OutBuffer {
-                        ptr,
-                        len,
-                        zeroed: false,
-                    },
-                )
-            })
-            .collect();
-        // SAFETY: each pointer comes from a distinct `&mut [u8]` that lives, unaliased,
-        // for the whole call.
-        unsafe { self.read_many_raw(&targets) }
-    }
-
-    /// [`BigArray::read_many_into`] into raw buffers, which may be uninitialised: on success
+    /// [`Volume::read_many`] into raw buffers, which may be uninitialised: on success
     /// every byte of every buffer holds its voxel (zeros outside the bounds and for missing
     /// chunks; those are not written again where the buffer is `zeroed`), and nothing is
     /// ever read from them.
@@ -554,7 +457,7 @@ impl BigArray {
     /// Each buffer must be valid for writes of its length for the whole call, and no other
     /// target or thread may access those bytes meanwhile; a buffer marked `zeroed` must
     /// hold zeros.
-    pub unsafe fn read_many_raw(&self, requests: &[(Bbox, OutBuffer)]) -> Result<()> {
+    pub(crate) unsafe fn read_many_raw(&self, requests: &[(Bbox, OutBuffer)]) -> Result<()> {
         interrupt::begin();
         self.check_supported()?;
         for (bbox, out) in requests {
@@ -797,11 +700,6 @@ impl BigArray {
         }
     }
 
-    /// Decoded-chunk cache statistics, when the handle has a cache.
-    pub fn cache_stats(&self) -> Option<CacheStats> {
-        self.cache.as_ref().map(|c| c.stats())
-    }
-
     /// The in-flight byte budget of one read (in KiB permits) and a chunk's cost in it (its
     /// decoded size, which bounds what is stored for it, give or take a header).
     fn inflight_budget(&self) -> (Arc<Semaphore>, u32) {
@@ -911,16 +809,10 @@ impl BigArray {
         rx
     }
 
-    /// Writes `data` (Fortran-ordered `[x, y, z, c]` voxels) into `bbox`, which must lie
-    /// inside the bounds. Each chunk is replaced atomically.
-    pub fn write_from(&self, bbox: &Bbox, data: &[u8]) -> Result<()> {
-        self.write_from_only(bbox, data, None)
-    }
-
     /// [`BigArray::write_from`], writing only the chunks that touch one of the boxes `only`
     /// (all of them with `None`): the others in `bbox` keep what they hold, or stay absent.
     /// Copies use it to leave the chunks a sparse source lacks unwritten.
-    pub fn write_from_only(&self, bbox: &Bbox, data: &[u8], only: Option<&[Bbox]>) -> Result<()> {
+    fn write_box(&self, bbox: &Bbox, data: &[u8], only: Option<&[Bbox]>) -> Result<()> {
         interrupt::begin();
         self.check_supported()?;
         self.check_buffer(bbox, data.len())?;
@@ -1304,94 +1196,97 @@ impl BigArray {
             dtype: self.dtype(),
         }
     }
+}
 
-    /// Shape of a box's voxels as an array: `[x, y, z]`, plus `c` when multi-channel.
-    fn array_shape(&self, bbox: &Bbox) -> Vec<usize> {
-        let mut shape: Vec<usize> = bbox.shape().iter().map(|&n| n as usize).collect();
-        if self.num_channels() > 1 {
-            shape.push(self.num_channels());
-        }
-        shape
+impl Volume for BigArray {
+    fn format(&self) -> &'static str {
+        "precomputed"
     }
 
-    fn check_shape(&self, bbox: &Bbox, shape: &[usize]) -> Result<()> {
-        let needed = self.array_shape(bbox);
-        if shape != needed.as_slice() {
-            return Err(Error::invalid(format!(
-                "array of shape {shape:?} does not fit box {bbox:?} (needs {needed:?})"
-            )));
-        }
-        Ok(())
+    /// The URL of the layer root.
+    fn url(&self) -> String {
+        self.chunks
+            .store()
+            .url_of("")
+            .trim_end_matches('/')
+            .to_string()
     }
 
-    fn check_element<T: Element>(&self) -> Result<()> {
-        if T::DTYPE != self.dtype() {
-            return Err(Error::invalid(format!(
-                "{}: the layer holds {}, not {}",
-                self.url(),
-                self.dtype(),
-                T::DTYPE
-            )));
-        }
-        Ok(())
+    fn dtype(&self) -> DType {
+        self.info.data_type
     }
 
-    /// Reads `bbox` into a new Fortran-ordered array of shape `[x, y, z]` (`[x, y, z, c]`
-    /// for multi-channel layers). `T` must match the layer's data type.
-    pub fn read<T: Element>(&self, bbox: &Bbox) -> Result<ArrayD<T>> {
-        self.check_element::<T>()?;
-        let shape = self.array_shape(bbox);
-        let n: usize = shape.iter().product();
-        let mut values = vec![T::default(); n];
-        self.read_into(bbox, bytemuck::cast_slice_mut(&mut values))?;
-        ArrayD::from_shape_vec(IxDyn(&shape).f(), values).map_err(|e| Error::invalid(e.to_string()))
+    fn num_channels(&self) -> usize {
+        self.info.num_channels
     }
 
-    /// Reads `bbox` into `out`, an array of the caller's of shape `[x, y, z]` (`[x, y, z, c]`)
-    /// in any memory order: straight into its memory when it is Fortran-contiguous, through
-    /// a temporary array otherwise.
-    pub fn read_into_view<T: Element>(&self, bbox: &Bbox, mut out: ArrayViewMutD<T>) -> Result<()> {
-        self.check_element::<T>()?;
-        self.check_shape(bbox, out.shape())?;
-        // Fortran order is the standard layout of the reversed axes.
-        match out.view_mut().reversed_axes().as_slice_mut() {
-            Some(values) => self.read_into(bbox, bytemuck::cast_slice_mut(values)),
-            None => {
-                out.assign(&self.read::<T>(bbox)?);
-                Ok(())
-            }
-        }
+    /// The layer bounds at this scale.
+    fn bounds(&self) -> Bbox {
+        self.scale().grid.bounds()
     }
 
-    /// Writes an array of shape `[x, y, z]` (`[x, y, z, c]`) into `bbox`.
-    pub fn write<T: Element>(&self, bbox: &Bbox, data: ArrayViewD<T>) -> Result<()> {
-        self.check_element::<T>()?;
-        self.check_shape(bbox, data.shape())?;
-        // Fortran order is the standard layout of the reversed axes.
-        let fortran = data.t();
-        match fortran.as_slice() {
-            Some(values) => self.write_from(bbox, bytemuck::cast_slice(values)),
-            None => {
-                let values: Vec<T> = fortran.iter().copied().collect();
-                self.write_from(bbox, bytemuck::cast_slice(&values))
-            }
-        }
+    fn chunk_shape(&self) -> [u64; 3] {
+        self.scale().grid.chunk
     }
 
-    /// [`BigArray::read`] for async callers, on any executor: the blocking methods must not
-    /// run on an executor's threads (they wait for the crate's IO runtime and CPU pool, and
-    /// tokio forbids blocking inside its runtime). The read runs on a blocking thread of the
-    /// crate's IO runtime; the calling task is free while it does.
-    pub async fn read_async<T: Element>(&self, bbox: Bbox) -> Result<ArrayD<T>> {
-        let this = self.clone();
-        off_executor(move || this.read::<T>(&bbox)).await
+    fn resolution(&self) -> [f64; 3] {
+        self.scale().resolution
     }
 
-    /// [`BigArray::write`] for async callers, as [`BigArray::read_async`]; `data` is moved
-    /// into the write.
-    pub async fn write_async<T: Element>(&self, bbox: Bbox, data: ArrayD<T>) -> Result<()> {
-        let this = self.clone();
-        off_executor(move || this.write(&bbox, data.view())).await
+    fn mip(&self) -> usize {
+        self.options.mip
+    }
+
+    fn num_mips(&self) -> usize {
+        self.info.scales.len()
+    }
+
+    fn encoding(&self) -> String {
+        self.scale().encoding.name().to_string()
+    }
+
+    /// The `info` file (unknown keys included).
+    fn metadata_json(&self) -> String {
+        self.info.to_json()
+    }
+
+    fn writable(&self) -> bool {
+        true
+    }
+
+    /// Every chunk the boxes touch is fetched and decoded once, however many boxes share
+    /// it, and the decoding of all of them shares the CPU pool.
+    fn read_many(&self, targets: &mut [ReadTarget<'_>]) -> Result<()> {
+        let requests: Vec<(Bbox, OutBuffer)> = targets.iter().map(|t| (t.bbox, t.out)).collect();
+        // SAFETY: each buffer comes from a `ReadTarget`, which borrows it exclusively for as
+        // long as `targets` lives, and holds zeros where it says so.
+        unsafe { self.read_many_raw(&requests) }
+    }
+
+    /// `bbox` must lie inside the bounds. Each chunk is replaced atomically; with `only`,
+    /// the other chunks in `bbox` keep what they hold, or stay absent (copies leave the
+    /// chunks a sparse source lacks unwritten this way).
+    fn write_from_only(&self, bbox: &Bbox, data: &[u8], only: Option<&[Bbox]>) -> Result<()> {
+        self.write_box(bbox, data, only)
+    }
+
+    fn stored_chunks(&self, bbox: &Bbox) -> Result<Option<Vec<(Bbox, u64)>>> {
+        let grid = self.scale().grid;
+        let sizes = self.chunk_sizes(bbox)?;
+        Ok(Some(
+            sizes
+                .into_iter()
+                .filter_map(|(g, size)| size.map(|size| (grid.chunk_box(g), size)))
+                .collect(),
+        ))
+    }
+
+    fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|c| c.stats())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
@@ -1448,19 +1343,6 @@ pub(crate) fn stop_fetching(fetched: &mut Fetched) {
     while fetched.sender_strong_count() > 0 {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-}
-
-/// Runs blocking work on a blocking thread of the IO runtime, as a future any executor can
-/// await.
-async fn off_executor<R: Send + 'static>(
-    work: impl FnOnce() -> Result<R> + Send + 'static,
-) -> Result<R> {
-    runtime::io()
-        .spawn_blocking(move || {
-            catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|p| Err(Error::from_panic(p)))
-        })
-        .await
-        .map_err(|e| Error::internal(format!("a blocking read or write task failed: {e}")))?
 }
 
 /// The indexes and ids of `ids` grouped by the shard that holds each, in shard order.

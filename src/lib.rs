@@ -2,7 +2,7 @@
 //! (Neuroglancer Precomputed), read and written by any box.
 //!
 //! ```no_run
-//! use bigarrays::{BigArray, Bbox, OpenOptions};
+//! use bigarrays::{BigArray, Bbox, OpenOptions, VolumeExt};
 //! let a = BigArray::open("/data/em", OpenOptions::default())?;
 //! let cut = a.read::<u8>(&Bbox::new([0, 0, 0], [512, 512, 64])?)?; // Fortran-ordered [x, y, z]
 //! # Ok::<(), bigarrays::Error>(())
@@ -21,14 +21,16 @@ pub mod format;
 pub mod fuzzing;
 pub mod geometry;
 pub mod interrupt;
+pub mod open;
 pub mod runtime;
 pub mod store;
 mod stored_copy;
+pub mod volume;
 
 #[cfg(feature = "python")]
 mod python;
 
-pub use array::{BigArray, OpenOptions};
+pub use array::BigArray;
 pub use codec::Compression;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
@@ -37,4 +39,6 @@ pub use format::h5s::H5sArray;
 pub use format::hdf5_file::H5File;
 pub use format::precomputed::{Info, LayerSpec};
 pub use geometry::{Bbox, ChunkGrid};
+pub use open::{open, Format, OpenOptions};
 pub use store::Store;
+pub use volume::{ReadTarget, Volume, VolumeExt};

@@ -14,6 +14,7 @@ use crate::array::BigArray;
 use crate::codec::{self, Compression};
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
+use crate::volume::Volume;
 use crate::{interrupt, runtime};
 
 impl BigArray {

@@ -1,7 +1,9 @@
 //! The engine from Rust alone (no Python): typed reads and writes on disk and in memory.
 
-use bigarrays::array::OutBuffer;
-use bigarrays::{Bbox, BigArray, Compression, DType, Error, LayerSpec, OpenOptions};
+use bigarrays::{
+    Bbox, BigArray, Compression, DType, Error, LayerSpec, OpenOptions, ReadTarget, Volume,
+    VolumeExt,
+};
 use ndarray::{ArrayD, IxDyn, ShapeBuilder};
 
 fn spec(dtype: DType, num_channels: usize) -> LayerSpec {
@@ -135,30 +137,19 @@ fn read_both_ways(a: &BigArray, boxes: &[Bbox]) -> Result<(Buffers, Buffers), Er
     let voxel = a.dtype().itemsize() * a.num_channels();
     let len = |b: &Bbox| b.num_voxels().unwrap_or(0) * voxel;
     let mut copied: Buffers = boxes.iter().map(|b| vec![0xa5; len(b)]).collect();
-    let mut requests: Vec<(Bbox, &mut [u8])> = boxes
+    let mut targets: Vec<ReadTarget<'_>> = boxes
         .iter()
-        .copied()
-        .zip(copied.iter_mut().map(|v| &mut v[..]))
+        .zip(copied.iter_mut())
+        .map(|(b, v)| ReadTarget::new(*b, v))
         .collect();
-    a.read_many_into(&mut requests)?;
+    a.read_many(&mut targets)?;
     let mut in_place: Buffers = boxes.iter().map(|b| vec![0; len(b)]).collect();
-    let targets: Vec<(Bbox, OutBuffer)> = boxes
+    let mut targets: Vec<ReadTarget<'_>> = boxes
         .iter()
         .zip(in_place.iter_mut())
-        .map(|(b, v)| {
-            let (ptr, len) = (v.as_mut_ptr(), v.len());
-            (
-                *b,
-                OutBuffer {
-                    ptr,
-                    len,
-                    zeroed: true,
-                },
-            )
-        })
+        .map(|(b, v)| ReadTarget::zeroed(*b, v))
         .collect();
-    // SAFETY: each buffer is a distinct, zeroed Vec that outlives the call.
-    unsafe { a.read_many_raw(&targets)? };
+    a.read_many(&mut targets)?;
     Ok((in_place, copied))
 }
 
@@ -207,13 +198,7 @@ fn decoding_in_place_matches_decoding_then_copying() -> Result<(), Error> {
     for in_place in [true, false] {
         let mut out = vec![0u8; boxes[0].num_voxels().unwrap_or(0) * 16];
         let result = if in_place {
-            let target = OutBuffer {
-                ptr: out.as_mut_ptr(),
-                len: out.len(),
-                zeroed: true,
-            };
-            // SAFETY: `out` is zeroed and outlives the call.
-            unsafe { a.read_many_raw(&[(boxes[0], target)]) }
+            a.read_many(&mut [ReadTarget::zeroed(boxes[0], &mut out)])
         } else {
             a.read_into(&boxes[0], &mut out)
         };

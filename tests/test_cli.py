@@ -240,3 +240,43 @@ def test_cp_to_sharded_and_back(tmp_path):
     assert run(["cp", str(tmp_path / "sh"), str(tmp_path / "flat")]) == 0
     assert "sharding" not in BigArray(tmp_path / "flat").info["scales"][0]
     np.testing.assert_array_equal(BigArray(tmp_path / "flat")[:, :, :], truth)
+
+
+def _every_format(tmp_path) -> dict[str, tuple[str, np.ndarray]]:
+    """The same volume as Precomputed, H5s and a single HDF5 file, by URL."""
+    import h5py
+
+    _, truth = make_layer(tmp_path / "pre")
+    h5s = BigArray.create(tmp_path / "h5s", shape=truth.shape, dtype="uint8", chunks=(16, 16, 8),
+                          format="h5s")  # fmt: skip
+    h5s[h5s.bounds] = truth
+    with h5py.File(tmp_path / "vol.h5", "w") as f:  # h5py's axes are reversed (z, y, x)
+        f.create_dataset("img", data=np.ascontiguousarray(truth.T), chunks=(8, 16, 16))
+    return {
+        "precomputed": (str(tmp_path / "pre"), truth),
+        "h5s": (str(tmp_path / "h5s"), truth),
+        "hdf5": (str(tmp_path / "vol.h5"), truth),
+    }
+
+
+@pytest.mark.parametrize("fmt", ["precomputed", "h5s", "hdf5"])
+def test_info_slice_and_cp_on_every_format(tmp_path, capsys, fmt):
+    url, truth = _every_format(tmp_path)[fmt]
+    assert run(["info", url]) == 0
+    out = capsys.readouterr().out
+    assert f"format       {fmt}" in out and "40×30×20" in out and "0×0×0 .. 40×30×20" in out
+    assert run(["info", "--json", url]) == 0
+    assert json.loads(capsys.readouterr().out) == BigArray(url).info
+    png = tmp_path / "plane.png"
+    assert run(["slice", url, "--z", "5", "-o", str(png)]) == 0
+    assert np.array_equal(pyspng.load(png.read_bytes()), truth[:, :, 5].T)
+    assert run(["cp", url, str(tmp_path / "copy"), "--no-progress"]) == 0
+    np.testing.assert_array_equal(BigArray(tmp_path / "copy")[:, :, :], truth)
+
+
+@pytest.mark.parametrize("fmt", ["h5s", "hdf5"])
+def test_downsample_refuses_formats_without_scales(tmp_path, capsys, fmt):
+    url, _ = _every_format(tmp_path)[fmt]
+    assert run(["downsample", url, "--mips", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "adds scales to precomputed layers" in err and "copy it to a precomputed layer" in err

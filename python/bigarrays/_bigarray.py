@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
@@ -15,10 +14,6 @@ from . import _core, _selection
 from ._memory import memory_bytes
 from .errors import InvalidArgumentError, RequestTooLargeError
 
-_FORMATS = (None, "precomputed", "h5s", "aligned", "hdf5")
-#: Formats read through the HDF5 engine (local files only).
-_HDF_FORMATS = ("h5s", "aligned", "hdf5")
-_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 #: Value dtypes that have no meaningful cast to voxels (NumPy would drop the imaginary part
 #: with a warning, or fail deep inside with an unrelated message).
 _UNCASTABLE_KINDS = {"c": "complex", "O": "object", "S": "bytes", "U": "string",
@@ -121,41 +116,9 @@ def _engine_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]
     return engine
 
 
-def _check_unbuilt(format: str | None, cache_bytes: int) -> None:
-    if format not in _FORMATS:
-        raise InvalidArgumentError(
-            f"format={format!r} is not one of 'precomputed', 'h5s', 'aligned', 'hdf5'"
-        )
+def _check_cache_bytes(cache_bytes: int) -> None:
     if cache_bytes < 0:
         raise InvalidArgumentError(f"cache_bytes must be ≥ 0, got {cache_bytes}")
-
-
-def _local_path(url: str) -> str | None:
-    """The filesystem path of a local URL (drive letters, UNC and %-escapes as the engine
-    reads them), or None for remote ones."""
-    return _core.local_path(url)
-
-
-def _detect_format(url: str, format: str | None, dataset: str | None) -> str | None:
-    """Picks the layout: ``info`` -> precomputed, ``config.json`` -> h5s, ``registry.txt``
-    -> aligned, an ``.h5`` file (or ``dataset=``) -> a single HDF5 dataset."""
-    if format is not None:
-        return format
-    if dataset is not None:
-        return "hdf5"
-    path = _local_path(url)
-    if path is None:
-        return None
-    if path.lower().endswith(_HDF5_SUFFIXES):
-        return "hdf5"
-    if os.path.isfile(path) and os.path.basename(path) == "registry.txt":
-        return "aligned"
-    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "info")):
-        if os.path.exists(os.path.join(path, "config.json")):
-            return "h5s"
-        if os.path.exists(os.path.join(path, "registry.txt")):
-            return "aligned"
-    return None
 
 
 class BigArray:
@@ -228,7 +191,7 @@ class BigArray:
         cache_bytes: int = 0,
         dataset: str | None = None,
     ) -> None:
-        _check_unbuilt(format, cache_bytes)
+        _check_cache_bytes(cache_bytes)
         self._init_args = dict(
             mip=mip,
             format=format,
@@ -240,20 +203,10 @@ class BigArray:
             cache_bytes=cache_bytes,
         )
         self._url = str(url)
-        detected = _detect_format(self._url, format, dataset)
-        if detected in _HDF_FORMATS:
-            if store is not None or storage_options or mip or cache_bytes:
-                raise InvalidArgumentError(
-                    f"format {detected!r} reads local files: store=, storage_options=, mip= "
-                    "and cache_bytes= do not apply"
-                )
-            self._layer = _core.HdfLayer.open(
-                self._url, format=detected, dataset=dataset, fill_missing=fill_missing
-            )
-            self._setup()
-            return
         self._layer = _core.Layer.open(
             self._url,
+            format=format,
+            dataset=dataset,
             mip=mip,
             fill_missing=fill_missing,
             compression=compression,
@@ -358,7 +311,7 @@ class BigArray:
         -------
         BigArray
         """
-        _check_unbuilt(format, cache_bytes)
+        _check_cache_bytes(cache_bytes)
         if format not in (None, "precomputed", "h5s"):
             raise InvalidArgumentError(f"format={format!r} cannot be created (only 'h5s')")
         shape = tuple(int(n) for n in shape)
@@ -376,7 +329,7 @@ class BigArray:
                     "h5s layers are local: store= and storage_options= do not apply"
                 )
             inner = tuple((encoding_options or {}).get("chunk_size", (32, 32, 4)))
-            layer: Any = _core.HdfLayer.create_h5s(
+            layer = _core.Layer.create_h5s(
                 str(url),
                 shape=shape[:3],
                 dtype=np.dtype(dtype).name,
@@ -473,7 +426,7 @@ class BigArray:
     @property
     def format(self) -> str:
         """``"precomputed"``, ``"h5s"``, ``"aligned"`` or ``"hdf5"``."""
-        return "precomputed" if isinstance(self._layer, _core.Layer) else self._layer.format
+        return self._layer.format
 
     @property
     def encoding(self) -> str:
@@ -482,7 +435,7 @@ class BigArray:
     @property
     def info(self) -> dict[str, Any]:
         """The ``info`` file as a dict (a copy; unknown keys included)."""
-        return json.loads(self._layer.info_json())
+        return json.loads(self._layer.metadata_json())
 
     @property
     def url(self) -> str:
@@ -574,17 +527,14 @@ class BigArray:
                 f"({_human(total)}) in all, more than this machine's "
                 f"{_human(memory_bytes())} of memory; read them in smaller batches"
             )
-        if isinstance(self._layer, _core.Layer):
-            flats = self._layer.read_many([s.start for s in sels], [s.stop for s in sels])
-        else:  # the HDF5 layouts: one read per box
-            flats = [self._layer.read(s.start, s.stop) for s in sels]
+        flats = self._layer.read_many([s.start for s in sels], [s.stop for s in sels])
         return [self._pick(s, self._shaped(s, f)) for s, f in zip(sels, flats, strict=True)]
 
     @property
     def cache_stats(self) -> dict[str, int] | None:
         """The decoded-chunk cache's ``hits``, ``misses``, ``entries``, ``bytes`` and
         ``budget`` (all since the handle was opened); None without ``cache_bytes``."""
-        return self._layer.cache_stats() if isinstance(self._layer, _core.Layer) else None
+        return self._layer.cache_stats()
 
     def __setitem__(self, key: object, value: Any) -> None:
         """``a[key] = value``: writes voxels, with the indexing rules of ``a[key]``.

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _core
 from ._blocks import (
     Box,
     Cell,
@@ -102,11 +101,13 @@ class _Plan:
     ) -> None:
         self.src, self.dst = src, dst
         self.resume, self.verify = resume, verify
-        # Engine layers tell which chunks exist without decoding them; HDF5 layouts do not.
-        self.dst_listed = isinstance(dst._layer, _core.Layer)
+        # Precomputed layers tell which chunks exist without decoding them; HDF5 layouts do not.
+        self.dst_listed = dst._layer.stored_chunks(dst._lo, dst._lo) is not None
         # A source whose missing chunks are left unwritten. Not into an existing HDF5
         # destination, whose data there could only be found by decoding: it gets zeros.
-        self.src_sparse = isinstance(src._layer, _core.Layer) and (self.dst_listed or created)
+        self.src_sparse = src._layer.stored_chunks(src._lo, src._lo) is not None and (
+            self.dst_listed or created
+        )
         # A layer this copy created holds nothing yet: no need to ask what it holds.
         self.check_dst = resume or (self.dst_listed and not created)
         self.checker = dst._reopen(fill_missing=False) if resume else None
@@ -175,16 +176,9 @@ def _copy_block(
     data = src[_slices(block)]
     if only is None:
         dst[_slices(block)] = data
-    elif isinstance(dst._layer, _core.Layer):
+    else:
         flat = np.asfortranarray(data).reshape(-1, order="F").view(np.uint8)
         dst._layer.write(block[0], block[1], flat, only)
-    else:  # an HDF5 layout: chunk by chunk
-        lo = block[0]
-        for chunk in only:
-            inner = tuple(
-                slice(a - o, b - o) for a, b, o in zip(chunk[0], chunk[1], lo, strict=True)
-            )
-            dst[_slices(chunk)] = data[inner]
 
 
 def _nbytes(box: Box, a: BigArray) -> int:

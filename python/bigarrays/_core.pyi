@@ -6,7 +6,7 @@ from typing import final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CancelToken", "HdfLayer", "Layer", "__version__", "bind_cancel_token", "local_path"]
+__all__ = ["CancelToken", "Layer", "__version__", "bind_cancel_token", "local_path"]
 
 __version__: str
 
@@ -28,7 +28,7 @@ def bind_cancel_token(token: CancelToken | None) -> CancelToken | None: ...
 
 @final
 class Layer:
-    """One scale of a layer, as the engine sees it. Use ``bigarrays.BigArray``."""
+    """One scale of a layer in any format, as the engine sees it. Use ``bigarrays.BigArray``."""
 
     @staticmethod
     def open(
@@ -41,6 +41,8 @@ class Layer:
         store: MutableMapping[str, bytes] | None = None,
         storage_options: dict[str, str] | None = None,
         cache_bytes: int = 0,
+        format: str | None = None,
+        dataset: str | None = None,
     ) -> Layer: ...
     @staticmethod
     def create(
@@ -62,8 +64,25 @@ class Layer:
         storage_options: dict[str, str] | None = None,
         sharding: str | None = None,
     ) -> Layer: ...
-    def info_json(self) -> str: ...
+    @staticmethod
+    def create_h5s(
+        url: str,
+        *,
+        shape: tuple[int, int, int],
+        dtype: str,
+        block: tuple[int, int, int],
+        chunk: tuple[int, int, int],
+        voxel_offset: tuple[int, int, int],
+        num_channels: int,
+        compression: str | None,
+        overwrite: bool,
+    ) -> Layer: ...
+    def metadata_json(self) -> str: ...
     def update_info(self, json: str) -> Layer: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def writable(self) -> bool: ...
     @property
     def url(self) -> str: ...
     @property
@@ -100,62 +119,11 @@ class Layer:
     ) -> bool: ...
     def stored_chunks(
         self, start: tuple[int, int, int], stop: tuple[int, int, int]
-    ) -> list[tuple[list[int], list[int], int]]: ...
+    ) -> list[tuple[list[int], list[int], int]] | None: ...
     def write(
         self,
         start: tuple[int, int, int],
         stop: tuple[int, int, int],
         data: npt.NDArray[np.uint8],
         only: list[_Box] | None = None,
-    ) -> None: ...
-
-@final
-class HdfLayer:
-    """An HDF5-backed layer, as the engine sees it. Use ``bigarrays.BigArray``."""
-
-    @staticmethod
-    def open(
-        url: str, *, format: str, dataset: str | None = None, fill_missing: bool = True
-    ) -> HdfLayer: ...
-    @staticmethod
-    def create_h5s(
-        url: str,
-        *,
-        shape: tuple[int, int, int],
-        dtype: str,
-        block: tuple[int, int, int],
-        chunk: tuple[int, int, int],
-        voxel_offset: tuple[int, int, int],
-        num_channels: int,
-        compression: str | None,
-        overwrite: bool,
-    ) -> HdfLayer: ...
-    @property
-    def format(self) -> str: ...
-    @property
-    def url(self) -> str: ...
-    @property
-    def resolution(self) -> list[float]: ...
-    @property
-    def mip(self) -> int: ...
-    @property
-    def num_mips(self) -> int: ...
-    @property
-    def encoding(self) -> str: ...
-    @property
-    def dtype(self) -> str: ...
-    @property
-    def num_channels(self) -> int: ...
-    @property
-    def size(self) -> list[int]: ...
-    @property
-    def voxel_offset(self) -> list[int]: ...
-    @property
-    def chunks(self) -> list[int]: ...
-    def info_json(self) -> str: ...
-    def read(
-        self, start: tuple[int, int, int], stop: tuple[int, int, int]
-    ) -> npt.NDArray[np.uint8]: ...
-    def write(
-        self, start: tuple[int, int, int], stop: tuple[int, int, int], data: npt.NDArray[np.uint8]
     ) -> None: ...

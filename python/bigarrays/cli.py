@@ -74,7 +74,16 @@ def info(url: str, as_json: bool) -> None:
         return
     meta = a.info
     click.echo(f"url          {a.url}")
-    click.echo(f"type         {meta.get('type')}, {a.dtype}, {a.num_channels} channel(s)")
+    click.echo(f"format       {a.format}")
+    click.echo(f"type         {meta.get('type', 'image')}, {a.dtype}, {a.num_channels} channel(s)")
+    if "scales" not in meta:  # one volume, described by its handle
+        lo = [b.start for b in a.bounds]
+        hi = [b.stop for b in a.bounds]
+        click.echo(
+            f"mip 0        size {_x(a.shape[:3])}, bounds {_x(lo)} .. {_x(hi)}, chunks "
+            f"{_x(a.chunks)}, {a.encoding}"
+        )
+        return
     for mip, scale in enumerate(meta["scales"]):
         lo = scale.get("voxel_offset", [0, 0, 0])
         hi = [o + s for o, s in zip(lo, scale["size"], strict=True)]

@@ -15,6 +15,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
 use crate::store::local_path;
+use crate::volume::{read_each, ReadTarget, Volume};
 use crate::{interrupt, runtime};
 
 /// Open files (with their chunk indexes) a handle keeps; beyond this, one is dropped per open.
@@ -165,14 +166,6 @@ impl AlignedArray {
         })
     }
 
-    pub fn dtype(&self) -> DType {
-        self.dtype
-    }
-
-    pub fn bounds(&self) -> Bbox {
-        self.bounds
-    }
-
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -218,7 +211,7 @@ impl AlignedArray {
     }
 
     /// Reads `bbox` into `out` (Fortran `[x, y, z]`); everything outside the sections reads 0.
-    pub fn read_into(&self, bbox: &Bbox, out: &mut [u8]) -> Result<()> {
+    fn read_box(&self, bbox: &Bbox, out: &mut [u8]) -> Result<()> {
         interrupt::begin();
         let shape = bbox.shape();
         out.fill(0);
@@ -261,6 +254,56 @@ impl AlignedArray {
                 )
             })
         })
+    }
+}
+
+impl Volume for AlignedArray {
+    fn format(&self) -> &'static str {
+        "aligned"
+    }
+
+    fn url(&self) -> String {
+        local_path::url_of_relative(&self.dir)
+    }
+
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn num_channels(&self) -> usize {
+        1
+    }
+
+    fn bounds(&self) -> Bbox {
+        self.bounds
+    }
+
+    /// One section.
+    fn chunk_shape(&self) -> [u64; 3] {
+        let s = self.bounds.shape();
+        [s[0], s[1], 1]
+    }
+
+    /// A summary: each section's name, offset and size (`null` for gaps).
+    fn metadata_json(&self) -> String {
+        let sections: Vec<_> = self
+            .sections
+            .iter()
+            .map(|s| {
+                s.as_ref().map(
+                    |s| serde_json::json!({"name": s.name, "offset": s.offset, "size": s.size}),
+                )
+            })
+            .collect();
+        serde_json::json!({"format": "aligned", "sections": sections}).to_string()
+    }
+
+    fn read_many(&self, targets: &mut [ReadTarget<'_>]) -> Result<()> {
+        read_each(targets, |bbox, out| self.read_box(bbox, out))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

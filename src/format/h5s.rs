@@ -19,6 +19,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
 use crate::store::local_path;
+use crate::volume::{read_each, write_each, ReadTarget, Volume};
 use crate::{interrupt, runtime};
 
 /// Open files (with their chunk indexes) a handle keeps; beyond this, one is dropped per open.
@@ -446,18 +447,6 @@ impl H5sArray {
         &self.config
     }
 
-    pub fn dtype(&self) -> DType {
-        self.config.dtype
-    }
-
-    pub fn num_channels(&self) -> usize {
-        self.config.channels
-    }
-
-    pub fn bounds(&self) -> Bbox {
-        self.bounds
-    }
-
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -533,7 +522,7 @@ impl H5sArray {
 
     /// Reads `bbox` into `out` (Fortran `[x, y, z, c]`); outside the bounds and in missing
     /// blocks reads 0.
-    pub fn read_into(&self, bbox: &Bbox, out: &mut [u8]) -> Result<()> {
+    fn read_box(&self, bbox: &Bbox, out: &mut [u8]) -> Result<()> {
         interrupt::begin();
         let shape = bbox.shape();
         let channels = self.num_channels() as u64;
@@ -621,7 +610,7 @@ impl H5sArray {
 
     /// Writes `data` (Fortran `[x, y, z, c]`) into `bbox`, which must lie inside the bounds:
     /// hyperslab writes into existing block files, new files for new blocks. Not atomic.
-    pub fn write_from(&self, bbox: &Bbox, data: &[u8]) -> Result<()> {
+    fn write_box(&self, bbox: &Bbox, data: &[u8]) -> Result<()> {
         interrupt::begin();
         if !self.bounds.contains(bbox) {
             return Err(Error::OutOfBounds {
@@ -737,9 +726,58 @@ fn dataset_name(path: &Path) -> Result<String> {
     ))
 }
 
+impl Volume for H5sArray {
+    fn format(&self) -> &'static str {
+        "h5s"
+    }
+
+    fn url(&self) -> String {
+        local_path::url_of_relative(&self.dir)
+    }
+
+    fn dtype(&self) -> DType {
+        self.config.dtype
+    }
+
+    fn num_channels(&self) -> usize {
+        self.config.channels
+    }
+
+    fn bounds(&self) -> Bbox {
+        self.bounds
+    }
+
+    /// One block file.
+    fn chunk_shape(&self) -> [u64; 3] {
+        self.config.block
+    }
+
+    /// `config.json`.
+    fn metadata_json(&self) -> String {
+        Value::Object(self.config.json.clone()).to_string()
+    }
+
+    fn writable(&self) -> bool {
+        true
+    }
+
+    fn read_many(&self, targets: &mut [ReadTarget<'_>]) -> Result<()> {
+        read_each(targets, |bbox, out| self.read_box(bbox, out))
+    }
+
+    fn write_from_only(&self, bbox: &Bbox, data: &[u8], only: Option<&[Bbox]>) -> Result<()> {
+        write_each(self, bbox, data, only, |b, d| self.write_box(b, d))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::volume::VolumeExt;
 
     #[test]
     fn block_names_parse() {

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::geometry::Bbox;
 use crate::interrupt;
 use crate::store::local_path;
+use crate::volume::{read_each, ReadTarget, Volume};
 
 /// A box extent or corner in Fortran axis order `[x, y, z, c]`.
 pub type Dims = [u64; 4];
@@ -566,6 +567,7 @@ fn dataset_names(group: &hdf5::Group) -> Vec<String> {
 #[derive(Debug)]
 pub struct H5File {
     dataset: H5Dataset,
+    bounds: Bbox,
 }
 
 impl H5File {
@@ -592,9 +594,10 @@ impl H5File {
             return Err(not_found(format!("no dataset '{name}'; {has}")));
         }
         drop(file);
-        Ok(H5File {
-            dataset: H5Dataset::open(&path, name)?,
-        })
+        let dataset = H5Dataset::open(&path, name)?;
+        let s = dataset.shape;
+        let bounds = Bbox::new([0; 3], [0, 1, 2].map(|i| s[i] as i64))?;
+        Ok(H5File { dataset, bounds })
     }
 
     pub fn dataset(&self) -> &H5Dataset {
@@ -605,18 +608,12 @@ impl H5File {
         &self.dataset.path
     }
 
-    /// The `(x, y, z)` bounds.
-    pub fn bounds(&self) -> Result<Bbox> {
-        let s = self.dataset.shape;
-        Bbox::new([0; 3], [s[0] as i64, s[1] as i64, s[2] as i64])
-    }
-
     /// Reads `bbox` into `out` (Fortran `[x, y, z, c]`); outside the dataset reads 0.
-    pub fn read_into(&self, bbox: &Bbox, out: &mut [u8]) -> Result<()> {
+    fn read_box(&self, bbox: &Bbox, out: &mut [u8]) -> Result<()> {
         interrupt::begin();
         let shape = bbox.shape();
         let channels = self.dataset.shape[3];
-        let covered = bbox.intersect(&self.bounds()?);
+        let covered = bbox.intersect(&self.bounds);
         if covered.as_ref() != Some(bbox) {
             out.fill(0);
         }
@@ -749,6 +746,56 @@ pub struct DatasetSpec {
     pub chunk: Dims,
     pub compression: H5Compression,
     pub deflate_level: u8,
+}
+
+impl Volume for H5File {
+    fn format(&self) -> &'static str {
+        "hdf5"
+    }
+
+    fn url(&self) -> String {
+        local_path::url_of_relative(self.path())
+    }
+
+    fn dtype(&self) -> DType {
+        self.dataset.dtype
+    }
+
+    fn num_channels(&self) -> usize {
+        self.dataset.shape[3] as usize
+    }
+
+    /// The `(x, y, z)` extent, from the origin.
+    fn bounds(&self) -> Bbox {
+        self.bounds
+    }
+
+    /// The HDF5 chunk shape, or the whole dataset when it is contiguous.
+    fn chunk_shape(&self) -> [u64; 3] {
+        let c = self.dataset.chunk_shape().unwrap_or(self.dataset.shape);
+        [c[0], c[1], c[2]]
+    }
+
+    /// A summary: the dataset's name, shape and chunks, and whether reads bypass the HDF5
+    /// library (chunks read by file address).
+    fn metadata_json(&self) -> String {
+        serde_json::json!({
+            "format": "hdf5",
+            "dataset": self.dataset.label(),
+            "shape": self.dataset.shape(),
+            "chunks": self.dataset.chunk_shape(),
+            "reads_by_address": self.dataset.reads_by_address(),
+        })
+        .to_string()
+    }
+
+    fn read_many(&self, targets: &mut [ReadTarget<'_>]) -> Result<()> {
+        read_each(targets, |bbox, out| self.read_box(bbox, out))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]

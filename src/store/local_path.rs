@@ -21,6 +21,14 @@ pub fn url_of(path: &Path) -> String {
     format_url(&path.display().to_string(), cfg!(windows))
 }
 
+/// [`url_of`] a path that may be relative (to the working directory).
+pub fn url_of_relative(path: &Path) -> String {
+    match std::path::absolute(path) {
+        Ok(abs) => url_of(&abs),
+        Err(_) => url_of(path),
+    }
+}
+
 /// [`path_of`] as text, for the platform `windows` says.
 fn parse(url: &str, windows: bool) -> Result<String> {
     let Some(rest) = strip_scheme(url) else {

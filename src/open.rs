@@ -1,0 +1,182 @@
+//! Opening a layer of any format: [`open`] reads what is at a URL, picks the format from its
+//! metadata files (or the one asked for) and returns it as a [`Volume`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::array::BigArray;
+use crate::codec::Compression;
+use crate::error::{Error, Result};
+use crate::format::aligned::AlignedArray;
+use crate::format::h5s::H5sArray;
+use crate::format::hdf5_file::H5File;
+use crate::store::{self, local_path};
+use crate::volume::Volume;
+
+/// The on-storage layouts this engine reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Neuroglancer Precomputed: an `info` file and chunk objects, in any store.
+    Precomputed,
+    /// BigArrays.jl's block directories: `config.json` and one HDF5 file per block.
+    H5s,
+    /// BigArrays.jl's aligned 2D sections: `registry.txt` and one HDF5 file per section.
+    Aligned,
+    /// One dataset of one HDF5 file.
+    Hdf5,
+}
+
+impl Format {
+    /// Every format, in the order messages list them.
+    pub const ALL: [Format; 4] = [
+        Format::Precomputed,
+        Format::H5s,
+        Format::Aligned,
+        Format::Hdf5,
+    ];
+
+    /// The format's name, as `format=` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Precomputed => "precomputed",
+            Format::H5s => "h5s",
+            Format::Aligned => "aligned",
+            Format::Hdf5 => "hdf5",
+        }
+    }
+
+    /// The format called `name`.
+    pub fn parse(name: &str) -> Result<Format> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<String> = Format::ALL
+                    .iter()
+                    .map(|f| format!("'{}'", f.name()))
+                    .collect();
+                Error::invalid(format!(
+                    "format={name:?} is not one of {}",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    /// Whether the format lives in local HDF5 files (no other store, a single scale).
+    pub fn is_hdf5(self) -> bool {
+        self != Format::Precomputed
+    }
+}
+
+/// File names that make a path a single HDF5 file.
+const HDF5_SUFFIXES: [&str; 3] = [".h5", ".hdf5", ".hdf"];
+
+/// How to open a layer.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Index into `info["scales"]`; 0 is full resolution.
+    pub mip: usize,
+    /// Missing chunks read as zeros (`true`) or raise [`Error::MissingChunk`].
+    pub fill_missing: bool,
+    /// Transport compression of the chunks this handle writes; `None` picks the encoding's
+    /// default ([`crate::codec::default_compression`]: gzip for raw and
+    /// compressed_segmentation, none for jpeg, png and blosc, as CloudVolume does).
+    pub compression: Option<Compression>,
+    /// Store requests in flight at once.
+    pub concurrency: usize,
+    /// Bytes of decoded chunks kept for later reads on this handle (0: no cache).
+    pub cache_bytes: usize,
+    /// The format; `None` detects it ([`detect`]).
+    pub format: Option<Format>,
+    /// With a single HDF5 file: the dataset to open (default `img`).
+    pub dataset: Option<String>,
+    /// Options of the store the URL names (credentials, endpoints, retries, timeouts), as
+    /// `(key, value)` pairs.
+    pub storage_options: Vec<(String, String)>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            mip: 0,
+            fill_missing: true,
+            compression: None,
+            concurrency: 64,
+            cache_bytes: 0,
+            format: None,
+            dataset: None,
+            storage_options: Vec::new(),
+        }
+    }
+}
+
+/// The format of what `url` holds: the one `options` names; else a single HDF5 file when a
+/// dataset is named or the path ends in `.h5`/`.hdf5`/`.hdf`; `registry.txt` (the file or a
+/// directory holding it) is aligned sections; a directory with `config.json` and no `info`
+/// is H5s. Everything else, remote URLs included, is Precomputed.
+pub fn detect(url: &str, options: &OpenOptions) -> Result<Format> {
+    if let Some(format) = options.format {
+        return Ok(format);
+    }
+    if options.dataset.is_some() {
+        return Ok(Format::Hdf5);
+    }
+    let remote = url
+        .split_once("://")
+        .is_some_and(|(scheme, _)| !scheme.eq_ignore_ascii_case("file"));
+    if remote {
+        return Ok(Format::Precomputed);
+    }
+    let path = local_path::path_of(url)?;
+    let name = path.to_string_lossy().to_lowercase();
+    if HDF5_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+        return Ok(Format::Hdf5);
+    }
+    let has = |dir: &Path, file: &str| dir.join(file).exists();
+    if path.is_file() && path.file_name().is_some_and(|n| n == "registry.txt") {
+        return Ok(Format::Aligned);
+    }
+    if path.is_dir() && !has(&path, "info") {
+        if has(&path, "config.json") {
+            return Ok(Format::H5s);
+        }
+        if has(&path, "registry.txt") {
+            return Ok(Format::Aligned);
+        }
+    }
+    Ok(Format::Precomputed)
+}
+
+/// Opens the layer at `url` (a path, `file://`, `memory://`, `s3://`, `gs://` or
+/// `http(s)://`) in its format ([`detect`]).
+pub fn open(url: &str, options: &OpenOptions) -> Result<Arc<dyn Volume>> {
+    let format = detect(url, options)?;
+    if format.is_hdf5() {
+        check_local(format, options)?;
+    }
+    Ok(match format {
+        Format::Precomputed => {
+            let store = store::open_url_with(url, false, &options.storage_options)?;
+            Arc::new(BigArray::open_store(store, options.clone())?)
+        }
+        Format::H5s => Arc::new(H5sArray::open(url, options.fill_missing)?),
+        Format::Aligned => Arc::new(AlignedArray::open(url, options.fill_missing)?),
+        Format::Hdf5 => Arc::new(H5File::open(
+            url,
+            options.dataset.as_deref().unwrap_or("img"),
+        )?),
+    })
+}
+
+/// The HDF5 layouts read local files at one scale, without a cache: options that only mean
+/// something elsewhere are refused rather than ignored.
+fn check_local(format: Format, options: &OpenOptions) -> Result<()> {
+    if !options.storage_options.is_empty() || options.mip != 0 || options.cache_bytes != 0 {
+        return Err(Error::invalid(format!(
+            "format {:?} reads local files: store=, storage_options=, mip= and cache_bytes= \
+             do not apply",
+            format.name()
+        )));
+    }
+    Ok(())
+}
