@@ -442,9 +442,19 @@ fn local_path(url: &str) -> PyResult<Option<String>> {
     Ok(Some(path.display().to_string()))
 }
 
+/// Each encoding name with the `info` scale keys that parameterise it (the codec registry).
+#[pyfunction]
+fn encoding_option_keys() -> std::collections::BTreeMap<&'static str, Vec<&'static str>> {
+    crate::codec::registry::option_keys()
+        .into_iter()
+        .map(|(name, keys)| (name, keys.to_vec()))
+        .collect()
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(local_path, m)?)?;
+    m.add_function(wrap_pyfunction!(encoding_option_keys, m)?)?;
     m.add_class::<Layer>()?;
     m.add_class::<hdf5_layer::HdfLayer>()?;
     m.add_class::<interrupt::CancelToken>()?;
