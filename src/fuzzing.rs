@@ -8,7 +8,7 @@
 //! lie inside the file, an `info` that parses parses again once written).
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -251,28 +251,29 @@ const OTHER_TARGETS: &[(&str, PlainHarness)] = &[
 
 /// Every harness by the cargo-fuzz target name that runs it (and the `fuzz/corpus/<name>`
 /// directory that seeds it): `decode_<name>` for every codec of the registry that has
-/// [`codec::FuzzSpec`], in registry order, then the others.
-pub fn targets() -> Vec<(String, Harness)> {
-    let mut out: Vec<(String, Harness)> = Vec::new();
-    for kind in codec::REGISTRY {
-        let (Some(spec), Some(&name)) = (kind.fuzz(), kind.names().first()) else {
-            continue;
-        };
-        let harness = move |d: &[u8]| check_decode(d, name, spec.dtypes, spec.channels);
-        out.push((format!("decode_{name}"), Box::new(harness)));
-    }
-    for &(name, f) in OTHER_TARGETS {
-        out.push((name.to_string(), Box::new(f)));
-    }
-    out
+/// [`codec::FuzzSpec`], in registry order, then the others. Built once: cargo-fuzz looks a
+/// target up for every input.
+pub fn targets() -> &'static [(String, Harness)] {
+    static TARGETS: OnceLock<Vec<(String, Harness)>> = OnceLock::new();
+    TARGETS.get_or_init(|| {
+        let mut out: Vec<(String, Harness)> = Vec::new();
+        for kind in codec::REGISTRY {
+            let (Some(spec), Some(&name)) = (kind.fuzz(), kind.names().first()) else {
+                continue;
+            };
+            let harness = move |d: &[u8]| check_decode(d, name, spec.dtypes, spec.channels);
+            out.push((format!("decode_{name}"), Box::new(harness)));
+        }
+        for &(name, f) in OTHER_TARGETS {
+            out.push((name.to_string(), Box::new(f)));
+        }
+        out
+    })
 }
 
 /// The harness a target name runs.
-pub fn target(name: &str) -> Option<Harness> {
-    targets()
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, f)| f)
+pub fn target(name: &str) -> Option<&'static Harness> {
+    targets().iter().find(|(n, _)| n == name).map(|(_, f)| f)
 }
 
 /// A small seeded PRNG (xorshift64*) for the stable mutation loop: no dependency, and the

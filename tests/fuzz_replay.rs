@@ -43,7 +43,7 @@ fn run(name: &str, f: &dyn Fn(&[u8]), input: &[u8], what: &dyn std::fmt::Display
 fn every_target_has_a_committed_corpus() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     let targets = targets();
-    for (name, _) in &targets {
+    for (name, _) in targets {
         assert!(!corpus(name).is_empty(), "fuzz/corpus/{name} is empty");
     }
     let dirs = std::fs::read_dir(root).unwrap().count();
@@ -55,7 +55,7 @@ fn every_target_has_a_committed_corpus() {
 #[test]
 fn makefile_and_cargo_fuzz_list_every_target() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut want: Vec<String> = targets().into_iter().map(|(n, _)| n).collect();
+    let mut want: Vec<String> = targets().iter().map(|(n, _)| n.clone()).collect();
     want.sort();
     let makefile = std::fs::read_to_string(root.join("Makefile")).unwrap();
     let start = makefile
@@ -93,7 +93,7 @@ fn makefile_and_cargo_fuzz_list_every_target() {
 
 #[test]
 fn corpus_replays_without_panics() {
-    for (name, f) in &targets() {
+    for (name, f) in targets() {
         for (path, bytes) in corpus(name) {
             run(name, f, &bytes, &path.display());
         }
