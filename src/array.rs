@@ -21,7 +21,7 @@ use crate::codec::{self, transport, ChunkLayout, Compression};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::format::precomputed::sharding::{self, ShardReader};
-use crate::format::precomputed::{ChunkStore, Encoding, Info, LayerSpec, Scale, Stored};
+use crate::format::precomputed::{ChunkStore, Info, LayerSpec, Scale, Stored};
 use crate::geometry::{Bbox, BoxCopy};
 use crate::open::OpenOptions;
 use crate::store::{self, Expected, Store};
@@ -298,10 +298,12 @@ impl BigArray {
         let url = store.url_of("info");
         let info = Info::new(&url, spec)?;
         let encoding = &info.scales[0].encoding;
-        if let Encoding::Unsupported(name) = encoding {
+        if !encoding.codec().supported() {
+            let supported: Vec<_> = codec::registry::names().map(|n| format!("{n:?}")).collect();
             return Err(Error::invalid(format!(
-                "{url}: encoding {name:?} cannot be written (supported: \"raw\", \"jpeg\", \"png\", \
-                 \"compressed_segmentation\", \"blosc\", \"blosclz\")"
+                "{url}: encoding {:?} cannot be written (supported: {})",
+                encoding.name(),
+                supported.join(", ")
             )));
         }
         if let Err((field, reason)) = codec::check(encoding, spec.dtype, spec.num_channels) {

@@ -31,7 +31,13 @@ pub enum Error {
 
     /// A chunk's bytes cannot be turned into the voxels the layer's metadata promises.
     #[error("{key}: cannot decode chunk: {reason}")]
-    ChunkDecode { key: String, reason: String },
+    ChunkDecode {
+        key: String,
+        reason: String,
+        /// The codec's own typed error, when a codec raised it (`reason` is its message).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 
     /// The key-value store failed (IO error, permission, a broken mapping).
     #[error("{url}: {reason}")]
@@ -81,6 +87,19 @@ impl Error {
         Error::ChunkDecode {
             key: key.to_string(),
             reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// A chunk decode error raised by a codec, kept as the source.
+    pub(crate) fn decode_source(
+        key: &str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    ) -> Self {
+        Error::ChunkDecode {
+            key: key.to_string(),
+            reason: source.to_string(),
+            source: Some(source),
         }
     }
 

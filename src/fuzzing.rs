@@ -8,15 +8,15 @@
 //! lie inside the file, an `info` that parses parses again once written).
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::codec::Encoding;
 use crate::codec::{self, decode_as, transport, ChunkLayout};
 use crate::error::Result;
 use crate::format::precomputed::sharding::{self, ShardHash, ShardReader, ShardingSpec};
-use crate::format::precomputed::Encoding;
 use crate::store::Store;
 use crate::{Compression, DType, Info};
 
@@ -220,33 +220,13 @@ pub fn check_minishard_index(data: &[u8]) {
 }
 
 /// A harness: any bytes in, a panic only on a bug.
-pub type Harness = fn(&[u8]);
+pub type Harness = Box<dyn Fn(&[u8]) + Send + Sync>;
 
-/// Every harness by the cargo-fuzz target name that runs it (and the `fuzz/corpus/<name>`
-/// directory that seeds it).
-pub const TARGETS: &[(&str, Harness)] = &[
-    ("decode_jpeg", |d| {
-        check_decode(d, "jpeg", &[DType::U8], &[1, 3])
-    }),
-    ("decode_png", |d| {
-        check_decode(d, "png", &[DType::U8, DType::U16], &[1, 2, 3, 4])
-    }),
-    ("decode_compressed_segmentation", |d| {
-        check_decode(
-            d,
-            "compressed_segmentation",
-            &[DType::U32, DType::U64],
-            &[1, 2, 3],
-        )
-    }),
-    ("decode_blosc", |d| {
-        check_decode(
-            d,
-            "blosc",
-            &[DType::U8, DType::U16, DType::U32, DType::F64],
-            &[1, 2],
-        )
-    }),
+/// A harness that needs no state.
+type PlainHarness = fn(&[u8]);
+
+/// The harnesses that are not one codec's decoder.
+const OTHER_TARGETS: &[(&str, PlainHarness)] = &[
     ("decode_brotli", |d| {
         check_decode_declared(
             d,
@@ -269,9 +249,31 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("parse_minishard_index", check_minishard_index),
 ];
 
+/// Every harness by the cargo-fuzz target name that runs it (and the `fuzz/corpus/<name>`
+/// directory that seeds it): `decode_<name>` for every codec of the registry that has
+/// [`codec::FuzzSpec`], in registry order, then the others. Built once: cargo-fuzz looks a
+/// target up for every input.
+pub fn targets() -> &'static [(String, Harness)] {
+    static TARGETS: OnceLock<Vec<(String, Harness)>> = OnceLock::new();
+    TARGETS.get_or_init(|| {
+        let mut out: Vec<(String, Harness)> = Vec::new();
+        for kind in codec::REGISTRY {
+            let (Some(spec), Some(&name)) = (kind.fuzz(), kind.names().first()) else {
+                continue;
+            };
+            let harness = move |d: &[u8]| check_decode(d, name, spec.dtypes, spec.channels);
+            out.push((format!("decode_{name}"), Box::new(harness)));
+        }
+        for &(name, f) in OTHER_TARGETS {
+            out.push((name.to_string(), Box::new(f)));
+        }
+        out
+    })
+}
+
 /// The harness a target name runs.
-pub fn target(name: &str) -> Option<Harness> {
-    TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+pub fn target(name: &str) -> Option<&'static Harness> {
+    targets().iter().find(|(n, _)| n == name).map(|(_, f)| f)
 }
 
 /// A small seeded PRNG (xorshift64*) for the stable mutation loop: no dependency, and the

@@ -568,3 +568,12 @@ def test_png_of_any_geometry_with_the_right_pixel_count_reads(tmp_path):
         with open(p, "wb") as f:
             f.write(pyspng.encode(wide))
     assert_exact(BigArray(str(tmp_path))[a.bounds], ref)
+
+
+def test_create_docstring_names_every_encoding_and_option():
+    """The codec registry is the list of encodings; BigArray.create's docstring must keep up."""
+    doc = BigArray.create.__doc__ or ""
+    for name, keys in bigarrays._core.encoding_option_keys().items():
+        assert f'"{name}"' in doc, name
+        for key in keys:
+            assert f"``{key}``" in doc, key

@@ -90,3 +90,21 @@ def test_a_corrupt_source_chunk_fails_the_copy(cv_layer, tmp_path):
     victim.write_bytes(gzip.compress(good[:-2]))  # valid gzip, wrong length
     with pytest.raises(ChunkDecodeError, match="5-21_0-16_3-11"):
         BigArray(str(src)).copy_to(str(tmp_path / "dst"))
+
+
+@pytest.mark.parametrize("encoding", ["blosc", "blosclz"])
+def test_copy_keeps_every_encoding_option(tmp_path, encoding):
+    """A copy in the same encoding keeps the scale's encoding options, blosc's included
+    (they used to be dropped: Python kept its own, shorter list of option keys)."""
+    options = {"blosc_compressor": "zstd", "blosc_clevel": 9, "blosc_shuffle": 2}
+    truth = np.arange(np.prod(SHAPE), dtype=np.uint16).reshape(SHAPE)
+    src = BigArray.create(
+        str(tmp_path / "src"), shape=SHAPE, dtype="uint16", chunks=CHUNKS,
+        encoding=encoding, encoding_options=options,
+    )  # fmt: skip
+    src[...] = truth
+    dst = src.copy_to(str(tmp_path / "dst"))
+    scale = dst.info["scales"][0]
+    assert {k: scale.get(k) for k in options} == options
+    assert scale["encoding"] == encoding
+    np.testing.assert_array_equal(dst[...], truth)

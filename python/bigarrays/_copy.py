@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _core
 from ._blocks import (
     Box,
     Cell,
@@ -40,8 +41,9 @@ from .errors import (
 if TYPE_CHECKING:
     from ._bigarray import BigArray
 
-#: Encoding options of the source's scale carried over when the encoding stays the same.
-_ENCODING_KEYS = ("jpeg_quality", "png_level", "compressed_segmentation_block_size")
+#: Each encoding's option keys (the Rust codec registry): the source scale's are carried
+#: over when the encoding stays the same.
+_ENCODING_KEYS: dict[str, list[str]] = _core.encoding_option_keys()
 
 
 def copy(
@@ -243,7 +245,9 @@ def _destination(
     src_encoding = src.encoding if precomputed else "raw"
     same_encoding = encoding in (None, src_encoding)
     encoding_options = (
-        {k: scale[k] for k in _ENCODING_KEYS if k in scale} if same_encoding else None
+        {k: scale[k] for k in _ENCODING_KEYS.get(src_encoding.lower(), ()) if k in scale}
+        if same_encoding
+        else None
     )
     create_args: dict[str, Any] = dict(
         resolution=src.resolution,

@@ -6,12 +6,18 @@ from typing import final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CancelToken", "Layer", "__version__", "bind_cancel_token", "local_path"]
+__all__ = [
+    "CancelToken",
+    "Layer",
+    "__version__",
+    "bind_cancel_token",
+    "encoding_option_keys",
+]
 
 __version__: str
 
-def local_path(url: str) -> str | None:
-    """The filesystem path a local URL (a path or ``file:`` URL) names; None otherwise."""
+def encoding_option_keys() -> dict[str, list[str]]:
+    """Each encoding name with the ``info`` scale keys that parameterise it."""
 
 _Box = tuple[tuple[int, int, int], tuple[int, int, int]]
 

@@ -4,10 +4,112 @@
 //! writes into a slice of exactly the chunk's size, and c-blosc runs single-threaded because
 //! chunks are already decoded in parallel.
 
+use std::borrow::Cow;
 use std::ffi::{c_int, c_void, CString};
 
-use super::ChunkLayout;
+use serde_json::Value;
+
+use super::registry::{int_option, FuzzSpec};
+use super::{ChunkLayout, Codec, CodecKind, Compression, DecodeError, FieldError, ScaleJson};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
+
+/// The registry entry: `blosc`, and BigArrays.jl's `blosclz`, whose default compressor is
+/// blosclz.
+#[derive(Debug)]
+pub struct Kind;
+
+impl CodecKind for Kind {
+    fn names(&self) -> &'static [&'static str] {
+        &["blosc", "blosclz"]
+    }
+    fn option_keys(&self) -> &'static [&'static str] {
+        &["blosc_compressor", "blosc_clevel", "blosc_shuffle"]
+    }
+    fn parse(&self, name: &'static str, scale: &ScaleJson) -> Result<Box<dyn Codec>, FieldError> {
+        let lz = name == "blosclz";
+        let compressor = match scale.get("blosc_compressor") {
+            None | Some(Value::Null) if lz => BloscCompressor::BloscLz,
+            None | Some(Value::Null) => BloscCompressor::Lz4,
+            Some(v) => v.as_str().and_then(BloscCompressor::parse).ok_or_else(|| {
+                FieldError::new(
+                    "blosc_compressor",
+                    "not one of \"blosclz\", \"lz4\", \"zstd\"",
+                )
+            })?,
+        };
+        Ok(Box::new(Blosc {
+            name,
+            compressor,
+            clevel: int_option(scale, "blosc_clevel", 9, 5)?,
+            shuffle: int_option(scale, "blosc_shuffle", 2, 1)?,
+        }))
+    }
+    fn fuzz(&self) -> Option<FuzzSpec> {
+        Some(FuzzSpec {
+            dtypes: &[DType::U8, DType::U16, DType::U32, DType::F64],
+            channels: &[1, 2],
+        })
+    }
+}
+
+/// The blosc codec with its options. The compressor, level and shuffle matter to writers
+/// only: the buffer header tells readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blosc {
+    /// `blosc` or `blosclz`.
+    pub name: &'static str,
+    /// `blosc_compressor`.
+    pub compressor: BloscCompressor,
+    /// `blosc_clevel` (0–9).
+    pub clevel: u8,
+    /// `blosc_shuffle`: 0 (none), 1 (byte) or 2 (bit).
+    pub shuffle: u8,
+}
+
+impl Codec for Blosc {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn options(&self) -> ScaleJson {
+        ScaleJson::from_iter([
+            ("blosc_compressor".into(), self.compressor.name().into()),
+            ("blosc_clevel".into(), self.clevel.into()),
+            ("blosc_shuffle".into(), self.shuffle.into()),
+        ])
+    }
+    fn check(&self, _: DType, _: usize) -> Result<(), FieldError> {
+        Ok(())
+    }
+    fn default_compression(&self) -> Compression {
+        Compression::None
+    }
+    fn decode(
+        &self,
+        bytes: &[u8],
+        layout: &ChunkLayout,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), DecodeError> {
+        f(&decode(bytes, layout)?);
+        Ok(())
+    }
+    fn encode<'a>(&self, voxels: &'a [u8], layout: &ChunkLayout) -> Result<Cow<'a, [u8]>> {
+        encode(voxels, layout, self.compressor, self.clevel, self.shuffle).map(Cow::Owned)
+    }
+}
+
+/// Why a stored chunk is not a Blosc-1 buffer of the chunk's size.
+#[derive(Debug, thiserror::Error)]
+pub enum BloscDecodeError {
+    #[error("{0} bytes is shorter than a Blosc header")]
+    Short(usize),
+    #[error("not a valid Blosc-1 buffer (header sizes disagree with its length)")]
+    Invalid,
+    #[error("Blosc buffer holds {holds} bytes, the chunk needs {expected}")]
+    Size { holds: usize, expected: usize },
+    #[error("corrupt Blosc data (c-blosc returned {0})")]
+    Corrupt(c_int),
+}
 
 /// Blosc-1's header length; a valid buffer is never shorter.
 const HEADER_LEN: usize = 16;
@@ -42,13 +144,10 @@ impl BloscCompressor {
 }
 
 /// Decodes a Blosc-1 buffer that must hold exactly the chunk's raw bytes.
-pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, String> {
+pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, BloscDecodeError> {
     let expected = layout.raw_len();
     if bytes.len() < HEADER_LEN {
-        return Err(format!(
-            "{} bytes is shorter than a Blosc header",
-            bytes.len()
-        ));
+        return Err(BloscDecodeError::Short(bytes.len()));
     }
     let mut nbytes = 0usize;
     // SAFETY: `bytes` is a live slice of `bytes.len()` readable bytes, which is what
@@ -57,12 +156,13 @@ pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, String> {
         blosc_src::blosc_cbuffer_validate(bytes.as_ptr().cast(), bytes.len(), &mut nbytes)
     };
     if valid != 0 {
-        return Err("not a valid Blosc-1 buffer (header sizes disagree with its length)".into());
+        return Err(BloscDecodeError::Invalid);
     }
     if nbytes != expected {
-        return Err(format!(
-            "Blosc buffer holds {nbytes} bytes, the chunk needs {expected}"
-        ));
+        return Err(BloscDecodeError::Size {
+            holds: nbytes,
+            expected,
+        });
     }
     let mut out = vec![0u8; expected];
     // SAFETY: `blosc_cbuffer_validate` has checked that the header's compressed size fits in
@@ -78,7 +178,7 @@ pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, String> {
         )
     };
     if usize::try_from(n).ok() != Some(expected) {
-        return Err(format!("corrupt Blosc data (c-blosc returned {n})"));
+        return Err(BloscDecodeError::Corrupt(n));
     }
     Ok(out)
 }

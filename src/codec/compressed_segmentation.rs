@@ -11,10 +11,138 @@
 //! The encoder follows neuroglancer's: tables hold a block's sorted distinct labels, values
 //! come before their table, and identical tables are stored once.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::{ChunkLayout, ChunkRows};
+use serde_json::{json, Value};
+
+use super::registry::FuzzSpec;
+use super::{scratch, ChunkLayout, ChunkRows, Codec, CodecKind, Compression};
+use super::{DecodeError, FieldError, ScaleJson};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
+
+/// CloudVolume's default block size.
+pub const DEFAULT_BLOCK_SIZE: [u64; 3] = [8, 8, 8];
+/// The scale key of the block size.
+const BLOCK_SIZE_KEY: &str = "compressed_segmentation_block_size";
+/// The most bytes any encoded chunk may inflate to, whatever its block size says.
+const MAX_ENCODED_LIMIT: usize = 1 << 30;
+
+/// The registry entry.
+#[derive(Debug)]
+pub struct Kind;
+
+impl CodecKind for Kind {
+    fn names(&self) -> &'static [&'static str] {
+        &["compressed_segmentation"]
+    }
+    fn option_keys(&self) -> &'static [&'static str] {
+        &[BLOCK_SIZE_KEY]
+    }
+    fn parse(&self, _: &'static str, scale: &ScaleJson) -> Result<Box<dyn Codec>, FieldError> {
+        let bad = || FieldError::new(BLOCK_SIZE_KEY, "not a list of 3 positive integers");
+        let block_size = match scale.get(BLOCK_SIZE_KEY) {
+            None | Some(Value::Null) => DEFAULT_BLOCK_SIZE,
+            Some(v) => {
+                let items = v.as_array().filter(|a| a.len() == 3).ok_or_else(bad)?;
+                let mut block = [0u64; 3];
+                for (b, item) in block.iter_mut().zip(items) {
+                    *b = item
+                        .as_u64()
+                        .filter(|&n| (1..=1 << 20).contains(&n))
+                        .ok_or_else(bad)?;
+                }
+                block
+            }
+        };
+        Ok(Box::new(CompressedSegmentation { block_size }))
+    }
+    fn fuzz(&self) -> Option<FuzzSpec> {
+        Some(FuzzSpec {
+            dtypes: &[DType::U32, DType::U64],
+            channels: &[1, 2, 3],
+        })
+    }
+}
+
+/// The compressed_segmentation codec with its options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompressedSegmentation {
+    /// `compressed_segmentation_block_size`.
+    pub block_size: [u64; 3],
+}
+
+impl Codec for CompressedSegmentation {
+    fn name(&self) -> &str {
+        "compressed_segmentation"
+    }
+    fn options(&self) -> ScaleJson {
+        ScaleJson::from_iter([(BLOCK_SIZE_KEY.into(), json!(self.block_size))])
+    }
+    /// The block size is present if and only if the encoding is compressed_segmentation
+    /// (the precomputed spec).
+    fn complete_new_scale(&self, scale: &mut ScaleJson) {
+        scale
+            .entry(BLOCK_SIZE_KEY)
+            .or_insert(json!(self.block_size));
+    }
+    fn check(&self, dtype: DType, _: usize) -> Result<(), FieldError> {
+        if dtype != DType::U32 && dtype != DType::U64 {
+            return Err(FieldError::new(
+                "data_type",
+                format!(
+                    "encoding \"compressed_segmentation\" holds uint32 or uint64 only, not {dtype}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+    fn default_compression(&self) -> Compression {
+        Compression::Gzip
+    }
+    /// Blocks larger than the chunk are padded in the data, so the bound can exceed the raw
+    /// size many times over; it is still capped, so a hostile block size in `info` cannot
+    /// make us reserve more than 1 GiB.
+    fn stored_limit(&self, layout: &ChunkLayout) -> usize {
+        let slack = 2 * layout.raw_len() + (64 << 10);
+        max_encoded_len(layout, self.block_size)
+            .min(MAX_ENCODED_LIMIT)
+            .max(slack)
+    }
+    fn decode(
+        &self,
+        bytes: &[u8],
+        layout: &ChunkLayout,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), DecodeError> {
+        scratch::with_decoded(layout.raw_len(), |out| {
+            decode_into(bytes, layout, self.block_size, out)?;
+            f(out);
+            Ok(())
+        })
+    }
+    fn decodes_into_rows(&self) -> bool {
+        true
+    }
+    fn decode_rows(
+        &self,
+        bytes: &[u8],
+        layout: &ChunkLayout,
+        rows: &mut dyn ChunkRows,
+    ) -> Result<(), DecodeError> {
+        Ok(decode_rows(bytes, layout, self.block_size, rows)?)
+    }
+    fn encode<'a>(&self, voxels: &'a [u8], layout: &ChunkLayout) -> Result<Cow<'a, [u8]>> {
+        encode(voxels, layout, self.block_size).map(Cow::Owned)
+    }
+}
+
+/// Why a stored chunk is not a compressed_segmentation chunk of the layer's shape: what
+/// lies where (offsets, bit widths), as checked against the data.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CompressedSegmentationDecodeError(String);
 
 /// The `encodedBits` values the format allows.
 const ALLOWED_BITS: [u32; 7] = [0, 1, 2, 4, 8, 16, 32];
@@ -65,7 +193,11 @@ pub fn max_encoded_len(layout: &ChunkLayout, block_size: [u64; 3]) -> usize {
 
 /// Decodes a chunk into planar little-endian voxels. Every offset is checked against the
 /// data; nothing in it is trusted.
-pub fn decode(bytes: &[u8], layout: &ChunkLayout, block_size: [u64; 3]) -> Result<Vec<u8>, String> {
+pub fn decode(
+    bytes: &[u8],
+    layout: &ChunkLayout,
+    block_size: [u64; 3],
+) -> Result<Vec<u8>, CompressedSegmentationDecodeError> {
     let mut out = vec![0u8; layout.raw_len()];
     decode_into(bytes, layout, block_size, &mut out)?;
     Ok(out)
@@ -78,13 +210,13 @@ pub fn decode_into(
     layout: &ChunkLayout,
     block_size: [u64; 3],
     out: &mut [u8],
-) -> Result<(), String> {
+) -> Result<(), CompressedSegmentationDecodeError> {
     if out.len() != layout.raw_len() {
-        return Err(format!(
+        return Err(CompressedSegmentationDecodeError(format!(
             "output holds {} bytes, the chunk {}",
             out.len(),
             layout.raw_len()
-        ));
+        )));
     }
     decode_rows(
         bytes,
@@ -97,11 +229,20 @@ pub fn decode_into(
 /// [`decode`] into wherever `rows` puts each row of the chunk: a large read hands over
 /// the rows of its output, and no decoded copy of the chunk is ever made. Every voxel of
 /// every row is written when this succeeds.
-pub fn decode_rows(
+pub fn decode_rows<R: ChunkRows + ?Sized>(
     bytes: &[u8],
     layout: &ChunkLayout,
     block_size: [u64; 3],
-    rows: &mut impl ChunkRows,
+    rows: &mut R,
+) -> Result<(), CompressedSegmentationDecodeError> {
+    decode_rows_checked(bytes, layout, block_size, rows).map_err(CompressedSegmentationDecodeError)
+}
+
+fn decode_rows_checked<R: ChunkRows + ?Sized>(
+    bytes: &[u8],
+    layout: &ChunkLayout,
+    block_size: [u64; 3],
+    rows: &mut R,
 ) -> Result<(), String> {
     let block = to_block(block_size)?;
     if !bytes.len().is_multiple_of(4) {
@@ -122,8 +263,8 @@ pub fn decode_rows(
             .and_then(|base| tail(bytes, base as usize))
             .map_err(|e| format!("channel {c}: {e}"))?;
         match layout.dtype.itemsize() {
-            4 => decode_channel::<4>(channel, layout.shape, block, rows, c),
-            8 => decode_channel::<8>(channel, layout.shape, block, rows, c),
+            4 => decode_channel::<4, R>(channel, layout.shape, block, rows, c),
+            8 => decode_channel::<8, R>(channel, layout.shape, block, rows, c),
             _ => {
                 return Err(format!(
                     "compressed_segmentation holds uint32 or uint64, not {}",
@@ -179,11 +320,11 @@ fn tail(data: &[u8], i: usize) -> Result<&[u8], String> {
 
 /// Decodes the blocks of channel `c`; `N` is the label size in bytes. Each block's headers and
 /// encoded values are bounds-checked once, each lookup as it is made.
-fn decode_channel<const N: usize>(
+fn decode_channel<const N: usize, R: ChunkRows + ?Sized>(
     channel: &[u8],
     shape: [usize; 3],
     block: [usize; 3],
-    rows: &mut impl ChunkRows,
+    rows: &mut R,
     c: usize,
 ) -> Result<(), String> {
     let g = grid(shape, block);

@@ -15,10 +15,109 @@
 //! (`setjmp` in every `tj3*` function) and returns an error code, so no jump ever crosses a
 //! Rust frame.
 
+use std::borrow::Cow;
+
 use turbojpeg::{Compressor, Decompressor, Image, PixelFormat, Subsamp};
 
-use super::{deinterleave, interleave, ChunkLayout};
+use super::registry::{int_option, FuzzSpec};
+use super::{deinterleave, interleave, ChunkLayout, Codec, CodecKind, Compression};
+use super::{DecodeError, FieldError, ScaleJson};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
+
+/// CloudVolume's default JPEG quality.
+pub const DEFAULT_QUALITY: u8 = 85;
+
+/// The registry entry.
+#[derive(Debug)]
+pub struct Kind;
+
+impl CodecKind for Kind {
+    fn names(&self) -> &'static [&'static str] {
+        &["jpeg"]
+    }
+    fn option_keys(&self) -> &'static [&'static str] {
+        &["jpeg_quality"]
+    }
+    fn parse(&self, _: &'static str, scale: &ScaleJson) -> Result<Box<dyn Codec>, FieldError> {
+        Ok(Box::new(Jpeg {
+            quality: int_option(scale, "jpeg_quality", 100, DEFAULT_QUALITY)?,
+        }))
+    }
+    fn fuzz(&self) -> Option<FuzzSpec> {
+        Some(FuzzSpec {
+            dtypes: &[DType::U8],
+            channels: &[1, 3],
+        })
+    }
+}
+
+/// The jpeg codec with its options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Jpeg {
+    /// `jpeg_quality` (0–100; a hint for writers).
+    pub quality: u8,
+}
+
+impl Codec for Jpeg {
+    fn name(&self) -> &str {
+        "jpeg"
+    }
+    fn options(&self) -> ScaleJson {
+        ScaleJson::from_iter([("jpeg_quality".into(), self.quality.into())])
+    }
+    fn check(&self, dtype: DType, channels: usize) -> Result<(), FieldError> {
+        if dtype != DType::U8 {
+            return Err(FieldError::new(
+                "data_type",
+                format!("encoding \"jpeg\" holds uint8 only, not {dtype}"),
+            ));
+        }
+        if channels != 1 && channels != 3 {
+            return Err(FieldError::new(
+                "num_channels",
+                format!("encoding \"jpeg\" holds 1 or 3 channels, not {channels}"),
+            ));
+        }
+        Ok(())
+    }
+    fn default_compression(&self) -> Compression {
+        Compression::None
+    }
+    fn gzip_in_shards(&self) -> bool {
+        false
+    }
+    fn decode(
+        &self,
+        bytes: &[u8],
+        layout: &ChunkLayout,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), DecodeError> {
+        f(&decode(bytes, layout)?);
+        Ok(())
+    }
+    fn encode<'a>(&self, voxels: &'a [u8], layout: &ChunkLayout) -> Result<Cow<'a, [u8]>> {
+        encode(voxels, layout, self.quality).map(Cow::Owned)
+    }
+}
+
+/// Why a stored chunk is not a JPEG image of the chunk's size.
+#[derive(Debug, thiserror::Error)]
+pub enum JpegDecodeError {
+    #[error("jpeg holds 1 or 3 channels, the layer has {0}")]
+    Channels(usize),
+    #[error("jpeg decoder: {0}")]
+    Decoder(#[source] turbojpeg::Error),
+    #[error("corrupt jpeg: {0}")]
+    Corrupt(#[source] turbojpeg::Error),
+    #[error("jpeg image is {width}×{height} pixels, the chunk {shape:?} needs {voxels}")]
+    Size {
+        width: usize,
+        height: usize,
+        shape: [usize; 3],
+        voxels: usize,
+    },
+}
 
 /// JPEG's own limit on either side of an image.
 const MAX_SIDE: usize = 65535;
@@ -26,36 +125,38 @@ const MAX_SIDE: usize = 65535;
 /// thousands of tiny scans costs quadratic time (libjpeg-turbo's advice is to cap them).
 const MAX_SCANS: u32 = 500;
 
-fn pixel_format(channels: usize) -> Result<PixelFormat, String> {
+fn pixel_format(channels: usize) -> Result<PixelFormat, JpegDecodeError> {
     match channels {
         1 => Ok(PixelFormat::GRAY),
         3 => Ok(PixelFormat::RGB),
-        n => Err(format!("jpeg holds 1 or 3 channels, the layer has {n}")),
+        n => Err(JpegDecodeError::Channels(n)),
     }
 }
 
 /// Decodes a JPEG chunk into planar voxels.
-pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, String> {
+pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, JpegDecodeError> {
     let channels = layout.channels;
     let format = pixel_format(channels)?;
     let voxels = layout.voxels();
     // A fresh handle per chunk (a few microseconds): libjpeg keeps Huffman and quantisation
     // tables across images in one handle, so a reused handle could decode a chunk with
     // tables left by the one before (and after a corrupt chunk, failed on valid ones).
-    let mut decompressor = Decompressor::new().map_err(|e| format!("jpeg decoder: {e}"))?;
+    let mut decompressor = Decompressor::new().map_err(JpegDecodeError::Decoder)?;
     decompressor
         .set_scan_limit(MAX_SCANS)
-        .map_err(|e| format!("jpeg decoder: {e}"))?;
+        .map_err(JpegDecodeError::Decoder)?;
     // The header alone gives the size: refuse a wrong one before allocating anything.
     let header = decompressor
         .read_header(bytes)
-        .map_err(|e| format!("corrupt jpeg: {e}"))?;
+        .map_err(JpegDecodeError::Corrupt)?;
     let (w, h) = (header.width, header.height);
     if w.checked_mul(h) != Some(voxels) {
-        return Err(format!(
-            "jpeg image is {w}×{h} pixels, the chunk {:?} needs {voxels}",
-            layout.shape
-        ));
+        return Err(JpegDecodeError::Size {
+            width: w,
+            height: h,
+            shape: layout.shape,
+            voxels,
+        });
     }
     let mut pixels = vec![0u8; voxels * channels];
     let image = Image {
@@ -69,7 +170,7 @@ pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, String> {
     // libjpeg would pad with grey) fails the call, so made-up pixels never come back.
     decompressor
         .decompress(bytes, image)
-        .map_err(|e| format!("corrupt jpeg: {e}"))?;
+        .map_err(JpegDecodeError::Corrupt)?;
     if channels == 1 {
         return Ok(pixels); // grey: the image rows are the planar voxels already
     }

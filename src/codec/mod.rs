@@ -1,7 +1,31 @@
 //! Chunk codecs. `transport` undoes (and applies) the byte-level compression that stores put
-//! around a chunk; the other modules are the scale encodings (`raw`, `jpeg`, `png`,
-//! `compressed_segmentation`, `blosc`). [`decode`] and [`encode`] dispatch on the scale's
-//! [`Encoding`], so the array code never names a codec.
+//! around a chunk; every other module but `scratch` and `registry` is one scale encoding
+//! (`raw`, `jpeg`, `png`, `compressed_segmentation`, `blosc`), behind the [`Codec`] trait.
+//! [`decode`] and [`encode`] dispatch on the scale's [`Encoding`] (a handle on a codec and
+//! its options), once per chunk, so the array code never names a codec, and nothing here
+//! knows a format: formats hand a codec the JSON object that holds its options.
+//!
+//! # Adding an encoding
+//!
+//! One file plus one registry line:
+//!
+//! 1. `src/codec/<name>.rs` defines a unit struct implementing [`CodecKind`] (its names,
+//!    its option keys, how it parses them from a scale's JSON object, the dtypes and
+//!    channel counts to fuzz it with) and a struct holding its parsed options that
+//!    implements [`Codec`] (check, decode, encode, and the optional fast paths), with its
+//!    own typed decode error (`thiserror`), which [`decode`] keeps as the source of the
+//!    `ChunkDecode` error.
+//! 2. `mod <name>;` here and `&<name>::Kind` in [`registry::REGISTRY`].
+//!
+//! The `info` parser, `BigArray.create`'s option check, Python's copy (through
+//! `_core.encoding_option_keys()`) and the fuzz harness list all read the registry. A codec
+//! that the registry lists with fuzz settings also needs a cargo-fuzz target file, a
+//! `[[bin]]` in `fuzz/Cargo.toml`, an entry in the Makefile's `FUZZ_TARGETS` and seeds in
+//! `fuzz/corpus/decode_<name>/`: `tests/fuzz_replay.rs` fails until they are there. The
+//! test-only `src/codec/toy.rs` is a complete example.
+//!
+//! Dispatch is one virtual call per chunk (`decode_rows` adds one per row of voxels, never
+//! one per voxel); the decoders themselves are the same generic code as before.
 
 pub mod blosc;
 pub mod compressed_segmentation;
@@ -9,16 +33,23 @@ mod encoding;
 pub mod jpeg;
 pub mod png;
 pub mod raw;
+pub mod registry;
 mod scratch;
+#[cfg(test)]
+mod toy;
 pub mod transport;
 
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
+
 pub use encoding::Encoding;
+pub use registry::{CodecKind, FuzzSpec, REGISTRY};
 pub use scratch::with_scratch;
 pub use transport::Compression;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-
 /// What a chunk holds once decoded: its clipped shape, channel count and voxel type. The
 /// decoded byte length follows from it, so no decoder needs to trust a size in the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,61 +78,133 @@ pub trait ChunkRows {
     fn row(&mut self, c: usize, y: usize, z: usize) -> &mut [u8];
 }
 
-/// Checks that `encoding` can hold voxels of `dtype` with `channels` channels; the error
-/// names the offending `info` field.
-pub fn check(encoding: &Encoding, dtype: DType, channels: usize) -> Result<(), (String, String)> {
-    let bad = |field: &str, reason: String| Err((field.to_string(), reason));
-    let name = encoding.name();
-    match encoding {
-        Encoding::Raw | Encoding::Blosc { .. } => Ok(()),
-        Encoding::Jpeg { .. } if dtype != DType::U8 => bad(
-            "data_type",
-            format!("encoding {name:?} holds uint8 only, not {dtype}"),
-        ),
-        Encoding::Jpeg { .. } if channels != 1 && channels != 3 => bad(
-            "num_channels",
-            format!("encoding {name:?} holds 1 or 3 channels, not {channels}"),
-        ),
-        Encoding::Png { .. } if dtype != DType::U8 && dtype != DType::U16 => bad(
-            "data_type",
-            format!("encoding {name:?} holds uint8 or uint16 only, not {dtype}"),
-        ),
-        Encoding::Png { .. } if !(1..=4).contains(&channels) => bad(
-            "num_channels",
-            format!("encoding {name:?} holds 1 to 4 channels, not {channels}"),
-        ),
-        Encoding::CompressedSegmentation { .. } if dtype != DType::U32 && dtype != DType::U64 => {
-            bad(
-                "data_type",
-                format!("encoding {name:?} holds uint32 or uint64 only, not {dtype}"),
-            )
+/// A scale's JSON object, as formats hand it to [`CodecKind::parse`].
+pub type ScaleJson = Map<String, Value>;
+
+/// What a codec's decoder reports: its own typed error, kept as the source of the
+/// `ChunkDecode` error that names the key.
+pub type DecodeError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A layer field that a codec cannot hold or parse: `field` is the metadata key
+/// (`data_type`, `num_channels`, `encoding`, or one of the codec's option keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: reason.into(),
         }
-        Encoding::Jpeg { .. } | Encoding::Png { .. } | Encoding::CompressedSegmentation { .. } => {
-            Ok(())
-        }
-        Encoding::Unsupported(name) => bad("encoding", format!("{name:?} is not supported")),
     }
 }
 
-/// The most bytes any encoded chunk may inflate to, whatever its parameters say.
-const MAX_ENCODED_LIMIT: usize = 1 << 30;
+/// One scale encoding with its options parsed: what [`decode`] and [`encode`] dispatch to,
+/// once per chunk. Object-safe, so an [`Encoding`] holds any codec.
+pub trait Codec: Send + Sync + std::fmt::Debug {
+    /// The name a scale's `encoding` key gives.
+    fn name(&self) -> &str;
 
-/// The most bytes a chunk of a non-raw encoding may take once its transport compression is
-/// undone. A well-formed chunk is well below it; a bomb stops there.
-fn stored_limit(encoding: &Encoding, layout: &ChunkLayout) -> usize {
-    let raw = layout.raw_len();
-    let slack = 2 * raw + (64 << 10);
-    match encoding {
-        // Blocks larger than the chunk are padded in the data, so the bound can exceed the
-        // raw size many times over; it is still capped, so a hostile block size in `info`
-        // cannot make us reserve more than 1 GiB.
-        Encoding::CompressedSegmentation { block_size } => {
-            compressed_segmentation::max_encoded_len(layout, *block_size)
-                .min(MAX_ENCODED_LIMIT)
-                .max(slack)
-        }
-        _ => slack,
+    /// Every option as the scale key it is read from (defaults included): what equality
+    /// compares, and what a writer may copy.
+    fn options(&self) -> ScaleJson;
+
+    /// Adds to a new scale's JSON object the option keys the format requires even when
+    /// the caller gave none (none, unless a codec overrides it).
+    fn complete_new_scale(&self, _scale: &mut ScaleJson) {}
+
+    /// Whether the codec holds voxels of `dtype` with `channels` channels.
+    fn check(&self, dtype: DType, channels: usize) -> Result<(), FieldError>;
+
+    /// The transport compression a handle uses when none was asked for.
+    fn default_compression(&self) -> Compression;
+
+    /// Whether gzip around its chunks pays inside a shard (it does not around images).
+    fn gzip_in_shards(&self) -> bool {
+        true
     }
+
+    /// Whether IO can work on it at all (false only for names parsed but not known).
+    fn supported(&self) -> bool {
+        true
+    }
+
+    /// The most bytes a chunk may take once its transport compression is undone. A
+    /// well-formed chunk is well below it; a bomb stops there.
+    fn stored_limit(&self, layout: &ChunkLayout) -> usize {
+        2 * layout.raw_len() + (64 << 10)
+    }
+
+    /// Calls `f` once with the decoded voxels (Fortran `[x, y, z, c]`, little-endian,
+    /// `layout.raw_len()` bytes) of `bytes`, whose transport compression is undone.
+    fn decode(
+        &self,
+        bytes: &[u8],
+        layout: &ChunkLayout,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), DecodeError>;
+
+    /// [`Codec::decode`] of a stored chunk: undoes its transport compression (bounded by
+    /// [`Codec::stored_limit`]) first. Errors name `key`.
+    fn decode_stored(
+        &self,
+        key: &str,
+        stored: &[u8],
+        declared: Compression,
+        layout: &ChunkLayout,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<()> {
+        let limit = self.stored_limit(layout);
+        transport::with_decompressed_bounded(key, stored, declared, limit, |bytes| {
+            self.decode(bytes, layout, f)
+                .map_err(|e| Error::decode_source(key, e))
+        })?
+    }
+
+    /// Calls `f` with a buffer whose first `prefix` bytes are the start of the decoded
+    /// chunk, when the codec can stop early; `false` (without calling `f`) otherwise.
+    fn decode_prefix(
+        &self,
+        _stored: &[u8],
+        _declared: Compression,
+        _layout: &ChunkLayout,
+        _prefix: usize,
+        _f: &mut dyn FnMut(&[u8]),
+    ) -> bool {
+        false
+    }
+
+    /// Whether [`Codec::decode_rows`] writes straight into a reader's rows.
+    fn decodes_into_rows(&self) -> bool {
+        false
+    }
+
+    /// Decodes `bytes` (transport compression undone) into `rows`; only for a codec that
+    /// [`Codec::decodes_into_rows`].
+    fn decode_rows(
+        &self,
+        _bytes: &[u8],
+        _layout: &ChunkLayout,
+        _rows: &mut dyn ChunkRows,
+    ) -> Result<(), DecodeError> {
+        Err(format!("encoding {:?} does not decode in place", self.name()).into())
+    }
+
+    /// The encoded bytes of `voxels` (`layout.raw_len()` of them), before transport
+    /// compression; borrowed when the encoding is the voxels themselves.
+    fn encode<'a>(&self, voxels: &'a [u8], layout: &ChunkLayout) -> Result<Cow<'a, [u8]>>;
+}
+
+/// Checks that `encoding` can hold voxels of `dtype` with `channels` channels; the error
+/// is `(field, reason)`, naming the offending `info` field.
+pub fn check(encoding: &Encoding, dtype: DType, channels: usize) -> Result<(), (String, String)> {
+    encoding
+        .codec()
+        .check(dtype, channels)
+        .map_err(|e| (e.field, e.reason))
 }
 
 /// Calls `f` with the decoded voxels (Fortran `[x, y, z, c]`, little-endian) of a stored
@@ -126,38 +229,33 @@ pub fn decode_as<R>(
     layout: &ChunkLayout,
     f: impl FnOnce(&[u8]) -> R,
 ) -> Result<R> {
-    if let Encoding::Raw = encoding {
-        return raw::decode(key, stored, declared, layout.raw_len(), f);
-    }
-    let limit = stored_limit(encoding, layout);
-    if let Encoding::CompressedSegmentation { block_size } = encoding {
-        return transport::with_decompressed_bounded(key, stored, declared, limit, |bytes| {
-            scratch::with_decoded(layout.raw_len(), |out| {
-                compressed_segmentation::decode_into(bytes, layout, *block_size, out)
-                    .map(|()| f(out))
-                    .map_err(|reason| Error::decode(key, reason))
-            })
+    let raw_len = layout.raw_len();
+    let mut f = Some(f);
+    let mut out = None;
+    let mut wrong_len = None;
+    encoding
+        .codec()
+        .decode_stored(key, stored, declared, layout, &mut |voxels| {
+            if voxels.len() != raw_len {
+                wrong_len = Some(voxels.len());
+            } else if let Some(f) = f.take() {
+                out = Some(f(voxels));
+            }
         })?;
-    }
-    let voxels = transport::with_decompressed_bounded(key, stored, declared, limit, |bytes| {
-        decode_plain(encoding, bytes, layout).map_err(|reason| Error::decode(key, reason))
-    })??;
-    if voxels.len() != layout.raw_len() {
+    if let Some(n) = wrong_len {
         return Err(Error::internal(format!(
-            "{key}: decoder returned {} bytes, expected {}",
-            voxels.len(),
-            layout.raw_len()
+            "{key}: decoder returned {n} bytes, expected {raw_len}"
         )));
     }
-    Ok(f(&voxels))
+    out.ok_or_else(|| Error::internal(format!("{key}: decoder returned no voxels")))
 }
 
 /// Calls `f` with a buffer of `layout.raw_len()` bytes whose first `prefix` hold the start
-/// of a raw gzip chunk, decoded no further (the rest is unspecified): a cutout that ends
-/// early along the chunk's last axes needs no more. `None`, without calling `f`, for other
-/// encodings and compressions, and for data that breaks off or declares the wrong size (see
-/// [`transport::gunzip_prefix`]); the caller then decodes the whole chunk, which also
-/// reports what is wrong with it.
+/// of the decoded chunk, decoded no further (the rest is unspecified): a cutout that ends
+/// early along the chunk's last axes needs no more. `None`, without calling `f`, where the
+/// codec cannot stop early (today only raw gzip chunks can, see
+/// [`transport::gunzip_prefix`]) or the data breaks off; the caller then decodes the whole
+/// chunk, which also reports what is wrong with it.
 pub fn decode_prefix_as<R>(
     encoding: &Encoding,
     stored: &[u8],
@@ -166,21 +264,26 @@ pub fn decode_prefix_as<R>(
     prefix: usize,
     f: impl FnOnce(&[u8]) -> R,
 ) -> Option<R> {
-    // A chunk exactly as long as its voxels may be plain data that happens to start like
-    // gzip (see `transport::with_decompressed`): only the whole-chunk path can tell.
-    let raw_len = layout.raw_len();
-    if !matches!(encoding, Encoding::Raw) || prefix >= raw_len || stored.len() == raw_len {
-        return None;
+    let mut f = Some(f);
+    let mut out = None;
+    let done = encoding
+        .codec()
+        .decode_prefix(stored, declared, layout, prefix, &mut |voxels| {
+            if let Some(f) = f.take() {
+                out = Some(f(voxels));
+            }
+        });
+    if done {
+        out
+    } else {
+        None
     }
-    scratch::with_inflated(raw_len, |out| {
-        transport::gunzip_prefix(stored, declared, raw_len, &mut out[..prefix]).then(|| f(out))
-    })
 }
 
 /// Whether [`decode_rows_as`] can decode chunks of `encoding` straight into a reader's
 /// output, row by row, with no decoded copy of the chunk in between.
 pub fn decodes_into_rows(encoding: &Encoding) -> bool {
-    matches!(encoding, Encoding::CompressedSegmentation { .. })
+    encoding.codec().decodes_into_rows()
 }
 
 /// [`decode_as`] into `rows`, for an encoding that [`decodes_into_rows`].
@@ -190,36 +293,21 @@ pub fn decode_rows_as(
     stored: &[u8],
     declared: Compression,
     layout: &ChunkLayout,
-    rows: &mut impl ChunkRows,
+    rows: &mut dyn ChunkRows,
 ) -> Result<()> {
-    let Encoding::CompressedSegmentation { block_size } = encoding else {
+    let codec = encoding.codec();
+    if !codec.decodes_into_rows() {
         return Err(Error::internal(format!(
             "{key}: encoding {:?} does not decode in place",
             encoding.name()
         )));
-    };
-    let limit = stored_limit(encoding, layout);
-    transport::with_decompressed_bounded(key, stored, declared, limit, |bytes| {
-        compressed_segmentation::decode_rows(bytes, layout, *block_size, rows)
-            .map_err(|reason| Error::decode(key, reason))
-    })?
-}
-
-fn decode_plain(
-    encoding: &Encoding,
-    bytes: &[u8],
-    layout: &ChunkLayout,
-) -> Result<Vec<u8>, String> {
-    match encoding {
-        Encoding::Raw => Ok(bytes.to_vec()),
-        Encoding::Jpeg { .. } => jpeg::decode(bytes, layout),
-        Encoding::Png { .. } => png::decode(bytes, layout),
-        Encoding::CompressedSegmentation { block_size } => {
-            compressed_segmentation::decode(bytes, layout, *block_size)
-        }
-        Encoding::Blosc { .. } => blosc::decode(bytes, layout),
-        Encoding::Unsupported(name) => Err(format!("encoding {name:?} is not supported")),
     }
+    let limit = codec.stored_limit(layout);
+    transport::with_decompressed_bounded(key, stored, declared, limit, |bytes| {
+        codec
+            .decode_rows(bytes, layout, rows)
+            .map_err(|e| Error::decode_source(key, e))
+    })?
 }
 
 /// The stored bytes of a chunk: `voxels` (Fortran `[x, y, z, c]`) encoded, then wrapped in
@@ -237,25 +325,7 @@ pub fn encode(
             layout.raw_len()
         )));
     }
-    let encoded = match encoding {
-        Encoding::Raw => return raw::encode(voxels, compression),
-        Encoding::Jpeg { quality } => jpeg::encode(voxels, layout, *quality)?,
-        Encoding::Png { level } => png::encode(voxels, layout, *level)?,
-        Encoding::CompressedSegmentation { block_size } => {
-            compressed_segmentation::encode(voxels, layout, *block_size)?
-        }
-        Encoding::Blosc {
-            compressor,
-            clevel,
-            shuffle,
-            ..
-        } => blosc::encode(voxels, layout, *compressor, *clevel, *shuffle)?,
-        Encoding::Unsupported(name) => {
-            return Err(Error::invalid(format!(
-                "encoding {name:?} cannot be written"
-            )))
-        }
-    };
+    let encoded = encoding.codec().encode(voxels, layout)?;
     compression.compress(&encoded)
 }
 
@@ -263,12 +333,7 @@ pub fn encode(
 /// (raw, compressed_segmentation), none for already-compressed images and blosc, as
 /// CloudVolume does (`should_compress`).
 pub fn default_compression(encoding: &Encoding) -> Compression {
-    match encoding {
-        Encoding::Raw | Encoding::CompressedSegmentation { .. } | Encoding::Unsupported(_) => {
-            Compression::Gzip
-        }
-        Encoding::Jpeg { .. } | Encoding::Png { .. } | Encoding::Blosc { .. } => Compression::None,
-    }
+    encoding.codec().default_compression()
 }
 
 /// Moves channel-planar voxels (`[x·y·z, c]`, Fortran) to pixel-interleaved (`[c, x·y·z]`)

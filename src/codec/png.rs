@@ -3,13 +3,117 @@
 //! pixel-interleaved (grey, grey+alpha, RGB, RGBA). Readers accept any width × height with
 //! the right product, and palette or low-bit-depth images expanded to 8 bits.
 
+use std::borrow::Cow;
 use std::io::Cursor;
 
 use png::{BitDepth, ColorType, Decoder, DeflateCompression, Encoder, Limits, Transformations};
 
-use super::{deinterleave, interleave, ChunkLayout};
+use super::registry::{int_option, FuzzSpec};
+use super::{deinterleave, interleave, ChunkLayout, Codec, CodecKind, Compression};
+use super::{DecodeError, FieldError, ScaleJson};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+
+/// CloudVolume's default PNG zlib level.
+pub const DEFAULT_LEVEL: u8 = 9;
+
+/// The registry entry.
+#[derive(Debug)]
+pub struct Kind;
+
+impl CodecKind for Kind {
+    fn names(&self) -> &'static [&'static str] {
+        &["png"]
+    }
+    fn option_keys(&self) -> &'static [&'static str] {
+        &["png_level"]
+    }
+    fn parse(&self, _: &'static str, scale: &ScaleJson) -> Result<Box<dyn Codec>, FieldError> {
+        Ok(Box::new(Png {
+            level: int_option(scale, "png_level", 9, DEFAULT_LEVEL)?,
+        }))
+    }
+    fn fuzz(&self) -> Option<FuzzSpec> {
+        Some(FuzzSpec {
+            dtypes: &[DType::U8, DType::U16],
+            channels: &[1, 2, 3, 4],
+        })
+    }
+}
+
+/// The png codec with its options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Png {
+    /// `png_level` (0–9; a hint for writers).
+    pub level: u8,
+}
+
+impl Codec for Png {
+    fn name(&self) -> &str {
+        "png"
+    }
+    fn options(&self) -> ScaleJson {
+        ScaleJson::from_iter([("png_level".into(), self.level.into())])
+    }
+    fn check(&self, dtype: DType, channels: usize) -> Result<(), FieldError> {
+        if dtype != DType::U8 && dtype != DType::U16 {
+            return Err(FieldError::new(
+                "data_type",
+                format!("encoding \"png\" holds uint8 or uint16 only, not {dtype}"),
+            ));
+        }
+        if !(1..=4).contains(&channels) {
+            return Err(FieldError::new(
+                "num_channels",
+                format!("encoding \"png\" holds 1 to 4 channels, not {channels}"),
+            ));
+        }
+        Ok(())
+    }
+    fn default_compression(&self) -> Compression {
+        Compression::None
+    }
+    fn gzip_in_shards(&self) -> bool {
+        false
+    }
+    fn decode(
+        &self,
+        bytes: &[u8],
+        layout: &ChunkLayout,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), DecodeError> {
+        f(&decode(bytes, layout)?);
+        Ok(())
+    }
+    fn encode<'a>(&self, voxels: &'a [u8], layout: &ChunkLayout) -> Result<Cow<'a, [u8]>> {
+        encode(voxels, layout, self.level).map(Cow::Owned)
+    }
+}
+
+/// Why a stored chunk is not a PNG image of the chunk's size and type.
+#[derive(Debug, thiserror::Error)]
+pub enum PngDecodeError {
+    #[error("corrupt png: {0}")]
+    Corrupt(#[source] png::DecodingError),
+    #[error("png image is {width}×{height} pixels, the chunk {shape:?} needs {voxels}")]
+    Size {
+        width: usize,
+        height: usize,
+        shape: [usize; 3],
+        voxels: usize,
+    },
+    #[error(
+        "png holds {color:?} at {depth:?} bits, the layer has {channels} channel(s) of {dtype}"
+    )]
+    Pixels {
+        color: ColorType,
+        depth: BitDepth,
+        channels: usize,
+        dtype: DType,
+    },
+    #[error("png output size does not match the chunk")]
+    OutputSize,
+}
 
 fn color_type(channels: usize) -> Option<ColorType> {
     Some(match channels {
@@ -22,7 +126,7 @@ fn color_type(channels: usize) -> Option<ColorType> {
 }
 
 /// Decodes a PNG chunk into planar little-endian voxels.
-pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, String> {
+pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, PngDecodeError> {
     let itemsize = layout.dtype.itemsize();
     let expected = layout.raw_len();
     // The decoder may allocate the image plus its working rows, never more.
@@ -31,19 +135,18 @@ pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, String> {
     };
     let mut decoder = Decoder::new_with_limits(Cursor::new(bytes), limits);
     decoder.set_transformations(Transformations::EXPAND);
-    let mut reader = decoder
-        .read_info()
-        .map_err(|e| format!("corrupt png: {e}"))?;
+    let mut reader = decoder.read_info().map_err(PngDecodeError::Corrupt)?;
     let (w, h) = {
         let info = reader.info();
         (info.width as usize, info.height as usize)
     };
     if w.checked_mul(h) != Some(layout.voxels()) {
-        return Err(format!(
-            "png image is {w}×{h} pixels, the chunk {:?} needs {}",
-            layout.shape,
-            layout.voxels()
-        ));
+        return Err(PngDecodeError::Size {
+            width: w,
+            height: h,
+            shape: layout.shape,
+            voxels: layout.voxels(),
+        });
     }
     let (color, depth) = reader.output_color_type();
     let want_depth = if layout.dtype == DType::U16 {
@@ -52,18 +155,20 @@ pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, String> {
         BitDepth::Eight
     };
     if depth != want_depth || color.samples() != layout.channels {
-        return Err(format!(
-            "png holds {color:?} at {depth:?} bits, the layer has {} channel(s) of {}",
-            layout.channels, layout.dtype
-        ));
+        return Err(PngDecodeError::Pixels {
+            color,
+            depth,
+            channels: layout.channels,
+            dtype: layout.dtype,
+        });
     }
     if reader.output_buffer_size() != Some(expected) {
-        return Err("png output size does not match the chunk".to_string());
+        return Err(PngDecodeError::OutputSize);
     }
     let mut pixels = vec![0u8; expected];
     reader
         .next_frame(&mut pixels)
-        .map_err(|e| format!("corrupt png: {e}"))?;
+        .map_err(PngDecodeError::Corrupt)?;
     if itemsize == 2 {
         for sample in pixels.chunks_exact_mut(2) {
             sample.swap(0, 1);

@@ -12,7 +12,6 @@ use numpy::PyArray1;
 use pyo3::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::store;
 use errors::to_pyerr;
 
 /// Allocations above this go through `numpy.zeros`, which raises `MemoryError` (with the
@@ -44,20 +43,18 @@ fn detached<R: Send>(py: Python<'_>, f: impl FnOnce() -> Result<R> + Send) -> Py
     }
 }
 
-/// The filesystem path a local URL (a path or `file:` URL) names; None for other schemes.
+/// Each encoding name with the `info` scale keys that parameterise it (the codec registry).
 #[pyfunction]
-fn local_path(url: &str) -> PyResult<Option<String>> {
-    let scheme = url.split_once("://").map(|(s, _)| s);
-    if scheme.is_some_and(|s| !s.eq_ignore_ascii_case("file")) {
-        return Ok(None);
-    }
-    let path = store::local_path::path_of(url).map_err(to_pyerr)?;
-    Ok(Some(path.display().to_string()))
+fn encoding_option_keys() -> std::collections::BTreeMap<&'static str, Vec<&'static str>> {
+    crate::codec::registry::option_keys()
+        .into_iter()
+        .map(|(name, keys)| (name, keys.to_vec()))
+        .collect()
 }
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(local_path, m)?)?;
+    m.add_function(wrap_pyfunction!(encoding_option_keys, m)?)?;
     m.add_class::<layer::Layer>()?;
     m.add_class::<interrupt::CancelToken>()?;
     m.add_function(wrap_pyfunction!(interrupt::bind_cancel_token, m)?)?;

@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use super::sharding::ShardingSpec;
-use crate::codec::blosc::BloscCompressor;
+use crate::codec::registry;
 pub use crate::codec::Encoding;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -14,115 +14,6 @@ use crate::geometry::ChunkGrid;
 const MAX_COORD: i64 = 1 << 62;
 /// A chunk larger than this (decoded) is refused: it would not fit a sane buffer.
 const MAX_CHUNK_BYTES: u64 = 1 << 32;
-
-/// CloudVolume's default JPEG quality.
-pub const DEFAULT_JPEG_QUALITY: u8 = 85;
-/// CloudVolume's default PNG zlib level.
-pub const DEFAULT_PNG_LEVEL: u8 = 9;
-/// CloudVolume's default compressed_segmentation block size.
-pub const DEFAULT_CSEG_BLOCK: [u64; 3] = [8, 8, 8];
-
-/// Reading and writing [`Encoding`]s as `info` scale keys: the precomputed format's side of
-/// the codec type.
-impl Encoding {
-    /// The encoding named `name` with every writer parameter at its default.
-    pub fn parse(name: &str) -> Self {
-        Self::from_scale(name, &Map::new()).unwrap_or_else(|_| Encoding::Unsupported(name.into()))
-    }
-
-    /// The encoding of a scale: its name plus the parameters in the scale object. Errors
-    /// are `(field, reason)`.
-    pub fn from_scale(
-        name: &str,
-        scale: &Map<String, Value>,
-    ) -> std::result::Result<Self, (String, String)> {
-        let int =
-            |field: &str, max: u64, default: u8| -> std::result::Result<u8, (String, String)> {
-                match scale.get(field) {
-                    None | Some(Value::Null) => Ok(default),
-                    Some(v) => v
-                        .as_u64()
-                        .filter(|&n| n <= max)
-                        .map(|n| n as u8)
-                        .ok_or_else(|| (field.to_string(), format!("not an integer in 0..={max}"))),
-                }
-            };
-        Ok(match name.to_ascii_lowercase().as_str() {
-            "raw" => Encoding::Raw,
-            "jpeg" => Encoding::Jpeg {
-                quality: int("jpeg_quality", 100, DEFAULT_JPEG_QUALITY)?,
-            },
-            "png" => Encoding::Png {
-                level: int("png_level", 9, DEFAULT_PNG_LEVEL)?,
-            },
-            "compressed_segmentation" => {
-                let field = "compressed_segmentation_block_size";
-                let bad = || {
-                    (
-                        field.to_string(),
-                        "not a list of 3 positive integers".to_string(),
-                    )
-                };
-                let block = match scale.get(field) {
-                    None | Some(Value::Null) => DEFAULT_CSEG_BLOCK,
-                    Some(v) => {
-                        let items = v.as_array().filter(|a| a.len() == 3).ok_or_else(bad)?;
-                        let mut block = [0u64; 3];
-                        for (b, item) in block.iter_mut().zip(items) {
-                            *b = item
-                                .as_u64()
-                                .filter(|&n| (1..=1 << 20).contains(&n))
-                                .ok_or_else(bad)?;
-                        }
-                        block
-                    }
-                };
-                Encoding::CompressedSegmentation { block_size: block }
-            }
-            "blosc" | "blosclz" => {
-                let lz = name.eq_ignore_ascii_case("blosclz");
-                let compressor = match scale.get("blosc_compressor") {
-                    None | Some(Value::Null) if lz => BloscCompressor::BloscLz,
-                    None | Some(Value::Null) => BloscCompressor::Lz4,
-                    Some(v) => v.as_str().and_then(BloscCompressor::parse).ok_or_else(|| {
-                        (
-                            "blosc_compressor".to_string(),
-                            "not one of \"blosclz\", \"lz4\", \"zstd\"".to_string(),
-                        )
-                    })?,
-                };
-                Encoding::Blosc {
-                    name: if lz { "blosclz" } else { "blosc" },
-                    compressor,
-                    clevel: int("blosc_clevel", 9, 5)?,
-                    shuffle: int("blosc_shuffle", 2, 1)?,
-                }
-            }
-            other => Encoding::Unsupported(other.to_string()),
-        })
-    }
-
-    pub fn name(&self) -> &str {
-        match self {
-            Encoding::Raw => "raw",
-            Encoding::Jpeg { .. } => "jpeg",
-            Encoding::Png { .. } => "png",
-            Encoding::CompressedSegmentation { .. } => "compressed_segmentation",
-            Encoding::Blosc { name, .. } => name,
-            Encoding::Unsupported(name) => name,
-        }
-    }
-}
-
-/// The scale keys `BigArray.create(..., encoding_options=...)` may set.
-pub const ENCODING_OPTIONS: [&str; 6] = [
-    "jpeg_quality",
-    "png_level",
-    "compressed_segmentation_block_size",
-    "blosc_compressor",
-    "blosc_clevel",
-    "blosc_shuffle",
-];
 
 /// One scale (mip level).
 #[derive(Debug, Clone, PartialEq)]
@@ -160,7 +51,8 @@ pub struct LayerSpec {
     pub resolution: [f64; 3],
     pub num_channels: usize,
     pub encoding: String,
-    /// Scale keys that parameterise the encoding (see `ENCODING_OPTIONS`).
+    /// Scale keys that parameterise the encoding (any codec's option keys, see
+    /// [`registry::all_option_keys`]).
     pub encoding_options: Map<String, Value>,
     pub layer_type: String,
     /// `None` (unsharded), `"auto"`, or a `sharding` object (see
@@ -227,10 +119,11 @@ impl Info {
     pub fn new(url: &str, spec: &LayerSpec) -> Result<Info> {
         let [rx, ry, rz] = spec.resolution;
         let key = format!("{}_{}_{}", fmt_res(rx), fmt_res(ry), fmt_res(rz));
+        let known = registry::all_option_keys();
         for key in spec.encoding_options.keys() {
-            if !ENCODING_OPTIONS.contains(&key.as_str()) {
+            if !known.contains(&key.as_str()) {
                 return Err(Error::invalid(format!(
-                    "encoding option {key:?} is not one of {ENCODING_OPTIONS:?}"
+                    "encoding option {key:?} is not one of {known:?}"
                 )));
             }
         }
@@ -249,14 +142,9 @@ impl Info {
             }],
         });
         let mut scale_options = spec.encoding_options.clone();
-        if spec
-            .encoding
-            .eq_ignore_ascii_case("compressed_segmentation")
-        {
-            // Present if and only if the encoding is compressed_segmentation (the spec).
-            scale_options
-                .entry("compressed_segmentation_block_size")
-                .or_insert(json!(DEFAULT_CSEG_BLOCK));
+        // Bad options are reported below, by the parse of the whole info, naming the field.
+        if let Ok(encoding) = Encoding::from_scale(&spec.encoding, &spec.encoding_options) {
+            encoding.codec().complete_new_scale(&mut scale_options);
         }
         if let Some(sharding) = &spec.sharding {
             let sharding = match sharding {
@@ -271,7 +159,7 @@ impl Info {
                         |a, &n| a.saturating_mul(n),
                     );
                     let encoding = Encoding::from_scale(&spec.encoding, &spec.encoding_options)
-                        .unwrap_or(Encoding::Raw);
+                        .unwrap_or_else(|_| Encoding::raw());
                     ShardingSpec::auto(&grid, chunk_bytes, &encoding)
                         .ok_or_else(|| {
                             Error::invalid(
@@ -458,7 +346,7 @@ mod tests {
         let s = &i.scales[0];
         assert_eq!(s.grid.voxel_offset, [-3, 0, 7]);
         assert_eq!(s.grid.chunk, [64, 64, 8]);
-        assert_eq!(s.encoding, Encoding::Raw);
+        assert_eq!(s.encoding, Encoding::raw());
         let back: Value = serde_json::from_str(&i.to_json()).unwrap();
         assert_eq!(back["flavour"], "kept");
         assert_eq!(back["scales"][0]["extra_scale_key"], 1);

@@ -158,7 +158,7 @@ impl ShardingSpec {
             minishard_bits,
             shard_bits: total - k,
             minishard_index_gzip: true,
-            data_gzip: !matches!(encoding, Encoding::Jpeg { .. } | Encoding::Png { .. }),
+            data_gzip: encoding.codec().gzip_in_shards(),
         })
     }
 
@@ -903,7 +903,7 @@ mod tests {
             size: [2048, 2048, 1024],
             chunk: [64, 64, 64],
         };
-        let s = ShardingSpec::auto(&grid, 64 * 64 * 64, &Encoding::Raw).unwrap();
+        let s = ShardingSpec::auto(&grid, 64 * 64 * 64, &Encoding::raw()).unwrap();
         // 256 MiB / 256 KiB = 1024 chunks per shard.
         assert_eq!(s.preshift_bits + s.minishard_bits, 10);
         assert_eq!(s.shard_bits, 5 + 5 + 4 - 10);
@@ -913,7 +913,7 @@ mod tests {
             size: [100, 100, 100],
             chunk: [64, 64, 64],
         };
-        let s = ShardingSpec::auto(&small, 64 * 64 * 64, &Encoding::Raw).unwrap();
+        let s = ShardingSpec::auto(&small, 64 * 64 * 64, &Encoding::raw()).unwrap();
         assert_eq!((s.shard_bits, s.preshift_bits + s.minishard_bits), (0, 3));
         assert_eq!(s.shard_name(0), "0.shard");
     }
