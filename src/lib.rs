@@ -37,4 +37,4 @@ pub use format::h5s::H5sArray;
 pub use format::hdf5_file::H5File;
 pub use format::precomputed::{Info, LayerSpec};
 pub use geometry::{Bbox, ChunkGrid};
-pub use store::Store;
+pub use store::{ReadStore, Store};

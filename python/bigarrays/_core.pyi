@@ -6,12 +6,29 @@ from typing import final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CancelToken", "HdfLayer", "Layer", "__version__", "bind_cancel_token", "local_path"]
+__all__ = [
+    "CancelToken",
+    "HdfLayer",
+    "Layer",
+    "__version__",
+    "_store_conformance",
+    "bind_cancel_token",
+    "local_path",
+]
 
 __version__: str
 
 def local_path(url: str) -> str | None:
     """The filesystem path a local URL (a path or ``file:`` URL) names; None otherwise."""
+
+def _store_conformance(
+    url: str,
+    storage_options: dict[str, str] | None = None,
+    store: MutableMapping[str, bytes] | None = None,
+    dir: str = "conformance",
+) -> list[str]:
+    """Runs the store contract's checks in ``dir`` of the store ``url`` names (or of the
+    mapping ``store``, under the prefix ``url``); the names of the checks that ran."""
 
 _Box = tuple[tuple[int, int, int], tuple[int, int, int]]
 

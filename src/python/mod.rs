@@ -5,6 +5,7 @@ mod errors;
 mod hdf5_layer;
 mod interrupt;
 mod mapping_store;
+mod store_conformance;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -19,7 +20,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::format::precomputed::LayerSpec;
 use crate::geometry::Bbox;
-use crate::store::{self, Store};
+use crate::store::{self, Handle, Store};
 use errors::to_pyerr;
 use mapping_store::MappingStore;
 
@@ -62,13 +63,15 @@ fn open_store(
     mapping: Option<Py<PyAny>>,
     create: bool,
     storage_options: &[(String, String)],
-) -> Result<Arc<dyn Store>> {
+) -> Result<Handle> {
     match mapping {
         Some(_) if !storage_options.is_empty() => Err(Error::invalid(format!(
             "storage_options key {:?} does not apply with store= (a Python mapping)",
             storage_options[0].0
         ))),
-        Some(mapping) => Ok(Arc::new(MappingStore::new(mapping, url))),
+        Some(mapping) => Ok(Handle::from(
+            Arc::new(MappingStore::new(mapping, url)) as Arc<dyn Store>
+        )),
         None => store::open_url_with(url, create, storage_options),
     }
 }
@@ -449,6 +452,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<hdf5_layer::HdfLayer>()?;
     m.add_class::<interrupt::CancelToken>()?;
     m.add_function(wrap_pyfunction!(interrupt::bind_cancel_token, m)?)?;
+    m.add_function(wrap_pyfunction!(store_conformance::_store_conformance, m)?)?;
     interrupt::register();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
