@@ -24,7 +24,7 @@ use crate::format::precomputed::sharding::{self, ShardReader};
 use crate::format::precomputed::{ChunkStore, Info, LayerSpec, Scale, Stored};
 use crate::geometry::{Bbox, BoxCopy};
 use crate::open::OpenOptions;
-use crate::store::{self, Expected, Store};
+use crate::store::{self, Handle, PutMode, PutOptions};
 use crate::volume::{OutBuffer, ReadTarget, Volume};
 use crate::{interrupt, runtime};
 
@@ -251,11 +251,12 @@ impl BigArray {
         Self::open_store(store::open_url(url, false)?, options)
     }
 
-    /// Opens the layer held by `store`.
-    pub fn open_store(store: Arc<dyn Store>, options: OpenOptions) -> Result<Self> {
+    /// Opens the layer held by `store` (an `Arc<dyn Store>`, or a [`Handle`]).
+    pub fn open_store(store: impl Into<Handle>, options: OpenOptions) -> Result<Self> {
+        let store = store.into();
         interrupt::begin();
         let url = store.url_of("info");
-        let bytes = block_on(store.get("info"))?.ok_or_else(|| Error::LayerNotFound {
+        let bytes = block_on(store.get_bytes("info"))?.ok_or_else(|| Error::LayerNotFound {
             url: store.url_of(""),
         })?;
         // An info that is too large, or a gzip/zstd body that is corrupt or inflates past the
@@ -289,11 +290,12 @@ impl BigArray {
 
     /// [`BigArray::create`] in a given store.
     pub fn create_in(
-        store: Arc<dyn Store>,
+        store: impl Into<Handle>,
         spec: &LayerSpec,
         overwrite: bool,
         options: OpenOptions,
     ) -> Result<Self> {
+        let store = store.into();
         interrupt::begin();
         let url = store.url_of("info");
         let info = Info::new(&url, spec)?;
@@ -309,7 +311,7 @@ impl BigArray {
         if let Err((field, reason)) = codec::check(encoding, spec.dtype, spec.num_channels) {
             return Err(Error::invalid(format!("{url}: {reason} (field '{field}')")));
         }
-        let old = block_on(store.get("info"))?;
+        let old = block_on(store.get_bytes("info"))?;
         if !overwrite && old.is_some() {
             return Err(Error::LayerExists {
                 url: store.url_of(""),
@@ -320,10 +322,14 @@ impl BigArray {
             // the new info (or fail to decode with another data type). Removed first, so a
             // reader never sees the new info over old data.
             for dir in scale_dirs(old.as_deref(), &info) {
-                block_on(store.delete_dir(&dir))?;
+                block_on(store.writer(&dir)?.delete_dir(&dir))?;
             }
         }
-        block_on(store.put("info", Bytes::from(info.to_json())))?;
+        block_on(
+            store
+                .writer("info")?
+                .put("info", Bytes::from(info.to_json())),
+        )?;
         Self::with_info(store, info, options)
     }
 
@@ -351,11 +357,15 @@ impl BigArray {
         if let Some((field, _)) = kept.iter().find(|(_, same)| !same) {
             return Err(Error::info(&url, *field, "an info update cannot change it"));
         }
-        block_on(store.put("info", Bytes::from(new.to_json())))?;
+        block_on(
+            store
+                .writer("info")?
+                .put("info", Bytes::from(new.to_json())),
+        )?;
         Self::with_info(store, new, self.options.clone())
     }
 
-    fn with_info(store: Arc<dyn Store>, info: Info, options: OpenOptions) -> Result<Self> {
+    fn with_info(store: Handle, info: Info, options: OpenOptions) -> Result<Self> {
         if options.mip >= info.scales.len() {
             return Err(Error::invalid(format!(
                 "{}: mip {} does not exist (the layer has {} scales)",
@@ -370,7 +380,7 @@ impl BigArray {
         let scale = &info.scales[options.mip];
         let shards = match &scale.sharding {
             Some(Ok(spec)) => Some(Arc::new(ShardReader::new(
-                store.clone(),
+                store.reader().clone(),
                 spec.clone(),
                 &scale.key,
             ))),
@@ -631,7 +641,7 @@ impl BigArray {
             .collect();
         let mut sizes = vec![None; cells.len()];
         let dir = format!("{}/", scale.key);
-        for (key, size) in block_on(self.chunks.store().list(&scale.key))? {
+        for store::Listed { key, size } in block_on(self.chunks.store().list(&scale.key))? {
             let Some(name) = key.strip_prefix(&dir) else {
                 continue;
             };
@@ -855,7 +865,7 @@ impl BigArray {
 
     /// Writes the chunks `cells` of `bbox`. Chunks the box covers in part keep their other
     /// voxels: they are read, painted and put back, and where the store puts conditionally
-    /// ([`Store::conditional_puts`]) a chunk that another writer replaced in between is
+    /// ([`store::Store::conditional_puts`]) a chunk that another writer replaced in between is
     /// read and painted again, so overlapping writers lose nothing.
     fn write_batch(&self, bbox: &Bbox, data: &[u8], cells: &[[u64; 3]]) -> Result<()> {
         let grid = self.scale().grid;
@@ -863,8 +873,8 @@ impl BigArray {
         let chunks = self.chunks.clone();
         let mut todo: Vec<usize> = (0..cells.len()).collect();
         for round in 1.. {
-            let mut existing: Vec<(Option<Stored>, Option<Expected>)> =
-                vec![(None, None); cells.len()];
+            let mut existing: Vec<(Option<Stored>, PutMode)> =
+                vec![(None, PutMode::Overwrite); cells.len()];
             let partial = todo
                 .iter()
                 .filter(|&&i| !bbox.contains(&grid.chunk_box(cells[i])))
@@ -908,9 +918,9 @@ impl BigArray {
                     .map(|(i, key, bytes)| {
                         let chunks = chunks.clone();
                         async move {
-                            let expected = existing[i].1.as_ref();
+                            let mode = &existing[i].1;
                             let stored = chunks
-                                .put_if(&key, Bytes::from(bytes), compression, expected)
+                                .put_if(&key, Bytes::from(bytes), compression, mode)
                                 .await?;
                             Ok::<_, Error>((i, stored))
                         }
@@ -1098,7 +1108,7 @@ impl BigArray {
                     .map(|(i, key)| {
                         let store = store.clone();
                         async move {
-                            let found = store.get_for_update(&key).await?;
+                            let found = store.get(&key).await?;
                             Ok::<_, Error>((i, key, found))
                         }
                     })
@@ -1107,17 +1117,22 @@ impl BigArray {
             )?;
             let mut existing: Vec<std::collections::BTreeMap<u64, Bytes>> =
                 vec![Default::default(); batch.len()];
-            let mut expected: Vec<Option<Expected>> = vec![None; batch.len()];
+            let mut modes: Vec<PutMode> = vec![PutMode::Overwrite; batch.len()];
             for (i, _, found) in &files {
-                expected[*i] = match found {
-                    Some((_, _, version)) => version.clone(),
-                    None => conditional.then_some(Expected::Absent),
+                modes[*i] = match found {
+                    // A server that named no version gets a plain put.
+                    Some(object) => object
+                        .version
+                        .clone()
+                        .map_or(PutMode::Overwrite, PutMode::IfVersion),
+                    None if conditional => PutMode::IfAbsent,
+                    None => PutMode::Overwrite,
                 };
             }
             interrupt::install(&runtime::cpu(), |cancel| {
                 files
                     .into_par_iter()
-                    .filter_map(|(i, key, found)| found.map(|(file, _, _)| (i, key, file)))
+                    .filter_map(|(i, key, found)| found.map(|object| (i, key, object.bytes)))
                     .map(|(i, key, file)| {
                         interrupt::cancelled(cancel)?;
                         sharding::decode_shard(spec, &store.url_of(&key), &file).map(|c| (i, c))
@@ -1152,17 +1167,20 @@ impl BigArray {
                 })?;
             drop(existing);
             // Shard objects never carry Content-Encoding.
-            let expected = &expected;
+            let modes = &modes;
             let outcomes = block_on(
                 futures::stream::iter(shards)
                     .map(|(i, key, bytes)| {
                         let store = store.clone();
                         async move {
-                            let bytes = Bytes::from(bytes);
-                            let stored = match &expected[i] {
-                                Some(expected) => store.put_if(&key, bytes, None, expected).await?,
-                                None => store.put(&key, bytes).await.map(|()| true)?,
+                            let options = PutOptions {
+                                mode: modes[i].clone(),
+                                content_encoding: None,
                             };
+                            let stored = store
+                                .writer(&key)?
+                                .put_opts(&key, Bytes::from(bytes), options)
+                                .await?;
                             Ok::<_, Error>((i, stored))
                         }
                     })

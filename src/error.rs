@@ -39,9 +39,16 @@ pub enum Error {
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
-    /// The key-value store failed (IO error, permission, a broken mapping).
+    /// The key-value store failed (IO error, permission, a broken mapping). `reason` says
+    /// what went wrong in words (credentials scrubbed); `source` keeps the error it came from
+    /// (an `io::Error`, an `object_store::Error`, a Python exception) where there was one.
     #[error("{url}: {reason}")]
-    Store { url: String, reason: String },
+    Store {
+        url: String,
+        reason: String,
+        #[source]
+        source: Option<Cause>,
+    },
 
     /// An object changed (another writer replaced it) between the requests of one read
     /// that must all see the same version of it; readers retry, so this rarely escapes.
@@ -50,7 +57,12 @@ pub enum Error {
 
     /// The store refused access (HTTP 401/403, missing or wrong credentials).
     #[error("{url}: permission denied: {reason}")]
-    PermissionDenied { url: String, reason: String },
+    PermissionDenied {
+        url: String,
+        reason: String,
+        #[source]
+        source: Option<Cause>,
+    },
 
     /// A write reached outside the layer's bounds; nothing was written.
     #[error("{reason}")]
@@ -70,6 +82,9 @@ pub enum Error {
     #[error("internal error (please report): {reason}")]
     Internal { reason: String },
 }
+
+/// The error a store error came from, kept for callers that walk `source()` chains.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The engine's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -103,10 +118,25 @@ impl Error {
         }
     }
 
+    /// A store error with no underlying cause (a refusal of our own, a deadline).
     pub(crate) fn store(url: &str, reason: impl std::fmt::Display) -> Self {
         Error::Store {
             url: url.to_string(),
             reason: reason.to_string(),
+            source: None,
+        }
+    }
+
+    /// A store error caused by `source`, whose message is the reason (as before sources
+    /// were kept, so messages read the same).
+    pub(crate) fn store_caused(
+        url: &str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Store {
+            url: url.to_string(),
+            reason: source.to_string(),
+            source: Some(Box::new(source)),
         }
     }
 

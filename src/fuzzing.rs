@@ -17,7 +17,7 @@ use crate::codec::Encoding;
 use crate::codec::{self, decode_as, transport, ChunkLayout};
 use crate::error::Result;
 use crate::format::precomputed::sharding::{self, ShardHash, ShardReader, ShardingSpec};
-use crate::store::Store;
+use crate::store::{self, Listed, Object, Ranged, ReadStore};
 use crate::{Compression, DType, Info};
 
 /// Any bytes, decoded as a chunk of a shape, channel count and dtype taken from the first four
@@ -116,8 +116,8 @@ fn spec_from(h: u8, p: u8) -> ShardingSpec {
     }
 }
 
-/// A store holding one shard file, served by the trait's default range logic (short answers
-/// past the end, as the object stores give).
+/// A store holding one shard file, its ranges cut from the whole file (short answers past the
+/// end, as the object stores give).
 #[derive(Debug)]
 struct OneFile {
     key: String,
@@ -125,23 +125,45 @@ struct OneFile {
 }
 
 #[async_trait]
-impl Store for OneFile {
+impl ReadStore for OneFile {
     fn url_of(&self, key: &str) -> String {
         format!("fuzz/{key}")
     }
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        Ok((key == self.key).then(|| self.file.clone()))
+    async fn get(&self, key: &str) -> Result<Option<Object>> {
+        Ok((key == self.key).then(|| Object {
+            bytes: self.file.clone(),
+            content_encoding: None,
+            version: None,
+        }))
     }
-    async fn put(&self, _key: &str, _value: Bytes) -> Result<()> {
-        Ok(())
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Ranged>> {
+        Ok((key == self.key).then(|| store::range_of(&self.file, range)))
     }
-    async fn delete(&self, _key: &str) -> Result<()> {
-        Ok(())
+    async fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Option<Vec<Bytes>>> {
+        if key != self.key {
+            return Ok(None);
+        }
+        store::ranges_of(&self.url_of(key), &self.file, ranges).map(Some)
     }
-    async fn list(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+    async fn get_range_if(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        _tag: Option<&str>,
+    ) -> Result<Option<Bytes>> {
+        let got = self.get_ranges(key, std::slice::from_ref(&range)).await?;
+        Ok(got.and_then(|parts| parts.into_iter().next()))
+    }
+    async fn size(&self, key: &str) -> Result<Option<u64>> {
+        Ok((key == self.key).then_some(self.file.len() as u64))
+    }
+    async fn list(&self, dir: &str) -> Result<Vec<Listed>> {
         let inside = self.key.starts_with(&format!("{dir}/"));
         Ok(inside
-            .then(|| (self.key.clone(), self.file.len() as u64))
+            .then(|| Listed {
+                key: self.key.clone(),
+                size: self.file.len() as u64,
+            })
             .into_iter()
             .collect())
     }
@@ -176,7 +198,7 @@ pub fn check_shard(data: &[u8]) {
     }));
     ids.sort_unstable();
     ids.dedup();
-    let store: Arc<dyn Store> = Arc::new(OneFile {
+    let store: Arc<dyn ReadStore> = Arc::new(OneFile {
         key: format!("s/{}", spec.shard_name(0)),
         file: file.clone(),
     });

@@ -40,5 +40,5 @@ pub use format::hdf5_file::H5File;
 pub use format::precomputed::{Info, LayerSpec};
 pub use geometry::{Bbox, ChunkGrid};
 pub use open::{open, Format, OpenOptions};
-pub use store::Store;
+pub use store::{ReadStore, Store};
 pub use volume::{ReadTarget, Volume, VolumeExt};

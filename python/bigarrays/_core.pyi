@@ -10,6 +10,7 @@ __all__ = [
     "CancelToken",
     "Layer",
     "__version__",
+    "_store_conformance",
     "bind_cancel_token",
     "encoding_option_keys",
 ]
@@ -18,6 +19,15 @@ __version__: str
 
 def encoding_option_keys() -> dict[str, list[str]]:
     """Each encoding name with the ``info`` scale keys that parameterise it."""
+
+def _store_conformance(
+    url: str,
+    storage_options: dict[str, str] | None = None,
+    store: MutableMapping[str, bytes] | None = None,
+    dir: str = "conformance",
+) -> list[str]:
+    """Runs the store contract's checks in ``dir`` of the store ``url`` names (or of the
+    mapping ``store``, under the prefix ``url``); the names of the checks that ran."""
 
 _Box = tuple[tuple[int, int, int], tuple[int, int, int]]
 

@@ -23,20 +23,29 @@ fn class_name(e: &Error) -> &'static str {
     }
 }
 
-/// The Python exception for an engine error.
-pub fn to_pyerr(e: Error) -> PyErr {
-    if let Error::Interrupted = e {
-        return super::interrupt::take_raised().unwrap_or_else(super::interrupt::interrupted_error);
-    }
-    let message = e.to_string();
-    Python::attach(|py| {
-        let class = py
-            .import("bigarrays.errors")
-            .and_then(|m| m.getattr(class_name(&e)))
-            .and_then(|c| c.cast_into::<PyType>().map_err(PyErr::from));
-        match class {
-            Ok(class) => PyErr::from_type(class, message),
-            Err(_) => PyRuntimeError::new_err(message),
+impl From<Error> for PyErr {
+    /// The exception of `bigarrays.errors` for the error's kind, with its message; an
+    /// interruption re-raises the exception that interrupted (`KeyboardInterrupt`).
+    fn from(e: Error) -> PyErr {
+        if let Error::Interrupted = e {
+            return super::interrupt::take_raised()
+                .unwrap_or_else(super::interrupt::interrupted_error);
         }
-    })
+        let message = e.to_string();
+        Python::attach(|py| {
+            let class = py
+                .import("bigarrays.errors")
+                .and_then(|m| m.getattr(class_name(&e)))
+                .and_then(|c| c.cast_into::<PyType>().map_err(PyErr::from));
+            match class {
+                Ok(class) => PyErr::from_type(class, message),
+                Err(_) => PyRuntimeError::new_err(message),
+            }
+        })
+    }
+}
+
+/// The Python exception for an engine error (for `map_err`; `?` converts by itself).
+pub fn to_pyerr(e: Error) -> PyErr {
+    e.into()
 }

@@ -21,7 +21,7 @@ use crate::format::hdf5_file::H5Compression;
 use crate::format::precomputed::LayerSpec;
 use crate::geometry::Bbox;
 use crate::open::{self, Format, OpenOptions};
-use crate::store::{self, Store};
+use crate::store::{self, Handle, Store};
 use crate::volume::{ReadTarget, Volume};
 
 /// Outputs at least this large are allocated zeroed (see `Layer::read_many`): glibc serves
@@ -33,24 +33,26 @@ const ZEROED_OUTPUT_MIN: usize = 32 << 20;
 type StoredChunk = ([i64; 3], [i64; 3], u64);
 
 /// The store a layer URL names, or the Python mapping given as `store=`.
-fn open_store(
+pub(super) fn open_store(
     url: &str,
     mapping: Option<Py<PyAny>>,
     create: bool,
     storage_options: &[(String, String)],
-) -> Result<Arc<dyn Store>> {
+) -> Result<Handle> {
     match mapping {
         Some(_) if !storage_options.is_empty() => Err(Error::invalid(format!(
             "storage_options key {:?} does not apply with store= (a Python mapping)",
             storage_options[0].0
         ))),
-        Some(mapping) => Ok(Arc::new(MappingStore::new(mapping, url))),
+        Some(mapping) => Ok(Handle::from(
+            Arc::new(MappingStore::new(mapping, url)) as Arc<dyn Store>
+        )),
         None => store::open_url_with(url, create, storage_options),
     }
 }
 
 /// `storage_options` as sorted `(key, value)` pairs (sorted so messages are stable).
-fn store_options(options: Option<HashMap<String, String>>) -> Vec<(String, String)> {
+pub(super) fn store_options(options: Option<HashMap<String, String>>) -> Vec<(String, String)> {
     let mut pairs: Vec<_> = options.unwrap_or_default().into_iter().collect();
     pairs.sort();
     pairs

@@ -1,5 +1,9 @@
 //! Any Python `MutableMapping[str, bytes]` as a store: the "wrap any key-value store"
-//! extension point. Keys are `<prefix>/<key>` (just `<key>` with an empty prefix).
+//! extension point. Keys are `<prefix>/<key>` (just `<key>` with an empty prefix). A mapping
+//! hands out whole values only, keeps no metadata and has no atomic compare-and-swap: ranges
+//! are cut from the whole value, and conditional puts are refused.
+
+use std::ops::Range;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -9,7 +13,7 @@ use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{self, Listed, Object, PutMode, PutOptions, Ranged, ReadStore, Store};
 
 pub struct MappingStore {
     mapping: Py<PyAny>,
@@ -75,17 +79,15 @@ impl MappingStore {
         if super::interrupt::keep_if_not_exception(py, &e) {
             return Error::Interrupted;
         }
-        Error::store(&self.url_of(key), format!("the mapping raised {e}"))
-    }
-}
-
-#[async_trait]
-impl Store for MappingStore {
-    fn url_of(&self, key: &str) -> String {
-        format!("mapping:{}", self.full_key(key))
+        Error::Store {
+            url: self.url_of(key),
+            reason: format!("the mapping raised {e}"),
+            source: Some(Box::new(e)),
+        }
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+    /// The bytes under `key`, or `None` when the mapping raises `KeyError`.
+    fn get_value(&self, key: &str) -> Result<Option<Bytes>> {
         Python::attach(
             |py| match self.mapping.bind(py).get_item(self.full_key(key)) {
                 Ok(value) => value
@@ -97,14 +99,44 @@ impl Store for MappingStore {
             },
         )
     }
+}
 
-    async fn put(&self, key: &str, value: Bytes) -> Result<()> {
-        Python::attach(|py| {
-            self.mapping
-                .bind(py)
-                .set_item(self.full_key(key), PyBytes::new(py, &value))
-                .map_err(|e| self.error(py, key, e))
-        })
+#[async_trait]
+impl ReadStore for MappingStore {
+    fn url_of(&self, key: &str) -> String {
+        format!("mapping:{}", self.full_key(key))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Object>> {
+        Ok(self.get_value(key)?.map(|bytes| Object {
+            bytes,
+            content_encoding: None,
+            version: None,
+        }))
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Ranged>> {
+        Ok(self
+            .get_value(key)?
+            .map(|whole| store::range_of(&whole, range)))
+    }
+
+    async fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Option<Vec<Bytes>>> {
+        let Some(whole) = self.get_value(key)? else {
+            return Ok(None);
+        };
+        store::ranges_of(&self.url_of(key), &whole, ranges).map(Some)
+    }
+
+    async fn get_range_if(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        _tag: Option<&str>,
+    ) -> Result<Option<Bytes>> {
+        // No ETags here: whatever is there (as `get_ranges` with the one range).
+        let got = self.get_ranges(key, std::slice::from_ref(&range)).await?;
+        Ok(got.and_then(|parts| parts.into_iter().next()))
     }
 
     async fn size(&self, key: &str) -> Result<Option<u64>> {
@@ -120,16 +152,45 @@ impl Store for MappingStore {
         )
     }
 
-    async fn list(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+    async fn list(&self, dir: &str) -> Result<Vec<Listed>> {
         let keys = self.keys_under(dir)?;
         let mut found = Vec::with_capacity(keys.len());
         for key in keys {
             // A key another thread removed meanwhile is simply not there.
             if let Some(size) = self.size(&key).await? {
-                found.push((key, size));
+                found.push(Listed { key, size });
             }
         }
         Ok(found)
+    }
+}
+
+#[async_trait]
+impl Store for MappingStore {
+    fn conditional_puts(&self) -> bool {
+        false
+    }
+
+    async fn put_opts(&self, key: &str, value: Bytes, options: PutOptions) -> Result<bool> {
+        if options.mode != PutMode::Overwrite {
+            return Err(Error::store(
+                &self.url_of(key),
+                "a mapping has no conditional puts (check Store::conditional_puts first)",
+            ));
+        }
+        if options.content_encoding.is_some() {
+            return Err(Error::store(
+                &self.url_of(key),
+                "a mapping keeps no per-object metadata (Content-Encoding)",
+            ));
+        }
+        Python::attach(|py| {
+            self.mapping
+                .bind(py)
+                .set_item(self.full_key(key), PyBytes::new(py, &value))
+                .map(|()| true)
+                .map_err(|e| self.error(py, key, e))
+        })
     }
 
     async fn delete_dir(&self, dir: &str) -> Result<()> {

@@ -5,6 +5,7 @@ mod errors;
 mod interrupt;
 mod layer;
 mod mapping_store;
+mod store_conformance;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -58,6 +59,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<layer::Layer>()?;
     m.add_class::<interrupt::CancelToken>()?;
     m.add_function(wrap_pyfunction!(interrupt::bind_cancel_token, m)?)?;
+    m.add_function(wrap_pyfunction!(store_conformance::_store_conformance, m)?)?;
     interrupt::register();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

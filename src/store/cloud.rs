@@ -83,6 +83,9 @@ pub struct Cloud {
     pub retries: usize,
     /// HTTP servers are read-only.
     pub read_only: bool,
+    /// Whether conditional puts may be asked for: not from S3 configured
+    /// `conditional_put: disabled` (look-alikes without If-Match).
+    pub conditional_puts: bool,
     /// S3 with no credentials but the instance-metadata service: its endpoint, and the
     /// message that explains a failure to get credentials there.
     pub missing_credentials: Option<(String, String)>,
@@ -255,6 +258,7 @@ pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Resul
     let (limits, rest) = split(scheme, options)?;
     let shown = redact(url);
     let mut missing = None;
+    let mut conditional_puts = true;
     let (store, prefix, read_only): (Arc<dyn ObjectStore>, Path, bool) = match scheme {
         Scheme::S3 => {
             let (bucket, path) = bucket_and_path(url)?;
@@ -301,6 +305,7 @@ pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Resul
                     return Err(Error::PermissionDenied {
                         url: shown,
                         reason: message,
+                        source: None,
                     });
                 }
                 // On AWS an instance role may answer; if it does not, errors say this.
@@ -309,6 +314,9 @@ pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Resul
                     .unwrap_or_else(|| DEFAULT_METADATA_ENDPOINT.to_string());
                 missing = Some((endpoint, message));
             }
+            conditional_puts = b
+                .get_config_value(&AmazonS3ConfigKey::ConditionalPut)
+                .is_none_or(|v| v.trim() != "disabled");
             // Last, so that no AWS_BUCKET variable or option can point elsewhere.
             let s = b
                 .with_bucket_name(bucket)
@@ -371,6 +379,7 @@ pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Resul
         deadline: limits.deadline + limits.timeout,
         retries: limits.retries,
         read_only,
+        conditional_puts,
         missing_credentials: missing,
     })
 }

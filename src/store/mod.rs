@@ -1,13 +1,22 @@
-//! Key-value stores. A layer is a prefix in a store; every backend implements [`Store`].
+//! Key-value stores. A layer is a prefix in a store. Reading and writing are two traits:
+//! every backend implements [`ReadStore`]; those that can be written also implement
+//! [`Store`], so a read-only store (HTTP) is a type that has no write methods, not a runtime
+//! check. [`Handle`] is what a layer holds: a reader, plus a writer where there is one.
+//!
 //! `object` wraps the `object_store` crate (local disk, memory, S3, GCS and HTTP); `cloud`
-//! turns cloud URLs and `storage_options` into configured clients. The Python-mapping
-//! adapter lives in `python/` because it needs the GIL.
+//! turns cloud URLs and `storage_options` into configured clients; `conformance` checks any
+//! implementation against the contract written here. The Python-mapping adapter lives in
+//! `python/` because it needs the GIL.
 
 mod aws_profile;
 mod cloud;
+#[doc(hidden)]
+pub mod conformance;
+mod handle;
 pub mod local_path;
 mod local_read;
 mod object;
+mod whole;
 
 use std::fmt::Debug;
 use std::ops::Range;
@@ -16,187 +25,158 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub use cloud::Scheme;
+pub use handle::Handle;
 pub use object::ObjectStoreBackend;
+pub use whole::{range_of, ranges_of};
 
-/// What a conditional put ([`Store::put_if`]) expects the key to hold still.
+/// The version of an object a conditional put expects to replace: an ETag and/or a
+/// store-specific version (a GCS generation), as the store named it when the object was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Expected {
-    /// Nothing: the key must still be absent.
-    Absent,
-    /// The version read: an ETag and/or a store-specific version (a GCS generation).
-    Version {
-        e_tag: Option<String>,
-        version: Option<String>,
-    },
+pub struct Version {
+    pub e_tag: Option<String>,
+    pub version: Option<String>,
 }
 
-/// A value read for replacing: its bytes, its declared `Content-Encoding`, and what a
-/// conditional put must expect ([`Store::get_for_update`]).
-pub type ForUpdate = (Bytes, Option<String>, Option<Expected>);
+/// How [`Store::put_opts`] treats what the key holds already.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace whatever is there (last writer wins).
+    #[default]
+    Overwrite,
+    /// Store only if the key is absent.
+    IfAbsent,
+    /// Store only if the key still holds this version (from [`Object::version`]).
+    IfVersion(Version),
+}
 
-/// A key-value store holding one layer. Keys are `/`-separated and relative to the layer.
+/// A value read from a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    pub bytes: Bytes,
+    /// The `Content-Encoding` stored with the object; always `None` where the store keeps no
+    /// per-object metadata ([`ReadStore::keeps_metadata`]).
+    pub content_encoding: Option<String>,
+    /// What [`PutMode::IfVersion`] must expect to replace this object; `None` where the
+    /// store has no conditional puts ([`Store::conditional_puts`]) or named no version.
+    pub version: Option<Version>,
+}
+
+/// Part of a value read from a store ([`ReadStore::get_range`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ranged {
+    /// The bytes asked for; short where the range reaches past the end of the object.
+    pub bytes: Bytes,
+    /// The size of the whole object.
+    pub size: u64,
+    /// The ETag of the object the bytes came from, where the store keeps one (for
+    /// [`ReadStore::get_range_if`]).
+    pub e_tag: Option<String>,
+}
+
+/// A key found by [`ReadStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Relative to the layer, like all keys.
+    pub key: String,
+    /// The size of its value in bytes.
+    pub size: u64,
+}
+
+/// Options of a put ([`Store::put_opts`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    pub mode: PutMode,
+    /// The `Content-Encoding` to store with the object. Only for stores that keep
+    /// per-object metadata ([`ReadStore::keeps_metadata`]); elsewhere it is an error.
+    pub content_encoding: Option<&'static str>,
+}
+
+/// The read half of a key-value store holding one layer. Keys are `/`-separated and
+/// relative to the layer.
 #[async_trait]
-pub trait Store: Send + Sync + Debug {
+pub trait ReadStore: Send + Sync + Debug {
     /// A printable location of `key` for messages (never with credentials).
     fn url_of(&self, key: &str) -> String;
-
-    /// The value under `key`, or `None` when it is absent.
-    async fn get(&self, key: &str) -> Result<Option<Bytes>>;
-
-    /// The value under `key` with the `Content-Encoding` the store declares for it (always
-    /// `None` where the store keeps no such metadata), or `None` when it is absent.
-    async fn get_with_encoding(&self, key: &str) -> Result<Option<(Bytes, Option<String>)>> {
-        Ok(self.get(key).await?.map(|bytes| (bytes, None)))
-    }
-
-    /// Stores `value` under `key` atomically: readers see the old value or the new one.
-    async fn put(&self, key: &str, value: Bytes) -> Result<()>;
-
-    /// Whether [`Store::put_if`] is atomic here (memory, S3 and GCS); elsewhere replacing
-    /// a value is last-writer-wins.
-    fn conditional_puts(&self) -> bool {
-        false
-    }
-
-    /// [`Store::get_with_encoding`] plus, where [`Store::conditional_puts`], the version to
-    /// expect when replacing the value.
-    async fn get_for_update(&self, key: &str) -> Result<Option<ForUpdate>> {
-        Ok(self
-            .get_with_encoding(key)
-            .await?
-            .map(|(bytes, encoding)| (bytes, encoding, None)))
-    }
-
-    /// [`Store::put_encoded`] only if `key` still holds `expected`: `false`, having stored
-    /// nothing, when another writer changed it first. Stores without
-    /// [`Store::conditional_puts`] store unconditionally.
-    async fn put_if(
-        &self,
-        key: &str,
-        value: Bytes,
-        content_encoding: Option<&'static str>,
-        expected: &Expected,
-    ) -> Result<bool> {
-        let _ = expected;
-        self.put_encoded(key, value, content_encoding).await?;
-        Ok(true)
-    }
-
-    /// Removes `key`; an absent key is not an error.
-    async fn delete(&self, key: &str) -> Result<()>;
-
-    /// The size in bytes of the value under `key`, or `None` when it is absent, without
-    /// fetching the value where the store can tell (a HEAD request, a file's metadata).
-    async fn size(&self, key: &str) -> Result<Option<u64>> {
-        Ok(self.get(key).await?.map(|bytes| bytes.len() as u64))
-    }
-
-    /// Every key under the directory `dir` (keys starting with `dir/`, at any depth,
-    /// relative to the layer like all keys) with its size in bytes, in no particular order.
-    /// What exists is learned this way without fetching values (whole scales at once), and
-    /// [`Store::delete_dir`] removes what it lists. Stores that cannot list (HTTP) raise.
-    async fn list(&self, dir: &str) -> Result<Vec<(String, u64)>>;
-
-    /// Removes every key under the directory `dir` (as [`Store::list`] finds them). Only
-    /// that directory: a key merely starting with the same letters (`dir_2/...`) stays.
-    async fn delete_dir(&self, dir: &str) -> Result<()> {
-        for (key, _) in self.list(dir).await? {
-            self.delete(&key).await?;
-        }
-        Ok(())
-    }
-
-    /// Whether transport compression is declared in object metadata (`Content-Encoding`,
-    /// CloudVolume's convention in object stores) instead of a key suffix (its convention on
-    /// file systems).
-    fn encoding_in_metadata(&self) -> bool {
-        false
-    }
 
     /// Whether requests go over the network (where latency calls for many in flight).
     fn is_remote(&self) -> bool {
         false
     }
 
-    /// Stores `value` under `key`, declaring `content_encoding` where the store keeps such
-    /// metadata. Stores without metadata ignore it.
-    async fn put_encoded(
-        &self,
-        key: &str,
-        value: Bytes,
-        content_encoding: Option<&'static str>,
-    ) -> Result<()> {
-        let _ = content_encoding;
-        self.put(key, value).await
+    /// Whether the store keeps per-object metadata (`Content-Encoding`): object stores do,
+    /// file systems, memory and mappings do not.
+    fn keeps_metadata(&self) -> bool {
+        false
     }
 
-    /// The bytes of `key` in each of `ranges`, or `None` when `key` is absent. Backends
-    /// coalesce nearby ranges into fewer requests.
-    async fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Option<Vec<Bytes>>> {
-        let Some(all) = self.get(key).await? else {
-            return Ok(None);
-        };
-        ranges
-            .iter()
-            .map(|r| {
-                let (a, b) = (usize::try_from(r.start), usize::try_from(r.end));
-                match (a, b) {
-                    (Ok(a), Ok(b)) if a <= b && b <= all.len() => Ok(all.slice(a..b)),
-                    _ => Err(Error::store(
-                        &self.url_of(key),
-                        format!("range {r:?} outside the object's {} bytes", all.len()),
-                    )),
-                }
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+    /// The value under `key`, with its metadata and version, or `None` when it is absent.
+    async fn get(&self, key: &str) -> Result<Option<Object>>;
+
+    /// The bytes under `key`, or `None` when it is absent.
+    async fn get_bytes(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.get(key).await?.map(|object| object.bytes))
     }
 
-    /// The bytes of `key` in `range` and the object's total size, or `None` when `key` is
-    /// absent. A range reaching past the end comes back short.
-    async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<Option<(Bytes, u64)>> {
-        let Some(all) = self.get(key).await? else {
-            return Ok(None);
-        };
-        let len = all.len() as u64;
-        let (a, b) = (range.start.min(len), range.end.min(len));
-        Ok(Some((all.slice(a as usize..b.max(a) as usize), len)))
-    }
+    /// The bytes of `key` in `range`, with the object's size and ETag, or `None` when `key`
+    /// is absent. A range reaching past the end comes back short (empty past the end).
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Ranged>>;
 
-    /// [`Store::get_range_sized`] plus the version tag (an ETag) of the object the bytes
-    /// came from, where the store keeps one.
-    async fn get_range_sized_tagged(
-        &self,
-        key: &str,
-        range: Range<u64>,
-    ) -> Result<Option<(Bytes, u64, Option<String>)>> {
-        Ok(self
-            .get_range_sized(key, range)
-            .await?
-            .map(|(bytes, size)| (bytes, size, None)))
-    }
+    /// The bytes of `key` in each of `ranges`, or `None` when `key` is absent. A range
+    /// reaching past the end of the object comes back short or is an error naming the key,
+    /// depending on the backend: callers check lengths. Backends coalesce nearby ranges into
+    /// fewer requests.
+    async fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Option<Vec<Bytes>>>;
 
-    /// [`Store::get_range`] of the version `tag` (from [`Store::get_range_sized_tagged`]):
-    /// `Error::Changed` when the answer comes from another version of the object. Stores
-    /// that keep no tags, and `tag: None`, read whatever is there.
+    /// The bytes of `key` in `range` from the version with ETag `tag` (from
+    /// [`Ranged::e_tag`]): `Error::Changed` when the answer comes from another version. With
+    /// `tag: None`, and in stores that keep no ETags, whatever is there. Past the end, as
+    /// [`ReadStore::get_ranges`].
     async fn get_range_if(
         &self,
         key: &str,
         range: Range<u64>,
         tag: Option<&str>,
-    ) -> Result<Option<Bytes>> {
-        let _ = tag;
-        self.get_range(key, range).await
+    ) -> Result<Option<Bytes>>;
+
+    /// The size in bytes of the value under `key`, or `None` when it is absent (a
+    /// directory holds no value), without fetching the value where the store can tell.
+    async fn size(&self, key: &str) -> Result<Option<u64>>;
+
+    /// Every key under the directory `dir` (keys starting with `dir/`, at any depth) with
+    /// its size, in no particular order; a key merely starting with the same letters
+    /// (`dir_2/...`) is not under it. Stores that cannot list (HTTP) raise.
+    async fn list(&self, dir: &str) -> Result<Vec<Listed>>;
+}
+
+/// A key-value store that can also be written.
+#[async_trait]
+pub trait Store: ReadStore {
+    /// Whether [`PutMode::IfAbsent`] and [`PutMode::IfVersion`] are atomic here (memory, S3
+    /// and GCS). Where they are not, [`Store::put_opts`] refuses them, and callers choose
+    /// what to do instead (the array writes last-writer-wins).
+    fn conditional_puts(&self) -> bool;
+
+    /// Stores `value` under `key` atomically (readers see the old value or the new one) as
+    /// `options` say: `false`, having stored nothing, when the condition of `options.mode`
+    /// does not hold (another writer came first).
+    async fn put_opts(&self, key: &str, value: Bytes, options: PutOptions) -> Result<bool>;
+
+    /// Stores `value` under `key`, replacing what is there.
+    async fn put(&self, key: &str, value: Bytes) -> Result<()> {
+        self.put_opts(key, value, PutOptions::default())
+            .await
+            .map(|_| ())
     }
 
-    /// The bytes of `key` in `range`, or `None` when `key` is absent.
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Bytes>> {
-        let got = self.get_ranges(key, std::slice::from_ref(&range)).await?;
-        Ok(got.and_then(|v| v.into_iter().next()))
-    }
+    /// Removes `key`; an absent key is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Removes every key under the directory `dir` (as [`ReadStore::list`] finds them), and
+    /// only those.
+    async fn delete_dir(&self, dir: &str) -> Result<()>;
 }
 
 /// Options for the store a URL names: `(key, value)` pairs from `storage_options`, minus
@@ -205,13 +185,16 @@ pub type StoreOptions = [(String, String)];
 
 /// Opens the store a URL names: a plain path, `file://` or `memory://`, `s3://`, `gs://`,
 /// `http(s)://`. With `create`, a missing local directory is made.
-pub fn open_url(url: &str, create: bool) -> Result<Arc<dyn Store>> {
+pub fn open_url(url: &str, create: bool) -> Result<Handle> {
     open_url_with(url, create, &[])
 }
 
-/// [`open_url`] with storage options (credentials, endpoints, retries, timeouts).
-pub fn open_url_with(url: &str, create: bool, options: &StoreOptions) -> Result<Arc<dyn Store>> {
-    Ok(Arc::new(ObjectStoreBackend::from_url_with(
-        url, create, options,
-    )?))
+/// [`open_url`] with storage options (credentials, endpoints, retries, timeouts). HTTP
+/// stores come back read-only.
+pub fn open_url_with(url: &str, create: bool, options: &StoreOptions) -> Result<Handle> {
+    let backend = ObjectStoreBackend::from_url_with(url, create, options)?;
+    Ok(match backend.read_only() {
+        Some(why) => Handle::read_only(Arc::new(backend), why),
+        None => Handle::from(Arc::new(backend) as Arc<dyn Store>),
+    })
 }

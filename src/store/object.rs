@@ -15,14 +15,17 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
-    UpdateVersion,
+    Attribute, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode as OsPutMode,
+    PutOptions as OsPutOptions, UpdateVersion,
 };
 
 use super::cloud::{self, Scheme};
 use super::{local_path, local_read};
-use super::{Expected, ForUpdate, Store, StoreOptions};
-use crate::error::{Error, Result};
+use super::{Listed, Object, PutMode, PutOptions, Ranged, ReadStore, Store, StoreOptions, Version};
+use crate::error::{Cause, Error, Result};
+
+/// What a write to an HTTP store says.
+const HTTP_READ_ONLY: &str = "HTTP stores are read-only (write to s3://, gs:// or a local path)";
 
 /// A store backed by any `object_store` implementation, rooted at a prefix.
 pub struct ObjectStoreBackend {
@@ -101,6 +104,8 @@ impl ObjectStoreBackend {
                 read_only: c.read_only,
                 missing_credentials: c.missing_credentials,
                 versions: match scheme {
+                    // S3 look-alikes without If-Match, configured `conditional_put: disabled`.
+                    Scheme::S3 if !c.conditional_puts => Versions::None,
                     Scheme::S3 => Versions::ETag,
                     Scheme::Gcs => Versions::Generation,
                     Scheme::Http => Versions::None,
@@ -126,7 +131,7 @@ impl ObjectStoreBackend {
                 url: url.to_string(),
             });
         }
-        Self::local(&path, create).map_err(|e| Error::store(url, e))
+        Self::local(&path, create).map_err(|e| Error::store_caused(url, e))
     }
 
     fn local(path: &FsPath, create: bool) -> std::io::Result<Self> {
@@ -174,19 +179,35 @@ impl ObjectStoreBackend {
     fn error(&self, key: &str, e: object_store::Error) -> Error {
         let url = self.url_of(key);
         let reason = cloud::scrub(&e.to_string());
+        let denied = matches!(
+            e,
+            object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+        );
+        let source = clean_cause(e);
         if let Some((endpoint, message)) = &self.missing_credentials {
             // The request never left: asking the metadata service for credentials failed.
             if reason.contains(endpoint.as_str()) {
                 let reason = format!("{message} (the metadata service: {reason})");
-                return Error::PermissionDenied { url, reason };
+                return Error::PermissionDenied {
+                    url,
+                    reason,
+                    source,
+                };
             }
         }
-        match e {
-            object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. } => {
-                Error::PermissionDenied { url, reason }
+        if denied {
+            Error::PermissionDenied {
+                url,
+                reason,
+                source,
             }
-            _ => Error::store(&url, reason),
+        } else {
+            Error::Store {
+                url,
+                reason,
+                source,
+            }
         }
     }
 
@@ -240,16 +261,16 @@ impl ObjectStoreBackend {
         key: &str,
         value: Bytes,
         content_encoding: Option<&'static str>,
-        mode: PutMode,
+        mode: OsPutMode,
     ) -> Result<object_store::Result<()>> {
         self.check_writable(key)?;
         let path = self.path(key)?;
         let mut attributes = Attributes::new();
-        // Only remote stores keep attributes; the local file system rejects them.
-        if let (Some(encoding), true) = (content_encoding, self.remote) {
+        // `put_opts` let an encoding through only where the store keeps metadata.
+        if let Some(encoding) = content_encoding {
             attributes.insert(Attribute::ContentEncoding, encoding.into());
         }
-        let options = PutOptions {
+        let options = OsPutOptions {
             mode,
             attributes,
             ..Default::default()
@@ -258,15 +279,89 @@ impl ObjectStoreBackend {
         Ok(self.timed(key, put).await?.map(|_| ()))
     }
 
-    fn check_writable(&self, key: &str) -> Result<()> {
-        if self.read_only {
-            return Err(Error::store(
-                &self.url_of(key),
-                "HTTP stores are read-only (write to s3://, gs:// or a local path)",
-            ));
-        }
-        Ok(())
+    /// Why this store cannot be written (HTTP), or `None` where it can: [`super::open_url`]
+    /// then hands it out as a reader only.
+    pub fn read_only(&self) -> Option<&'static str> {
+        self.read_only.then_some(HTTP_READ_ONLY)
     }
+
+    /// Writes through a backend made directly (not through [`super::open_url`]) still meet
+    /// the read-only refusal.
+    fn check_writable(&self, key: &str) -> Result<()> {
+        match self.read_only() {
+            Some(why) => Err(Error::store(&self.url_of(key), why)),
+            None => Ok(()),
+        }
+    }
+
+    /// `get` for a local layer: the file read directly (see `local_read`).
+    async fn get_local(&self, root: &FsPath, key: &str) -> Result<Option<Object>> {
+        let path = self.path(key)?;
+        // `path` parsed: no `..` or empty segments, so the file lies under `root`.
+        let file = root.join(path.as_ref());
+        let read = tokio::task::spawn_blocking(move || local_read::read_file(&file));
+        match read.await {
+            Ok(Ok(found)) => Ok(found.map(|bytes| Object {
+                bytes,
+                content_encoding: None,
+                version: None,
+            })),
+            Ok(Err(e)) => Err(Error::store_caused(&self.url_of(key), e)),
+            Err(e) => Err(Error::store_caused(&self.url_of(key), e)),
+        }
+    }
+
+    /// A conditional put, retried where a failed attempt may succeed: `false` when the
+    /// condition does not hold.
+    async fn put_conditional(
+        &self,
+        key: &str,
+        value: Bytes,
+        content_encoding: Option<&'static str>,
+        mode: OsPutMode,
+    ) -> Result<bool> {
+        // object_store does not retry conditional puts (an attempt that failed after it was
+        // applied makes the next one fail its precondition). That is safe here: a false
+        // answer makes the caller read the object again and redo its change, which it then
+        // finds already made. So failed attempts are retried as plain puts are.
+        let attempts = async {
+            let mut attempt = 0;
+            loop {
+                match self
+                    .put_with(key, value.clone(), content_encoding, mode.clone())
+                    .await?
+                {
+                    Err(e) if attempt < self.body_retries && is_transient(&e) => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+                    }
+                    outcome => return Ok(outcome),
+                }
+            }
+        };
+        match self.timed(key, attempts).await?? {
+            Ok(()) => Ok(true),
+            Err(
+                object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. },
+            ) => Ok(false),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+}
+
+/// `e` as the source of an engine error, unless something in its chain needed scrubbing of
+/// credentials: loggers print source chains whole, and only the message is scrubbed.
+fn clean_cause(e: object_store::Error) -> Option<Cause> {
+    let mut link: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = link {
+        let text = err.to_string();
+        if cloud::scrub(&text) != text {
+            return None;
+        }
+        link = err.source();
+    }
+    Some(Box::new(e))
 }
 
 /// Whether a failed request may succeed if tried again: anything but an answer about the
@@ -301,48 +396,27 @@ fn is_body_error(e: &object_store::Error) -> bool {
 }
 
 #[async_trait]
-impl Store for ObjectStoreBackend {
+impl ReadStore for ObjectStoreBackend {
     fn url_of(&self, key: &str) -> String {
         format!("{}/{}", self.url, key)
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        Ok(self.get_with_encoding(key).await?.map(|(bytes, _)| bytes))
+    fn is_remote(&self) -> bool {
+        self.remote
     }
 
-    async fn get_with_encoding(&self, key: &str) -> Result<Option<(Bytes, Option<String>)>> {
+    fn keeps_metadata(&self) -> bool {
+        self.remote
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Object>> {
         if let Some(root) = &self.local_root {
-            let path = self.path(key)?;
-            // `path` parsed: no `..` or empty segments, so the file lies under `root`.
-            let file = root.join(path.as_ref());
-            let read = tokio::task::spawn_blocking(move || local_read::read_file(&file));
-            return match read.await {
-                Ok(Ok(found)) => Ok(found.map(|bytes| (bytes, None))),
-                Ok(Err(e)) => Err(Error::store(&self.url_of(key), e)),
-                Err(e) => Err(Error::store(&self.url_of(key), e)),
-            };
-        }
-        Ok(self
-            .get_for_update(key)
-            .await?
-            .map(|(bytes, encoding, _)| (bytes, encoding)))
-    }
-
-    fn conditional_puts(&self) -> bool {
-        self.versions != Versions::None
-    }
-
-    async fn get_for_update(&self, key: &str) -> Result<Option<ForUpdate>> {
-        if self.local_root.is_some() {
-            return Ok(self
-                .get_with_encoding(key)
-                .await?
-                .map(|(bytes, encoding)| (bytes, encoding, None)));
+            return self.get_local(root, key).await;
         }
         let path = self.path(key)?;
         let fetch = || async {
             let r = self.inner.get(&path).await?;
-            let encoding = r
+            let content_encoding = r
                 .attributes
                 .get(&Attribute::ContentEncoding)
                 .map(|v| v.to_string());
@@ -353,11 +427,15 @@ impl Store for ObjectStoreBackend {
                 Versions::Generation => r.meta.version.is_some(),
                 Versions::None => false,
             };
-            let expected = named.then(|| Expected::Version {
+            let version = named.then(|| Version {
                 e_tag: r.meta.e_tag.clone(),
                 version: r.meta.version.clone(),
             });
-            r.bytes().await.map(|bytes| (bytes, encoding, expected))
+            r.bytes().await.map(|bytes| Object {
+                bytes,
+                content_encoding,
+                version,
+            })
         };
         match self.timed_read(key, fetch).await? {
             Ok(got) => Ok(Some(got)),
@@ -366,162 +444,50 @@ impl Store for ObjectStoreBackend {
         }
     }
 
-    async fn put_if(
-        &self,
-        key: &str,
-        value: Bytes,
-        content_encoding: Option<&'static str>,
-        expected: &Expected,
-    ) -> Result<bool> {
-        if !self.conditional_puts() {
-            self.put_encoded(key, value, content_encoding).await?;
-            return Ok(true);
-        }
-        let mode = match expected.clone() {
-            Expected::Absent => PutMode::Create,
-            Expected::Version { e_tag, version } => {
-                PutMode::Update(UpdateVersion { e_tag, version })
-            }
-        };
-        // object_store does not retry conditional puts (an attempt that failed after it was
-        // applied makes the next one fail its precondition). That is safe here: a false
-        // answer makes the caller read the object again and redo its change, which it then
-        // finds already made. So failed attempts are retried as plain puts are.
-        let attempts = async {
-            let mut attempt = 0;
-            loop {
-                match self
-                    .put_with(key, value.clone(), content_encoding, mode.clone())
-                    .await?
-                {
-                    Err(e) if attempt < self.body_retries && is_transient(&e) => {
-                        attempt += 1;
-                        tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
-                    }
-                    outcome => return Ok(outcome),
-                }
-            }
-        };
-        let outcome = self.timed(key, attempts).await??;
-        match outcome {
-            Ok(()) => Ok(true),
-            Err(
-                object_store::Error::Precondition { .. }
-                | object_store::Error::AlreadyExists { .. },
-            ) => Ok(false),
-            // S3 stores configured with `conditional_put: disabled` (for S3-compatible
-            // servers without If-Match): last writer wins, as on local disks.
-            Err(object_store::Error::NotImplemented { .. }) => {
-                self.put_encoded(key, value, content_encoding).await?;
-                Ok(true)
-            }
-            Err(e) => Err(self.error(key, e)),
-        }
-    }
-
-    async fn put(&self, key: &str, value: Bytes) -> Result<()> {
-        self.put_encoded(key, value, None).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<()> {
-        self.check_writable(key)?;
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Ranged>> {
         let path = self.path(key)?;
-        match self.timed(key, self.inner.delete(&path)).await? {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.error(key, e)),
-        }
-    }
-
-    async fn size(&self, key: &str) -> Result<Option<u64>> {
-        let path = self.path(key)?;
-        if let Some(root) = &self.local_root {
-            // `path` parsed: no `..` or empty segments, so the file lies under `root`.
-            let file = root.join(path.as_ref());
-            return match std::fs::metadata(&file) {
-                Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
-                Ok(_) => Ok(None),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(Error::store(&self.url_of(key), e)),
-            };
-        }
-        match self.timed(key, self.inner.head(&path)).await? {
-            Ok(meta) => Ok(Some(meta.size)),
+        let (range_start, range_end) = (range.start, range.end);
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        let fetch = || async {
+            let r = self.inner.get_opts(&path, options.clone()).await?;
+            let (size, e_tag) = (r.meta.size, r.meta.e_tag.clone());
+            r.bytes().await.map(|bytes| Ranged { bytes, size, e_tag })
+        };
+        match self.timed_read(key, fetch).await? {
+            Ok(got) => Ok(Some(got)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.error(key, e)),
-        }
-    }
-
-    async fn list(&self, dir: &str) -> Result<Vec<(String, u64)>> {
-        let path = self.path(dir)?;
-        // Keys come back whole; the layer's own prefix (and its slash) is cut off them.
-        let skip = match self.prefix.as_ref() {
-            "" => 0,
-            p => p.len() + 1,
-        };
-        // No overall deadline: a listing takes one request per 1000 keys, however many
-        // there are; each request has its own timeout and retries.
-        match self.inner.list(Some(&path)).try_collect::<Vec<_>>().await {
-            Ok(metas) => Ok(metas
-                .into_iter()
-                .filter_map(|m| {
-                    let key = m.location.as_ref().get(skip..)?.to_string();
-                    Some((key, m.size))
-                })
-                .collect()),
-            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
-            Err(e) => Err(self.error(dir, e)),
-        }
-    }
-
-    async fn delete_dir(&self, dir: &str) -> Result<()> {
-        self.check_writable(dir)?;
-        let path = self.path(dir)?;
-        if let Some(root) = &self.local_root {
-            // The whole directory at once, the temporary files of killed writers (which
-            // listing hides) included. `path` parsed, so it lies under `root`.
-            let target = root.join(path.as_ref());
-            // A file (or a link) of that name holds no keys under it: nothing to remove.
-            // remove_dir_all never follows links out of the layer either.
-            if !std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
-                return Ok(());
+            Err(e) => {
+                // A range past the end is an error in most backends (416, or a local
+                // out-of-range read): answer short instead, as the trait promises, so the
+                // caller can tell a truncated object from a failing store.
+                let Ok(Ok(meta)) = self.timed(key, self.inner.head(&path)).await else {
+                    return Err(self.error(key, e));
+                };
+                if meta.size >= range_end {
+                    return Err(self.error(key, e));
+                }
+                let start = range_start.min(meta.size);
+                let bytes = if start < meta.size {
+                    match self
+                        .timed_read(key, || self.inner.get_range(&path, start..meta.size))
+                        .await?
+                    {
+                        Ok(b) => b,
+                        Err(e) => return Err(self.error(key, e)),
+                    }
+                } else {
+                    Bytes::new()
+                };
+                Ok(Some(Ranged {
+                    bytes,
+                    size: meta.size,
+                    e_tag: meta.e_tag,
+                }))
             }
-            return match std::fs::remove_dir_all(&target) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(Error::store(&self.url_of(dir), e)),
-            };
         }
-        // Listed and deleted as one stream: object stores delete in batches (S3 up to 1000
-        // keys per request), and no listing is held in memory. No overall deadline, as for
-        // `list`: each request has its own.
-        let inner = self.inner.clone();
-        let locations = inner.list(Some(&path)).map_ok(|meta| meta.location).boxed();
-        let deleting = inner
-            .delete_stream(locations)
-            .try_for_each(|_| async { Ok(()) });
-        match deleting.await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.error(dir, e)),
-        }
-    }
-
-    fn encoding_in_metadata(&self) -> bool {
-        self.remote
-    }
-
-    fn is_remote(&self) -> bool {
-        self.remote
-    }
-
-    async fn put_encoded(
-        &self,
-        key: &str,
-        value: Bytes,
-        content_encoding: Option<&'static str>,
-    ) -> Result<()> {
-        self.put_with(key, value, content_encoding, PutMode::Overwrite)
-            .await?
-            .map_err(|e| self.error(key, e))
     }
 
     async fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Option<Vec<Bytes>>> {
@@ -537,13 +503,6 @@ impl Store for ObjectStoreBackend {
         }
     }
 
-    async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<Option<(Bytes, u64)>> {
-        Ok(self
-            .get_range_sized_tagged(key, range)
-            .await?
-            .map(|(bytes, size, _)| (bytes, size)))
-    }
-
     async fn get_range_if(
         &self,
         key: &str,
@@ -551,7 +510,8 @@ impl Store for ObjectStoreBackend {
         tag: Option<&str>,
     ) -> Result<Option<Bytes>> {
         let Some(tag) = tag else {
-            return self.get_range(key, range).await;
+            let got = self.get_ranges(key, std::slice::from_ref(&range)).await?;
+            return Ok(got.and_then(|parts| parts.into_iter().next()));
         };
         let path = self.path(key)?;
         let options = GetOptions {
@@ -577,49 +537,123 @@ impl Store for ObjectStoreBackend {
         }
     }
 
-    async fn get_range_sized_tagged(
-        &self,
-        key: &str,
-        range: Range<u64>,
-    ) -> Result<Option<(Bytes, u64, Option<String>)>> {
+    async fn size(&self, key: &str) -> Result<Option<u64>> {
         let path = self.path(key)?;
-        let (range_start, range_end) = (range.start, range.end);
-        let options = GetOptions {
-            range: Some(GetRange::Bounded(range)),
-            ..Default::default()
-        };
-        let fetch = || async {
-            let r = self.inner.get_opts(&path, options.clone()).await?;
-            let (size, tag) = (r.meta.size, r.meta.e_tag.clone());
-            r.bytes().await.map(|b| (b, size, tag))
-        };
-        match self.timed_read(key, fetch).await? {
-            Ok(got) => Ok(Some(got)),
+        if let Some(root) = &self.local_root {
+            // `path` parsed: no `..` or empty segments, so the file lies under `root`.
+            let file = root.join(path.as_ref());
+            return match std::fs::metadata(&file) {
+                Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+                Ok(_) => Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::store_caused(&self.url_of(key), e)),
+            };
+        }
+        match self.timed(key, self.inner.head(&path)).await? {
+            Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => {
-                // A range past the end is an error in most backends (416, or a local
-                // out-of-range read): answer short instead, as the trait promises, so the
-                // caller can tell a truncated object from a failing store.
-                let Ok(Ok(meta)) = self.timed(key, self.inner.head(&path)).await else {
-                    return Err(self.error(key, e));
-                };
-                if meta.size >= range_end {
-                    return Err(self.error(key, e));
-                }
-                let start = range_start.min(meta.size);
-                let part = if start < meta.size {
-                    match self
-                        .timed_read(key, || self.inner.get_range(&path, start..meta.size))
-                        .await?
-                    {
-                        Ok(b) => b,
-                        Err(e) => return Err(self.error(key, e)),
-                    }
-                } else {
-                    Bytes::new()
-                };
-                Ok(Some((part, meta.size, meta.e_tag)))
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<Listed>> {
+        let path = self.path(dir)?;
+        // Keys come back whole; the layer's own prefix (and its slash) is cut off them.
+        let skip = match self.prefix.as_ref() {
+            "" => 0,
+            p => p.len() + 1,
+        };
+        // No overall deadline: a listing takes one request per 1000 keys, however many
+        // there are; each request has its own timeout and retries.
+        match self.inner.list(Some(&path)).try_collect::<Vec<_>>().await {
+            Ok(metas) => Ok(metas
+                .into_iter()
+                .filter_map(|m| {
+                    let key = m.location.as_ref().get(skip..)?.to_string();
+                    Some(Listed { key, size: m.size })
+                })
+                .collect()),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(self.error(dir, e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for ObjectStoreBackend {
+    fn conditional_puts(&self) -> bool {
+        self.versions != Versions::None
+    }
+
+    async fn put_opts(&self, key: &str, value: Bytes, options: PutOptions) -> Result<bool> {
+        self.check_writable(key)?;
+        if options.content_encoding.is_some() && !self.keeps_metadata() {
+            return Err(Error::store(
+                &self.url_of(key),
+                "this store keeps no per-object metadata (Content-Encoding)",
+            ));
+        }
+        let mode = match options.mode {
+            PutMode::Overwrite => {
+                return self
+                    .put_with(key, value, options.content_encoding, OsPutMode::Overwrite)
+                    .await?
+                    .map(|()| true)
+                    .map_err(|e| self.error(key, e));
             }
+            _ if !self.conditional_puts() => {
+                return Err(Error::store(
+                    &self.url_of(key),
+                    "this store has no conditional puts (check Store::conditional_puts first)",
+                ));
+            }
+            PutMode::IfAbsent => OsPutMode::Create,
+            PutMode::IfVersion(Version { e_tag, version }) => {
+                OsPutMode::Update(UpdateVersion { e_tag, version })
+            }
+        };
+        self.put_conditional(key, value, options.content_encoding, mode)
+            .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.check_writable(key)?;
+        let path = self.path(key)?;
+        match self.timed(key, self.inner.delete(&path)).await? {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    async fn delete_dir(&self, dir: &str) -> Result<()> {
+        self.check_writable(dir)?;
+        let path = self.path(dir)?;
+        if let Some(root) = &self.local_root {
+            // The whole directory at once, the temporary files of killed writers (which
+            // listing hides) included. `path` parsed, so it lies under `root`.
+            let target = root.join(path.as_ref());
+            // A file (or a link) of that name holds no keys under it: nothing to remove.
+            // remove_dir_all never follows links out of the layer either.
+            if !std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+                return Ok(());
+            }
+            return match std::fs::remove_dir_all(&target) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::store_caused(&self.url_of(dir), e)),
+            };
+        }
+        // Listed and deleted as one stream: object stores delete in batches (S3 up to 1000
+        // keys per request), and no listing is held in memory. No overall deadline, as for
+        // `list`: each request has its own.
+        let inner = self.inner.clone();
+        let locations = inner.list(Some(&path)).map_ok(|meta| meta.location).boxed();
+        let deleting = inner
+            .delete_stream(locations)
+            .try_for_each(|_| async { Ok(()) });
+        match deleting.await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(dir, e)),
         }
     }
 }

@@ -1,14 +1,16 @@
 //! Chunk objects in a store: probing the transport-compression suffixes on read, and
-//! replacing every variant of a chunk on write.
+//! replacing every variant of a chunk on write. CloudVolume's conventions for declaring
+//! transport compression live here, not in the store: a `Content-Encoding` on the plain key
+//! where the store keeps per-object metadata (object stores), a key suffix (`.gz`) elsewhere
+//! (file systems, memory, mappings).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::codec::Compression;
 use crate::error::Result;
-use crate::store::{Expected, Store};
+use crate::store::{Handle, PutMode, PutOptions};
 
 /// A chunk's stored bytes, with the transport compression its key suffix or
 /// `Content-Encoding` declares.
@@ -22,19 +24,19 @@ pub struct SuffixHint(AtomicUsize);
 /// The chunk objects of a layer.
 #[derive(Debug)]
 pub struct ChunkStore {
-    store: Arc<dyn Store>,
+    store: Handle,
     hint: SuffixHint,
 }
 
 impl ChunkStore {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Handle) -> Self {
         ChunkStore {
             store,
             hint: SuffixHint::default(),
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Handle {
         &self.store
     }
 
@@ -63,11 +65,12 @@ impl ChunkStore {
             }
             let found = self
                 .store
-                .get_with_encoding(&format!("{key}{}", by_suffix.suffix()))
+                .get(&format!("{key}{}", by_suffix.suffix()))
                 .await?;
-            if let Some((bytes, content_encoding)) = found {
+            if let Some(object) = found {
                 self.hint.0.store(i, Ordering::Relaxed);
-                return Ok(Some((bytes, declared(by_suffix, content_encoding))));
+                let declared = declared(by_suffix, object.content_encoding);
+                return Ok(Some((object.bytes, declared)));
             }
         }
         Ok(None)
@@ -94,7 +97,7 @@ impl ChunkStore {
     /// in object stores CloudVolume's convention there, the plain key with
     /// `Content-Encoding`; on file systems a key suffix (`.gz`).
     fn target(&self, key: &str, compression: Compression) -> (Compression, String) {
-        let by_suffix = if self.store.encoding_in_metadata() {
+        let by_suffix = if self.store.keeps_metadata() {
             Compression::None
         } else {
             compression
@@ -103,62 +106,68 @@ impl ChunkStore {
     }
 
     /// [`fetch_declared`](Self::fetch_declared) for replacing the chunk with one written
-    /// with `compression`, plus what [`put_if`](Self::put_if) must then expect where the
-    /// store puts conditionally (`None` elsewhere).
+    /// with `compression`, plus how [`put_if`](Self::put_if) must then put it: on the
+    /// version read where the store puts conditionally, last-writer-wins elsewhere.
     pub async fn fetch_for_update(
         &self,
         key: &str,
         compression: Compression,
-    ) -> Result<(Option<Stored>, Option<Expected>)> {
+    ) -> Result<(Option<Stored>, PutMode)> {
         if !self.store.conditional_puts() {
-            return Ok((self.fetch_declared(key).await?, None));
+            return Ok((self.fetch_declared(key).await?, PutMode::Overwrite));
         }
         let (by_suffix, target) = self.target(key, compression);
-        if let Some((bytes, encoding, expected)) = self.store.get_for_update(&target).await? {
-            return Ok((Some((bytes, declared(by_suffix, encoding))), expected));
+        if let Some(object) = self.store.get(&target).await? {
+            // A server that named no version gets a plain put.
+            let mode = object
+                .version
+                .map_or(PutMode::Overwrite, PutMode::IfVersion);
+            let declared = declared(by_suffix, object.content_encoding);
+            return Ok((Some((object.bytes, declared)), mode));
         }
         // Nothing under the name the chunk will be written to: any old chunk is another
         // variant, and the new one must find that name still free.
         let other = self.probe(key, Some(by_suffix)).await?;
-        Ok((other, Some(Expected::Absent)))
+        Ok((other, PutMode::IfAbsent))
     }
 
     /// Stores an encoded chunk, then removes the other variants so that no reader can find
     /// a stale copy first.
     pub async fn put(&self, key: &str, bytes: Bytes, compression: Compression) -> Result<()> {
-        self.put_if(key, bytes, compression, None).await.map(|_| ())
+        self.put_if(key, bytes, compression, &PutMode::Overwrite)
+            .await
+            .map(|_| ())
     }
 
-    /// [`put`](Self::put) only if the chunk is still as `expected` (from
-    /// [`fetch_for_update`](Self::fetch_for_update); `None`: unconditionally): `false`,
-    /// having changed nothing, when another writer replaced it first.
+    /// [`put`](Self::put) in `mode` (from [`fetch_for_update`](Self::fetch_for_update)):
+    /// `false`, having changed nothing, when another writer replaced the chunk first.
     pub async fn put_if(
         &self,
         key: &str,
         bytes: Bytes,
         compression: Compression,
-        expected: Option<&Expected>,
+        mode: &PutMode,
     ) -> Result<bool> {
         let (by_suffix, target) = self.target(key, compression);
-        let declared = compression.content_encoding();
-        match expected {
-            Some(expected) => {
-                if !self
-                    .store
-                    .put_if(&target, bytes, declared, expected)
-                    .await?
-                {
-                    return Ok(false);
-                }
-            }
-            None => self.store.put_encoded(&target, bytes, declared).await?,
+        let writer = self.store.writer(&target)?;
+        let options = PutOptions {
+            mode: mode.clone(),
+            // Declared in metadata only where the store keeps it (see `target`).
+            content_encoding: if self.store.keeps_metadata() {
+                compression.content_encoding()
+            } else {
+                None
+            },
+        };
+        if !writer.put_opts(&target, bytes, options).await? {
+            return Ok(false);
         }
         let stale = Compression::PROBE_ORDER
             .into_iter()
             .filter(|c| c.suffix() != by_suffix.suffix())
             .map(|c| {
                 let key = format!("{key}{}", c.suffix());
-                async move { self.store.delete(&key).await }
+                async move { writer.delete(&key).await }
             });
         futures::future::try_join_all(stale).await.map(|_| true)
     }

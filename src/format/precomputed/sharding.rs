@@ -20,7 +20,7 @@ use super::Encoding;
 use crate::codec::{transport, Compression};
 use crate::error::{Error, Result};
 use crate::geometry::ChunkGrid;
-use crate::store::Store;
+use crate::store::ReadStore;
 
 /// Bytes of one shard-index entry (two uint64) and of one minishard-index row triple.
 const ENTRY: u64 = 16;
@@ -536,7 +536,7 @@ impl IndexCache {
 /// Reads chunks of one sharded scale by range requests, caching indexes.
 #[derive(Debug)]
 pub struct ShardReader {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ReadStore>,
     spec: ShardingSpec,
     /// The scale's key prefix.
     prefix: String,
@@ -544,7 +544,7 @@ pub struct ShardReader {
 }
 
 impl ShardReader {
-    pub fn new(store: Arc<dyn Store>, spec: ShardingSpec, prefix: &str) -> Self {
+    pub fn new(store: Arc<dyn ReadStore>, spec: ShardingSpec, prefix: &str) -> Self {
         ShardReader {
             store,
             spec,
@@ -733,10 +733,11 @@ impl ShardReader {
         if !missing.is_empty() {
             let entry = |m: u64| m * ENTRY..(m + 1) * ENTRY;
             // The first entry's request also tells the file size.
-            let Some((first, file_len, fresh)) = self
-                .store
-                .get_range_sized_tagged(&key, entry(missing[0]))
-                .await?
+            let Some(crate::store::Ranged {
+                bytes: first,
+                size: file_len,
+                e_tag: fresh,
+            }) = self.store.get_range(&key, entry(missing[0])).await?
             else {
                 return Ok((vec![None; ids.len()], None));
             };
@@ -920,7 +921,7 @@ mod tests {
 
     #[test]
     fn reader_fetches_chunks_and_misses() {
-        let store: Arc<dyn Store> = Arc::new(
+        let store: Arc<dyn crate::store::Store> = Arc::new(
             crate::store::ObjectStoreBackend::from_url("memory://shard-reader", true).unwrap(),
         );
         let s = ShardingSpec {
@@ -961,7 +962,7 @@ mod tests {
         // Another handle rewrites the shard with one more chunk (id 2) before the chunk this
         // reader cached (id 5): same-sized raw chunks shift, so the cached offsets of id 5
         // would now name id 2's bytes. The version (ETag) check catches it and re-reads them.
-        let store: Arc<dyn Store> = Arc::new(
+        let store: Arc<dyn crate::store::Store> = Arc::new(
             crate::store::ObjectStoreBackend::from_url("memory://shard-rewritten", true).unwrap(),
         );
         let s = ShardingSpec {

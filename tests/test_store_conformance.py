@@ -1,0 +1,57 @@
+"""The store contract (``src/store/conformance.rs``) on the stores ``cargo test`` cannot
+reach: S3 (moto, with and without conditional puts) and Python mappings; memory and local
+disk too, through the same binding; HTTP refuses it, being read-only. (GCS is not here:
+fake-gcs-server takes no XML-API uploads, which object_store's GCS client writes with.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import HttpServer, Moto
+
+import bigarrays
+from bigarrays import _core
+
+ATOMIC = {"put_modes", "races"}
+REFUSED = {"put_modes_refused"}
+
+
+def test_s3_conforms(moto: Moto) -> None:
+    ran = set(_core._store_conformance(f"s3://{moto.bucket()}/layer", moto.options()))
+    assert ATOMIC | {"metadata"} <= ran, ran
+
+
+def test_s3_without_conditional_puts_refuses_them(moto: Moto) -> None:
+    options = moto.options(conditional_put="disabled")
+    ran = set(_core._store_conformance(f"s3://{moto.bucket()}/layer", options))
+    assert REFUSED | {"metadata"} <= ran and not ATOMIC & ran, ran
+
+
+@pytest.mark.parametrize("prefix", ["", "layers/em"])
+def test_python_mapping_conforms(prefix: str) -> None:
+    mapping: dict[str, bytes] = {"beside": b"kept"}
+    ran = set(_core._store_conformance(prefix, store=mapping))
+    assert REFUSED | {"metadata_refused"} <= ran, ran
+    assert mapping == {"beside": b"kept"}
+
+
+def test_memory_and_local_conform(tmp_path: Path) -> None:
+    assert ATOMIC <= set(_core._store_conformance("memory://conformance-py"))
+    assert REFUSED <= set(_core._store_conformance(str(tmp_path / "layer")))
+
+
+def test_a_broken_mapping_fails_the_contract() -> None:
+    class Forgetful(dict[str, bytes]):
+        """Drops every write: reads never see what was put."""
+
+        def __setitem__(self, key: str, value: bytes) -> None:
+            pass
+
+    with pytest.raises(AssertionError, match="store contract broken: get after put"):
+        _core._store_conformance("", store=Forgetful())
+
+
+def test_http_stores_are_readers_only(http_server: HttpServer) -> None:
+    with pytest.raises(bigarrays.StoreError, match="read-only"):
+        _core._store_conformance(f"{http_server.url}/layer")
