@@ -11,7 +11,6 @@
 #[cfg(target_endian = "big")]
 compile_error!("bigarrays stores little-endian voxels and assumes a little-endian host");
 
-pub mod array;
 pub mod cache;
 pub mod codec;
 pub mod dtype;
@@ -24,19 +23,18 @@ pub mod interrupt;
 pub mod open;
 pub mod runtime;
 pub mod store;
-mod stored_copy;
 pub mod volume;
 
 #[cfg(feature = "python")]
 mod python;
 
-pub use array::BigArray;
 pub use codec::Compression;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
-pub use format::aligned::AlignedArray;
-pub use format::h5s::H5sArray;
-pub use format::hdf5_file::H5File;
+pub use format::hdf5::aligned::AlignedArray;
+pub use format::hdf5::file::H5File;
+pub use format::hdf5::h5s::H5sArray;
+pub use format::precomputed::BigArray;
 pub use format::precomputed::{Info, LayerSpec};
 pub use geometry::{Bbox, ChunkGrid};
 pub use open::{open, Format, OpenOptions};

@@ -4,12 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::array::BigArray;
 use crate::codec::Compression;
 use crate::error::{Error, Result};
-use crate::format::aligned::AlignedArray;
-use crate::format::h5s::H5sArray;
-use crate::format::hdf5_file::H5File;
+use crate::format::hdf5::aligned::AlignedArray;
+use crate::format::hdf5::file::H5File;
+use crate::format::hdf5::h5s::H5sArray;
+use crate::format::precomputed::BigArray;
 use crate::store::{self, local_path};
 use crate::volume::Volume;
 

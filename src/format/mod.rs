@@ -1,7 +1,8 @@
-//! On-storage layouts: Neuroglancer Precomputed, and BigArrays.jl's HDF5 layouts (H5s block
-//! directories, aligned 2D sections) over a shared HDF5 dataset reader.
+//! On-storage layouts, one folder each: Neuroglancer Precomputed (`precomputed/`: its
+//! `info`, chunk keys, sharding and the array that reads and writes them), and BigArrays.jl's
+//! HDF5 layouts (`hdf5/`: H5s block directories, aligned 2D sections and single datasets over
+//! one shared dataset reader). Each format implements [`crate::Volume`]; `crate::open` picks
+//! one for a URL.
 
-pub mod aligned;
-pub mod h5s;
-pub mod hdf5_file;
+pub mod hdf5;
 pub mod precomputed;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
-use super::hdf5_file::{H5Dataset, OutBuf};
+use super::dataset::{H5Dataset, OutBuf};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
-use super::hdf5_file::{self, DatasetSpec, Dims, H5Compression, H5Dataset, OutBuf};
+use super::dataset::{self, DatasetSpec, Dims, H5Compression, H5Dataset, OutBuf};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
@@ -678,7 +678,7 @@ impl H5sArray {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&g);
-            hdf5_file::write_box(
+            dataset::write_box(
                 &path,
                 &name,
                 &spec,
@@ -713,8 +713,8 @@ impl H5sArray {
 
 /// The dataset a block file holds: `img`, or `main` in 2016 data.
 fn dataset_name(path: &Path) -> Result<String> {
-    let file = hdf5::File::open(path)
-        .map_err(|e| hdf5_file::h5_error(path, "cannot open HDF5 file", e))?;
+    let file =
+        hdf5::File::open(path).map_err(|e| dataset::h5_error(path, "cannot open HDF5 file", e))?;
     for name in DATASET_NAMES {
         if file.link_exists(name) {
             return Ok(name.to_string());

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use rayon::prelude::*;
 
-use crate::array::BigArray;
+use super::array::BigArray;
 use crate::codec::{self, Compression};
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
@@ -63,7 +63,7 @@ impl BigArray {
                 Ok(Some((i, found, _held))) => stored[i] = found?,
                 Ok(None) => break,
                 Err(e) => {
-                    crate::array::stop_fetching(&mut fetched);
+                    super::array::stop_fetching(&mut fetched);
                     return Err(e);
                 }
             }
