@@ -29,7 +29,7 @@ import tensorstore as ts
 from bench_read import DATA, SCALES, TS_CONTEXT, Dataset
 from cloudvolume import CloudVolume
 from cloudvolume.dask import from_cloudvolume
-from report import cpu_model, record_metrics, version, write_section
+from common import cpu_model, record_metrics, version, write_section
 
 from bigarrays import BigArray, PatchLoader
 

@@ -40,7 +40,7 @@ import tensorstore as ts
 from bench_read import Scale as ReadScale
 from bench_read import generate_slab, smooth_field
 from cloudvolume import CloudVolume
-from report import cpu_model, version, write_section
+from common import TS_CONTEXT, cpu_model, cv_file, ts_file_spec, version, write_section
 
 from bigarrays import BigArray
 
@@ -49,11 +49,6 @@ DATA = HERE / "data"
 GENERATOR_VERSION = 1
 CHUNKS = (64, 64, 64)
 CSEG_BLOCK = (8, 8, 8)
-TS_CONTEXT = {
-    "cache_pool": {"total_bytes_limit": 0},
-    "data_copy_concurrency": {"limit": 2},
-    "file_io_concurrency": {"limit": 8},
-}
 
 
 @dataclass(frozen=True)
@@ -160,9 +155,9 @@ class Data:
 
 def readers(path: Path) -> dict:
     ba = BigArray(str(path))
-    cv = CloudVolume(f"file://{path}", progress=False, parallel=1, cache=False, lru_bytes=0)
+    cv = cv_file(path)
     tss = ts.open(
-        {"driver": "neuroglancer_precomputed", "kvstore": {"driver": "file", "path": str(path)}},
+        ts_file_spec(path),
         read=True,
         context=ts.Context(TS_CONTEXT),
     ).result()

@@ -36,7 +36,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 from bench_read import SCALES, Scale, Workload, generate_slab
-from report import cpu_model, version, write_section
+from common import cpu_model, version, write_section
 
 from bigarrays import BigArray
 

@@ -41,8 +41,18 @@ import deflate  # libdeflate, the fastest gzip decoder here: for the limit
 import numpy as np
 import tensorstore as ts
 from cloudvolume import CloudVolume
+from common import (
+    TS_CONTEXT,
+    cpu_model,
+    cv_file,
+    median_time,
+    peak_rss_above_baseline,
+    record_metrics,
+    ts_file_spec,
+    version,
+    write_section,
+)
 from isal import isal_zlib  # Intel ISA-L, the other contender for the limit
-from report import cpu_model, peak_rss_above_baseline, record_metrics, version, write_section
 
 from bigarrays import BigArray
 
@@ -394,14 +404,6 @@ class Dataset:
 
 # -- readers -------------------------------------------------------------------------------
 
-# TensorStore: no cache pool, so a repeated read decodes again instead of hitting memory;
-# two copy threads for two cores.
-TS_CONTEXT = {
-    "cache_pool": {"total_bytes_limit": 0},
-    "data_copy_concurrency": {"limit": 2},
-    "file_io_concurrency": {"limit": 8},
-}
-
 # A reader takes a workload and returns its voxels as an (x, y, z) array.
 Reader = Callable[[Workload], np.ndarray]
 
@@ -421,11 +423,9 @@ def make_readers(data: Dataset, layer: str) -> dict[str, Reader]:
     cv_path = data.cv_gzip if layer == "gzip" else data.cv_raw
     ts_path = data.ts_sharded if layer == "gzip" else data.cv_raw
     ba = BigArray(str(cv_path))
-    # cache=False and lru_bytes=0 are CloudVolume's defaults; spelled out because they matter.
-    cv1 = CloudVolume(f"file://{cv_path}", progress=False, parallel=1, cache=False, lru_bytes=0)
-    cv2 = CloudVolume(f"file://{cv_path}", progress=False, parallel=2, cache=False, lru_bytes=0)
+    cv1, cv2 = cv_file(cv_path, parallel=1), cv_file(cv_path, parallel=2)
     tss = ts.open(
-        {"driver": "neuroglancer_precomputed", "kvstore": {"driver": "file", "path": str(ts_path)}},
+        ts_file_spec(ts_path),
         read=True,
         context=ts.Context(TS_CONTEXT),
     ).result()
@@ -516,15 +516,6 @@ CORES = os.cpu_count() or 1
 def measure_limit(w: Workload, data: Dataset, repeats: int) -> Limit:
     files = data.chunk_files(w)
 
-    def median_time(f: Callable[[], object]) -> float:
-        f()
-        ts = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            f()
-            ts.append(time.perf_counter() - t)
-        return statistics.median(ts)
-
     def read_all() -> list[bytes]:
         return [f.read_bytes() for f in files]
 
@@ -534,7 +525,10 @@ def measure_limit(w: Workload, data: Dataset, repeats: int) -> Limit:
         "isa-l": lambda b: isal_zlib.decompress(b, wbits=31),
         "zlib": lambda b: zlib.decompress(b, wbits=31),
     }
-    decode = {name: median_time(lambda f=f: [f(b) for b in stored]) for name, f in decoders.items()}
+    decode = {
+        name: median_time(lambda f=f: [f(b) for b in stored], repeats)
+        for name, f in decoders.items()
+    }
     # Each chunk's part of the cutout, copied out of the decoded chunk (Fortran x, y, z).
     shape = data.p.chunks
     chunks = [
@@ -557,7 +551,7 @@ def measure_limit(w: Workload, data: Dataset, repeats: int) -> Limit:
         for dst, part in parts:
             out[dst] = part
 
-    return Limit(median_time(read_all), decode, median_time(copy))
+    return Limit(median_time(read_all, repeats), decode, median_time(copy, repeats))
 
 
 # -- report --------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ import numpy as np
 import tensorstore as ts
 from bench_read import Scale, generate_slab
 from cloudvolume import CloudVolume
-from report import RESULTS, cpu_model, version, write_section
+from common import RESULTS, cpu_model, version, write_section
 
 from bigarrays import BigArray
 

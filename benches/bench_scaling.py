@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import bench_read
-from report import cpu_model, version, write_section
+from common import cpu_model, version, write_section
 
 HERE = Path(__file__).resolve().parent
 REPEATS = 5

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from bench_codecs import CHUNKS, DATA, SCALES, Data, readers, time_all
 from cloudvolume import CloudVolume
-from report import cpu_model, peak_rss_above_baseline, record_metrics, version, write_section
+from common import cpu_model, peak_rss_above_baseline, record_metrics, version, write_section
 
 HERE = Path(__file__).resolve().parent
 

@@ -35,9 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import tensorstore as ts
-from bench_read import DATA, SCALES, TS_CONTEXT, Dataset
-from cloudvolume import CloudVolume
-from report import cpu_model, version, write_section
+from bench_read import DATA, SCALES, Dataset
+from common import TS_CONTEXT, cpu_model, cv_file, ts_file_spec, version, write_section
 
 from bigarrays import BigArray
 
@@ -69,9 +68,9 @@ Reader = Callable[[tuple[slice, slice, slice]], np.ndarray]
 
 def make_readers(path: Path) -> dict[str, Reader]:
     ba = BigArray(str(path))
-    cv = CloudVolume(f"file://{path}", progress=False, parallel=1, cache=False, lru_bytes=0)
+    cv = cv_file(path)
     tss = ts.open(
-        {"driver": "neuroglancer_precomputed", "kvstore": {"driver": "file", "path": str(path)}},
+        ts_file_spec(path),
         read=True,
         context=ts.Context(TS_CONTEXT),
     ).result()

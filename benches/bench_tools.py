@@ -35,7 +35,7 @@ import tensorstore as ts
 import tinybrain
 from bench_read import DATA, SCALES, TS_CONTEXT, Dataset
 from cloudvolume import CloudVolume
-from report import cpu_model, version, write_section
+from common import cpu_model, version, write_section
 
 from bigarrays import BigArray
 

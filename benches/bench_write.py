@@ -34,7 +34,7 @@ import tensorstore as ts
 from bench_read import DATA, SCALES, Dataset, sharding_spec
 from bench_read import Scale as ReadScale
 from cloudvolume import CloudVolume
-from report import cpu_model, record_metrics, version, write_section
+from common import cpu_model, record_metrics, version, write_section
 
 from bigarrays import BigArray
 

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from report import METRICS, write_section
+from common import METRICS, write_section
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@
 >>> cut = a[100:612, 200:712, 0:64]      # doctest: +SKIP
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._bigarray import BigArray
 from ._core import __version__
-from ._dask import store
-from ._loader import PatchLoader
 from .errors import (
     BigArrayError,
     CancelledError,
@@ -43,3 +43,25 @@ __all__ = [
     "__version__",
     "store",
 ]
+
+if TYPE_CHECKING:
+    from ._dask import store
+    from ._loader import PatchLoader
+
+#: Names served by operation modules, imported on first use so that ``import bigarrays``
+#: loads ``BigArray`` alone (operations import it, never the other way round).
+_LAZY = {"store": "._dask", "PatchLoader": "._loader"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

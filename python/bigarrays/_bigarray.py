@@ -116,6 +116,19 @@ def _engine_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]
     return engine
 
 
+#: A point in absolute voxel coordinates, and a box ``[start, stop)`` of them.
+Point = tuple[int, int, int]
+Box = tuple[Point, Point]
+
+
+def _point(p: Sequence[int]) -> Point:
+    return (int(p[0]), int(p[1]), int(p[2]))
+
+
+def _box(b: Sequence[Sequence[int]]) -> Box:
+    return (_point(b[0]), _point(b[1]))
+
+
 def _check_cache_bytes(cache_bytes: int) -> None:
     if cache_bytes < 0:
         raise InvalidArgumentError(f"cache_bytes must be ≥ 0, got {cache_bytes}")
@@ -548,7 +561,14 @@ class BigArray:
         """
         self.write(key, value)
 
-    def write(self, key: object, value: Any, *, casting: str = "same_kind") -> None:
+    def write(
+        self,
+        key: object,
+        value: Any,
+        *,
+        casting: str = "same_kind",
+        only: Sequence[Box] | None = None,
+    ) -> None:
         """Writes ``value`` into the voxels ``key`` selects (``a[key] = value``), casting as
         ``casting`` allows.
 
@@ -563,8 +583,18 @@ class BigArray:
             ``"same_kind"``: float into integer is refused). Python numbers have no type
             of their own: integers must fit the layer's type, floats go into floats only.
             ``"unsafe"`` casts as ``ndarray.astype`` does (floats truncate, integers wrap).
+        only : list of ((x0, y0, z0), (x1, y1, z1)), optional
+            Write just the storage chunks that touch one of these boxes (absolute
+            coordinates); the box's other chunks are left as they are (absent chunks stay
+            absent, so a sparse layer stays sparse). ``key`` must then select a whole box
+            (no steps, every channel). Formats that cannot write part of a box write all of
+            it.
         """
         sel = _selection.parse(key, self._lo, self._hi, self.num_channels)
+        if only is not None and not sel.is_whole_box:
+            raise InvalidArgumentError(
+                f"{self.url}: write(..., only=...) needs a whole box (no steps, every channel)"
+            )
         values = _values_to_write(value, self._dtype, casting, self.url)
         shape = sel.box_shape + ((self.num_channels,) if self.num_channels > 1 else ())
         if 0 in shape:
@@ -578,7 +608,88 @@ class BigArray:
                 np.empty(shape, self._dtype, order="F") if sel.is_whole_box else self._read_box(sel)
             )
             box[sel.index] = values  # checked above; NumPy's broadcasting rules
-        self._layer.write(sel.start, sel.stop, box.reshape(-1, order="F").view(np.uint8))
+        flat = box.reshape(-1, order="F").view(np.uint8)
+        if only is None:
+            self._layer.write(sel.start, sel.stop, flat)
+        else:
+            self._layer.write(sel.start, sel.stop, flat, [_box(b) for b in only])
+
+    # -- storage units: what operations built on BigArray (copies, pyramids) need ---------
+
+    def stored_chunks(self, key: object = None) -> list[tuple[Point, Point, int]] | None:
+        """The storage units of the box ``key`` selects that hold data, learned without
+        fetching or decoding them (file metadata, HEAD requests, listings, shard indexes).
+
+        Parameters
+        ----------
+        key : index, optional
+            As for ``a[key]`` (absolute coordinates); default: the whole layer, which on a
+            cloud store lists every chunk.
+
+        Returns
+        -------
+        list of ((x0, y0, z0), (x1, y1, z1), nbytes), or None
+            One entry per stored chunk (per block for H5s) touching the box: its extent in
+            absolute coordinates and its stored size in bytes (0 for an empty object). None
+            when the format cannot tell without decoding (HDF5 layouts): then every unit may
+            hold data.
+        """
+        sel = _selection.parse(
+            self.bounds if key is None else key, self._lo, self._hi, self.num_channels
+        )
+        units = self._layer.stored_chunks(sel.start, sel.stop)
+        if units is None:
+            return None
+        return [(_point(lo), _point(hi), int(n)) for lo, hi, n in units]
+
+    def copy_chunks_from(
+        self, src: BigArray, key: object = None, *, only: Sequence[Box] | None = None
+    ) -> bool:
+        """Copies the chunks of the box ``key`` selects from ``src`` as they are stored, with
+        no re-encoding, when both scales share the chunk grid, encoding and compression.
+
+        Each chunk is still decoded once to check it; chunks ``src`` lacks are not written.
+
+        Parameters
+        ----------
+        src : BigArray
+            The layer to copy from.
+        key : index, optional
+            As for ``a[key]``, a whole box (default: this layer's bounds).
+        only : list of ((x0, y0, z0), (x1, y1, z1)), optional
+            Copy just the chunks touching one of these boxes.
+
+        Returns
+        -------
+        bool
+            True when copied; False, with nothing written, when the two scales do not allow
+            a stored-bytes copy (different grid, encoding or compression, or a format other
+            than precomputed on either side): copy by ``a[key] = src[key]`` then.
+        """
+        sel = _selection.parse(
+            self.bounds if key is None else key, self._lo, self._hi, self.num_channels
+        )
+        boxes = None if only is None else [_box(b) for b in only]
+        return self._layer.copy_stored_from(src._layer, sel.start, sel.stop, boxes)
+
+    def update_info(self, info: Mapping[str, Any]) -> None:
+        """Replaces the layer's stored ``info`` with ``info`` (e.g. with scales added) and
+        points this handle at it. Precomputed layers only.
+
+        The data type, channel count and full-resolution scale must stay the same;
+        other handles on the layer keep the ``info`` they opened with (:meth:`reopen`
+        them to see the new one).
+        """
+        self._layer = self._layer.update_info(json.dumps(info))
+        self._setup()
+
+    def reopen(self, **changes: Any) -> BigArray:
+        """This layer opened again, as a new handle, with some of the constructor's
+        options changed (e.g. ``a.reopen(mip=1)``, ``a.reopen(fill_missing=False)``).
+
+        The URL and every option not named in ``changes`` are this handle's.
+        """
+        return BigArray(self._url, **{**self._init_args, **changes})
 
     # -- iteration ----------------------------------------------------------------------
 
@@ -672,6 +783,7 @@ class BigArray:
         list of BigArray
             Handles on the new scales, highest resolution first.
         """
+        # Imported here: operations import BigArray, never the other way round.
         from ._progress import progress_bar
         from ._pyramid import downsample
 
@@ -742,7 +854,7 @@ class BigArray:
         BigArray
             The destination.
         """
-        from ._copy import copy
+        from ._copy import copy  # here: operations import BigArray, not the other way
 
         return copy(
             self,
@@ -779,7 +891,7 @@ class BigArray:
         -------
         dask.array.Array
         """
-        from ._dask import to_dask
+        from ._dask import to_dask  # here: operations import BigArray, not the other way
 
         return to_dask(self, chunks)
 
@@ -791,13 +903,9 @@ class BigArray:
         the storage chunk grid: no two tasks write the same chunk, so no locks are needed
         and the result does not depend on task order.
         """
-        from ._dask import store
+        from ._dask import store  # here: operations import BigArray, not the other way
 
         store(darray, self, offset)
-
-    def _reopen(self, **overrides: Any) -> BigArray:
-        """This layer opened again with some options changed (e.g. another ``mip``)."""
-        return BigArray(self._url, **{**self._init_args, **overrides})
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopen, (self._url, self._init_args))

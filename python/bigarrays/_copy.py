@@ -5,7 +5,7 @@ channels, dtype, layer type) unless it exists; the copy walks the box in blocks 
 the destination's chunks, so every write covers whole chunks and memory stays bounded.
 
 Which chunks exist is learned from the stores without fetching chunk data
-(``Layer.stored_chunks``: file metadata, HEAD requests, listings, shard indexes). A
+(``BigArray.stored_chunks``: file metadata, HEAD requests, listings, shard indexes). A
 destination chunk is written only where a source chunk overlapping it exists, so a sparse
 source stays sparse; an interrupted copy resumes by skipping the destination chunks that
 exist with a nonzero size, and ``verify`` also decodes those and recopies the ones that fail.
@@ -14,11 +14,10 @@ exist with a nonzero size, and ``verify`` also decodes those and recopies the on
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from . import _core
+from ._bigarray import BigArray
 from ._blocks import (
     Box,
     Cell,
@@ -37,9 +36,6 @@ from .errors import (
     LayerNotFoundError,
     MissingChunkError,
 )
-
-if TYPE_CHECKING:
-    from ._bigarray import BigArray
 
 #: Each encoding's option keys (the Rust codec registry): the source scale's are carried
 #: over when the encoding stays the same.
@@ -104,15 +100,13 @@ class _Plan:
         self.src, self.dst = src, dst
         self.resume, self.verify = resume, verify
         # Precomputed layers tell which chunks exist without decoding them; HDF5 layouts do not.
-        self.dst_listed = dst._layer.stored_chunks(dst._lo, dst._lo) is not None
+        self.dst_listed = _lists_chunks(dst)
         # A source whose missing chunks are left unwritten. Not into an existing HDF5
         # destination, whose data there could only be found by decoding: it gets zeros.
-        self.src_sparse = src._layer.stored_chunks(src._lo, src._lo) is not None and (
-            self.dst_listed or created
-        )
+        self.src_sparse = _lists_chunks(src) and (self.dst_listed or created)
         # A layer this copy created holds nothing yet: no need to ask what it holds.
         self.check_dst = resume or (self.dst_listed and not created)
-        self.checker = dst._reopen(fill_missing=False) if resume else None
+        self.checker = dst.reopen(fill_missing=False) if resume else None
 
     def chunks_to_write(self, block: Box) -> tuple[list[Box], list[Box], bool]:
         """The destination chunks of ``block`` to copy, those to zero (the destination
@@ -122,8 +116,8 @@ class _Plan:
         needed = set(chunks)
         if self.src_sparse:
             needed = set()
-            for lo, hi, _ in self.src._layer.stored_chunks(block[0], block[1]):
-                inside = intersect((tuple(lo), tuple(hi)), block)  # type: ignore[arg-type]
+            for lo, hi, _ in self.src.stored_chunks(_slices(block)) or []:
+                inside = intersect((lo, hi), block)
                 if inside is not None:
                     needed |= cells_touching(inside, *grid)
         zeros: set[Cell] = set()
@@ -147,10 +141,9 @@ class _Plan:
             return {c for c, box in chunks.items() if _present(self.checker, box)}
         least = 1 if self.resume else 0
         held: set[Cell] = set()
-        for lo, hi, size in self.dst._layer.stored_chunks(block[0], block[1]):
+        for lo, hi, size in self.dst.stored_chunks(_slices(block)) or []:
             if size >= least:
-                box = (tuple(lo), tuple(hi))
-                held |= cells_touching(box, self.dst.voxel_offset, self.dst.chunks)  # type: ignore[arg-type]
+                held |= cells_touching((lo, hi), self.dst.voxel_offset, self.dst.chunks)
         return held & set(chunks)
 
     def _decoding(self, held: set[Cell], chunks: dict[Cell, Box]) -> set[Cell]:
@@ -173,14 +166,9 @@ def _copy_block(
     bytes when both scales share grid, encoding and compression (no re-encoding; each chunk
     is still decoded once to check it; chunks the source lacks are not written), otherwise
     by decoding and re-encoding."""
-    if as_stored and dst._layer.copy_stored_from(src._layer, block[0], block[1], only):
+    if as_stored and dst.copy_chunks_from(src, _slices(block), only=only):
         return
-    data = src[_slices(block)]
-    if only is None:
-        dst[_slices(block)] = data
-    else:
-        flat = np.asfortranarray(data).reshape(-1, order="F").view(np.uint8)
-        dst._layer.write(block[0], block[1], flat, only)
+    dst.write(_slices(block), src[_slices(block)], only=only)
 
 
 def _nbytes(box: Box, a: BigArray) -> int:
@@ -213,8 +201,6 @@ def _destination(
     format: str | None,
 ) -> tuple[BigArray, bool]:
     """The destination layer, and whether this copy created it."""
-    from ._bigarray import BigArray
-
     options = dict(compression=compression, storage_options=storage_options)
     try:
         dst = BigArray(url, **options)
@@ -260,6 +246,12 @@ def _destination(
     if sharding is not None:
         create_args["sharding"] = sharding
     return BigArray.create(url, **create_args), True
+
+
+def _lists_chunks(a: BigArray) -> bool:
+    """Whether ``a``'s format tells which chunks exist without decoding them (asked of an
+    empty box, so nothing is listed)."""
+    return a.stored_chunks(tuple(slice(o, o) for o in a.voxel_offset)) is not None
 
 
 def _slices(box: Box) -> tuple[slice, ...]:

@@ -17,12 +17,12 @@ H5s (which downsample does not write).
 
 from __future__ import annotations
 
-import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ._bigarray import BigArray
 from ._blocks import (
     Box,
     aligned_blocks,
@@ -36,9 +36,6 @@ from ._blocks import (
 from ._progress import Advance
 from ._reduce import METHODS, reduce_blocks
 from .errors import InvalidArgumentError
-
-if TYPE_CHECKING:
-    from ._bigarray import BigArray
 
 
 def default_method(a: BigArray) -> str:
@@ -79,8 +76,8 @@ def downsample(
         n = len(info["scales"])
         indices.append(_put_scale(info, _scale_entry(scale0, total)))
         existed.append(indices[-1] < n)
-    a._layer = a._layer.update_info(json.dumps(info))
-    levels = [a] + [a._reopen(mip=i) for i in indices]
+    a.update_info(info)
+    levels = [a] + [a.reopen(mip=i) for i in indices]
     for src, dst, old in zip(levels, levels[1:], existed, strict=False):
         step = tuple(round(d / s) for d, s in zip(dst.resolution, src.resolution, strict=True))
         # Blocks without source data are skipped only where the scale holds nothing from
@@ -100,10 +97,9 @@ def _fed_chunks(
 ) -> list[Box]:
     """The pieces of ``box`` (one per destination chunk) that a chunk stored in ``src``
     feeds: destination voxel ``i`` summarises source voxels ``[i * step, (i + 1) * step)``."""
-    start = tuple(int(v) for v in have_lo)
-    stop = tuple(int(v) for v in have_hi)
+    have = tuple(slice(int(a), int(b)) for a, b in zip(have_lo, have_hi, strict=True))
     fed: set[tuple[int, int, int]] = set()
-    for lo, hi, _ in src._layer.stored_chunks(start, stop):
+    for lo, hi, _ in src.stored_chunks(have) or []:
         foot = (
             tuple(a // s for a, s in zip(lo, step, strict=True)),
             tuple(-(-b // s) for b, s in zip(hi, step, strict=True)),
@@ -193,7 +189,7 @@ def _fill(
         n_chunks = chunk_count(box, dst.voxel_offset, dst.chunks)
         nbytes = int(np.prod(hi - lo)) * voxel_bytes
         if resume:
-            held = [s for _, _, s in dst._layer.stored_chunks(box[0], box[1]) if s > 0]
+            held = [s for _, _, s in dst.stored_chunks(_slices(box)) or [] if s > 0]
             if len(held) == n_chunks:
                 return nbytes, n_chunks
         want_lo, want_hi = lo * step, hi * step  # the input the block summarises
@@ -216,15 +212,14 @@ def _fill(
             data[inner] = cut.reshape(cut.shape[:3] + (channels,), order="F")
             valid[inner] = True
         out = reduce_blocks(data, valid, step, method)
-        if only is None:
-            dst[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = (
-                out if channels > 1 else out[..., 0]
-            )
-        else:  # only the chunks some source chunk feeds: the others stay absent (zeros)
-            flat = np.asfortranarray(out).reshape(-1, order="F").view(np.uint8)
-            dst._layer.write(box[0], box[1], flat, only)
+        # With only: just the chunks some source chunk feeds; the others stay absent (zeros).
+        dst.write(_slices(box), out if channels > 1 else out[..., 0], only=only)
         return int(out.nbytes), n_chunks
 
     block = block_shape(dst.chunks, voxel_bytes * math.prod(step))
     bounds = (dst.voxel_offset, tuple(b.stop for b in dst.bounds))
     run_parallel(aligned_blocks(bounds, dst.voxel_offset, block), work, jobs, progress)
+
+
+def _slices(box: Box) -> tuple[slice, ...]:
+    return tuple(slice(a, b) for a, b in zip(box[0], box[1], strict=True))

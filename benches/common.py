@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmark reports: machine facts and one section per script.
+"""What the benches share: machine facts, the median-of-N timer, the peers' local readers
+(TensorStore spec and context, CloudVolume options) and the report, one section per script.
 
 ``benches/RESULTS.md`` is the concatenation of sections, each owned by one bench script and
 fenced by ``<!-- NAME: begin -->`` / ``<!-- NAME: end -->`` markers, so each script can be
@@ -10,9 +11,47 @@ from __future__ import annotations
 import ctypes
 import importlib.metadata
 import platform
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+# TensorStore: no cache pool, so a repeated read decodes again instead of hitting memory;
+# two copy threads for two cores.
+TS_CONTEXT = {
+    "cache_pool": {"total_bytes_limit": 0},
+    "data_copy_concurrency": {"limit": 2},
+    "file_io_concurrency": {"limit": 8},
+}
+
+
+def ts_file_spec(path: Path | str) -> dict[str, Any]:
+    """TensorStore's spec for the local precomputed layer at ``path``."""
+    return {"driver": "neuroglancer_precomputed", "kvstore": {"driver": "file", "path": str(path)}}
+
+
+def cv_file(path: Path | str, parallel: int = 1) -> Any:
+    """CloudVolume on the local layer at ``path``, every cache off (``cache=False`` and
+    ``lru_bytes=0`` are its defaults; spelled out because they matter)."""
+    from cloudvolume import CloudVolume
+
+    return CloudVolume(
+        f"file://{path}", progress=False, parallel=parallel, cache=False, lru_bytes=0
+    )
+
+
+def median_time(f: Callable[[], object], repeats: int) -> float:
+    """Seconds ``f()`` takes, the median of ``repeats`` runs after one warm-up run."""
+    f()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
 
 
 def cpu_model() -> str:
