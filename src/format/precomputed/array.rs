@@ -1,7 +1,8 @@
 //! `BigArray`: one scale of a layer. Reads plan the chunks a box touches, fetch them
-//! concurrently on the IO runtime, and decode each on the CPU pool straight into the
-//! caller's buffer. Writes paint the box into chunks (read-modify-write only for partly
-//! covered ones), encode them in parallel and store them concurrently.
+//! concurrently on the IO runtime through the scale's chunk source (chunk files or shards,
+//! see `source`), and decode each on the CPU pool straight into the caller's buffer. Writes
+//! paint the box into chunks (over their old voxels only for partly covered ones), and the
+//! chunk source stores them by read-modify-write.
 //!
 //! `BigArray` is the Precomputed [`Volume`]. Reads and writes block the calling thread;
 //! async callers use [`VolumeExt::read_async`](crate::VolumeExt::read_async) and
@@ -12,62 +13,36 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
-use rayon::prelude::*;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
+use super::sharding::{self, ShardReader};
+use super::source::ShardedChunks;
+use super::source::{block_on, stop_fetching, Budget, ChunkFiles, ChunkSource, Fetched};
+use super::{ChunkStore, Info, LayerSpec, Scale, Stored};
 use crate::cache::{CacheStats, ChunkCache, Entry};
 use crate::codec::{self, transport, ChunkLayout, Compression};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::format::precomputed::sharding::{self, ShardReader};
-use crate::format::precomputed::{ChunkStore, Info, LayerSpec, Scale, Stored};
 use crate::geometry::{Bbox, BoxCopy};
 use crate::open::OpenOptions;
-use crate::store::{self, Handle, PutMode, PutOptions};
+use crate::store::{self, Handle};
 use crate::volume::{OutBuffer, ReadTarget, Volume};
 use crate::{interrupt, runtime};
 
 /// `info` files larger than this are refused rather than read into memory.
 const MAX_INFO_BYTES: usize = 64 << 20;
-/// Chunks written per round of fetch → encode → store; bounds the encoded bytes held.
-const WRITE_BATCH: usize = 64;
-/// [`BigArray::chunk_sizes`] lists a remote scale's objects instead of probing each chunk
-/// when asked about at least this many chunks and an eighth of the scale or more (a listing
-/// answers 1000 keys per request; a probe answers one).
-const LIST_MIN_CHUNKS: usize = 64;
-/// Times a partly covered chunk is read, painted and put again when other writers keep
-/// replacing it first (stores with conditional puts).
-const MAX_RMW_ROUNDS: u32 = 32;
-
-/// The chunks of one shard a write touches: the shard number and `(grid cell, chunk id)`.
-type ShardCells = (u64, Vec<([u64; 3], u64)>);
-
-/// Makes the stored bytes of chunk `g` (shard chunk id `id`) in a sharded write, given what
-/// its shard held for it.
-pub(crate) type ChunkEncoder<'a> =
-    dyn Fn([u64; 3], u64, Option<&Bytes>) -> Result<Bytes> + Sync + 'a;
-
 /// One scale of a Neuroglancer Precomputed layer. Cloning is cheap and shares the store,
 /// shard reader and cache.
 #[derive(Debug, Clone)]
 pub struct BigArray {
-    pub(crate) chunks: Arc<ChunkStore>,
-    /// Reads and rewrites shard files when the scale is sharded (and its spec valid).
-    pub(crate) shards: Option<Arc<ShardReader>>,
+    pub(crate) store: Handle,
+    /// The scale's chunks: one object each, or packed into shards.
+    pub(crate) source: Arc<dyn ChunkSource>,
     /// Decoded chunks kept for later reads (`OpenOptions::cache_bytes`).
     pub(crate) cache: Option<Arc<ChunkCache>>,
     info: Info,
     options: OpenOptions,
 }
-
-/// A chunk's share of its read's in-flight byte budget: held from before the chunk is
-/// fetched until it has been painted, so fetched-but-unpainted bytes stay bounded however
-/// much faster the store is than decoding (one permit may cover several chunks of a shard).
-type Held = Option<Arc<OwnedSemaphorePermit>>;
-
-/// Fetched chunks arrive on this channel as `(index, bytes or None when missing, budget)`.
-pub(crate) type Fetched = tokio::sync::mpsc::Receiver<(usize, Result<Option<Stored>>, Held)>;
 
 /// Bytes a read may hold fetched and not yet painted, at least, from local stores (which
 /// answer in microseconds: a few chunks per core keep decoding busy) and from remote ones
@@ -187,7 +162,7 @@ impl Painter<'_> {
         match entry {
             None if !self.array.options.fill_missing => {
                 return Err(Error::MissingChunk {
-                    key: self.array.chunks.store().url_of(key),
+                    key: self.array.store.url_of(key),
                 })
             }
             Some(v) if !v.is_empty() => self.paint(cell, Some(v)),
@@ -205,7 +180,7 @@ impl Painter<'_> {
             // Zero-length: background, as CloudVolume has it.
             Some((bytes, _)) if bytes.is_empty() => Some(Arc::from(Vec::new())),
             Some((bytes, declared)) => {
-                let url = a.chunks.store().url_of(key);
+                let url = a.store.url_of(key);
                 let layout = a.layout(&a.scale().grid.chunk_box(cell));
                 let encoding = &a.scale().encoding;
                 // A chunk the cache keeps must be decoded whole, into a buffer of its own;
@@ -339,7 +314,7 @@ impl BigArray {
     /// reinterpret every chunk already stored.
     pub fn update_info(&self, json: &str) -> Result<Self> {
         interrupt::begin();
-        let store = self.chunks.store().clone();
+        let store = self.store.clone();
         let url = store.url_of("info");
         let new = Info::parse(&url, json.as_bytes())?;
         let (old0, new0) = (&self.info.scales[0], &new.scales[0]);
@@ -378,17 +353,32 @@ impl BigArray {
             return Err(Error::invalid("concurrency must be at least 1"));
         }
         let scale = &info.scales[options.mip];
-        let shards = match &scale.sharding {
-            Some(Ok(spec)) => Some(Arc::new(ShardReader::new(
-                store.reader().clone(),
-                spec.clone(),
+        let voxel_bytes = info.data_type.itemsize() * info.num_channels;
+        let source: Arc<dyn ChunkSource> = match &scale.sharding {
+            Some(Ok(spec)) => {
+                let reader = ShardReader::new(store.reader().clone(), spec.clone(), &scale.key);
+                Arc::new(ShardedChunks::new(
+                    store.clone(),
+                    Arc::new(reader),
+                    scale.grid,
+                    voxel_bytes,
+                    options.concurrency,
+                ))
+            }
+            // An invalid sharding spec fails every read and write (`check_supported`).
+            _ => Arc::new(ChunkFiles::new(
+                Arc::new(ChunkStore::new(store.clone())),
                 &scale.key,
-            ))),
-            _ => None,
+                scale.grid,
+                options
+                    .compression
+                    .unwrap_or_else(|| codec::default_compression(&scale.encoding)),
+                options.concurrency,
+            )),
         };
         Ok(BigArray {
-            chunks: Arc::new(ChunkStore::new(store)),
-            shards,
+            store,
+            source,
             cache: (options.cache_bytes > 0)
                 .then(|| Arc::new(ChunkCache::new(options.cache_bytes))),
             info,
@@ -414,14 +404,15 @@ impl BigArray {
         self.dtype().itemsize() * self.num_channels()
     }
 
+    /// The key naming chunk `g`'s stored bytes (in messages, for a sharded scale).
     pub(crate) fn chunk_key(&self, g: [u64; 3]) -> String {
-        format!("{}/{}", self.scale().key, self.scale().grid.chunk_name(g))
+        self.source.key_of(g)
     }
 
     /// Errors unless this engine can decode and encode the scale's chunks.
     pub(crate) fn check_supported(&self) -> Result<()> {
         let scale = self.scale();
-        let url = self.chunks.store().url_of("info");
+        let url = self.store.url_of("info");
         let field = |f: &str| format!("scales[{}].{f}", self.options.mip);
         if let Err((name, reason)) =
             codec::check(&scale.encoding, self.dtype(), self.num_channels())
@@ -589,236 +580,35 @@ impl BigArray {
     pub fn chunk_sizes(&self, bbox: &Bbox) -> Result<Vec<([u64; 3], Option<u64>)>> {
         interrupt::begin();
         self.check_supported()?;
-        let grid = self.scale().grid;
-        let cells = grid.chunks_touching(bbox);
-        let sizes = match &self.shards {
-            Some(reader) => self.shard_chunk_sizes(reader, &cells)?,
-            None => {
-                let total: u64 = grid.grid_shape().iter().product();
-                let many = cells.len() >= LIST_MIN_CHUNKS && cells.len() as u64 * 8 >= total;
-                let listed = (self.chunks.store().is_remote() && many)
-                    .then(|| self.listed_chunk_sizes(&cells));
-                match listed {
-                    Some(Ok(sizes)) => sizes,
-                    // Stores that cannot list (HTTP servers, buckets that allow reads but
-                    // not listings) are probed instead; a failing store fails there too.
-                    _ => self.probed_chunk_sizes(&cells)?,
-                }
-            }
-        };
+        let cells = self.scale().grid.chunks_touching(bbox);
+        let sizes = self.source.sizes(&cells)?;
         Ok(cells.into_iter().zip(sizes).collect())
-    }
-
-    /// [`BigArray::chunk_sizes`] of `cells`, each chunk's objects asked for their size.
-    fn probed_chunk_sizes(&self, cells: &[[u64; 3]]) -> Result<Vec<Option<u64>>> {
-        let keys: Vec<String> = cells.iter().map(|&g| self.chunk_key(g)).collect();
-        let chunks = self.chunks.clone();
-        block_on(
-            futures::stream::iter(keys)
-                .map(|key| {
-                    let chunks = chunks.clone();
-                    async move {
-                        // `block_on` polls this on the calling thread, and a Python mapping
-                        // answers there synchronously, so its timer cannot fire between
-                        // answers: check here, before each.
-                        interrupt::check()?;
-                        chunks.stored_size(&key).await
-                    }
-                })
-                .buffered(self.options.concurrency)
-                .try_collect::<Vec<_>>(),
-        )
-    }
-
-    /// [`BigArray::chunk_sizes`] of `cells` from one listing of the scale's objects. A chunk
-    /// stored under several transport suffixes counts once, with its largest.
-    fn listed_chunk_sizes(&self, cells: &[[u64; 3]]) -> Result<Vec<Option<u64>>> {
-        let scale = self.scale();
-        let at: std::collections::HashMap<String, usize> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, &g)| (scale.grid.chunk_name(g), i))
-            .collect();
-        let mut sizes = vec![None; cells.len()];
-        let dir = format!("{}/", scale.key);
-        for store::Listed { key, size } in block_on(self.chunks.store().list(&scale.key))? {
-            let Some(name) = key.strip_prefix(&dir) else {
-                continue;
-            };
-            let name = Compression::PROBE_ORDER
-                .iter()
-                .filter(|c| !c.suffix().is_empty())
-                .find_map(|c| name.strip_suffix(c.suffix()))
-                .unwrap_or(name);
-            if let Some(&i) = at.get(name) {
-                sizes[i] = Some(sizes[i].map_or(size, |s: u64| s.max(size)));
-            }
-        }
-        Ok(sizes)
-    }
-
-    /// [`BigArray::chunk_sizes`] of `cells` in a sharded scale, shards looked up concurrently.
-    fn shard_chunk_sizes(
-        &self,
-        reader: &Arc<ShardReader>,
-        cells: &[[u64; 3]],
-    ) -> Result<Vec<Option<u64>>> {
-        let ids = self.chunk_ids(cells);
-        let groups = by_shard(reader, &ids);
-        let looked_up = block_on(
-            futures::stream::iter(groups)
-                .map(|(shard, members)| {
-                    let reader = reader.clone();
-                    async move {
-                        // Polled on the calling thread: see `probed_chunk_sizes`.
-                        interrupt::check()?;
-                        let ids: Vec<u64> = members.iter().map(|m| m.1).collect();
-                        let sizes = reader.chunk_sizes(shard, &ids).await?;
-                        Ok::<_, Error>((members, sizes))
-                    }
-                })
-                .buffer_unordered(self.options.concurrency)
-                .try_collect::<Vec<_>>(),
-        )?;
-        let mut sizes = vec![None; cells.len()];
-        for (members, found) in looked_up {
-            for ((i, _), size) in members.into_iter().zip(found) {
-                sizes[i] = size;
-            }
-        }
-        Ok(sizes)
     }
 
     /// Starts fetching the stored bytes of `cells`; results arrive as they complete, tagged
     /// with their index in `cells`, next to the keys that name each chunk in errors.
     pub(crate) fn fetch_cells(&self, cells: &[[u64; 3]]) -> (Vec<String>, Fetched) {
-        match &self.shards {
-            Some(reader) => {
-                let ids = self.chunk_ids(cells);
-                let keys = ids
-                    .iter()
-                    .map(|&id| {
-                        let shard = reader.spec().locate(id).0;
-                        format!("{} (chunk {id})", reader.shard_key(shard))
-                    })
-                    .collect();
-                (keys, self.fetch_sharded(reader.clone(), ids))
-            }
-            None => {
-                let keys: Vec<String> = cells.iter().map(|&g| self.chunk_key(g)).collect();
-                let fetched = self.fetch_stream(keys.clone());
-                (keys, fetched)
-            }
-        }
+        let keys = cells.iter().map(|&g| self.source.key_of(g)).collect();
+        (keys, self.source.fetch(cells, self.inflight_budget()))
     }
 
     /// The in-flight byte budget of one read (in KiB permits) and a chunk's cost in it (its
     /// decoded size, which bounds what is stored for it, give or take a header).
-    fn inflight_budget(&self) -> (Arc<Semaphore>, u32) {
+    fn inflight_budget(&self) -> Budget {
         let chunk = self
             .layout(&self.scale().grid.chunk_box([0, 0, 0]))
             .raw_len();
-        let least = if self.chunks.store().is_remote() {
+        let least = if self.store.is_remote() {
             MIN_INFLIGHT_BYTES_REMOTE
         } else {
             MIN_INFLIGHT_BYTES
         };
         let budget = kib(least.max(4 * runtime::cores() * chunk));
         let budget = budget.min(Semaphore::MAX_PERMITS as u32);
-        (
-            Arc::new(Semaphore::new(budget as usize)),
-            kib(chunk).min(budget),
-        )
-    }
-
-    /// Fetches `keys` concurrently on the IO runtime; results arrive as they complete, tagged
-    /// with their index. Dropping the receiver stops the fetching.
-    fn fetch_stream(&self, keys: Vec<String>) -> Fetched {
-        let concurrency = self.options.concurrency;
-        let (tx, rx) = tokio::sync::mpsc::channel(concurrency);
-        let chunks = self.chunks.clone();
-        let (budget, cost) = self.inflight_budget();
-        runtime::io().spawn(async move {
-            let mut results = futures::stream::iter(keys.into_iter().enumerate())
-                .map(|(i, key)| {
-                    let (chunks, budget) = (chunks.clone(), budget.clone());
-                    async move {
-                        // The semaphore is never closed, so acquiring cannot fail.
-                        let held = budget.acquire_many_owned(cost).await.ok().map(Arc::new);
-                        (i, chunks.fetch_declared(&key).await, held)
-                    }
-                })
-                .buffer_unordered(concurrency);
-            while let Some((i, result, held)) = next_unless_closed(&tx, &mut results).await {
-                let failed = result.is_err();
-                if tx.send((i, result, held)).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-        rx
-    }
-
-    /// The compressed Morton codes (sharded chunk ids) of grid cells.
-    fn chunk_ids(&self, cells: &[[u64; 3]]) -> Vec<u64> {
-        let bits = sharding::morton_bits(&self.scale().grid).unwrap_or([0; 3]);
-        cells
-            .iter()
-            .map(|&g| sharding::compressed_morton(g, bits))
-            .collect()
-    }
-
-    /// [`BigArray::fetch_stream`] for a sharded scale: one task per shard (or piece of one),
-    /// each reading just the index entries and chunk ranges it needs.
-    fn fetch_sharded(&self, reader: Arc<ShardReader>, ids: Vec<u64>) -> Fetched {
-        let concurrency = self.options.concurrency;
-        let (tx, rx) = tokio::sync::mpsc::channel(concurrency.max(ids.len().min(4096)));
-        let groups = by_shard(&reader, &ids);
-        // Each shard's chunks are read in pieces of at most half the in-flight budget, so
-        // that two pieces overlap (one decoding while the next is fetched).
-        let (budget, cost) = self.inflight_budget();
-        let per_piece = (budget.available_permits() / 2 / cost as usize).max(1);
-        let pieces = groups.into_iter().flat_map(move |(shard, members)| {
-            let pieces: Vec<_> = members.chunks(per_piece).map(<[_]>::to_vec).collect();
-            pieces.into_iter().map(move |piece| (shard, piece))
-        });
-        runtime::io().spawn(async move {
-            let mut results = futures::stream::iter(pieces)
-                .map(|(shard, members)| {
-                    let (reader, budget) = (reader.clone(), budget.clone());
-                    let n = u32::try_from(members.len()).unwrap_or(u32::MAX);
-                    let group_cost = cost.saturating_mul(n);
-                    async move {
-                        let held = budget
-                            .acquire_many_owned(group_cost)
-                            .await
-                            .ok()
-                            .map(Arc::new);
-                        let ids: Vec<u64> = members.iter().map(|m| m.1).collect();
-                        (members, reader.read(shard, &ids).await, held)
-                    }
-                })
-                .buffer_unordered(concurrency);
-            while let Some((members, result, held)) = next_unless_closed(&tx, &mut results).await {
-                match result {
-                    Ok(found) => {
-                        for ((i, _), bytes) in members.into_iter().zip(found) {
-                            // Shard data carries no transport declaration: gzip
-                            // data_encoding is recognised by its magic, as for chunk files.
-                            let stored = bytes.map(|b| (b, Compression::None));
-                            if tx.send((i, Ok(stored), held.clone())).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send((members[0].0, Err(e), held)).await;
-                        return;
-                    }
-                }
-            }
-        });
-        rx
+        Budget {
+            permits: Arc::new(Semaphore::new(budget as usize)),
+            cost: kib(chunk).min(budget),
+        }
     }
 
     /// [`BigArray::write_from`], writing only the chunks that touch one of the boxes `only`
@@ -853,123 +643,13 @@ impl BigArray {
 
     fn write_chunks(&self, bbox: &Bbox, data: &[u8], only: Option<&[Bbox]>) -> Result<()> {
         let cells = self.cells_of(bbox, only);
-        if let Some(reader) = &self.shards {
-            return self.write_sharded(reader, bbox, &cells, data);
-        }
-        for batch in cells.chunks(WRITE_BATCH) {
-            interrupt::check()?;
-            self.write_batch(bbox, data, batch)?;
-        }
-        Ok(())
-    }
-
-    /// Writes the chunks `cells` of `bbox`. Chunks the box covers in part keep their other
-    /// voxels: they are read, painted and put back, and where the store puts conditionally
-    /// ([`store::Store::conditional_puts`]) a chunk that another writer replaced in between is
-    /// read and painted again, so overlapping writers lose nothing.
-    fn write_batch(&self, bbox: &Bbox, data: &[u8], cells: &[[u64; 3]]) -> Result<()> {
-        let grid = self.scale().grid;
         let compression = self.compression();
-        let chunks = self.chunks.clone();
-        let mut todo: Vec<usize> = (0..cells.len()).collect();
-        for round in 1.. {
-            let mut existing: Vec<(Option<Stored>, PutMode)> =
-                vec![(None, PutMode::Overwrite); cells.len()];
-            let partial = todo
-                .iter()
-                .filter(|&&i| !bbox.contains(&grid.chunk_box(cells[i])))
-                .map(|&i| (i, self.chunk_key(cells[i])));
-            for (i, found) in block_on(
-                futures::stream::iter(partial)
-                    .map(|(i, key)| {
-                        let chunks = chunks.clone();
-                        async move {
-                            chunks
-                                .fetch_for_update(&key, compression)
-                                .await
-                                .map(|f| (i, f))
-                        }
-                    })
-                    .buffer_unordered(self.options.concurrency)
-                    .try_collect::<Vec<_>>(),
-            )? {
-                existing[i] = found;
-            }
-            let encoded: Vec<(usize, String, Vec<u8>)> =
-                interrupt::install(&runtime::cpu(), |cancel| {
-                    todo.par_iter()
-                        .map(|&i| {
-                            interrupt::cancelled(cancel)?;
-                            let key = self.chunk_key(cells[i]);
-                            let url = self.chunks.store().url_of(&key);
-                            let old = existing[i]
-                                .0
-                                .as_ref()
-                                .map(|(b, declared)| (&b[..], *declared));
-                            let bytes =
-                                self.repaint_chunk(cells[i], bbox, data, old, compression, &url)?;
-                            Ok((i, key, bytes))
-                        })
-                        .collect::<Result<_>>()
-                })?;
-            let existing = &existing;
-            let outcomes = block_on(
-                futures::stream::iter(encoded)
-                    .map(|(i, key, bytes)| {
-                        let chunks = chunks.clone();
-                        async move {
-                            let mode = &existing[i].1;
-                            let stored = chunks
-                                .put_if(&key, Bytes::from(bytes), compression, mode)
-                                .await?;
-                            Ok::<_, Error>((i, stored))
-                        }
-                    })
-                    .buffer_unordered(self.options.concurrency)
-                    .try_collect::<Vec<_>>(),
-            )?;
-            match self.conflicts_after(round, outcomes, |i| self.chunk_key(cells[i]))? {
-                Some(again) => todo = again,
-                None => return Ok(()),
-            }
-        }
-        Ok(())
-    }
-
-    /// The objects whose conditional put failed in read-modify-write round `round`
-    /// (`outcomes`: index and whether it was stored), to be read and painted again after a
-    /// short pause, different in every writer; `None` when all were stored. Gives up after
-    /// [`MAX_RMW_ROUNDS`] with an error naming the first (`key_of` an index).
-    fn conflicts_after(
-        &self,
-        round: u32,
-        outcomes: Vec<(usize, bool)>,
-        key_of: impl Fn(usize) -> String,
-    ) -> Result<Option<Vec<usize>>> {
-        let again: Vec<usize> = outcomes
-            .into_iter()
-            .filter(|&(_, stored)| !stored)
-            .map(|(i, _)| i)
-            .collect();
-        let Some(&first) = again.first() else {
-            return Ok(None);
+        let encode = |g: [u64; 3], old: Option<(&[u8], Compression)>| {
+            let url = self.store.url_of(&self.source.key_of(g));
+            let bytes = self.repaint_chunk(g, bbox, data, old, compression, &url)?;
+            Ok(Bytes::from(bytes))
         };
-        if round >= MAX_RMW_ROUNDS {
-            return Err(Error::store(
-                &self.chunks.store().url_of(&key_of(first)),
-                format!(
-                    "other writers replaced this object (and {} more) between our read and \
-                     our write {MAX_RMW_ROUNDS} times in a row; the rest of the write was stored",
-                    again.len() - 1
-                ),
-            ));
-        }
-        let jitter = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_micros() % 1000);
-        let pause = (1u64 << round.min(7)) * 1000 + u64::from(jitter);
-        std::thread::sleep(std::time::Duration::from_micros(pause));
-        Ok(Some(again))
+        self.source.write(bbox, &cells, &encode)
     }
 
     /// The stored bytes of chunk `g` once `bbox`'s part of `data` is painted over it: over
@@ -1011,201 +691,9 @@ impl BigArray {
         })
     }
 
-    /// Writes into a sharded scale: each touched chunk is painted over what the shard held
-    /// for it (when the box covers it only in part) and encoded.
-    fn write_sharded(
-        &self,
-        reader: &Arc<ShardReader>,
-        bbox: &Bbox,
-        cells: &[[u64; 3]],
-        data: &[u8],
-    ) -> Result<()> {
-        let compression = reader.spec().data_compression();
-        let encode = |g: [u64; 3], id: u64, old: Option<&Bytes>| -> Result<Bytes> {
-            let shard = reader.spec().locate(id).0;
-            let url = self
-                .chunks
-                .store()
-                .url_of(&format!("{} (chunk {id})", reader.shard_key(shard)));
-            // Shard data carries no transport declaration: gzip is recognised by its magic.
-            let old = old.map(|b| (&b[..], Compression::None));
-            let bytes = self.repaint_chunk(g, bbox, data, old, compression, &url)?;
-            Ok(Bytes::from(bytes))
-        };
-        self.write_shards(reader, bbox, cells, &encode)
-    }
-
-    /// Replaces the chunks `cells` (of those `bbox` touches) in a sharded scale with what
-    /// `encode` makes of each: the chunks are grouped by shard; a shard whose every chunk
-    /// is replaced and which the box covers whole is built directly, any other is read
-    /// whole, merged and rewritten (one atomic put per shard). Shards are handled in
-    /// batches that bound the memory held.
-    pub(crate) fn write_shards(
-        &self,
-        reader: &Arc<ShardReader>,
-        bbox: &Bbox,
-        cells: &[[u64; 3]],
-        encode: &ChunkEncoder,
-    ) -> Result<()> {
-        let grid = self.scale().grid;
-        let spec = reader.spec().clone();
-        let ids = self.chunk_ids(cells);
-        let mut groups: std::collections::BTreeMap<u64, Vec<([u64; 3], u64)>> = Default::default();
-        for (&g, &id) in cells.iter().zip(&ids) {
-            groups.entry(spec.locate(id).0).or_default().push((g, id));
-        }
-        let block = spec.shard_block_bits(&grid);
-        let gshape = grid.grid_shape();
-        // Whether the box covers every voxel of the shard holding cell `g` (only knowable
-        // when shards are grid blocks) and `written` cells of it are all it has.
-        let covers_shard = |g: [u64; 3], written: usize| {
-            let Some(block) = block else {
-                return false;
-            };
-            let lo: [u64; 3] = std::array::from_fn(|d| (g[d] >> block[d]) << block[d]);
-            let hi: [u64; 3] =
-                std::array::from_fn(|d| (lo[d] + (1u64 << block[d])).min(gshape[d]) - 1);
-            let shard_box = Bbox {
-                start: grid.chunk_box(lo).start,
-                stop: grid.chunk_box(hi).stop,
-            };
-            let count: u64 = (0..3).map(|d| hi[d] + 1 - lo[d]).product();
-            bbox.contains(&shard_box) && count == written as u64
-        };
-        let chunk_bytes = grid.chunk.iter().product::<u64>() * self.voxel_bytes() as u64;
-        let inner_bits = (spec.preshift_bits + spec.minishard_bits).min(40);
-        let shard_bytes = chunk_bytes.saturating_mul(1 << inner_bits).max(1);
-        let per_batch = ((1u64 << 30) / shard_bytes).clamp(1, 64) as usize;
-        let groups: Vec<ShardCells> = groups.into_iter().collect();
-        for batch in groups.chunks(per_batch) {
-            interrupt::check()?;
-            self.write_shard_batch(reader, batch, &covers_shard, encode)?;
-        }
-        Ok(())
-    }
-
-    /// Writes one batch of shards. A shard the box covers in part is read, merged and put
-    /// back, again if another writer replaced it in between (as in `write_batch`).
-    fn write_shard_batch(
-        &self,
-        reader: &Arc<ShardReader>,
-        batch: &[ShardCells],
-        covers_shard: &(dyn Fn([u64; 3], usize) -> bool + Sync),
-        encode: &ChunkEncoder,
-    ) -> Result<()> {
-        let spec = reader.spec();
-        let store = self.chunks.store().clone();
-        let conditional = store.conditional_puts();
-        let mut todo: Vec<usize> = (0..batch.len()).collect();
-        for round in 1.. {
-            // The existing contents of shards the box covers only in part.
-            let partial = todo
-                .iter()
-                .filter(|&&i| !covers_shard(batch[i].1[0].0, batch[i].1.len()))
-                .map(|&i| (i, reader.shard_key(batch[i].0)));
-            let files = block_on(
-                futures::stream::iter(partial)
-                    .map(|(i, key)| {
-                        let store = store.clone();
-                        async move {
-                            let found = store.get(&key).await?;
-                            Ok::<_, Error>((i, key, found))
-                        }
-                    })
-                    .buffer_unordered(self.options.concurrency)
-                    .try_collect::<Vec<_>>(),
-            )?;
-            let mut existing: Vec<std::collections::BTreeMap<u64, Bytes>> =
-                vec![Default::default(); batch.len()];
-            let mut modes: Vec<PutMode> = vec![PutMode::Overwrite; batch.len()];
-            for (i, _, found) in &files {
-                modes[*i] = match found {
-                    // A server that named no version gets a plain put.
-                    Some(object) => object
-                        .version
-                        .clone()
-                        .map_or(PutMode::Overwrite, PutMode::IfVersion),
-                    None if conditional => PutMode::IfAbsent,
-                    None => PutMode::Overwrite,
-                };
-            }
-            interrupt::install(&runtime::cpu(), |cancel| {
-                files
-                    .into_par_iter()
-                    .filter_map(|(i, key, found)| found.map(|object| (i, key, object.bytes)))
-                    .map(|(i, key, file)| {
-                        interrupt::cancelled(cancel)?;
-                        sharding::decode_shard(spec, &store.url_of(&key), &file).map(|c| (i, c))
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })?
-            .into_iter()
-            .for_each(|(i, chunks)| existing[i] = chunks);
-            // Encode every touched chunk in parallel, then assemble the shards.
-            let jobs: Vec<(usize, [u64; 3], u64)> = todo
-                .iter()
-                .flat_map(|&i| batch[i].1.iter().map(move |&(g, id)| (i, g, id)))
-                .collect();
-            let shards: Vec<(usize, String, Vec<u8>)> =
-                interrupt::install(&runtime::cpu(), |cancel| -> Result<_> {
-                    let encoded: Vec<(usize, u64, Bytes)> = jobs
-                        .par_iter()
-                        .map(|&(i, g, id)| {
-                            interrupt::cancelled(cancel)?;
-                            Ok((i, id, encode(g, id, existing[i].get(&id))?))
-                        })
-                        .collect::<Result<_>>()?;
-                    for (i, id, bytes) in encoded {
-                        existing[i].insert(id, bytes);
-                    }
-                    todo.par_iter()
-                        .map(|&i| {
-                            let shard = reader.shard_key(batch[i].0);
-                            Ok((i, shard, sharding::encode_shard(spec, &existing[i])?))
-                        })
-                        .collect::<Result<_>>()
-                })?;
-            drop(existing);
-            // Shard objects never carry Content-Encoding.
-            let modes = &modes;
-            let outcomes = block_on(
-                futures::stream::iter(shards)
-                    .map(|(i, key, bytes)| {
-                        let store = store.clone();
-                        async move {
-                            let options = PutOptions {
-                                mode: modes[i].clone(),
-                                content_encoding: None,
-                            };
-                            let stored = store
-                                .writer(&key)?
-                                .put_opts(&key, Bytes::from(bytes), options)
-                                .await?;
-                            Ok::<_, Error>((i, stored))
-                        }
-                    })
-                    .buffer_unordered(self.options.concurrency)
-                    .try_collect::<Vec<_>>(),
-            );
-            // Before any error (or interruption) returns: some of these shards may have been
-            // replaced, and stores without versions cannot tell the cached indexes are stale.
-            for (shard, _) in batch {
-                reader.forget(*shard);
-            }
-            let outcomes = outcomes?;
-            match self.conflicts_after(round, outcomes, |i| reader.shard_key(batch[i].0))? {
-                Some(again) => todo = again,
-                None => return Ok(()),
-            }
-        }
-        Ok(())
-    }
-
     /// The transport compression this handle writes.
     pub fn compression(&self) -> Compression {
-        self.options
-            .compression
-            .unwrap_or_else(|| codec::default_compression(&self.scale().encoding))
+        self.source.compression()
     }
 
     /// What a chunk covering `chunk_box` holds once decoded.
@@ -1225,11 +713,7 @@ impl Volume for BigArray {
 
     /// The URL of the layer root.
     fn url(&self) -> String {
-        self.chunks
-            .store()
-            .url_of("")
-            .trim_end_matches('/')
-            .to_string()
+        self.store.url_of("").trim_end_matches('/').to_string()
     }
 
     fn dtype(&self) -> DType {
@@ -1336,52 +820,4 @@ fn scale_dirs(old: Option<&[u8]>, new: &Info) -> Vec<String> {
                 && k.split('/').all(|part| !matches!(part, "" | "." | ".."))
         })
         .collect()
-}
-
-/// The next item of `results`, or `None` once the reader has closed `tx`'s channel (an
-/// interrupted read): the fetches in flight are then dropped instead of awaited, which for a
-/// stalled remote store could take until its deadline.
-async fn next_unless_closed<S: futures::Stream + Unpin, T>(
-    tx: &tokio::sync::mpsc::Sender<T>,
-    results: &mut S,
-) -> Option<S::Item> {
-    let closed = std::pin::pin!(tx.closed());
-    match futures::future::select(closed, results.next()).await {
-        futures::future::Either::Left(_) => None,
-        futures::future::Either::Right((next, _)) => next,
-    }
-}
-
-/// Stops the fetching behind `fetched` and waits until it has stopped: the fetch task ends
-/// once its current request does (requests still queued or in flight in an object store are
-/// dropped). Waiting matters for Python mapping stores, whose code runs inside the request:
-/// an interrupted caller may go on to end the interpreter, under a thread still in it.
-pub(crate) fn stop_fetching(fetched: &mut Fetched) {
-    fetched.close();
-    // A closed channel answers `None` while its sender lives, so watch the sender itself: the
-    // fetch task drops it when it ends.
-    while fetched.sender_strong_count() > 0 {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-}
-
-/// The indexes and ids of `ids` grouped by the shard that holds each, in shard order.
-fn by_shard(
-    reader: &ShardReader,
-    ids: &[u64],
-) -> std::collections::BTreeMap<u64, Vec<(usize, u64)>> {
-    let mut groups: std::collections::BTreeMap<u64, Vec<(usize, u64)>> = Default::default();
-    for (i, &id) in ids.iter().enumerate() {
-        groups
-            .entry(reader.spec().locate(id).0)
-            .or_default()
-            .push((i, id));
-    }
-    groups
-}
-
-/// Runs a store future to completion from a thread outside the IO runtime; an interrupted
-/// one is dropped (see [`interrupt::block_on`]).
-fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    interrupt::block_on(&runtime::io(), future)
 }

@@ -4,6 +4,7 @@
 mod array;
 mod chunks;
 mod info;
+mod source;
 mod stored_copy;
 
 pub mod sharding;

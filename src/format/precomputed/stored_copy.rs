@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
 use rayon::prelude::*;
 
 use super::array::BigArray;
+use super::source::stop_fetching;
 use crate::codec::{self, Compression};
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
@@ -50,10 +50,7 @@ impl BigArray {
         if cells.iter().any(|&g| !bbox.contains(&grid.chunk_box(g))) {
             return Ok(false);
         }
-        let target = match &self.shards {
-            Some(reader) => reader.spec().data_compression(),
-            None => self.compression(),
-        };
+        let target = self.compression();
         // Everything fetched first: a chunk stored otherwise must leave the layer untouched.
         let (keys, mut fetched) = src.fetch_cells(&cells);
         let mut stored: Vec<Option<(Bytes, Compression)>> = vec![None; cells.len()];
@@ -63,7 +60,7 @@ impl BigArray {
                 Ok(Some((i, found, _held))) => stored[i] = found?,
                 Ok(None) => break,
                 Err(e) => {
-                    super::array::stop_fetching(&mut fetched);
+                    stop_fetching(&mut fetched);
                     return Err(e);
                 }
             }
@@ -88,14 +85,14 @@ impl BigArray {
                 .map(|(&i, (bytes, declared))| {
                     interrupt::cancelled(cancel)?;
                     let layout = self.layout(&grid.chunk_box(cells[i]));
-                    let url = src.chunks.store().url_of(&keys[i]);
+                    let url = src.store.url_of(&keys[i]);
                     codec::decode_as(encoding, &url, &bytes, declared, &layout, |_| ())?;
                     Ok(bytes)
                 })
                 .collect::<Result<_>>()
         })?;
         let written: Vec<[u64; 3]> = present.iter().map(|&i| cells[i]).collect();
-        let result = self.put_stored(&written, bytes, target, bbox);
+        let result = self.put_stored(&written, bytes, bbox);
         if let Some(cache) = &self.cache {
             for &cell in &cells {
                 cache.remove(cell);
@@ -104,39 +101,15 @@ impl BigArray {
         result.map(|()| true)
     }
 
-    /// Writes pre-encoded chunks: as chunk objects, or merged into their shards.
-    fn put_stored(
-        &self,
-        cells: &[[u64; 3]],
-        bytes: Vec<Bytes>,
-        compression: Compression,
-        bbox: &Bbox,
-    ) -> Result<()> {
-        if let Some(reader) = &self.shards {
-            let by_cell: BTreeMap<[u64; 3], Bytes> = cells.iter().copied().zip(bytes).collect();
-            let encode = |g: [u64; 3], _id: u64, _old: Option<&Bytes>| {
-                by_cell
-                    .get(&g)
-                    .cloned()
-                    .ok_or_else(|| Error::internal(format!("no stored chunk for cell {g:?}")))
-            };
-            return self.write_shards(reader, bbox, cells, &encode);
-        }
-        let chunks = self.chunks.clone();
-        let puts = cells
-            .iter()
-            .zip(bytes)
-            .map(|(&g, b)| (self.chunk_key(g), b));
-        interrupt::block_on(
-            &runtime::io(),
-            futures::stream::iter(puts)
-                .map(|(key, b)| {
-                    let chunks = chunks.clone();
-                    async move { chunks.put(&key, b, compression).await }
-                })
-                .buffer_unordered(self.options().concurrency)
-                .try_collect::<Vec<()>>(),
-        )?;
-        Ok(())
+    /// Writes pre-encoded chunks, each replacing what was stored for it.
+    fn put_stored(&self, cells: &[[u64; 3]], bytes: Vec<Bytes>, bbox: &Bbox) -> Result<()> {
+        let by_cell: BTreeMap<[u64; 3], Bytes> = cells.iter().copied().zip(bytes).collect();
+        let encode = |g: [u64; 3], _old: Option<(&[u8], Compression)>| {
+            by_cell
+                .get(&g)
+                .cloned()
+                .ok_or_else(|| Error::internal(format!("no stored chunk for cell {g:?}")))
+        };
+        self.source.write(bbox, cells, &encode)
     }
 }
