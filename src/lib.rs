@@ -8,6 +8,16 @@
 //! # Ok::<(), bigarrays::Error>(())
 //! ```
 
+//!
+//! # Cargo features
+//!
+//! None is on by default: Precomputed with every encoding but `jpeg` needs only Rust and a
+//! C compiler. `hdf5` adds BigArrays.jl's HDF5 layouts (`H5sArray`, `AlignedArray`,
+//! `H5File`; the HDF5 C library, built with CMake); `jpeg` adds the `jpeg` encoding
+//! (libjpeg-turbo, built with CMake and nasm); `python` builds the extension module. Without
+//! a feature, [`open`] still detects an HDF5 layout and a layer still parses a `jpeg` scale,
+//! and using it is an error naming the feature. See `docs/RUST.md`.
+
 #[cfg(target_endian = "big")]
 compile_error!("bigarrays stores little-endian voxels and assumes a little-endian host");
 
@@ -22,6 +32,9 @@ pub mod fuzzing;
 pub mod geometry;
 pub mod interrupt;
 pub mod open;
+// The engine's global tokio runtime and CPU pool: public only so the integration tests can
+// drive a store's async methods; not API.
+#[doc(hidden)]
 pub mod runtime;
 pub mod store;
 mod stored_copy;
@@ -34,8 +47,11 @@ pub use array::BigArray;
 pub use codec::Compression;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
+#[cfg(feature = "hdf5")]
 pub use format::aligned::AlignedArray;
+#[cfg(feature = "hdf5")]
 pub use format::h5s::H5sArray;
+#[cfg(feature = "hdf5")]
 pub use format::hdf5_file::H5File;
 pub use format::precomputed::{Info, LayerSpec};
 pub use geometry::{Bbox, ChunkGrid};

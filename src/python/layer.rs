@@ -16,7 +16,9 @@ use crate::array::BigArray;
 use crate::codec::Compression;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+#[cfg(feature = "hdf5")]
 use crate::format::h5s::H5sArray;
+#[cfg(feature = "hdf5")]
 use crate::format::hdf5_file::H5Compression;
 use crate::format::precomputed::LayerSpec;
 use crate::geometry::Bbox;
@@ -68,6 +70,7 @@ fn compression(name: Option<&str>) -> Result<Option<Compression>> {
 }
 
 /// H5s's `compression=`: the HDF5 filter of new block files.
+#[cfg(feature = "hdf5")]
 fn h5s_compression(name: Option<&str>) -> Result<H5Compression> {
     Ok(match name {
         None => H5Compression::None,
@@ -232,6 +235,7 @@ impl Layer {
     }
 
     /// Creates an H5s layer (BigArrays.jl's `config.json`) in directory `url`.
+    #[cfg(feature = "hdf5")]
     #[staticmethod]
     #[pyo3(signature = (url, *, shape, dtype, block, chunk, voxel_offset, num_channels, compression, overwrite))]
     #[allow(clippy::too_many_arguments)]
