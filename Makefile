@@ -67,12 +67,15 @@ demo: build
 lint: $(TEST_DEPS)
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --all-targets --features python -- -D warnings
+	cargo clippy --all-targets --features python,hdf5,jpeg -- -D warnings
 	ruff check python tests benches examples
 	ruff format --check python tests benches examples
 
+# Every feature but python (which would link libpython), then the minimal library (no HDF5,
+# no jpeg: what a Rust user gets by default) so it cannot rot.
 rust-test: $(BUILD_DEPS)
-	cargo test
+	cargo test --features hdf5,jpeg
+	cargo test --lib
 
 py-test: build $(TEST_DEPS)
 	$(PY) -m mypy.stubtest bigarrays._core

@@ -8,6 +8,16 @@
 //! # Ok::<(), bigarrays::Error>(())
 //! ```
 
+//!
+//! # Cargo features
+//!
+//! None is on by default: Precomputed with every encoding but `jpeg` needs only Rust and a
+//! C compiler. `hdf5` adds BigArrays.jl's HDF5 layouts (`H5sArray`, `AlignedArray`,
+//! `H5File`; the HDF5 C library, built with CMake); `jpeg` adds the `jpeg` encoding
+//! (libjpeg-turbo, built with CMake and nasm); `python` builds the extension module. Without
+//! a feature, [`open`] still detects an HDF5 layout and a layer still parses a `jpeg` scale,
+//! and using it is an error naming the feature. See `docs/RUST.md`.
+
 #[cfg(target_endian = "big")]
 compile_error!("bigarrays stores little-endian voxels and assumes a little-endian host");
 
@@ -21,6 +31,9 @@ pub mod fuzzing;
 pub mod geometry;
 pub mod interrupt;
 pub mod open;
+// The engine's global tokio runtime and CPU pool: public only so the integration tests can
+// drive a store's async methods; not API.
+#[doc(hidden)]
 pub mod runtime;
 pub mod store;
 pub mod volume;
@@ -31,8 +44,11 @@ mod python;
 pub use codec::Compression;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
+#[cfg(feature = "hdf5")]
 pub use format::hdf5::aligned::AlignedArray;
+#[cfg(feature = "hdf5")]
 pub use format::hdf5::file::H5File;
+#[cfg(feature = "hdf5")]
 pub use format::hdf5::h5s::H5sArray;
 pub use format::precomputed::BigArray;
 pub use format::precomputed::{Info, LayerSpec};

@@ -6,8 +6,11 @@ use std::sync::Arc;
 
 use crate::codec::Compression;
 use crate::error::{Error, Result};
+#[cfg(feature = "hdf5")]
 use crate::format::hdf5::aligned::AlignedArray;
+#[cfg(feature = "hdf5")]
 use crate::format::hdf5::file::H5File;
+#[cfg(feature = "hdf5")]
 use crate::format::hdf5::h5s::H5sArray;
 use crate::format::precomputed::BigArray;
 use crate::store::{self, local_path};
@@ -148,7 +151,8 @@ pub fn detect(url: &str, options: &OpenOptions) -> Result<Format> {
 }
 
 /// Opens the layer at `url` (a path, `file://`, `memory://`, `s3://`, `gs://` or
-/// `http(s)://`) in its format ([`detect`]).
+/// `http(s)://`) in its format ([`detect`]). An HDF5 layout in a build without the `hdf5`
+/// feature is an `InvalidArgument` error that names the feature.
 pub fn open(url: &str, options: &OpenOptions) -> Result<Arc<dyn Volume>> {
     let format = detect(url, options)?;
     if format.is_hdf5() {
@@ -159,12 +163,22 @@ pub fn open(url: &str, options: &OpenOptions) -> Result<Arc<dyn Volume>> {
             let store = store::open_url_with(url, false, &options.storage_options)?;
             Arc::new(BigArray::open_store(store, options.clone())?)
         }
+        #[cfg(feature = "hdf5")]
         Format::H5s => Arc::new(H5sArray::open(url, options.fill_missing)?),
+        #[cfg(feature = "hdf5")]
         Format::Aligned => Arc::new(AlignedArray::open(url, options.fill_missing)?),
+        #[cfg(feature = "hdf5")]
         Format::Hdf5 => Arc::new(H5File::open(
             url,
             options.dataset.as_deref().unwrap_or("img"),
         )?),
+        #[cfg(not(feature = "hdf5"))]
+        Format::H5s | Format::Aligned | Format::Hdf5 => {
+            return Err(Error::invalid(format!(
+                "{url}: format {:?} needs bigarrays built with the `hdf5` cargo feature",
+                format.name()
+            )))
+        }
     })
 }
 
@@ -179,4 +193,20 @@ fn check_local(format: Format, options: &OpenOptions) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(all(test, not(feature = "hdf5")))]
+mod without_hdf5 {
+    use super::*;
+
+    #[test]
+    fn hdf5_layouts_are_detected_and_refused_naming_the_feature() {
+        let options = OpenOptions::default();
+        assert_eq!(detect("/nowhere/x.h5", &options).unwrap(), Format::Hdf5);
+        let Err(err) = open("/nowhere/x.h5", &options) else {
+            panic!("an HDF5 file opened without the hdf5 feature");
+        };
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+        assert!(err.to_string().contains("`hdf5` cargo feature"), "{err}");
+    }
 }

@@ -250,6 +250,8 @@ unsafe impl Sync for OutBuffer {}
 
 /// Reads each target in turn through a safe slice: the [`Volume::read_many`] of formats
 /// that read box by box.
+// Only the HDF5 layouts use it today.
+#[cfg_attr(not(feature = "hdf5"), allow(dead_code))]
 pub(crate) fn read_each(
     targets: &mut [ReadTarget<'_>],
     mut read: impl FnMut(&Bbox, &mut [u8]) -> Result<()>,
@@ -264,6 +266,7 @@ pub(crate) fn read_each(
 /// Writes `data` (the voxels of `bbox`) box by box: all of it, or with `only` the part of
 /// each of those boxes inside `bbox`. The [`Volume::write_from_only`] of formats whose
 /// storage units are not worth planning across boxes.
+#[cfg_attr(not(feature = "hdf5"), allow(dead_code))]
 pub(crate) fn write_each(
     volume: &(impl Volume + ?Sized),
     bbox: &Bbox,

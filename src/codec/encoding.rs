@@ -91,7 +91,7 @@ impl Codec for Unsupported {
     fn check(&self, _: DType, _: usize) -> Result<(), FieldError> {
         Err(FieldError::new(
             "encoding",
-            format!("{:?} is not supported", self.name),
+            registry::why_unsupported(&self.name),
         ))
     }
     fn default_compression(&self) -> Compression {
@@ -106,7 +106,7 @@ impl Codec for Unsupported {
         _: &ChunkLayout,
         _: &mut dyn FnMut(&[u8]),
     ) -> Result<(), DecodeError> {
-        Err(format!("encoding {:?} is not supported", self.name).into())
+        Err(registry::why_unsupported(&self.name).into())
     }
     fn encode<'a>(&self, _: &'a [u8], _: &ChunkLayout) -> Result<Cow<'a, [u8]>> {
         Err(Error::invalid(format!(

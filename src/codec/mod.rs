@@ -30,6 +30,7 @@
 pub mod blosc;
 pub mod compressed_segmentation;
 mod encoding;
+#[cfg(feature = "jpeg")]
 pub mod jpeg;
 pub mod png;
 pub mod raw;

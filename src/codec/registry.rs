@@ -2,7 +2,9 @@
 //! option check, the Python bindings (option keys for copies) and the fuzz harness list read
 //! it, so adding an encoding never edits them.
 
-use super::{blosc, compressed_segmentation, jpeg, png, raw, FieldError, ScaleJson};
+#[cfg(feature = "jpeg")]
+use super::jpeg;
+use super::{blosc, compressed_segmentation, png, raw, FieldError, ScaleJson};
 use super::{Codec, Encoding};
 use crate::dtype::DType;
 
@@ -36,11 +38,35 @@ pub trait CodecKind: Sync {
 /// Every encoding, in the order messages list them.
 pub static REGISTRY: &[&dyn CodecKind] = &[
     &raw::Kind,
+    #[cfg(feature = "jpeg")]
     &jpeg::Kind,
     &png::Kind,
     &compressed_segmentation::Kind,
     &blosc::Kind,
 ];
+
+/// Encodings that this build leaves out, each with the cargo feature that adds it: a layer
+/// in one of them parses, and reading or creating it fails with an error naming the feature.
+const LEFT_OUT: &[(&str, &str)] = &[
+    #[cfg(not(feature = "jpeg"))]
+    ("jpeg", "jpeg"),
+];
+
+/// Why IO on the encoding `name`, which no registered codec has, cannot work: a missing
+/// cargo feature where the build left the codec out.
+pub(crate) fn why_unsupported(name: &str) -> String {
+    match left_out_feature(name) {
+        Some(feature) => {
+            format!("encoding {name:?} needs bigarrays built with the `{feature}` cargo feature")
+        }
+        None => format!("encoding {name:?} is not supported"),
+    }
+}
+
+/// The cargo feature that adds the encoding `name`, where this build left it out.
+pub(crate) fn left_out_feature(name: &str) -> Option<&'static str> {
+    LEFT_OUT.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+}
 
 /// The encoding `name` (any case) in `registry`, with its options from `scale`; a name no
 /// codec has parses as an unsupported encoding (IO on it raises).
@@ -118,5 +144,17 @@ mod tests {
             .unwrap()
             .codec()
             .supported());
+    }
+
+    #[test]
+    #[cfg(not(feature = "jpeg"))]
+    fn jpeg_without_its_feature_parses_and_names_the_feature() {
+        let e = parse_in(REGISTRY, "jpeg", &ScaleJson::new()).unwrap();
+        let err = e.codec().check(DType::U8, 1).unwrap_err();
+        assert!(
+            err.reason.contains("`jpeg` cargo feature"),
+            "{}",
+            err.reason
+        );
     }
 }

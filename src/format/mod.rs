@@ -4,5 +4,6 @@
 //! one shared dataset reader). Each format implements [`crate::Volume`]; `crate::open` picks
 //! one for a URL.
 
+#[cfg(feature = "hdf5")]
 pub mod hdf5;
 pub mod precomputed;

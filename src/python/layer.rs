@@ -15,7 +15,9 @@ use super::{detached, zeros};
 use crate::codec::Compression;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+#[cfg(feature = "hdf5")]
 use crate::format::hdf5::dataset::H5Compression;
+#[cfg(feature = "hdf5")]
 use crate::format::hdf5::h5s::H5sArray;
 use crate::format::precomputed::BigArray;
 use crate::format::precomputed::LayerSpec;
@@ -68,6 +70,7 @@ fn compression(name: Option<&str>) -> Result<Option<Compression>> {
 }
 
 /// H5s's `compression=`: the HDF5 filter of new block files.
+#[cfg(feature = "hdf5")]
 fn h5s_compression(name: Option<&str>) -> Result<H5Compression> {
     Ok(match name {
         None => H5Compression::None,
@@ -232,6 +235,7 @@ impl Layer {
     }
 
     /// Creates an H5s layer (BigArrays.jl's `config.json`) in directory `url`.
+    #[cfg(feature = "hdf5")]
     #[staticmethod]
     #[pyo3(signature = (url, *, shape, dtype, block, chunk, voxel_offset, num_channels, compression, overwrite))]
     #[allow(clippy::too_many_arguments)]

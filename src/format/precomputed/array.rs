@@ -277,8 +277,12 @@ impl BigArray {
         let encoding = &info.scales[0].encoding;
         if !encoding.codec().supported() {
             let supported: Vec<_> = codec::registry::names().map(|n| format!("{n:?}")).collect();
+            let why = match codec::registry::left_out_feature(encoding.name()) {
+                Some(_) => format!(": {}", codec::registry::why_unsupported(encoding.name())),
+                None => String::new(),
+            };
             return Err(Error::invalid(format!(
-                "{url}: encoding {:?} cannot be written (supported: {})",
+                "{url}: encoding {:?} cannot be written (supported: {}){why}",
                 encoding.name(),
                 supported.join(", ")
             )));
