@@ -70,7 +70,7 @@ pub trait Volume: Send + Sync + std::fmt::Debug {
     /// summary for the other HDF5 layouts.
     fn metadata_json(&self) -> String;
 
-    /// Whether [`Volume::write_from`] can succeed (the format and the store allow writes).
+    /// Whether writes can succeed: the format and its store take them.
     fn writable(&self) -> bool {
         false
     }

@@ -758,8 +758,9 @@ impl Volume for BigArray {
         self.info.to_json()
     }
 
+    /// False over a read-only store (HTTP).
     fn writable(&self) -> bool {
-        true
+        self.store.writer("info").is_ok()
     }
 
     /// Every chunk the boxes touch is fetched and decoded once, however many boxes share
