@@ -17,7 +17,8 @@ pub type Entry = Option<Arc<[u8]>>;
 const MISSING_COST: usize = 64;
 
 #[derive(Debug)]
-pub struct ChunkCache {
+/// A bounded LRU of decoded chunks (or of known-missing ones), keyed by grid cell.
+pub(crate) struct ChunkCache {
     budget: usize,
     state: Mutex<State>,
     hits: AtomicU64,
@@ -33,10 +34,15 @@ struct State {
 /// Counters, for users tuning `cache_bytes` (and tests proving hits skip the store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
+    /// Lookups answered from the cache.
     pub hits: u64,
+    /// Lookups the cache could not answer (the chunk was then fetched).
     pub misses: u64,
+    /// Chunks (and known-missing chunks) held now.
     pub entries: usize,
+    /// Bytes the held entries are charged now.
     pub bytes: usize,
+    /// The most bytes the cache holds (`cache_bytes`).
     pub budget: usize,
 }
 
@@ -106,6 +112,7 @@ impl ChunkCache {
         }
     }
 
+    /// The counters and occupancy now.
     pub fn stats(&self) -> CacheStats {
         let state = self.state();
         CacheStats {

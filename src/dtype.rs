@@ -6,16 +6,27 @@ use std::fmt;
 /// A voxel data type. Values are stored little-endian.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// `bool`: one byte per voxel.
     Bool,
+    /// `uint8`.
     U8,
+    /// `int8`.
     I8,
+    /// `uint16`.
     U16,
+    /// `int16`.
     I16,
+    /// `uint32`.
     U32,
+    /// `int32`.
     I32,
+    /// `uint64`.
     U64,
+    /// `int64`.
     I64,
+    /// `float32`.
     F32,
+    /// `float64`.
     F64,
 }
 

@@ -7,32 +7,51 @@
 pub enum Error {
     /// The URL holds no layer (no `info`).
     #[error("{url}: no layer here (no 'info' found)")]
-    LayerNotFound { url: String },
+    LayerNotFound {
+        /// The layer or object URL.
+        url: String,
+    },
 
     /// What the URL names is not there: an HDF5 file, or the dataset asked for in one.
     #[error("{url}: {reason}")]
-    NotFound { url: String, reason: String },
+    NotFound {
+        /// The layer or object URL.
+        url: String,
+        /// What is missing, in words.
+        reason: String,
+    },
 
     /// `create` found an existing layer and was not told to overwrite it.
     #[error("{url}: a layer already exists here (pass overwrite=True to replace it with an empty layer)")]
-    LayerExists { url: String },
+    LayerExists {
+        /// The layer or object URL.
+        url: String,
+    },
 
     /// The layer's metadata is malformed or asks for something unsupported.
     #[error("{url}: info field '{field}': {reason}")]
     Info {
+        /// The layer URL.
         url: String,
+        /// The `info` key at fault (dotted for nested keys).
         field: String,
+        /// What is wrong with it, in words.
         reason: String,
     },
 
     /// A chunk inside the bounds is absent and the layer was opened with `fill_missing=false`.
     #[error("{key}: chunk is missing (opened with fill_missing=False)")]
-    MissingChunk { key: String },
+    MissingChunk {
+        /// The chunk's store key.
+        key: String,
+    },
 
     /// A chunk's bytes cannot be turned into the voxels the layer's metadata promises.
     #[error("{key}: cannot decode chunk: {reason}")]
     ChunkDecode {
+        /// The chunk's store key.
         key: String,
+        /// Why it cannot be decoded, in words.
         reason: String,
         /// The codec's own typed error, when a codec raised it (`reason` is its message).
         #[source]
@@ -44,33 +63,48 @@ pub enum Error {
     /// (an `io::Error`, an `object_store::Error`, a Python exception) where there was one.
     #[error("{url}: {reason}")]
     Store {
+        /// The URL of the object or store involved.
         url: String,
+        /// What went wrong, in words.
         reason: String,
         #[source]
+        /// The underlying error, where there was one.
         source: Option<Cause>,
     },
 
     /// An object changed (another writer replaced it) between the requests of one read
     /// that must all see the same version of it; readers retry, so this rarely escapes.
     #[error("{url}: changed while being read (a concurrent writer replaced it)")]
-    Changed { url: String },
+    Changed {
+        /// The layer or object URL.
+        url: String,
+    },
 
     /// The store refused access (HTTP 401/403, missing or wrong credentials).
     #[error("{url}: permission denied: {reason}")]
     PermissionDenied {
+        /// The URL access was refused to.
         url: String,
+        /// What the store said, in words.
         reason: String,
         #[source]
+        /// The underlying error, where there was one.
         source: Option<Cause>,
     },
 
     /// A write reached outside the layer's bounds; nothing was written.
     #[error("{reason}")]
-    OutOfBounds { reason: String },
+    OutOfBounds {
+        /// Which box reached where, in words.
+        reason: String,
+    },
 
     /// An argument makes no sense (wrong buffer length, bad option, unknown mip).
     #[error("{reason}")]
-    InvalidArgument { reason: String },
+    InvalidArgument {
+        /// What is wrong, in words.
+        reason: String,
+    },
 
     /// The caller asked the operation to stop (in Python: Ctrl-C) while it waited; what it
     /// had not yet done was abandoned (see [`crate::interrupt`]). A write stopped this way
@@ -80,7 +114,10 @@ pub enum Error {
 
     /// A bug: a panic caught before it could cross into the caller.
     #[error("internal error (please report): {reason}")]
-    Internal { reason: String },
+    Internal {
+        /// The panic's message.
+        reason: String,
+    },
 }
 
 /// The error a store error came from, kept for callers that walk `source()` chains.

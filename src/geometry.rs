@@ -6,7 +6,9 @@ use crate::error::{Error, Result};
 /// A half-open box `[start, stop)` in absolute voxel coordinates (x, y, z).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Bbox {
+    /// The lowest corner, inclusive.
     pub start: [i64; 3],
+    /// The highest corner, exclusive.
     pub stop: [i64; 3],
 }
 
@@ -33,6 +35,7 @@ impl Bbox {
         })
     }
 
+    /// Whether the box holds no voxel.
     pub fn is_empty(&self) -> bool {
         (0..3).any(|d| self.stop[d] <= self.start[d])
     }
@@ -65,8 +68,11 @@ impl Bbox {
 /// The regular chunk grid of one scale, anchored at `voxel_offset`, edge chunks clipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkGrid {
+    /// The voxel coordinate of the layer's lowest corner.
     pub voxel_offset: [i64; 3],
+    /// The layer extent in voxels.
     pub size: [u64; 3],
+    /// The chunk edge in voxels; edge chunks are clipped at the bounds.
     pub chunk: [u64; 3],
 }
 
@@ -170,6 +176,7 @@ impl BoxCopy {
         self.buffer_len(self.src_shape)
     }
 
+    /// Length in bytes of the destination buffer this copy expects.
     pub fn dst_len(&self) -> usize {
         self.buffer_len(self.dst_shape)
     }

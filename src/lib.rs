@@ -18,6 +18,8 @@
 //! a feature, [`open`] still detects an HDF5 layout and a layer still parses a `jpeg` scale,
 //! and using it is an error naming the feature. See `docs/RUST.md`.
 
+#![warn(missing_docs)]
+
 #[cfg(target_endian = "big")]
 compile_error!("bigarrays stores little-endian voxels and assumes a little-endian host");
 

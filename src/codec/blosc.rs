@@ -102,12 +102,21 @@ impl Codec for Blosc {
 #[derive(Debug, thiserror::Error)]
 pub enum BloscDecodeError {
     #[error("{0} bytes is shorter than a Blosc header")]
+    /// The buffer (this many bytes) is shorter than a Blosc header.
     Short(usize),
     #[error("not a valid Blosc-1 buffer (header sizes disagree with its length)")]
+    /// The header's sizes disagree with the buffer's length.
     Invalid,
     #[error("Blosc buffer holds {holds} bytes, the chunk needs {expected}")]
-    Size { holds: usize, expected: usize },
+    /// The buffer decompresses to `holds` bytes, the chunk needs `expected`.
+    Size {
+        /// Decompressed bytes the header declares.
+        holds: usize,
+        /// Decoded bytes the chunk needs.
+        expected: usize,
+    },
     #[error("corrupt Blosc data (c-blosc returned {0})")]
+    /// c-blosc failed to decompress (its return code).
     Corrupt(c_int),
 }
 
@@ -119,12 +128,16 @@ const MAX_OVERHEAD: usize = 16;
 /// The compressor inside a Blosc buffer we write (reads take any).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BloscCompressor {
+    /// `blosclz`, Blosc's own fast compressor.
     BloscLz,
+    /// `lz4`.
     Lz4,
+    /// `zstd`.
     Zstd,
 }
 
 impl BloscCompressor {
+    /// The compressor named `name` (`blosclz`, `lz4`, `zstd`, any case), or `None`.
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name.to_ascii_lowercase().as_str() {
             "blosclz" => BloscCompressor::BloscLz,
@@ -134,6 +147,7 @@ impl BloscCompressor {
         })
     }
 
+    /// The compressor's name as stored (`blosclz`, `lz4`, `zstd`).
     pub fn name(self) -> &'static str {
         match self {
             BloscCompressor::BloscLz => "blosclz",

@@ -105,16 +105,24 @@ impl Codec for Jpeg {
 #[derive(Debug, thiserror::Error)]
 pub enum JpegDecodeError {
     #[error("jpeg holds 1 or 3 channels, the layer has {0}")]
+    /// The layer's channel count (JPEG holds 1 or 3).
     Channels(usize),
     #[error("jpeg decoder: {0}")]
+    /// libjpeg-turbo's decompressor could not be created or configured.
     Decoder(#[source] turbojpeg::Error),
     #[error("corrupt jpeg: {0}")]
+    /// The bytes are not a valid JPEG image.
     Corrupt(#[source] turbojpeg::Error),
     #[error("jpeg image is {width}×{height} pixels, the chunk {shape:?} needs {voxels}")]
+    /// The image's size does not fit the chunk.
     Size {
+        /// Image width in pixels.
         width: usize,
+        /// Image height in pixels.
         height: usize,
+        /// The chunk's clipped shape `[x, y, z]`.
         shape: [usize; 3],
+        /// Voxels per channel the chunk needs.
         voxels: usize,
     },
 }

@@ -57,7 +57,9 @@ use crate::error::{Error, Result};
 pub struct ChunkLayout {
     /// `[cx, cy, cz]`, clipped at the upper layer bounds.
     pub shape: [usize; 3],
+    /// Channels per voxel (at least 1).
     pub channels: usize,
+    /// The voxel type.
     pub dtype: DType,
 }
 
@@ -76,6 +78,7 @@ impl ChunkLayout {
 /// Where a decoder that writes in place puts a chunk: `row(c, y, z)` is the row of voxels
 /// `(0.., y, z)` of channel `c`, `shape[0]` little-endian values, all of which it writes.
 pub trait ChunkRows {
+    /// The row of voxels `(0.., y, z)` of channel `c`: `shape[0]` values to write in full.
     fn row(&mut self, c: usize, y: usize, z: usize) -> &mut [u8];
 }
 
@@ -90,11 +93,14 @@ pub type DecodeError = Box<dyn std::error::Error + Send + Sync>;
 /// (`data_type`, `num_channels`, `encoding`, or one of the codec's option keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
+    /// The metadata key at fault.
     pub field: String,
+    /// What is wrong with it, in words.
     pub reason: String,
 }
 
 impl FieldError {
+    /// An error about `field`, saying `reason`.
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         FieldError {
             field: field.into(),

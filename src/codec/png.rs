@@ -94,24 +94,36 @@ impl Codec for Png {
 #[derive(Debug, thiserror::Error)]
 pub enum PngDecodeError {
     #[error("corrupt png: {0}")]
+    /// The bytes are not a valid PNG image.
     Corrupt(#[source] png::DecodingError),
     #[error("png image is {width}×{height} pixels, the chunk {shape:?} needs {voxels}")]
+    /// The image's size does not fit the chunk.
     Size {
+        /// Image width in pixels.
         width: usize,
+        /// Image height in pixels.
         height: usize,
+        /// The chunk's clipped shape `[x, y, z]`.
         shape: [usize; 3],
+        /// Voxels per channel the chunk needs.
         voxels: usize,
     },
     #[error(
         "png holds {color:?} at {depth:?} bits, the layer has {channels} channel(s) of {dtype}"
     )]
+    /// The image's colour type or bit depth does not match the layer's channels and type.
     Pixels {
+        /// The image's colour type.
         color: ColorType,
+        /// The image's bit depth.
         depth: BitDepth,
+        /// The layer's channel count.
         channels: usize,
+        /// The layer's voxel type.
         dtype: DType,
     },
     #[error("png output size does not match the chunk")]
+    /// The decoder would output a different number of bytes than the chunk holds.
     OutputSize,
 }
 

@@ -32,7 +32,9 @@ pub struct Raw;
 #[derive(Debug, thiserror::Error)]
 #[error("{got} bytes, the chunk needs {expected}")]
 pub struct RawDecodeError {
+    /// Bytes stored.
     pub got: usize,
+    /// Bytes the chunk needs.
     pub expected: usize,
 }
 

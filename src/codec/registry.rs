@@ -10,9 +10,12 @@ use crate::dtype::DType;
 
 /// What the decode fuzz harness of a codec varies: the dtypes and channel counts its
 /// decoder accepts.
+#[doc(hidden)]
 #[derive(Debug, Clone, Copy)]
 pub struct FuzzSpec {
+    /// Voxel types the decoder accepts.
     pub dtypes: &'static [DType],
+    /// Channel counts the decoder accepts.
     pub channels: &'static [usize],
 }
 
@@ -30,6 +33,7 @@ pub trait CodecKind: Sync {
 
     /// How the fuzz harness `decode_<first name>` drives its decoder; `None`: no harness
     /// of its own.
+    #[doc(hidden)]
     fn fuzz(&self) -> Option<FuzzSpec> {
         None
     }

@@ -24,8 +24,11 @@ const BROTLI_WINDOW: u32 = 22;
 /// Byte-level compression applied to a whole chunk when it is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Compression {
+    /// Stored as is.
     None,
+    /// `gzip`.
     Gzip,
+    /// `zstd`.
     Zstd,
     /// `br`: brotli, as cloudfiles writes it (`compress="br"`).
     Brotli,

@@ -41,8 +41,11 @@ const DEFAULT_DEADLINE_S: f64 = 120.0;
 /// Which cloud a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
+    /// `s3://` (Amazon S3 and S3-compatible stores).
     S3,
+    /// `gs://` (Google Cloud Storage).
     Gcs,
+    /// `http://` or `https://`.
     Http,
 }
 

@@ -36,7 +36,9 @@ pub use whole::{range_of, ranges_of};
 /// store-specific version (a GCS generation), as the store named it when the object was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
+    /// The ETag the store named, if any.
     pub e_tag: Option<String>,
+    /// The store-specific version (a GCS generation), if any.
     pub version: Option<String>,
 }
 
@@ -55,6 +57,7 @@ pub enum PutMode {
 /// A value read from a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Object {
+    /// The value.
     pub bytes: Bytes,
     /// The `Content-Encoding` stored with the object; always `None` where the store keeps no
     /// per-object metadata ([`ReadStore::keeps_metadata`]).
@@ -88,6 +91,7 @@ pub struct Listed {
 /// Options of a put ([`Store::put_opts`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PutOptions {
+    /// What the put may replace.
     pub mode: PutMode,
     /// The `Content-Encoding` to store with the object. Only for stores that keep
     /// per-object metadata ([`ReadStore::keeps_metadata`]); elsewhere it is an error.

@@ -27,8 +27,11 @@ const MAX_REGISTRY_BYTES: u64 = 64 << 20;
 /// One line of the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Section {
+    /// The section's file name without `.h5`, relative to the layer directory.
     pub name: String,
+    /// `[xoff, yoff]`: the section's lowest x and y.
     pub offset: [i64; 2],
+    /// `[xdim, ydim]`: the section's extent in x and y.
     pub size: [u64; 2],
 }
 
@@ -166,10 +169,12 @@ impl AlignedArray {
         })
     }
 
+    /// The layer directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The registry's sections by z (index `z`), `None` where a line is empty.
     pub fn sections(&self) -> &[Option<Section>] {
         &self.sections
     }

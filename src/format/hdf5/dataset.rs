@@ -147,6 +147,7 @@ impl OutBuf {
         })
     }
 
+    /// The buffer's shape, Fortran order `[x, y, z, c]`.
     pub fn shape(&self) -> Dims {
         self.shape
     }
@@ -365,6 +366,7 @@ impl H5Dataset {
         &self.path
     }
 
+    /// The voxel type.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
@@ -636,19 +638,24 @@ pub enum H5Compression {
     Blosc,
     /// Shuffle + deflate.
     Deflate,
+    /// No filter.
     None,
 }
 
 /// How to create a dataset that does not exist yet.
 #[derive(Debug, Clone)]
 pub struct DatasetSpec {
+    /// Number of axes: how many leading entries of `shape` and `chunk` count.
     pub rank: usize,
+    /// The voxel type.
     pub dtype: DType,
     /// Fortran order.
     pub shape: Dims,
     /// Fortran order.
     pub chunk: Dims,
+    /// The filter applied to each chunk.
     pub compression: H5Compression,
+    /// The deflate level (0-9), for [`H5Compression::Deflate`].
     pub deflate_level: u8,
 }
 

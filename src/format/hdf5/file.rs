@@ -68,10 +68,12 @@ impl H5File {
         Ok(H5File { dataset, bounds })
     }
 
+    /// The dataset read.
     pub fn dataset(&self) -> &H5Dataset {
         &self.dataset
     }
 
+    /// The HDF5 file's path.
     pub fn path(&self) -> &Path {
         self.dataset.path()
     }

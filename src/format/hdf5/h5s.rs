@@ -71,12 +71,19 @@ pub fn julia_type(dtype: DType) -> Option<&'static str> {
 /// What a `config.json` says.
 #[derive(Debug, Clone)]
 pub struct H5sConfig {
+    /// The block file name prefix (`h5FilePrefix`), a plain file name with no separators.
     pub prefix: String,
+    /// The voxel type.
     pub dtype: DType,
+    /// The voxel coordinate where block 0 starts (`globalOffset`).
     pub global_offset: [i64; 3],
+    /// The edge of each block file in voxels, `(x, y, z)`.
     pub block: [u64; 3],
+    /// The HDF5 chunk edge inside each block file, `(x, y, z)`.
     pub chunk: [u64; 3],
+    /// Channels per voxel.
     pub channels: usize,
+    /// The filter of block files this layer creates.
     pub compression: H5Compression,
     /// bigarrays' extension: the declared `(x, y, z)` extent.
     pub size: Option<[u64; 3]>,
@@ -443,10 +450,12 @@ impl H5sArray {
         Self::open(dir, true)
     }
 
+    /// The parsed `config.json`.
     pub fn config(&self) -> &H5sConfig {
         &self.config
     }
 
+    /// The layer directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

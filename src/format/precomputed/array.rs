@@ -390,6 +390,7 @@ impl BigArray {
         })
     }
 
+    /// The layer's parsed `info`.
     pub fn info(&self) -> &Info {
         &self.info
     }
@@ -399,6 +400,7 @@ impl BigArray {
         &self.info.scales[self.options.mip]
     }
 
+    /// The options this handle was opened with.
     pub fn options(&self) -> &OpenOptions {
         &self.options
     }

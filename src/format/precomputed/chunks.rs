@@ -29,6 +29,7 @@ pub struct ChunkStore {
 }
 
 impl ChunkStore {
+    /// Chunk files in `store`, no suffix seen yet.
     pub fn new(store: Handle) -> Self {
         ChunkStore {
             store,
@@ -36,6 +37,7 @@ impl ChunkStore {
         }
     }
 
+    /// The store the chunk files live in.
     pub fn store(&self) -> &Handle {
         &self.store
     }

@@ -21,8 +21,11 @@ pub struct Scale {
     /// The chunk prefix relative to the layer root, normalised (no `.`/`..`, no slashes at
     /// either end).
     pub key: String,
+    /// The scale's bounds and chunk size.
     pub grid: ChunkGrid,
+    /// Voxel size in nanometers, `(x, y, z)`.
     pub resolution: [f64; 3],
+    /// How its chunks are encoded.
     pub encoding: Encoding,
     /// Whether a `sharding` spec is present.
     pub sharded: bool,
@@ -35,25 +38,37 @@ pub struct Scale {
 #[derive(Debug, Clone)]
 pub struct Info {
     json: Map<String, Value>,
+    /// The voxel type (`data_type`).
     pub data_type: DType,
+    /// Channels per voxel (`num_channels`).
     pub num_channels: usize,
+    /// `type`: `image` or `segmentation`.
     pub layer_type: String,
+    /// The scales, finest (mip 0) first.
     pub scales: Vec<Scale>,
 }
 
 /// What `create` needs to write a new single-scale layer.
 #[derive(Debug, Clone)]
 pub struct LayerSpec {
+    /// The layer extent in voxels, `(x, y, z)`.
     pub shape: [u64; 3],
+    /// The voxel type.
     pub dtype: DType,
+    /// The chunk edge in voxels, `(x, y, z)`.
     pub chunks: [u64; 3],
+    /// The voxel coordinate of the layer's lowest corner.
     pub voxel_offset: [i64; 3],
+    /// Voxel size in nanometers, `(x, y, z)`.
     pub resolution: [f64; 3],
+    /// Channels per voxel.
     pub num_channels: usize,
+    /// The `encoding` name (`raw`, `png`, `compressed_segmentation`, ...).
     pub encoding: String,
     /// Scale keys that parameterise the encoding (any codec's option keys, see
     /// [`registry::all_option_keys`]).
     pub encoding_options: Map<String, Value>,
+    /// `type`: `image` or `segmentation`.
     pub layer_type: String,
     /// `None` (unsharded), `"auto"`, or a `sharding` object (see
     /// [`ShardingSpec::auto`] for what "auto" picks).

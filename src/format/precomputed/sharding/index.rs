@@ -12,7 +12,9 @@ const MAX_MINISHARD_INDEX: usize = 256 << 20;
 /// One chunk in a minishard index: its id and byte range in the shard file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkEntry {
+    /// The chunk id.
     pub id: u64,
+    /// `(start, end)`: the chunk's bytes in the shard file, end exclusive.
     pub range: (u64, u64),
 }
 
@@ -21,6 +23,7 @@ pub struct ChunkEntry {
 pub struct MinishardIndex(pub(super) Vec<ChunkEntry>);
 
 impl MinishardIndex {
+    /// The byte range of chunk `id` in the shard file, or `None` when it is absent.
     pub fn find(&self, id: u64) -> Option<Range<u64>> {
         self.0
             .binary_search_by_key(&id, |e| e.id)

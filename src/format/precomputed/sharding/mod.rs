@@ -1,7 +1,7 @@
 //! The sharded precomputed format (`neuroglancer_uint64_sharded_v1`): chunk ids (compressed
 //! Morton codes), the hash that sends an id to a shard and minishard, and the byte layout of
 //! a shard file (shard index → minishard indexes → chunk data). Reading goes through
-//! [`ShardReader`], which fetches only the ranges a cutout needs and caches indexes;
+//! `ShardReader`, which fetches only the ranges a cutout needs and caches indexes;
 //! writing builds whole shard files with [`encode_shard`].
 //!
 //! Every offset and length read from a shard is checked against the file size before it is
@@ -16,8 +16,7 @@ mod writer;
 use super::Encoding;
 
 pub(crate) use index::decode_minishard_index;
-pub use index::{ChunkEntry, MinishardIndex};
-pub use reader::{ShardReader, DEFAULT_INDEX_CACHE_BYTES};
+pub(crate) use reader::ShardReader;
 pub use spec::AUTO_SHARD_BYTES;
 pub use spec::{compressed_morton, morton_bits, murmur_low64, ShardHash, ShardingSpec};
 pub use writer::{decode_shard, encode_shard};

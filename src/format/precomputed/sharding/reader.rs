@@ -85,6 +85,7 @@ pub struct ShardReader {
 }
 
 impl ShardReader {
+    /// A reader of the shards under `prefix` in `store`, with an empty index cache.
     pub fn new(store: Arc<dyn ReadStore>, spec: ShardingSpec, prefix: &str) -> Self {
         ShardReader {
             store,
@@ -97,6 +98,7 @@ impl ShardReader {
         }
     }
 
+    /// The scale's sharding spec.
     pub fn spec(&self) -> &ShardingSpec {
         &self.spec
     }

@@ -19,16 +19,22 @@ const AUTO_MINISHARD_BITS: u32 = 6;
 /// The hash applied to `chunk_id >> preshift_bits`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShardHash {
+    /// `identity`: the value itself.
     Identity,
+    /// `murmurhash3_x86_128`: the low 64 bits of MurmurHash3 x86 128 (seed 0).
     Murmur,
 }
 
 /// A scale's `sharding` object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardingSpec {
+    /// Low bits of the chunk id dropped before hashing, so neighbours share a minishard.
     pub preshift_bits: u32,
+    /// The hash applied to the shifted id.
     pub hash: ShardHash,
+    /// Bits of the hash that pick the minishard within a shard.
     pub minishard_bits: u32,
+    /// Bits of the hash, above the minishard bits, that pick the shard.
     pub shard_bits: u32,
     /// Whether minishard indexes are gzipped (`minishard_index_encoding`).
     pub minishard_index_gzip: bool,
@@ -93,6 +99,7 @@ impl ShardingSpec {
         })
     }
 
+    /// The `sharding` object as stored in `info`.
     pub fn to_json(&self) -> Value {
         let enc = |gzip: bool| if gzip { "gzip" } else { "raw" };
         json!({
