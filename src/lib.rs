@@ -15,7 +15,7 @@
 //! C compiler. `hdf5` adds BigArrays.jl's HDF5 layouts (`H5sArray`, `AlignedArray`,
 //! `H5File`; the HDF5 C library, built with CMake); `jpeg` adds the `jpeg` encoding
 //! (libjpeg-turbo, built with CMake and nasm); `python` builds the extension module. Without
-//! a feature, [`open`] still detects an HDF5 layout and a layer still parses a `jpeg` scale,
+//! a feature, [`open()`] still detects an HDF5 layout and a layer still parses a `jpeg` scale,
 //! and using it is an error naming the feature. See `docs/RUST.md`.
 
 #![warn(missing_docs)]

@@ -397,7 +397,7 @@ impl H5Dataset {
     /// Reads the box `[start, start + ext)` of the dataset (clipped by the caller to its
     /// shape) into `out` at `out_at`, decoding chunks in parallel on the current rayon pool.
     /// Chunks never written read as zeros. Stops with [`Error::Interrupted`] once `cancel`
-    /// is set (see [`interrupt::install`]).
+    /// is set (see `interrupt::install`).
     pub fn read(
         &self,
         start: Dims,
