@@ -79,6 +79,23 @@ def test_python_mapping_store_round_trips():
     np.testing.assert_array_equal(BigArray("layers/em", store=store)[:, :, :], ref)
 
 
+def test_a_mapping_key_prefix_is_never_taken_for_a_local_file(tmp_path, monkeypatch):
+    """With store=, the URL is a key prefix: a local file or directory of that name (an
+    ``.h5`` file, an H5s ``config.json``) does not make it an HDF5 layout."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vol.h5").write_bytes(b"not read")
+    (tmp_path / "blocks").mkdir()
+    (tmp_path / "blocks" / "config.json").write_text("{}")
+    store: dict[str, bytes] = {}
+    for prefix in ("vol.h5", "blocks"):
+        BigArray.create(prefix, store=store, shape=(4, 4, 4), dtype="uint8", chunks=(4, 4, 4))
+        assert BigArray(prefix, store=store).format == "precomputed"
+    with pytest.raises(bigarrays.InvalidArgumentError, match="h5s.*store="):
+        BigArray("blocks", store=store, format="h5s")
+    with pytest.raises(bigarrays.InvalidArgumentError, match="hdf5.*store="):
+        BigArray("vol.h5", store=store, dataset="img")
+
+
 def test_mapping_store_errors_become_store_errors():
     class Broken(dict):
         def __getitem__(self, key):

@@ -140,10 +140,13 @@ impl Layer {
             storage_options: store_options(storage_options),
         };
         let inner = detached(py, move || match store {
-            // A Python mapping holds keys, so only Precomputed layers.
+            // A Python mapping holds keys, so only Precomputed layers. `url` is a key prefix
+            // there, not a path: only what the caller asked for can name another format.
             Some(mapping) => {
-                let format = open::detect(url, &options)?;
-                if format.is_hdf5() {
+                let asked = options
+                    .format
+                    .or(options.dataset.as_ref().map(|_| Format::Hdf5));
+                if let Some(format) = asked.filter(|f| f.is_hdf5()) {
                     return Err(Error::invalid(format!(
                         "format {:?} reads local files: store= does not apply",
                         format.name()
