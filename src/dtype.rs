@@ -28,11 +28,36 @@ pub enum DType {
     F32,
     /// `float64`.
     F64,
+    /// `float16` (IEEE half precision; Zarr only, Precomputed has none).
+    F16,
+    /// `complex64`: two `float32`, real part first (Zarr only).
+    C64,
+    /// `complex128`: two `float64`, real part first (Zarr only).
+    C128,
 }
 
 impl DType {
     /// Every supported type, for error messages and tests.
-    pub const ALL: [DType; 11] = [
+    pub const ALL: [DType; 14] = [
+        DType::Bool,
+        DType::U8,
+        DType::I8,
+        DType::U16,
+        DType::I16,
+        DType::U32,
+        DType::I32,
+        DType::U64,
+        DType::I64,
+        DType::F32,
+        DType::F64,
+        DType::F16,
+        DType::C64,
+        DType::C128,
+    ];
+
+    /// The types a Precomputed `info` may name (neuroglancer's, plus `bool` and `float64`
+    /// that CloudVolume writes).
+    pub const PRECOMPUTED: [DType; 11] = [
         DType::Bool,
         DType::U8,
         DType::I8,
@@ -60,6 +85,18 @@ impl DType {
             DType::I64 => "int64",
             DType::F32 => "float32",
             DType::F64 => "float64",
+            DType::F16 => "float16",
+            DType::C64 => "complex64",
+            DType::C128 => "complex128",
+        }
+    }
+
+    /// Bytes of one scalar component: the item size, or half of it for complex types (byte
+    /// order applies per component).
+    pub fn component_size(self) -> usize {
+        match self {
+            DType::C64 | DType::C128 => self.itemsize() / 2,
+            _ => self.itemsize(),
         }
     }
 
@@ -67,9 +104,10 @@ impl DType {
     pub fn itemsize(self) -> usize {
         match self {
             DType::Bool | DType::U8 | DType::I8 => 1,
-            DType::U16 | DType::I16 => 2,
+            DType::U16 | DType::I16 | DType::F16 => 2,
             DType::U32 | DType::I32 | DType::F32 => 4,
-            DType::U64 | DType::I64 | DType::F64 => 8,
+            DType::U64 | DType::I64 | DType::F64 | DType::C64 => 8,
+            DType::C128 => 16,
         }
     }
 
@@ -111,6 +149,6 @@ mod tests {
             assert_eq!(DType::parse(d.name()), Some(d));
             assert_eq!(DType::parse(&d.name().to_uppercase()), Some(d));
         }
-        assert_eq!(DType::parse("complex64"), None);
+        assert_eq!(DType::parse("complex256"), None);
     }
 }

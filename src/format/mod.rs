@@ -1,9 +1,10 @@
 //! On-storage layouts, one folder each: Neuroglancer Precomputed (`precomputed/`: its
 //! `info`, chunk keys, sharding and the array that reads and writes them), and BigArrays.jl's
 //! HDF5 layouts (`hdf5/`: H5s block directories, aligned 2D sections and single datasets over
-//! one shared dataset reader). Each format implements [`crate::Volume`]; `crate::open` picks
+//! one shared dataset reader), and Zarr v2/v3 (`zarr/`). Each format implements [`crate::Volume`]; `crate::open` picks
 //! one for a URL.
 
 #[cfg(feature = "hdf5")]
 pub mod hdf5;
 pub mod precomputed;
+pub mod zarr;

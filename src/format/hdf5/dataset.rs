@@ -76,7 +76,9 @@ macro_rules! with_element {
                 type $T = f64;
                 $body
             }
-            DType::Bool => Err(Error::invalid("bool HDF5 datasets are not supported")),
+            other => Err(Error::invalid(format!(
+                "{other} HDF5 datasets are not supported"
+            ))),
         }
     };
 }

@@ -94,14 +94,16 @@ impl Info {
         let data_type = field("data_type")?
             .as_str()
             .ok_or_else(|| Error::info(url, "data_type", "not a string"))?;
-        let data_type = DType::parse(data_type).ok_or_else(|| {
-            let known: Vec<_> = DType::ALL.iter().map(|d| d.name()).collect();
-            Error::info(
-                url,
-                "data_type",
-                format!("{data_type:?} is not one of {known:?}"),
-            )
-        })?;
+        let data_type = DType::parse(data_type)
+            .filter(|d| DType::PRECOMPUTED.contains(d))
+            .ok_or_else(|| {
+                let known: Vec<_> = DType::PRECOMPUTED.iter().map(|d| d.name()).collect();
+                Error::info(
+                    url,
+                    "data_type",
+                    format!("{data_type:?} is not one of {known:?}"),
+                )
+            })?;
         let num_channels = field("num_channels")?
             .as_u64()
             .filter(|&n| (1..=65536).contains(&n))
