@@ -29,11 +29,14 @@ pub enum Error {
     },
 
     /// The layer's metadata is malformed or asks for something unsupported.
-    #[error("{url}: info field '{field}': {reason}")]
+    #[error("{url}: {file} field '{field}': {reason}")]
     Info {
         /// The layer URL.
         url: String,
-        /// The `info` key at fault (dotted for nested keys).
+        /// The metadata file at fault: `info` for Precomputed; `zarr.json`, `.zarray`,
+        /// `.zattrs` or `.zgroup` for Zarr.
+        file: String,
+        /// The key at fault (dotted for nested keys).
         field: String,
         /// What is wrong with it, in words.
         reason: String,
@@ -128,8 +131,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn info(url: &str, field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::metadata(url, "info", field, reason)
+    }
+
+    /// Malformed metadata in the file `file` (`zarr.json`, `.zarray`, ...) of the layer at `url`.
+    pub(crate) fn metadata(
+        url: &str,
+        file: &str,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         Error::Info {
             url: url.to_string(),
+            file: file.to_string(),
             field: field.into(),
             reason: reason.into(),
         }

@@ -9,8 +9,17 @@
 //! - `metadata`: `.zarray`/`.zattrs` (v2) and `zarr.json` (v3) parsed into one
 //!   [`metadata::ArrayMetadata`], v2's order, byte order and compressor expressed as the
 //!   equivalent v3 codec chain; data types, fill values and chunk key encodings.
+//! - `group`, `ome`: group attributes and OME-Zarr (NGFF 0.4 and 0.5) multiscales.
 //! - `codecs`: the codec chain (`bytes`, `transpose`, `gzip`, `zlib`, `zstd`, `blosc`,
 //!   `lz4`, `crc32c`, `sharding_indexed`), one codec per file.
 
+pub mod chunk_key;
+mod codec_json;
 pub mod codecs;
+mod doc;
+pub mod dtype;
+mod fill_value;
+pub mod group;
 pub mod metadata;
+pub mod ome;
+mod v2_codecs;
