@@ -20,6 +20,8 @@ mod doc;
 pub mod dtype;
 mod fill_value;
 pub mod group;
+#[cfg(test)]
+mod interop_tests;
 pub mod metadata;
 pub mod ome;
 mod v2_codecs;
