@@ -100,6 +100,7 @@ def main() -> None:
         save("parse_info", json.dumps(info).encode())
     transport_seeds()
     shard_seeds()
+    zarr_seeds()
 
 
 def transport_seeds() -> None:
@@ -158,6 +159,46 @@ def shard_seeds() -> None:
         index = minishard_index([(3, 16, 5), (4, 21, 7), (10, 40, 2)], 16)
         index = gzip.compress(index) if index_gzip else index
         save("parse_minishard_index", bytes([h, 0, 64]) + index)
+
+
+def zarr_seeds() -> None:
+    """decode_zarr_chain: the chunks and shards zarr-python and numcodecs wrote for the codec
+    tests, each behind its chain as JSON; parse_zarr_shard_index: uint8 shards that
+    zarr-python writes for the harness's configurations (see ``src/fuzzing.rs``)."""
+    import tempfile
+
+    import zarr
+    from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
+
+    cases = Path(__file__).resolve().parent.parent / "tests/data/zarr_codecs"
+    manifest = json.loads((cases / "cases.json").read_text())
+    for case in manifest["cases"]:
+        head = {k: case[k] for k in ("codecs", "shape", "dtype")}
+        text = json.dumps(head, separators=(",", ":")).encode()
+        stored = (cases / f"{case['name']}.bin").read_bytes()
+        save("decode_zarr_chain", struct.pack(">H", len(text)) + text + stored)
+    for h, dims in ((0x00, [3]), (0x0D, [1, 2]), (0x1A, [2, 0, 3]), (0x09, [0])):
+        rank = 1 + h % 3
+        per = [1 + d % 4 for d in dims[:rank]]
+        shape = tuple(2 * p for p in per)
+        index_codecs = [BytesCodec(endian="big" if h & 16 else "little")]
+        if h & 8:
+            index_codecs.append(Crc32cCodec())
+        with tempfile.TemporaryDirectory() as tmp:
+            arr = zarr.create_array(
+                store=zarr.storage.LocalStore(tmp), shape=shape, chunks=shape, dtype="uint8",
+                fill_value=0, compressors=None, filters=None,
+                serializer=ShardingCodec(
+                    chunk_shape=(2,) * rank, codecs=[BytesCodec()], index_codecs=index_codecs,
+                    index_location="start" if h & 4 else "end",
+                ),
+            )  # fmt: skip
+            data = (np.arange(int(np.prod(shape))) % 7).astype("uint8").reshape(shape)
+            if np.prod(per) > 1:
+                data[(slice(0, 2),) * rank] = 0  # a missing inner chunk
+            arr[...] = data
+            stored = (Path(tmp) / ("c/" + "/".join("0" * rank))).read_bytes()
+        save("parse_zarr_shard_index", bytes([h, *dims[:rank]]) + stored)
 
 
 if __name__ == "__main__":

@@ -241,6 +241,112 @@ pub fn check_minishard_index(data: &[u8]) {
     }
 }
 
+/// A Zarr codec chain and chunk from JSON (two length bytes, then `{"codecs": [...],
+/// "shape": [...], "dtype": ...}`), then stored bytes: hostile chains are refused, decoding
+/// gives exactly the chunk's bytes or an error, and what decodes encodes and decodes back
+/// to the same bytes; a chain's own specs parse again.
+pub fn check_zarr_chain(data: &[u8]) {
+    use crate::format::zarr::codecs::{ChunkRepr, CodecChain, CodecSpec};
+    use serde_json::Value;
+    let [a, b, rest @ ..] = data else {
+        return;
+    };
+    let n = usize::from(*a) << 8 | usize::from(*b);
+    if rest.len() < n {
+        return;
+    }
+    let (json, encoded) = rest.split_at(n);
+    let Ok(v) = serde_json::from_slice::<Value>(json) else {
+        return;
+    };
+    let Some(Ok(specs)) = v["codecs"].as_array().map(|c| {
+        c.iter()
+            .map(CodecSpec::from_json)
+            .collect::<Result<Vec<_>>>()
+    }) else {
+        return;
+    };
+    let shape = v["shape"]
+        .as_array()
+        .and_then(|s| s.iter().map(Value::as_u64).collect::<Option<Vec<_>>>());
+    let (Some(shape), Some(dtype)) = (shape, v["dtype"].as_str().and_then(DType::parse)) else {
+        return;
+    };
+    let repr = ChunkRepr {
+        shape,
+        dtype,
+        fill_value: vec![0x5a; dtype.itemsize()],
+    };
+    // The harness allocates the decoded chunk: keep it small.
+    let Some(len) = repr.byte_len().filter(|&n| n <= 1 << 20) else {
+        return;
+    };
+    let Ok(chain) = CodecChain::new(&specs, &repr) else {
+        return;
+    };
+    CodecChain::new(&chain.specs(), &repr).expect("a chain's own specs must parse again");
+    if let Ok(decoded) = chain.decode(encoded, &repr) {
+        assert_eq!(decoded.len(), len);
+        let again = chain
+            .encode(&decoded, &repr)
+            .expect("decoded chunks encode");
+        assert!(chain.decode(&again, &repr).expect("our encoding decodes") == decoded);
+    }
+}
+
+/// A Zarr shard of uint8 inner chunks of 2 per axis (rank, index location, index byte order
+/// and checksum from the first byte, inner chunks per axis from the next ones), then the
+/// shard's bytes: index entries lie inside the shard, and decoding gives exactly the
+/// shard's bytes, or an error.
+pub fn check_zarr_shard_index(data: &[u8]) {
+    use crate::format::zarr::codecs::{ChunkRepr, CodecChain, CodecSpec};
+    use serde_json::{json, Value};
+    let [h, rest @ ..] = data else {
+        return;
+    };
+    let rank = 1 + usize::from(h % 3);
+    if rest.len() < rank {
+        return;
+    }
+    let (dims, file) = rest.split_at(rank);
+    let per: Vec<u64> = dims.iter().map(|d| 1 + u64::from(d % 4)).collect();
+    let endian = if h & 16 != 0 { "big" } else { "little" };
+    let mut index_codecs = vec![json!({"name": "bytes", "configuration": {"endian": endian}})];
+    if h & 8 != 0 {
+        index_codecs.push(json!({"name": "crc32c"}));
+    }
+    let location = if h & 4 != 0 { "start" } else { "end" };
+    let spec = CodecSpec::new(
+        "sharding_indexed",
+        [
+            ("chunk_shape", json!(vec![2; rank])),
+            ("codecs", json!([{"name": "bytes"}])),
+            ("index_codecs", Value::from(index_codecs)),
+            ("index_location", json!(location)),
+        ],
+    );
+    let repr = ChunkRepr {
+        shape: per.iter().map(|p| p * 2).collect(),
+        dtype: DType::U8,
+        fill_value: vec![0],
+    };
+    let chain = CodecChain::new(&[spec], &repr).expect("a valid sharding chain");
+    let s = chain.sharding().expect("a sharding chain");
+    let len = file.len() as u64;
+    if let Some(r) = s.index_range(&repr.shape, len) {
+        let index = &file[r.start as usize..r.end as usize];
+        if let Ok(entries) = s.decode_index(index, &repr.shape, Some(len)) {
+            assert_eq!(entries.len() as u64, per.iter().product::<u64>());
+            for (offset, nbytes) in entries.into_iter().flatten() {
+                assert!(offset + nbytes <= len);
+            }
+        }
+    }
+    if let Ok(v) = chain.decode(file, &repr) {
+        assert_eq!(Some(v.len()), repr.byte_len());
+    }
+}
+
 /// A harness: any bytes in, a panic only on a bug.
 pub type Harness = Box<dyn Fn(&[u8]) + Send + Sync>;
 
@@ -269,6 +375,8 @@ const OTHER_TARGETS: &[(&str, PlainHarness)] = &[
     ("decode_transport", check_transport),
     ("parse_shard", check_shard),
     ("parse_minishard_index", check_minishard_index),
+    ("decode_zarr_chain", check_zarr_chain),
+    ("parse_zarr_shard_index", check_zarr_shard_index),
 ];
 
 /// Every harness by the cargo-fuzz target name that runs it (and the `fuzz/corpus/<name>`

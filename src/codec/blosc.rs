@@ -160,6 +160,15 @@ impl BloscCompressor {
 /// Decodes a Blosc-1 buffer that must hold exactly the chunk's raw bytes.
 pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, BloscDecodeError> {
     let expected = layout.raw_len();
+    check_buffer(bytes, expected)?;
+    let mut out = vec![0u8; expected];
+    decompress_into(bytes, &mut out)?;
+    Ok(out)
+}
+
+/// The decompressed size a Blosc-1 buffer declares, after checking that its header agrees
+/// with its length (what makes it safe to hand to c-blosc).
+pub fn decompressed_len(bytes: &[u8]) -> Result<usize, BloscDecodeError> {
     if bytes.len() < HEADER_LEN {
         return Err(BloscDecodeError::Short(bytes.len()));
     }
@@ -172,17 +181,27 @@ pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, BloscDecode
     if valid != 0 {
         return Err(BloscDecodeError::Invalid);
     }
-    if nbytes != expected {
-        return Err(BloscDecodeError::Size {
-            holds: nbytes,
-            expected,
-        });
+    Ok(nbytes)
+}
+
+fn check_buffer(bytes: &[u8], expected: usize) -> Result<(), BloscDecodeError> {
+    let holds = decompressed_len(bytes)?;
+    if holds != expected {
+        return Err(BloscDecodeError::Size { holds, expected });
     }
-    let mut out = vec![0u8; expected];
-    // SAFETY: `blosc_cbuffer_validate` has checked that the header's compressed size fits in
-    // `bytes` (so c-blosc, which bounds its reads by that size, stays inside the slice) and
-    // that it is safe to call `blosc_decompress_ctx`; `out` is writable for `out.len()` bytes
-    // and c-blosc writes no more than `destsize`. Nothing else aliases either buffer.
+    Ok(())
+}
+
+/// Decompresses a Blosc-1 buffer straight into `out`, which must be exactly the size the
+/// buffer declares (Zarr's `blosc` codec shares this with the Precomputed encoding).
+pub fn decompress_into(bytes: &[u8], out: &mut [u8]) -> Result<(), BloscDecodeError> {
+    let expected = out.len();
+    check_buffer(bytes, expected)?;
+    // SAFETY: `check_buffer` has validated the header (`blosc_cbuffer_validate`): its
+    // compressed size fits in `bytes` (so c-blosc, which bounds its reads by that size, stays
+    // inside the slice) and it is safe to call `blosc_decompress_ctx`; `out` is writable for
+    // `out.len()` bytes and c-blosc writes no more than `destsize`. Nothing else aliases
+    // either buffer.
     let n = unsafe {
         blosc_src::blosc_decompress_ctx(
             bytes.as_ptr().cast::<c_void>(),
@@ -194,7 +213,7 @@ pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, BloscDecode
     if usize::try_from(n).ok() != Some(expected) {
         return Err(BloscDecodeError::Corrupt(n));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Encodes raw voxels as one Blosc-1 buffer; `shuffle` is 0 (none), 1 (byte) or 2 (bit).
@@ -205,33 +224,56 @@ pub fn encode(
     clevel: u8,
     shuffle: u8,
 ) -> Result<Vec<u8>> {
+    compress(
+        voxels,
+        compressor.name(),
+        clevel,
+        shuffle,
+        layout.dtype.itemsize(),
+        0,
+    )
+}
+
+/// Compresses `data` as one Blosc-1 buffer with c-blosc's compressor `cname` (`blosclz`,
+/// `lz4`, `lz4hc`, `zstd`, `zlib`, `snappy` where built), level `clevel` (0–9), `shuffle` 0
+/// (none), 1 (byte) or 2 (bit), element size `typesize` and `blocksize` (0: automatic), as
+/// numcodecs' and zarr-python's Blosc call c-blosc.
+pub fn compress(
+    data: &[u8],
+    cname: &str,
+    clevel: u8,
+    shuffle: u8,
+    typesize: usize,
+    blocksize: usize,
+) -> Result<Vec<u8>> {
     // c-blosc 1.x takes at most 2^31 - 1 - overhead bytes per buffer.
-    if voxels.len() > (i32::MAX as usize) - MAX_OVERHEAD {
+    if data.len() > (i32::MAX as usize) - MAX_OVERHEAD {
         return Err(Error::invalid("a blosc chunk must be smaller than 2 GiB"));
     }
-    let name = CString::new(compressor.name()).map_err(|e| Error::internal(e.to_string()))?;
-    let mut out = vec![0u8; voxels.len() + MAX_OVERHEAD];
-    // SAFETY: `voxels` is readable for `voxels.len()` bytes, `out` writable for `out.len()`
+    let name = CString::new(cname).map_err(|e| Error::invalid(e.to_string()))?;
+    let mut out = vec![0u8; data.len() + MAX_OVERHEAD];
+    // SAFETY: `data` is readable for `data.len()` bytes, `out` writable for `out.len()`
     // bytes (c-blosc writes at most `destsize`), `name` is a NUL-terminated string that
     // outlives the call; the buffers do not overlap.
     let n = unsafe {
         blosc_src::blosc_compress_ctx(
             c_int::from(clevel.min(9)),
             c_int::from(shuffle.min(2)),
-            layout.dtype.itemsize(),
-            voxels.len(),
-            voxels.as_ptr().cast::<c_void>(),
+            typesize,
+            data.len(),
+            data.as_ptr().cast::<c_void>(),
             out.as_mut_ptr().cast::<c_void>(),
             out.len(),
             name.as_ptr(),
-            0,
+            blocksize,
             1,
         )
     };
-    let n = usize::try_from(n)
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| Error::invalid(format!("blosc compression failed (code {n})")))?;
+    let n = usize::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
+        Error::invalid(format!(
+            "blosc compression with {cname:?} failed (code {n})"
+        ))
+    })?;
     out.truncate(n);
     Ok(out)
 }

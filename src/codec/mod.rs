@@ -35,7 +35,7 @@ pub mod jpeg;
 pub mod png;
 pub mod raw;
 pub mod registry;
-mod scratch;
+pub(crate) mod scratch;
 #[cfg(test)]
 mod toy;
 pub mod transport;

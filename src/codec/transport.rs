@@ -221,8 +221,13 @@ pub fn gunzip_prefix(
             .is_ok()
 }
 
-/// Decompresses into `out`, failing rather than growing past it.
-fn decompress_into(kind: Compression, bytes: &[u8], out: &mut [u8]) -> Result<usize, String> {
+/// Decompresses into `out`, failing rather than growing past it (Zarr's `gzip` and `zstd`
+/// codecs share this).
+pub(crate) fn decompress_into(
+    kind: Compression,
+    bytes: &[u8],
+    out: &mut [u8],
+) -> Result<usize, String> {
     let cap = out.len();
     match kind {
         Compression::None => Err("not compressed".into()),
@@ -239,6 +244,20 @@ fn decompress_into(kind: Compression, bytes: &[u8], out: &mut [u8]) -> Result<us
         }),
         Compression::Brotli => brotli_into(bytes, out),
     }
+}
+
+/// Decompresses a zlib stream (RFC 1950, Zarr's and numcodecs' `zlib`) into `out`, failing
+/// rather than growing past it.
+pub(crate) fn zlib_decompress_into(bytes: &[u8], out: &mut [u8]) -> Result<usize, String> {
+    let cap = out.len();
+    DECOMPRESSOR.with_borrow_mut(|d| {
+        d.zlib_decompress(bytes, out).map_err(|e| match e {
+            DecompressionError::InsufficientSpace => {
+                format!("zlib data inflates past the expected {cap} bytes")
+            }
+            DecompressionError::BadData => "corrupt zlib data".to_string(),
+        })
+    })
 }
 
 /// Decompresses a brotli stream into `out`, failing if it holds more than `out.len()` bytes.

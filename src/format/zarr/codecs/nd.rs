@@ -1,0 +1,318 @@
+//! N-dimensional byte-level helpers for C-ordered arrays: byte swapping, transposition,
+//! copying blocks in and out of a larger array, filling with a pattern. Loops work on whole
+//! rows (memcpy) or on fixed-size elements the compiler unrolls and vectorises.
+
+/// Reverses the bytes of every `width`-byte component of `data` in place.
+pub(super) fn swap_in_place(data: &mut [u8], width: usize) {
+    fn go<const N: usize>(data: &mut [u8]) {
+        for c in data.chunks_exact_mut(N) {
+            c.reverse();
+        }
+    }
+    match width {
+        2 => go::<2>(data),
+        4 => go::<4>(data),
+        8 => go::<8>(data),
+        _ => {}
+    }
+}
+
+/// Copies `src` into `dst` (same length) reversing every `width`-byte component.
+pub(super) fn copy_swapped(src: &[u8], dst: &mut [u8], width: usize) {
+    fn go<const N: usize>(src: &[u8], dst: &mut [u8]) {
+        for (d, s) in dst.chunks_exact_mut(N).zip(src.chunks_exact(N)) {
+            for i in 0..N {
+                d[i] = s[N - 1 - i];
+            }
+        }
+    }
+    match width {
+        2 => go::<2>(src, dst),
+        4 => go::<4>(src, dst),
+        8 => go::<8>(src, dst),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+/// Whether `data` is nothing but repetitions of `pattern`.
+pub(super) fn is_all(data: &[u8], pattern: &[u8]) -> bool {
+    if pattern.is_empty() || !data.len().is_multiple_of(pattern.len()) {
+        return false;
+    }
+    if pattern.iter().all(|&b| b == pattern[0]) {
+        let b = pattern[0];
+        return data.iter().all(|&x| x == b);
+    }
+    data.chunks_exact(pattern.len()).all(|c| c == pattern)
+}
+
+/// Fills `dst` with repetitions of `pattern` (whose length divides `dst.len()`).
+pub(super) fn fill(dst: &mut [u8], pattern: &[u8]) {
+    if pattern.iter().all(|&b| b == pattern[0]) {
+        dst.fill(pattern[0]);
+        return;
+    }
+    let n = pattern.len().min(dst.len());
+    dst[..n].copy_from_slice(&pattern[..n]);
+    // Doubling copies: a handful of memcpys whatever the size.
+    let mut done = n;
+    while done < dst.len() {
+        let k = done.min(dst.len() - done);
+        dst.copy_within(..k, done);
+        done += k;
+    }
+}
+
+/// C-order strides (in elements) of `shape`.
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// Where a block of `block` elements at `offset` in an array of `outer` shape is contiguous:
+/// the first axis `k` such that the block spans every later axis whole. Rows of
+/// `block[k..]` elements are then contiguous in both arrays.
+fn contiguous_from(outer: &[usize], block: &[usize]) -> usize {
+    let mut k = block.len().saturating_sub(1);
+    while k > 0 && block[k] == outer[k] {
+        k -= 1;
+    }
+    k
+}
+
+/// Calls `f(outer_byte_offset, block_byte_offset, row_bytes)` for every contiguous row of a
+/// block of shape `block` at `offset` inside an array of shape `outer` (all C order).
+fn for_each_row(
+    outer: &[usize],
+    block: &[usize],
+    offset: &[usize],
+    item: usize,
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    if block.contains(&0) {
+        return;
+    }
+    if block.is_empty() {
+        f(0, 0, item);
+        return;
+    }
+    let k = contiguous_from(outer, block);
+    let os = strides(outer);
+    let row: usize = block[k..].iter().product::<usize>() * item;
+    let base: usize = offset.iter().zip(&os).map(|(o, s)| o * s).sum::<usize>() * item;
+    let mut idx = vec![0usize; k];
+    let mut b = 0;
+    loop {
+        let o: usize = idx.iter().zip(&os).map(|(i, s)| i * s).sum::<usize>() * item;
+        f(base + o, b, row);
+        b += row;
+        // Odometer over the axes before `k`.
+        let mut ax = k;
+        loop {
+            if ax == 0 {
+                return;
+            }
+            ax -= 1;
+            idx[ax] += 1;
+            if idx[ax] < block[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+}
+
+/// Whether a block at `offset` of shape `block` is one contiguous run inside `outer`.
+pub(super) fn is_contiguous(outer: &[usize], block: &[usize]) -> bool {
+    block.is_empty() || (contiguous_from(outer, block) == 0)
+}
+
+/// Copies the C-ordered `src` block of shape `block` into `dst` (shape `outer`) at `offset`.
+pub(super) fn put_block(
+    src: &[u8],
+    block: &[usize],
+    dst: &mut [u8],
+    outer: &[usize],
+    offset: &[usize],
+    item: usize,
+) {
+    for_each_row(outer, block, offset, item, |o, b, n| {
+        dst[o..o + n].copy_from_slice(&src[b..b + n]);
+    });
+}
+
+/// Copies the block of shape `block` at `offset` of `src` (shape `outer`) into the
+/// C-ordered `dst`.
+pub(super) fn get_block(
+    src: &[u8],
+    outer: &[usize],
+    offset: &[usize],
+    block: &[usize],
+    dst: &mut [u8],
+    item: usize,
+) {
+    for_each_row(outer, block, offset, item, |o, b, n| {
+        dst[b..b + n].copy_from_slice(&src[o..o + n]);
+    });
+}
+
+/// Fills the block of shape `block` at `offset` of `dst` (shape `outer`) with `pattern`.
+pub(super) fn fill_block(
+    dst: &mut [u8],
+    outer: &[usize],
+    offset: &[usize],
+    block: &[usize],
+    pattern: &[u8],
+) {
+    for_each_row(outer, block, offset, pattern.len(), |o, _, n| {
+        fill(&mut dst[o..o + n], pattern);
+    });
+}
+
+/// Writes into `dst` the array `src` (shape `shape`, C order) with its axes permuted:
+/// `dst`'s axis `i` is `src`'s axis `perm[i]` (NumPy's `transpose(src, perm)`). The two
+/// innermost output axes are copied in square tiles, so reads and writes both stay in cache.
+pub(super) fn permute(src: &[u8], shape: &[usize], perm: &[usize], item: usize, dst: &mut [u8]) {
+    let rank = shape.len();
+    if rank < 2 || perm.iter().enumerate().all(|(i, &p)| i == p) {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let ss = strides(shape);
+    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let in_strides: Vec<usize> = perm.iter().map(|&p| ss[p]).collect();
+    let (rows, cols) = (out_shape[rank - 2], out_shape[rank - 1]);
+    let (rs, cs) = (in_strides[rank - 2], in_strides[rank - 1]);
+    if rows * cols == 0 || out_shape.contains(&0) {
+        return;
+    }
+    let plane = rows * cols;
+    let mut idx = vec![0usize; rank - 2];
+    let mut out_base = 0;
+    loop {
+        let in_base: usize = idx.iter().zip(&in_strides).map(|(i, s)| i * s).sum();
+        let d = &mut dst[out_base * item..(out_base + plane) * item];
+        match item {
+            1 => tile::<1>(src, in_base, d, rows, cols, rs, cs),
+            2 => tile::<2>(src, in_base, d, rows, cols, rs, cs),
+            4 => tile::<4>(src, in_base, d, rows, cols, rs, cs),
+            8 => tile::<8>(src, in_base, d, rows, cols, rs, cs),
+            _ => tile::<16>(src, in_base, d, rows, cols, rs, cs),
+        }
+        out_base += plane;
+        let mut ax = rank - 2;
+        loop {
+            if ax == 0 {
+                return;
+            }
+            ax -= 1;
+            idx[ax] += 1;
+            if idx[ax] < out_shape[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+}
+
+/// One output plane of `rows` x `cols` elements of `N` bytes, read from `src` at element
+/// `base` with strides `rs` (rows) and `cs` (columns).
+fn tile<const N: usize>(
+    src: &[u8],
+    base: usize,
+    dst: &mut [u8],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+) {
+    const T: usize = 32;
+    if cs == 1 {
+        for r in 0..rows {
+            let s = (base + r * rs) * N;
+            dst[r * cols * N..(r + 1) * cols * N].copy_from_slice(&src[s..s + cols * N]);
+        }
+        return;
+    }
+    for r0 in (0..rows).step_by(T) {
+        for c0 in (0..cols).step_by(T) {
+            for r in r0..(r0 + T).min(rows) {
+                for c in c0..(c0 + T).min(cols) {
+                    let s = (base + r * rs + c * cs) * N;
+                    let d = (r * cols + c) * N;
+                    dst[d..d + N].copy_from_slice(&src[s..s + N]);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permute_matches_the_definition() {
+        let shape = [3usize, 4, 5];
+        let src: Vec<u8> = (0..60u8).collect();
+        for perm in [
+            [0, 1, 2],
+            [2, 1, 0],
+            [1, 0, 2],
+            [0, 2, 1],
+            [2, 0, 1],
+            [1, 2, 0],
+        ] {
+            let mut dst = vec![0u8; 60];
+            permute(&src, &shape, &perm, 1, &mut dst);
+            let os: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+            let mut n = 0;
+            for a in 0..os[0] {
+                for b in 0..os[1] {
+                    for c in 0..os[2] {
+                        let mut i = [0usize; 3];
+                        i[perm[0]] = a;
+                        i[perm[1]] = b;
+                        i[perm[2]] = c;
+                        assert_eq!(dst[n] as usize, i[0] * 20 + i[1] * 5 + i[2]);
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn blocks_go_in_and_out() {
+        let outer = [4usize, 6, 8];
+        let mut arr = vec![0u8; 4 * 6 * 8 * 2];
+        let block = [2usize, 3, 4];
+        let src: Vec<u8> = (0..48u8).collect();
+        put_block(&src, &block, &mut arr, &outer, &[2, 3, 4], 2);
+        let mut back = vec![0u8; 48];
+        get_block(&arr, &outer, &[2, 3, 4], &block, &mut back, 2);
+        assert_eq!(back, src);
+        assert_eq!(arr.iter().filter(|&&b| b != 0).count(), 47);
+        fill_block(&mut arr, &outer, &[2, 3, 4], &block, &[9, 9]);
+        assert!(is_all(&arr[..16], &[0, 0]));
+        get_block(&arr, &outer, &[2, 3, 4], &block, &mut back, 2);
+        assert!(is_all(&back, &[9]));
+        assert!(is_contiguous(&outer, &[1, 6, 8]));
+        assert!(!is_contiguous(&outer, &[2, 3, 8]));
+    }
+
+    #[test]
+    fn fills_and_swaps() {
+        let mut d = vec![0u8; 10];
+        fill(&mut d, &[1, 2]);
+        assert_eq!(d, [1, 2, 1, 2, 1, 2, 1, 2, 1, 2]);
+        swap_in_place(&mut d, 2);
+        assert_eq!(d[..2], [2, 1]);
+        let mut e = vec![0u8; 8];
+        copy_swapped(&[1, 2, 3, 4, 5, 6, 7, 8], &mut e, 4);
+        assert_eq!(e, [4, 3, 2, 1, 8, 7, 6, 5]);
+    }
+}
