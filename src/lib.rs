@@ -32,6 +32,7 @@ pub mod format;
 pub mod fuzzing;
 pub mod geometry;
 pub mod interrupt;
+pub mod nd;
 pub mod open;
 // The engine's global tokio runtime and CPU pool: public only so the integration tests can
 // drive a store's async methods; not API.
@@ -55,6 +56,7 @@ pub use format::hdf5::h5s::H5sArray;
 pub use format::precomputed::BigArray;
 pub use format::precomputed::{Info, LayerSpec};
 pub use geometry::{Bbox, ChunkGrid};
+pub use nd::NdBox;
 pub use open::{open, Format, OpenOptions};
 pub use store::{ReadStore, Store};
-pub use volume::{ReadTarget, Volume, VolumeExt};
+pub use volume::{NdTarget, NdVolume, ReadTarget, Volume, VolumeExt};

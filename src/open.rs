@@ -13,7 +13,8 @@ use crate::format::hdf5::file::H5File;
 #[cfg(feature = "hdf5")]
 use crate::format::hdf5::h5s::H5sArray;
 use crate::format::precomputed::BigArray;
-use crate::store::{self, local_path};
+use crate::format::zarr::ZarrArray;
+use crate::store::{self, local_path, Handle};
 use crate::volume::Volume;
 
 /// The on-storage layouts this engine reads.
@@ -27,12 +28,16 @@ pub enum Format {
     Aligned,
     /// One dataset of one HDF5 file.
     Hdf5,
+    /// A Zarr v2 or v3 array, or an OME-Zarr image (a group whose `multiscales` name its
+    /// levels), in any store.
+    Zarr,
 }
 
 impl Format {
     /// Every format, in the order messages list them.
-    pub const ALL: [Format; 4] = [
+    pub const ALL: [Format; 5] = [
         Format::Precomputed,
+        Format::Zarr,
         Format::H5s,
         Format::Aligned,
         Format::Hdf5,
@@ -45,6 +50,7 @@ impl Format {
             Format::H5s => "h5s",
             Format::Aligned => "aligned",
             Format::Hdf5 => "hdf5",
+            Format::Zarr => "zarr",
         }
     }
 
@@ -67,9 +73,12 @@ impl Format {
 
     /// Whether the format lives in local HDF5 files (no other store, a single scale).
     pub fn is_hdf5(self) -> bool {
-        self != Format::Precomputed
+        matches!(self, Format::H5s | Format::Aligned | Format::Hdf5)
     }
 }
+
+/// The metadata files that make a directory a Zarr array or group.
+const ZARR_FILES: [&str; 3] = ["zarr.json", ".zarray", ".zgroup"];
 
 /// File names that make a path a single HDF5 file.
 const HDF5_SUFFIXES: [&str; 3] = [".h5", ".hdf5", ".hdf"];
@@ -116,7 +125,9 @@ impl Default for OpenOptions {
 /// The format of what `url` holds: the one `options` names; else a single HDF5 file when a
 /// dataset is named or the path ends in `.h5`/`.hdf5`/`.hdf`; `registry.txt` (the file or a
 /// directory holding it) is aligned sections; a directory with `config.json` and no `info`
-/// is H5s. Everything else, remote URLs included, is Precomputed.
+/// is H5s; one with Zarr metadata (`zarr.json`, `.zarray`, `.zgroup`) and no `info` is Zarr.
+/// Everything else, remote URLs included, is Precomputed here; [`open`] then looks for Zarr
+/// metadata where it finds no `info`.
 pub fn detect(url: &str, options: &OpenOptions) -> Result<Format> {
     if let Some(format) = options.format {
         return Ok(format);
@@ -146,6 +157,9 @@ pub fn detect(url: &str, options: &OpenOptions) -> Result<Format> {
         if has(&path, "registry.txt") {
             return Ok(Format::Aligned);
         }
+        if ZARR_FILES.iter().any(|f| has(&path, f)) {
+            return Ok(Format::Zarr);
+        }
     }
     Ok(Format::Precomputed)
 }
@@ -159,9 +173,9 @@ pub fn open(url: &str, options: &OpenOptions) -> Result<Arc<dyn Volume>> {
         check_local(format, options)?;
     }
     Ok(match format {
-        Format::Precomputed => {
+        Format::Precomputed | Format::Zarr => {
             let store = store::open_url_with(url, false, &options.storage_options)?;
-            Arc::new(BigArray::open_store(store, options.clone())?)
+            open_store(store, options)?
         }
         #[cfg(feature = "hdf5")]
         Format::H5s => Arc::new(H5sArray::open(url, options.fill_missing)?),
@@ -180,6 +194,33 @@ pub fn open(url: &str, options: &OpenOptions) -> Result<Arc<dyn Volume>> {
             )))
         }
     })
+}
+
+/// Opens the layer a store holds at its root: Precomputed or Zarr, as `options.format` says
+/// or, when it says nothing, Precomputed where there is an `info` and Zarr where there is Zarr
+/// metadata instead (an `info` is looked for first, so Precomputed layers cost no extra
+/// request).
+pub fn open_store(store: Handle, options: &OpenOptions) -> Result<Arc<dyn Volume>> {
+    match options.format {
+        Some(Format::Zarr) => return Ok(Arc::new(ZarrArray::open(store, options)?)),
+        Some(Format::Precomputed) => {
+            return Ok(Arc::new(BigArray::open_store(store, options.clone())?))
+        }
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "format {:?} reads local files, not a store",
+                other.name()
+            )))
+        }
+        None => {}
+    }
+    match BigArray::open_store(store.clone(), options.clone()) {
+        Err(Error::LayerNotFound { url }) => match ZarrArray::detect(&store)? {
+            true => Ok(Arc::new(ZarrArray::open(store, options)?)),
+            false => Err(Error::LayerNotFound { url }),
+        },
+        other => Ok(Arc::new(other?)),
+    }
 }
 
 /// The HDF5 layouts read local files at one scale, without a cache: options that only mean

@@ -18,6 +18,7 @@ use crate::cache::CacheStats;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::geometry::{Bbox, BoxCopy};
+use crate::nd::NdBox;
 use crate::runtime;
 
 /// An opened layer (one scale of it) in any format.
@@ -106,6 +107,112 @@ pub trait Volume: Send + Sync + std::fmt::Debug {
 
     /// The concrete volume, for format-specific operations (a Precomputed `info` update).
     fn as_any(&self) -> &dyn Any;
+
+    /// The array in its own rank and axis order, for formats that have one (Zarr); `None`
+    /// for the `[x, y, z, c]` formats.
+    fn nd(&self) -> Option<&dyn NdVolume> {
+        None
+    }
+}
+
+/// A volume whose array has its own rank and axis order (Zarr), read and written as
+/// zarr-python and TensorStore present it: boxes of indices from 0 in the array's axis
+/// order, elements C-ordered (last axis fastest), little-endian.
+///
+/// Reads fill what lies outside the array, and missing chunks, with the array's fill value;
+/// writes must lie inside the array.
+pub trait NdVolume: Send + Sync {
+    /// The array's shape.
+    fn shape(&self) -> Vec<u64>;
+
+    /// The storage unit (a chunk, or a shard of a sharded array): boxes aligned to it
+    /// touch the fewest objects.
+    fn chunk_shape(&self) -> Vec<u64>;
+
+    /// The read unit: the chunk, or a sharded array's inner chunk.
+    fn read_chunk_shape(&self) -> Vec<u64> {
+        self.chunk_shape()
+    }
+
+    /// One element of the fill value, little-endian.
+    fn fill_value(&self) -> Vec<u8>;
+
+    /// Each axis's name where the metadata gives one (Zarr v3 `dimension_names`, OME-Zarr
+    /// `axes`).
+    fn dimension_names(&self) -> Vec<Option<String>>;
+
+    /// Each axis's unit where the metadata gives one (OME-Zarr `axes`).
+    fn units(&self) -> Vec<Option<String>> {
+        vec![None; self.shape().len()]
+    }
+
+    /// Each axis's physical size of one element (OME-Zarr `scale`; 1 elsewhere).
+    fn scale(&self) -> Vec<f64> {
+        vec![1.0; self.shape().len()]
+    }
+
+    /// Each axis's physical position of the first element (OME-Zarr `translation`; 0
+    /// elsewhere).
+    fn translation(&self) -> Vec<f64> {
+        vec![0.0; self.shape().len()]
+    }
+
+    /// Reads each target's box into its buffer; chunks shared by several boxes are fetched
+    /// and decoded once.
+    fn read_regions(&self, targets: &mut [NdTarget<'_>]) -> Result<()>;
+
+    /// Writes `data` (the box's elements, as [`NdVolume::read_regions`] returns them) into
+    /// `region`, which must lie inside the array.
+    fn write_region(&self, region: &NdBox, data: &[u8]) -> Result<()>;
+}
+
+/// Where an N-dimensional read puts one box ([`NdVolume::read_regions`]): a buffer of
+/// exactly the box's bytes, which may start uninitialised.
+#[derive(Debug)]
+pub struct NdTarget<'a> {
+    pub(crate) region: NdBox,
+    pub(crate) out: OutBuffer,
+    _borrow: PhantomData<&'a mut [u8]>,
+}
+
+impl<'a> NdTarget<'a> {
+    /// Reads `region` into `out`, whatever it holds now.
+    pub fn new(region: NdBox, out: &'a mut [u8]) -> Self {
+        Self::uninit(region, slice_as_uninit(out))
+    }
+
+    /// Reads `region` into memory not yet initialised; after a successful read every byte is.
+    pub fn uninit(region: NdBox, out: &'a mut [MaybeUninit<u8>]) -> Self {
+        NdTarget {
+            region,
+            out: OutBuffer {
+                ptr: out.as_mut_ptr().cast(),
+                len: out.len(),
+                zeroed: false,
+            },
+            _borrow: PhantomData,
+        }
+    }
+
+    /// Reads `region` into `out`, which holds zeros already: a zero fill value (missing
+    /// chunks, outside the array) is not written again (see [`ReadTarget::zeroed`]).
+    pub fn zeroed(region: NdBox, out: &'a mut [u8]) -> Self {
+        let mut target = Self::new(region, out);
+        target.out.zeroed = true;
+        target
+    }
+
+    /// The box this target receives.
+    pub fn region(&self) -> &NdBox {
+        &self.region
+    }
+}
+
+/// Initialised bytes seen as bytes that may be overwritten before they are read.
+fn slice_as_uninit(out: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: `MaybeUninit<u8>` has `u8`'s layout, and the reads this feeds only write
+    // initialised bytes, so the slice stays initialised for its owner.
+    unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len()) }
 }
 
 /// A shared volume is a volume: `Arc<dyn Volume>` gets [`VolumeExt`]'s async methods, which
@@ -161,6 +268,9 @@ impl<V: Volume + ?Sized> Volume for Arc<V> {
     }
     fn as_any(&self) -> &dyn Any {
         (**self).as_any()
+    }
+    fn nd(&self) -> Option<&dyn NdVolume> {
+        (**self).nd()
     }
 }
 

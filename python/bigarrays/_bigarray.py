@@ -6,11 +6,12 @@ import json
 import math
 import sys
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from copy import copy as _shallow_copy
 from typing import Any
 
 import numpy as np
 
-from . import _core, _selection
+from . import _core, _ndselection, _selection
 from ._memory import memory_bytes
 from .errors import InvalidArgumentError, RequestTooLargeError
 
@@ -46,7 +47,8 @@ def _values_to_write(value: Any, dtype: np.dtype, casting: str, url: str) -> Any
             values = exact
     kind = values.dtype.kind
     ints = python_numbers and (kind in "iu" or (kind == "O" and _all_ints(values)))
-    if kind in _UNCASTABLE_KINDS and not ints:
+    # Complex values go into complex arrays (Zarr has them) by the casting rule below.
+    if kind in _UNCASTABLE_KINDS and not ints and not (kind == "c" == dtype.kind):
         raise TypeError(
             f"{url}: cannot write {_UNCASTABLE_KINDS[kind]} values into a {dtype} layer; "
             "pass numbers"
@@ -231,6 +233,9 @@ class BigArray:
 
     def _setup(self) -> None:
         layer = self._layer
+        nd = layer.nd_shape
+        # Arrays with axes of their own (Zarr) are indexed in those axes, C-ordered.
+        self._nd: tuple[int, ...] | None = None if nd is None else tuple(nd)
         self._dtype = np.dtype(layer.dtype)
         self._lo = tuple(layer.voxel_offset)
         self._hi = tuple(o + s for o, s in zip(layer.voxel_offset, layer.size, strict=True))
@@ -242,7 +247,7 @@ class BigArray:
         *,
         shape: tuple[int, ...],
         dtype: Any,
-        chunks: tuple[int, int, int] = (64, 64, 64),
+        chunks: tuple[int, ...] | None = None,
         voxel_offset: tuple[int, int, int] = (0, 0, 0),
         resolution: tuple[float, float, float] = (1, 1, 1),
         num_channels: int | None = None,
@@ -257,9 +262,15 @@ class BigArray:
         storage_options: Mapping[str, Any] | None = None,
         cache_bytes: int = 0,
         format: str | None = None,
+        zarr_format: int = 3,
+        shards: tuple[int, ...] | None = None,
+        codecs: Sequence[Mapping[str, Any]] | None = None,
+        fill_value: Any = None,
+        dimension_names: Sequence[str | None] | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> BigArray:
-        """Creates a new layer (Neuroglancer Precomputed, or a BigArrays.jl H5s directory
-        with ``format="h5s"``) and opens it.
+        """Creates a new layer (Neuroglancer Precomputed; a Zarr array with
+        ``format="zarr"``; a BigArrays.jl H5s directory with ``format="h5s"``) and opens it.
 
         Parameters
         ----------
@@ -270,8 +281,11 @@ class BigArray:
             ``(x, y, z)``, or ``(x, y, z, c)`` to give the channel count.
         dtype : numpy dtype
             bool, (u)int8-64, float32 or float64.
-        chunks, voxel_offset, resolution : tuple
-            Chunk size, the absolute coordinate of the first voxel, and voxel size in nm.
+        chunks : tuple of int, optional
+            Chunk size (default ``(64, 64, 64)``; for Zarr, 64 or the whole extent along
+            each axis, whichever is smaller).
+        voxel_offset, resolution : tuple
+            The absolute coordinate of the first voxel, and voxel size in nm (Precomputed).
         num_channels : int, optional
             Channels per voxel (default 1, or ``shape[3]``).
         encoding : str
@@ -313,7 +327,30 @@ class BigArray:
             skeletons, other files) and nothing outside it is touched; keys that would reach
             outside the layer (``..``) are ignored. For ``format="h5s"``, the block files
             (named as blocks with the old or new prefix) are removed.
-        format : {None, "precomputed", "h5s"}
+        zarr_format : {3, 2}
+            With ``format="zarr"``: the Zarr version (default 3).
+        shards : tuple of int, optional
+            With ``format="zarr"`` (v3): pack chunks into shards of this shape (whole
+            multiples of ``chunks``), as zarr-python's ``shards=`` does: one object per
+            shard, its chunks read by range requests.
+        codecs : list of dict, optional
+            With ``format="zarr"``: the v3 codec chain of each chunk, e.g.
+            ``[{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "gzip",
+            "configuration": {"level": 5}}]`` (default ``bytes`` + ``zstd`` level 0, as
+            zarr-python). For v2 the chain translates into ``order``, the dtype's byte order
+            and one ``compressor``.
+        fill_value : scalar, optional
+            With ``format="zarr"``: what missing chunks read as (default 0; NaN and
+            infinities allowed).
+        dimension_names : list of str, optional
+            With ``format="zarr"`` (v3): the axes' names.
+        attributes : dict, optional
+            With ``format="zarr"``: the array's user attributes.
+        format : {None, "precomputed", "zarr", "h5s"}
+            ``"zarr"`` writes a Zarr array's metadata (``zarr.json``, or ``.zarray`` with
+            ``zarr_format=2``); ``shape`` and ``chunks`` are then in the array's own axis
+            order, any number of axes, and ``encoding``, ``voxel_offset``, ``resolution``,
+            ``num_channels``, ``sharding`` and ``compression`` do not apply.
             ``"h5s"`` writes BigArrays.jl's ``config.json`` in the local directory ``url``;
             ``chunks`` is then the block size (one HDF5 file per block, created on first
             write), ``encoding_options={"chunk_size": (32, 32, 4)}`` the HDF5 chunking
@@ -325,9 +362,40 @@ class BigArray:
         BigArray
         """
         _check_cache_bytes(cache_bytes)
-        if format not in (None, "precomputed", "h5s"):
-            raise InvalidArgumentError(f"format={format!r} cannot be created (only 'h5s')")
+        if format not in (None, "precomputed", "h5s", "zarr"):
+            raise InvalidArgumentError(
+                f"format={format!r} cannot be created ('precomputed', 'zarr' or 'h5s')"
+            )
         shape = tuple(int(n) for n in shape)
+        if format == "zarr":
+            if encoding != "raw" or encoding_options or sharding is not None:
+                raise InvalidArgumentError(
+                    "format='zarr' takes codecs= and shards=, not encoding=, "
+                    "encoding_options= or sharding="
+                )
+            dt = np.dtype(dtype)
+            layer = _core.Layer.create_zarr(
+                str(url),
+                zarr_format=int(zarr_format),
+                shape=list(shape),
+                dtype=dt.name,
+                chunks=[min(n, 64) or 1 for n in shape]
+                if chunks is None
+                else [int(c) for c in chunks],
+                shards=None if shards is None else [int(s) for s in shards],
+                codecs=None if codecs is None else json.dumps([dict(c) for c in codecs]),
+                fill_value=None
+                if fill_value is None
+                else np.asarray(fill_value, dt.newbyteorder("<")).tobytes(),
+                dimension_names=None if dimension_names is None else list(dimension_names),
+                attributes=None if attributes is None else json.dumps(dict(attributes)),
+                overwrite=overwrite,
+                store=store,
+                **_engine_options(storage_options),
+            )
+            return cls._opened(url, layer, format, store, fill_missing, compression,
+                               storage_options, cache_bytes)  # fmt: skip
+        chunks = (64, 64, 64) if chunks is None else chunks
         if len(shape) == 4:
             if num_channels not in (None, shape[3]):
                 raise InvalidArgumentError(
@@ -373,6 +441,23 @@ class BigArray:
                 sharding=None if sharding is None else json.dumps(sharding),
                 **_engine_options(storage_options),
             )
+        return cls._opened(
+            url, layer, format, store, fill_missing, compression, storage_options, cache_bytes
+        )
+
+    @classmethod
+    def _opened(
+        cls,
+        url: str,
+        layer: Any,
+        format: str | None,
+        store: MutableMapping[str, bytes] | None,
+        fill_missing: bool,
+        compression: str | None,
+        storage_options: Mapping[str, Any] | None,
+        cache_bytes: int,
+    ) -> BigArray:
+        """A handle on the layer ``create`` made, with the options it was asked for."""
         self = cls.__new__(cls)
         self._url = str(url)
         self._init_args = dict(
@@ -393,9 +478,23 @@ class BigArray:
 
     # -- properties -------------------------------------------------------------------
 
+    def _xyz(self) -> BigArray:
+        """This array indexed ``(x, y, z[, c])`` in absolute coordinates, as Precomputed
+        layers are: the view the operations (copies, pyramids) work in. A Zarr array's last
+        axes reversed (up to four, after leading axes of extent 1); itself for the other
+        formats."""
+        if self._nd is None:
+            return self
+        view = _shallow_copy(self)
+        view._nd = None
+        return view
+
     @property
     def shape(self) -> tuple[int, ...]:
-        """``(x, y, z)``, or ``(x, y, z, c)`` when the layer has several channels."""
+        """``(x, y, z)``, or ``(x, y, z, c)`` when the layer has several channels; a Zarr
+        array's own shape."""
+        if self._nd is not None:
+            return self._nd
         size = tuple(self._layer.size)
         return size + (self.num_channels,) if self.num_channels > 1 else size
 
@@ -408,17 +507,54 @@ class BigArray:
         return len(self.shape)
 
     @property
-    def chunks(self) -> tuple[int, int, int]:
+    def chunks(self) -> tuple[int, ...]:
+        """The storage unit: the chunk (a sharded Zarr array's shard)."""
+        if self._nd is not None:
+            return tuple(self._layer.nd_chunks)
         return tuple(self._layer.chunks)
 
     @property
-    def voxel_offset(self) -> tuple[int, int, int]:
+    def voxel_offset(self) -> tuple[int, ...]:
+        if self._nd is not None:
+            return (0,) * len(self._nd)
         return self._lo
 
     @property
-    def bounds(self) -> tuple[slice, slice, slice]:
+    def bounds(self) -> tuple[slice, ...]:
         """The layer's extent in absolute coordinates: ``a[a.bounds]`` is the whole layer."""
+        if self._nd is not None:
+            return tuple(slice(0, n) for n in self._nd)
         return tuple(slice(a, b) for a, b in zip(self._lo, self._hi, strict=True))
+
+    @property
+    def fill_value(self) -> Any:
+        """What missing chunks and elements outside the array read as: a Zarr array's
+        ``fill_value``, 0 for the other formats."""
+        raw = self._layer.fill_value
+        if raw is None:
+            return self._dtype.type(0)
+        return np.frombuffer(raw, self._dtype.newbyteorder("<"))[0].astype(self._dtype)
+
+    @property
+    def axes(self) -> list[dict[str, Any]]:
+        """One entry per axis of :attr:`shape`: ``name`` and, where the metadata gives them,
+        ``unit``, ``scale`` (physical size of one element) and ``translation`` (position of
+        the first): OME-Zarr's ``axes`` and coordinate transformations, Zarr v3's
+        ``dimension_names``. Precomputed layers have ``x``, ``y``, ``z`` in nanometres."""
+        described = self._layer.nd_axes()
+        if described is None:
+            names = ["x", "y", "z", "c"][: self.ndim]
+            scale = list(self.resolution) + [1.0]
+            return [
+                {"name": n, "unit": "nanometer" if n != "c" else None, "scale": scale[i],
+                 "translation": float(self._lo[i]) * scale[i] if n != "c" else 0.0}
+                for i, n in enumerate(names)
+            ]  # fmt: skip
+        names, units, scale, translation = described
+        return [
+            {"name": n, "unit": u, "scale": s, "translation": t}
+            for n, u, s, t in zip(names, units, scale, translation, strict=True)
+        ]
 
     @property
     def resolution(self) -> tuple[float, float, float]:
@@ -461,10 +597,28 @@ class BigArray:
 
     # -- reading and writing ------------------------------------------------------------
 
-    def _box_bytes(self, sel: _selection.Selection) -> int:
+    def _parse(self, key: object) -> Any:
+        """``key`` resolved into the box to read or write and the index into it."""
+        if self._nd is not None:
+            return _ndselection.parse(key, self._nd)
+        return _selection.parse(key, self._lo, self._hi, self.num_channels)
+
+    def _box_shape(self, sel: Any) -> tuple[int, ...]:
+        """The shape of a selection's box as an array (channels last, when several)."""
+        if self._nd is not None or self.num_channels == 1:
+            return tuple(sel.box_shape)
+        return tuple(sel.box_shape) + (self.num_channels,)
+
+    @property
+    def _order(self) -> str:
+        """Memory order of the arrays this handle reads and writes: C for axes of their own
+        (Zarr), Fortran (x fastest) as stored for the others."""
+        return "F" if self._nd is None else "C"
+
+    def _box_bytes(self, sel: Any) -> int:
         """Bytes of the buffer a box needs (a Python int: never overflows)."""
-        n = self._dtype.itemsize * self.num_channels
-        for d in sel.box_shape:
+        n = self._dtype.itemsize
+        for d in self._box_shape(sel):
             n *= d
         return n
 
@@ -474,20 +628,24 @@ class BigArray:
         n = self._box_bytes(sel)
         limit = memory_bytes()
         if n > min(limit, sys.maxsize):
-            shape = sel.box_shape + ((self.num_channels,) if self.num_channels > 1 else ())
+            shape = self._box_shape(sel)
             raise RequestTooLargeError(
                 f"{self.url}: {what} box [{sel.start}, {sel.stop}) of {self._dtype} "
                 f"(shape {shape}) needs {n} bytes ({_human(n)}), more than this machine's "
                 f"{_human(limit)} of memory; cut it into smaller boxes (to_dask(), copy_to())"
             )
 
-    def _read_box(self, sel: _selection.Selection) -> np.ndarray:
+    def _read_box(self, sel: Any) -> np.ndarray:
         self._check_size(sel, "reading the")
-        return self._shaped(sel, self._layer.read(sel.start, sel.stop))
+        return self._shaped(sel, self._read_flat([sel])[0])
 
-    def _shaped(self, sel: _selection.Selection, flat: np.ndarray) -> np.ndarray:
-        shape = sel.box_shape + ((self.num_channels,) if self.num_channels > 1 else ())
-        return flat.view(self._dtype).reshape(shape, order="F")
+    def _read_flat(self, sels: Sequence[Any]) -> list[np.ndarray]:
+        if self._nd is not None:
+            return self._layer.read_nd_many([s.start for s in sels], [s.box_shape for s in sels])
+        return self._layer.read_many([s.start for s in sels], [s.stop for s in sels])
+
+    def _shaped(self, sel: Any, flat: np.ndarray) -> np.ndarray:
+        return flat.view(self._dtype).reshape(self._box_shape(sel), order=self._order)
 
     def __getitem__(self, key: object) -> np.ndarray:
         """``a[key]``: the voxels ``key`` selects, as a new NumPy array.
@@ -502,16 +660,17 @@ class BigArray:
         end). Boolean masks and integer arrays are refused: index the result instead
         (``a[box][mask]``). Results are Fortran-ordered (x fastest), as stored.
         """
-        sel = _selection.parse(key, self._lo, self._hi, self.num_channels)
+        sel = self._parse(key)
         return self._pick(sel, self._read_box(sel))
 
-    @staticmethod
-    def _pick(sel: _selection.Selection, box: np.ndarray) -> np.ndarray:
+    def _pick(self, sel: Any, box: np.ndarray) -> np.ndarray:
         """The voxels ``sel`` asks for, out of the box read for it."""
         if sel.is_whole_box:
             return box
         picked = box[sel.index]
-        return np.asfortranarray(picked) if isinstance(picked, np.ndarray) else picked
+        if not isinstance(picked, np.ndarray):
+            return picked
+        return np.asfortranarray(picked) if self._nd is None else np.ascontiguousarray(picked)
 
     def read_many(self, keys: Sequence[object]) -> list[np.ndarray]:
         """Reads several cutouts in one call: ``[a[k] for k in keys]``, but faster.
@@ -530,7 +689,7 @@ class BigArray:
         list of ndarray
             One array per key, as ``a[key]`` would return it.
         """
-        sels = [_selection.parse(k, self._lo, self._hi, self.num_channels) for k in keys]
+        sels = [self._parse(k) for k in keys]
         for s in sels:
             self._check_size(s, "reading the")
         total = sum(self._box_bytes(s) for s in sels)
@@ -540,7 +699,7 @@ class BigArray:
                 f"({_human(total)}) in all, more than this machine's "
                 f"{_human(memory_bytes())} of memory; read them in smaller batches"
             )
-        flats = self._layer.read_many([s.start for s in sels], [s.stop for s in sels])
+        flats = self._read_flat(sels)
         return [self._pick(s, self._shaped(s, f)) for s, f in zip(sels, flats, strict=True)]
 
     @property
@@ -590,26 +749,36 @@ class BigArray:
             (no steps, every channel). Formats that cannot write part of a box write all of
             it.
         """
-        sel = _selection.parse(key, self._lo, self._hi, self.num_channels)
+        sel = self._parse(key)
+        if only is not None and self._nd is not None:
+            raise InvalidArgumentError(
+                f"{self.url}: write(..., only=...) takes (x, y, z) boxes; "
+                "use it on the operations' view, not a Zarr array's own axes"
+            )
         if only is not None and not sel.is_whole_box:
             raise InvalidArgumentError(
                 f"{self.url}: write(..., only=...) needs a whole box (no steps, every channel)"
             )
         values = _values_to_write(value, self._dtype, casting, self.url)
-        shape = sel.box_shape + ((self.num_channels,) if self.num_channels > 1 else ())
+        shape = self._box_shape(sel)
         if 0 in shape:
             return
         self._check_size(sel, "writing the")
+        order = self._order
         if sel.is_whole_box and values.dtype == self._dtype and values.shape == shape:
-            box = np.asfortranarray(values)
+            box = np.asarray(values, order=order)
         else:
             # Steps or a subset of channels keep the other voxels: read them first.
             box = (
-                np.empty(shape, self._dtype, order="F") if sel.is_whole_box else self._read_box(sel)
+                np.empty(shape, self._dtype, order=order)
+                if sel.is_whole_box
+                else self._read_box(sel)
             )
             box[sel.index] = values  # checked above; NumPy's broadcasting rules
-        flat = box.reshape(-1, order="F").view(np.uint8)
-        if only is None:
+        flat = box.reshape(-1, order=order).view(np.uint8)
+        if self._nd is not None:
+            self._layer.write_nd(sel.start, sel.box_shape, flat)
+        elif only is None:
             self._layer.write(sel.start, sel.stop, flat)
         else:
             self._layer.write(sel.start, sel.stop, flat, [_box(b) for b in only])
@@ -706,9 +875,10 @@ class BigArray:
         coordinates, iteration starts at the first voxel). The planes are read in slabs of
         whole chunks (about 64 MiB), not one plane at a time, so each chunk is decoded once.
         """
+        contiguous = np.asfortranarray if self._nd is None else np.ascontiguousarray
         for slab in self._slabs():
             for i in range(slab.shape[0]):
-                yield np.asfortranarray(slab[i])
+                yield contiguous(slab[i])
 
     def __contains__(self, value: object) -> bool:
         """``value in a``: whether any voxel equals ``value``, as NumPy's
@@ -719,8 +889,8 @@ class BigArray:
     def _slabs(self) -> Iterator[np.ndarray]:
         """The layer in slabs along x: whole chunks thick when a chunk-thick slab fits in
         about 64 MiB, otherwise as many planes as fit (at least one)."""
-        x0, x1 = self._lo[0], self._hi[0]
-        plane = self._dtype.itemsize * self.num_channels * math.prod(self.shape[1:3])
+        x0, x1 = self.bounds[0].start, self.bounds[0].stop
+        plane = self._dtype.itemsize * math.prod(self.shape[1:])
         chunk = self.chunks[0]
         if chunk * plane <= _SLAB_BYTES:
             thickness = chunk * (_SLAB_BYTES // (chunk * plane))
@@ -788,7 +958,7 @@ class BigArray:
         from ._pyramid import downsample
 
         with progress_bar(progress, "downsample") as bar:
-            return downsample(self, factor, mips, method, jobs, bar, resume)
+            return downsample(self._xyz(), factor, mips, method, jobs, bar, resume)
 
     def copy_to(
         self,
@@ -857,7 +1027,7 @@ class BigArray:
         from ._copy import copy  # here: operations import BigArray, not the other way
 
         return copy(
-            self,
+            self._xyz(),
             url,
             bbox=bbox,
             encoding=encoding,
@@ -911,9 +1081,10 @@ class BigArray:
         return (_reopen, (self._url, self._init_args))
 
     def __repr__(self) -> str:
+        offset = "" if self._nd is not None else f", voxel_offset={self._lo}"
         return (
             f"BigArray({self.url!r}, mip={self.mip}, shape={self.shape}, dtype={self._dtype}, "
-            f"chunks={self.chunks}, voxel_offset={self._lo})"
+            f"chunks={self.chunks}{offset})"
         )
 
 

@@ -67,13 +67,21 @@ def intersect(a: Box, b: Box) -> Box | None:
 
 
 def block_shape(
-    chunks: tuple[int, ...], voxel_bytes: int, target: int = BLOCK_BYTES
-) -> tuple[int, int, int]:
-    """A whole number of chunks per axis, roughly cubic, up to ``target`` bytes."""
-    shape = list(chunks[:3])
+    chunks: tuple[int, ...],
+    voxel_bytes: int,
+    target: int = BLOCK_BYTES,
+    extent: tuple[int, ...] | None = None,
+) -> tuple[int, ...]:
+    """A whole number of chunks per axis, roughly cubic, up to ``target`` bytes; with
+    ``extent``, no axis grows past the array's extent (a Zarr ``t`` axis of one)."""
+    shape = list(chunks)
     while math.prod(shape) * voxel_bytes * 2 <= target:
-        shape[shape.index(min(shape))] *= 2
-    return (shape[0], shape[1], shape[2])
+        growable = [a for a in range(len(shape)) if extent is None or shape[a] < extent[a]]
+        if not growable:
+            break
+        axis = min(growable, key=lambda a: shape[a])
+        shape[axis] *= 2
+    return tuple(shape)
 
 
 def aligned_blocks(box: Box, origin: tuple[int, ...], block: tuple[int, int, int]) -> Iterator[Box]:

@@ -88,7 +88,8 @@ def copy(
     n_chunks = chunk_count(box, dst.voxel_offset, dst.chunks)
     with progress_bar(progress, "copy", total, n_chunks) as bar:
         run_parallel(aligned_blocks(box, dst.voxel_offset, block), work, jobs, bar)
-    return dst
+    # The copy worked in the (x, y, z) view; a Zarr destination is handed back in its own axes.
+    return dst.reopen() if dst.format == "zarr" else dst
 
 
 class _Plan:
@@ -203,7 +204,7 @@ def _destination(
     """The destination layer, and whether this copy created it."""
     options = dict(compression=compression, storage_options=storage_options)
     try:
-        dst = BigArray(url, **options)
+        dst = BigArray(url, **options)._xyz()
     except LayerNotFoundError:
         pass
     else:
@@ -223,8 +224,12 @@ def _destination(
                 "('auto'/'blosc', 'gzip' or None); chunks= is the block size"
             )
         return BigArray.create(url, format="h5s", compression=compression, **geometry), True
+    if format == "zarr":
+        return _zarr_destination(src, url, encoding, sharding, chunks, storage_options), True
     if format not in (None, "precomputed"):
-        raise InvalidArgumentError(f"format={format!r}: copies write 'precomputed' or 'h5s'")
+        raise InvalidArgumentError(
+            f"format={format!r}: copies write 'precomputed', 'zarr' or 'h5s'"
+        )
     # From an HDF5 layout: raw chunks unless told otherwise, no encoding options.
     precomputed = src.format == "precomputed"
     scale = src.info["scales"][src.mip] if precomputed else {}
@@ -246,6 +251,44 @@ def _destination(
     if sharding is not None:
         create_args["sharding"] = sharding
     return BigArray.create(url, **create_args), True
+
+
+def _zarr_destination(
+    src: BigArray,
+    url: str,
+    encoding: str | None,
+    sharding: Any,
+    chunks: tuple[int, int, int] | None,
+    storage_options: dict[str, Any] | None,
+) -> BigArray:
+    """A new Zarr v3 array for the (x, y, z[, c]) source, in the (x, y, z, c) view: its axes
+    are ``(c, z, y, x)`` (``(z, y, x)`` with one channel), C-ordered, so each chunk holds
+    the bytes of a Fortran-ordered Precomputed chunk. Zarr indexes from 0, so the array
+    reaches from 0 to the source's upper bounds (chunks below a voxel offset stay absent)."""
+    if encoding is not None or sharding is not None:
+        raise InvalidArgumentError(
+            "format='zarr' copies take chunks= (and BigArray.create's codecs= for other "
+            "chains); encoding= and sharding= are Precomputed's"
+        )
+    hi = [b.stop for b in src.bounds][:3]
+    if any(b.start < 0 for b in src.bounds[:3]):
+        raise InvalidArgumentError(
+            f"{src.url}: voxel offset {src.voxel_offset} is negative; a Zarr array starts at 0"
+        )
+    chunk = list(chunks or src.chunks)
+    shape, grid = hi[::-1], chunk[::-1]
+    names: list[str | None] = ["z", "y", "x"]
+    if src.num_channels > 1:
+        shape, grid, names = [src.num_channels, *shape], [src.num_channels, *grid], ["c", *names]
+    return BigArray.create(
+        url,
+        format="zarr",
+        shape=tuple(shape),
+        dtype=src.dtype,
+        chunks=tuple(grid),
+        dimension_names=names,
+        storage_options=storage_options,
+    )._xyz()
 
 
 def _lists_chunks(a: BigArray) -> bool:

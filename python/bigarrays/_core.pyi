@@ -1,6 +1,6 @@
 """Type stubs for the Rust extension module ``bigarrays._core``."""
 
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from typing import final
 
 import numpy as np
@@ -143,3 +143,38 @@ class Layer:
         data: npt.NDArray[np.uint8],
         only: list[_Box] | None = None,
     ) -> None: ...
+    @property
+    def nd_shape(self) -> list[int] | None: ...
+    @property
+    def nd_chunks(self) -> list[int] | None: ...
+    @property
+    def nd_read_chunks(self) -> list[int] | None: ...
+    @property
+    def fill_value(self) -> bytes | None: ...
+    def nd_axes(
+        self,
+    ) -> tuple[list[str | None], list[str | None], list[float], list[float]] | None: ...
+    def read_nd_many(
+        self, starts: Sequence[Sequence[int]], shapes: Sequence[Sequence[int]]
+    ) -> list[npt.NDArray[np.uint8]]: ...
+    def write_nd(
+        self, start: Sequence[int], shape: Sequence[int], data: npt.NDArray[np.uint8]
+    ) -> None: ...
+    @staticmethod
+    def create_zarr(
+        url: str,
+        *,
+        zarr_format: int,
+        shape: Sequence[int],
+        dtype: str,
+        chunks: Sequence[int],
+        shards: Sequence[int] | None = None,
+        codecs: str | None = None,
+        fill_value: bytes | None = None,
+        dimension_names: Sequence[str | None] | None = None,
+        attributes: str | None = None,
+        overwrite: bool = False,
+        concurrency: int = 64,
+        store: MutableMapping[str, bytes] | None = None,
+        storage_options: dict[str, str] | None = None,
+    ) -> Layer: ...

@@ -8,6 +8,7 @@ so no two tasks ever touch the same chunk and no locks are needed. Tasks carry t
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,7 +34,7 @@ class ZeroBased:
         key = key if isinstance(key, tuple) else (key,)
         shifted: list[Any] = []
         for axis, k in enumerate(key):
-            o = self.origin[axis] if axis < 3 else 0
+            o = self.origin[axis] if axis < len(self.origin) else 0
             if isinstance(k, slice):
                 start, stop, step = k.indices(self.shape[axis])
                 shifted.append(slice(start + o, stop + o, step))
@@ -60,14 +61,20 @@ def _dask_array() -> Any:
     return dask.array
 
 
-def to_dask(a: BigArray, chunks: tuple[int, int, int] | None) -> dask.array.Array:
+def to_dask(a: BigArray, chunks: tuple[int, ...] | None) -> dask.array.Array:
     da = _dask_array()
 
-    voxel_bytes = a.dtype.itemsize * a.num_channels
-    block = tuple(chunks) if chunks is not None else block_shape(a.chunks, voxel_bytes)
-    if len(block) != 3 or min(block) < 1:
-        raise InvalidArgumentError(f"chunks must be three positive integers, got {chunks!r}")
-    dask_chunks = block + a.shape[3:]
+    # The chunked axes: (x, y, z) with channels whole after them, or every axis of a Zarr
+    # array.
+    spatial = len(a.chunks)
+    voxel_bytes = a.dtype.itemsize * math.prod(a.shape[spatial:])
+    if chunks is not None:
+        block = tuple(chunks)
+    else:
+        block = block_shape(a.chunks, voxel_bytes, extent=a.shape[:spatial])
+    if len(block) != spatial or (block and min(block) < 1):
+        raise InvalidArgumentError(f"chunks must be {spatial} positive integers, got {chunks!r}")
+    dask_chunks = block + a.shape[spatial:]
     source = ZeroBased(a, a.voxel_offset, a.shape)
     name = f"bigarrays-{a.url}-{a.mip}-{dask_chunks}"
     return da.from_array(source, chunks=dask_chunks, lock=False, asarray=True, name=name)
@@ -95,7 +102,7 @@ def _aligned_chunks(
     result = []
     for axis in range(darray.ndim):
         size = darray.shape[axis]
-        if axis >= 3:
+        if axis >= len(a.chunks):
             result.append((size,))
             continue
         grid = a.chunks[axis]

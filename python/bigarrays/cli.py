@@ -79,10 +79,14 @@ def info(url: str, as_json: bool) -> None:
     if "scales" not in meta:  # one volume, described by its handle
         lo = [b.start for b in a.bounds]
         hi = [b.stop for b in a.bounds]
+        size = a.shape if a.format == "zarr" else a.shape[:3]
         click.echo(
-            f"mip 0        size {_x(a.shape[:3])}, bounds {_x(lo)} .. {_x(hi)}, chunks "
+            f"mip {a.mip:<8} size {_x(size)}, bounds {_x(lo)} .. {_x(hi)}, chunks "
             f"{_x(a.chunks)}, {a.encoding}"
         )
+        if a.format == "zarr":
+            axes = [ax["name"] or "?" for ax in a.axes]
+            click.echo(f"axes         {', '.join(axes)}; {a.num_mips} level(s)")
         return
     for mip, scale in enumerate(meta["scales"]):
         lo = scale.get("voxel_offset", [0, 0, 0])
@@ -133,7 +137,9 @@ def create(url: str, **options: Any) -> None:
 @click.option("--compression", type=COMPRESSIONS, default="auto", callback=_compression)
 @click.option("--chunks", callback=_numbers(3), help="Destination chunk size.")
 @click.option("--sharding", callback=_sharding, help="'auto' or a JSON sharding spec")
-@click.option("--format", type=click.Choice(["precomputed", "h5s"]), help="Layout of a new DST.")
+@click.option(
+    "--format", type=click.Choice(["precomputed", "zarr", "h5s"]), help="Layout of a new DST."
+)
 @click.option("--jobs", type=int, help="Blocks copied at once (default: CPU count).")
 @click.option("--resume", is_flag=True, help="Skip chunks already present in DST.")
 @click.option(

@@ -7,4 +7,5 @@
 #[cfg(feature = "hdf5")]
 pub mod hdf5;
 pub mod precomputed;
+pub(crate) mod rmw;
 pub mod zarr;

@@ -21,10 +21,14 @@ use crate::format::hdf5::dataset::H5Compression;
 use crate::format::hdf5::h5s::H5sArray;
 use crate::format::precomputed::BigArray;
 use crate::format::precomputed::LayerSpec;
+use crate::format::zarr::codecs::CodecSpec;
+use crate::format::zarr::metadata::ZarrFormat;
+use crate::format::zarr::{ZarrArray, ZarrSpec};
 use crate::geometry::Bbox;
+use crate::nd::NdBox;
 use crate::open::{self, Format, OpenOptions};
 use crate::store::{self, Handle, Store};
-use crate::volume::{ReadTarget, Volume};
+use crate::volume::{NdTarget, NdVolume, ReadTarget, Volume};
 
 /// Outputs at least this large are allocated zeroed (see `Layer::read_many`): glibc serves
 /// them with fresh pages (its mmap threshold never exceeds 32 MiB), which calloc need not
@@ -97,6 +101,65 @@ fn boxes(pairs: Option<Vec<([i64; 3], [i64; 3])>>) -> PyResult<Option<Vec<Bbox>>
         .map_err(to_pyerr)
 }
 
+/// The output arrays of one read: large ones calloc'd (fresh zero pages from the kernel
+/// cost nothing until written, so the read skips writing zeros and a sparse cutout never
+/// touches most of its pages), smaller ones uninitialised (calloc would clear reused heap
+/// blocks that the read overwrites).
+struct Outputs<'py> {
+    arrays: Vec<Bound<'py, PyArray1<u8>>>,
+    lens: Vec<usize>,
+    zeroed: Vec<bool>,
+}
+
+/// One output's memory, as a read target takes it.
+enum Buffer<'a> {
+    Zeroed(&'a mut [u8]),
+    Uninit(&'a mut [MaybeUninit<u8>]),
+}
+
+impl<'py> Outputs<'py> {
+    fn new(py: Python<'py>, lens: &[usize]) -> PyResult<Self> {
+        let mut arrays = Vec::with_capacity(lens.len());
+        let mut zeroed = Vec::with_capacity(lens.len());
+        for &len in lens {
+            let z = len >= ZEROED_OUTPUT_MIN;
+            arrays.push(if z {
+                zeros(py, len)?
+            } else {
+                // SAFETY: an uninitialised array is sound to create; the read writes every
+                // byte before Python can see it (on failure it is dropped unseen).
+                unsafe { PyArray1::<u8>::new(py, len, false) }
+            });
+            zeroed.push(z);
+        }
+        Ok(Outputs {
+            arrays,
+            lens: lens.to_vec(),
+            zeroed,
+        })
+    }
+
+    /// Output `i`'s memory. The caller holds the arrays' `readwrite` guards for as long as
+    /// the buffer lives, and hands each out once.
+    #[allow(clippy::mut_from_ref)]
+    fn buffer(&self, i: usize) -> Buffer<'_> {
+        let array = &self.arrays[i];
+        let (data, len) = (array.data(), self.lens[i]);
+        if self.zeroed[i] {
+            // SAFETY: `zeros` allocated `len` initialised (zero) bytes at `data`, kept alive
+            // by `arrays` and exclusively borrowed by the caller's guards for the whole read;
+            // no Python code runs on it meanwhile (not yet returned).
+            Buffer::Zeroed(unsafe { std::slice::from_raw_parts_mut(data, len) })
+        } else {
+            // SAFETY: as above, except that the bytes are uninitialised, which a
+            // `MaybeUninit` slice may be.
+            Buffer::Uninit(unsafe {
+                std::slice::from_raw_parts_mut(data.cast::<MaybeUninit<u8>>(), len)
+            })
+        }
+    }
+}
+
 /// One scale of a layer in any format, as the engine sees it. Use `bigarrays.BigArray`.
 #[pyclass(frozen, module = "bigarrays._core")]
 pub struct Layer {
@@ -107,6 +170,41 @@ impl Layer {
     fn precomputed(&self) -> Option<&BigArray> {
         self.inner.as_any().downcast_ref::<BigArray>()
     }
+
+    /// The N-dimensional view, or an error naming the format that has none.
+    fn nd_or_err(&self) -> PyResult<&dyn NdVolume> {
+        self.inner.nd().ok_or_else(|| {
+            to_pyerr(Error::invalid(format!(
+                "{}: {} layers are indexed (x, y, z[, c]), not in axes of their own",
+                self.inner.url(),
+                self.inner.format()
+            )))
+        })
+    }
+}
+
+/// A Zarr codec chain given as v3 JSON: a list of `{"name": ..., "configuration": {...}}`.
+fn parse_codecs(text: &str) -> Result<Vec<CodecSpec>> {
+    let bad =
+        || Error::invalid("codecs must be a list of {\"name\": ..., \"configuration\": {...}}");
+    let serde_json::Value::Array(items) = serde_json::from_str(text).map_err(|_| bad())? else {
+        return Err(bad());
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let name = item.get("name").and_then(|n| n.as_str()).ok_or_else(bad)?;
+            let configuration = match item.get("configuration") {
+                None => Default::default(),
+                Some(serde_json::Value::Object(map)) => map.clone(),
+                Some(_) => return Err(bad()),
+            };
+            Ok(CodecSpec {
+                name: name.to_string(),
+                configuration,
+            })
+        })
+        .collect()
 }
 
 #[pymethods]
@@ -140,7 +238,7 @@ impl Layer {
             storage_options: store_options(storage_options),
         };
         let inner = detached(py, move || match store {
-            // A Python mapping holds keys, so only Precomputed layers. `url` is a key prefix
+            // A Python mapping holds keys, so only Precomputed and Zarr layers. `url` is a key prefix
             // there, not a path: only what the caller asked for can name another format.
             Some(mapping) => {
                 let asked = options
@@ -153,7 +251,7 @@ impl Layer {
                     )));
                 }
                 let store = open_store(url, Some(mapping), false, &options.storage_options)?;
-                Ok(Arc::new(BigArray::open_store(store, options)?) as Arc<dyn Volume>)
+                open::open_store(store, &options)
             }
             None => open::open(url, &options),
         })?;
@@ -388,8 +486,8 @@ impl Layer {
             )));
         }
         let bytes_per_voxel = self.inner.dtype().itemsize() * self.inner.num_channels();
-        let mut arrays = Vec::with_capacity(starts.len());
         let mut boxes = Vec::with_capacity(starts.len());
+        let mut lens = Vec::with_capacity(starts.len());
         for (start, stop) in starts.into_iter().zip(stops) {
             let bbox = Bbox::new(start, stop).map_err(to_pyerr)?;
             let len = bbox
@@ -398,43 +496,23 @@ impl Layer {
                 .ok_or_else(|| {
                     to_pyerr(Error::invalid(format!("box {bbox:?} is too large to read")))
                 })?;
-            // Large outputs are calloc'd: fresh zero pages from the kernel cost nothing until
-            // written, so the read skips writing zeros (missing chunks, outside the bounds)
-            // and a sparse cutout never touches most of its pages. Smaller ones start
-            // uninitialised: calloc would clear reused heap blocks that the read overwrites.
-            let zeroed = len >= ZEROED_OUTPUT_MIN;
-            let array = if zeroed {
-                zeros(py, len)?
-            } else {
-                // SAFETY: an uninitialised array is sound to create; the read writes every
-                // byte before Python can see it (on failure it is dropped unseen).
-                unsafe { PyArray1::<u8>::new(py, len, false) }
-            };
-            boxes.push((bbox, len, zeroed));
-            arrays.push(array);
+            boxes.push(bbox);
+            lens.push(len);
         }
-        // The guards hold numpy's borrow flags, so no other Rust code can borrow the arrays.
-        let guards: Vec<_> = arrays.iter().map(|a| a.readwrite()).collect();
-        let mut targets: Vec<ReadTarget<'_>> = Vec::with_capacity(arrays.len());
-        for (array, (bbox, len, zeroed)) in arrays.iter().zip(boxes) {
-            let data = array.data();
-            targets.push(if zeroed {
-                // SAFETY: `zeros` allocated `len` initialised (zero) bytes at `data`, kept
-                // alive by `arrays` and exclusively borrowed by `guards` for the whole read;
-                // no Python code runs on it meanwhile (not yet returned).
-                ReadTarget::zeroed(bbox, unsafe { std::slice::from_raw_parts_mut(data, len) })
-            } else {
-                // SAFETY: as above, except that the bytes are uninitialised, which a
-                // `MaybeUninit` slice may be.
-                let out =
-                    unsafe { std::slice::from_raw_parts_mut(data.cast::<MaybeUninit<u8>>(), len) };
-                ReadTarget::uninit(bbox, out)
-            });
-        }
+        let outputs = Outputs::new(py, &lens)?;
+        let guards: Vec<_> = outputs.arrays.iter().map(|a| a.readwrite()).collect();
+        let mut targets: Vec<ReadTarget<'_>> = boxes
+            .into_iter()
+            .enumerate()
+            .map(|(i, bbox)| match outputs.buffer(i) {
+                Buffer::Zeroed(out) => ReadTarget::zeroed(bbox, out),
+                Buffer::Uninit(out) => ReadTarget::uninit(bbox, out),
+            })
+            .collect();
         let inner = &self.inner;
         detached(py, move || inner.read_many(&mut targets))?;
         drop(guards);
-        Ok(arrays)
+        Ok(outputs.arrays)
     }
 
     /// Hit/miss counters and size of the decoded-chunk cache; None without one.
@@ -511,6 +589,180 @@ impl Layer {
         let inner = &self.inner;
         detached(py, move || {
             inner.write_from_only(&bbox, data, only.as_deref())
+        })
+    }
+
+    // -- the N-dimensional view of formats with their own axes (Zarr) ---------------------
+
+    /// The array's shape in its own axis order; None for the (x, y, z, c) formats.
+    #[getter]
+    fn nd_shape(&self) -> Option<Vec<u64>> {
+        self.inner.nd().map(|nd| nd.shape())
+    }
+
+    /// The storage unit (chunk or shard) in the array's axis order; None as `nd_shape`.
+    #[getter]
+    fn nd_chunks(&self) -> Option<Vec<u64>> {
+        self.inner.nd().map(|nd| nd.chunk_shape())
+    }
+
+    /// The read unit (a sharded array's inner chunk); None as `nd_shape`.
+    #[getter]
+    fn nd_read_chunks(&self) -> Option<Vec<u64>> {
+        self.inner.nd().map(|nd| nd.read_chunk_shape())
+    }
+
+    /// One element of the fill value, little-endian bytes; None as `nd_shape`.
+    #[getter]
+    fn fill_value<'py>(&self, py: Python<'py>) -> Option<Bound<'py, pyo3::types::PyBytes>> {
+        self.inner
+            .nd()
+            .map(|nd| pyo3::types::PyBytes::new(py, &nd.fill_value()))
+    }
+
+    /// Axis names, units, scale and translation (OME-Zarr `axes` and coordinate
+    /// transformations); None as `nd_shape`.
+    #[allow(clippy::type_complexity)]
+    fn nd_axes(&self) -> Option<(Vec<Option<String>>, Vec<Option<String>>, Vec<f64>, Vec<f64>)> {
+        self.inner.nd().map(|nd| {
+            (
+                nd.dimension_names(),
+                nd.units(),
+                nd.scale(),
+                nd.translation(),
+            )
+        })
+    }
+
+    /// Reads each box `[starts[i], starts[i] + shapes[i])` of the array's own axes into a
+    /// flat uint8 buffer of C-ordered elements, fetching and decoding every chunk once.
+    fn read_nd_many<'py>(
+        &self,
+        py: Python<'py>,
+        starts: Vec<Vec<u64>>,
+        shapes: Vec<Vec<u64>>,
+    ) -> PyResult<Vec<Bound<'py, PyArray1<u8>>>> {
+        let nd = self.nd_or_err()?;
+        if starts.len() != shapes.len() {
+            return Err(to_pyerr(Error::invalid(
+                "starts and shapes differ in length",
+            )));
+        }
+        let itemsize = self.inner.dtype().itemsize();
+        let regions: Vec<NdBox> = starts
+            .into_iter()
+            .zip(shapes)
+            .map(|(start, shape)| NdBox::new(start, shape))
+            .collect();
+        let lens = regions
+            .iter()
+            .map(|r| {
+                r.num_bytes(itemsize).ok_or_else(|| {
+                    to_pyerr(Error::invalid(format!("box {r:?} is too large to read")))
+                })
+            })
+            .collect::<PyResult<Vec<usize>>>()?;
+        let outputs = Outputs::new(py, &lens)?;
+        let guards: Vec<_> = outputs.arrays.iter().map(|a| a.readwrite()).collect();
+        let mut targets: Vec<NdTarget<'_>> = regions
+            .into_iter()
+            .enumerate()
+            .map(|(i, region)| match outputs.buffer(i) {
+                Buffer::Zeroed(out) => NdTarget::zeroed(region, out),
+                Buffer::Uninit(out) => NdTarget::uninit(region, out),
+            })
+            .collect();
+        detached(py, move || nd.read_regions(&mut targets))?;
+        drop(guards);
+        Ok(outputs.arrays)
+    }
+
+    /// Writes the box `[start, start + shape)` of the array's own axes from a flat uint8
+    /// buffer of C-ordered elements.
+    fn write_nd(
+        &self,
+        py: Python<'_>,
+        start: Vec<u64>,
+        shape: Vec<u64>,
+        data: PyReadonlyArray1<'_, u8>,
+    ) -> PyResult<()> {
+        let nd = self.nd_or_err()?;
+        let data = data.as_slice()?;
+        let region = NdBox::new(start, shape);
+        detached(py, move || nd.write_region(&region, data))
+    }
+
+    /// Creates a Zarr array (its metadata) and opens it.
+    #[staticmethod]
+    #[pyo3(signature = (url, *, zarr_format, shape, dtype, chunks, shards = None, codecs = None,
+                        fill_value = None, dimension_names = None, attributes = None,
+                        overwrite = false, concurrency = 64, store = None, storage_options = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_zarr(
+        py: Python<'_>,
+        url: &str,
+        zarr_format: u8,
+        shape: Vec<u64>,
+        dtype: &str,
+        chunks: Vec<u64>,
+        shards: Option<Vec<u64>>,
+        codecs: Option<&str>,
+        fill_value: Option<Vec<u8>>,
+        dimension_names: Option<Vec<Option<String>>>,
+        attributes: Option<&str>,
+        overwrite: bool,
+        concurrency: usize,
+        store: Option<Py<PyAny>>,
+        storage_options: Option<HashMap<String, String>>,
+    ) -> PyResult<Layer> {
+        let zarr_format = match zarr_format {
+            2 => ZarrFormat::V2,
+            3 => ZarrFormat::V3,
+            other => {
+                return Err(to_pyerr(Error::invalid(format!(
+                    "zarr_format={other} is not 2 or 3"
+                ))))
+            }
+        };
+        let dtype = DType::parse(dtype)
+            .ok_or_else(|| to_pyerr(Error::invalid(format!("dtype {dtype:?} is not supported"))))?;
+        let codecs = codecs
+            .map(|text| parse_codecs(text).map_err(to_pyerr))
+            .transpose()?;
+        let attributes = match attributes {
+            None => Default::default(),
+            Some(text) => match serde_json::from_str(text) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => return Err(to_pyerr(Error::invalid("attributes must be a JSON object"))),
+            },
+        };
+        let spec = ZarrSpec {
+            zarr_format,
+            shape,
+            dtype,
+            chunks,
+            shards,
+            codecs,
+            fill_value,
+            dimension_names,
+            attributes,
+        };
+        let storage_options = store_options(storage_options);
+        let options = OpenOptions {
+            concurrency,
+            format: Some(Format::Zarr),
+            ..OpenOptions::default()
+        };
+        let inner = detached(py, move || {
+            ZarrArray::create(
+                open_store(url, store, true, &storage_options)?,
+                &spec,
+                overwrite,
+                &options,
+            )
+        })?;
+        Ok(Layer {
+            inner: Arc::new(inner),
         })
     }
 

@@ -12,7 +12,10 @@
 //! - `group`, `ome`: group attributes and OME-Zarr (NGFF 0.4 and 0.5) multiscales.
 //! - `codecs`: the codec chain (`bytes`, `transpose`, `gzip`, `zlib`, `zstd`, `blosc`,
 //!   `lz4`, `crc32c`, `sharding_indexed`), one codec per file.
+//! - `array`: one array (or one OME-Zarr level) opened, created and described; `read` and
+//!   `write` move its elements.
 
+mod array;
 pub mod chunk_key;
 mod codec_json;
 pub mod codecs;
@@ -24,4 +27,8 @@ pub mod group;
 mod interop_tests;
 pub mod metadata;
 pub mod ome;
+mod read;
 mod v2_codecs;
+mod write;
+
+pub use array::{ZarrArray, ZarrSpec};

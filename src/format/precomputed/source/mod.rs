@@ -15,16 +15,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Stored;
 use crate::codec::Compression;
-use crate::error::{Error, Result};
+use crate::error::Result;
+pub(crate) use crate::format::rmw::{block_on, conflicts_after};
 use crate::geometry::Bbox;
-use crate::{interrupt, runtime};
 
 pub(crate) use files::ChunkFiles;
 pub(crate) use sharded::ShardedChunks;
-
-/// Times a partly covered chunk (or shard) is read, painted and put again when other
-/// writers keep replacing it first (stores with conditional puts).
-const MAX_RMW_ROUNDS: u32 = 32;
 
 /// A chunk's share of its read's in-flight byte budget: held from before the chunk is
 /// fetched until it has been painted, so fetched-but-unpainted bytes stay bounded however
@@ -71,41 +67,6 @@ pub(crate) trait ChunkSource: Send + Sync + std::fmt::Debug {
     fn write(&self, bbox: &Bbox, cells: &[[u64; 3]], encode: &ChunkEncoder) -> Result<()>;
 }
 
-/// The objects whose conditional put failed in read-modify-write round `round` (`outcomes`:
-/// index and whether it was stored), to be read and made again after a short pause,
-/// different in every writer; `None` when all were stored. Gives up after
-/// [`MAX_RMW_ROUNDS`] with an error naming the first (`url_of` an index).
-pub(crate) fn conflicts_after(
-    round: u32,
-    outcomes: Vec<(usize, bool)>,
-    url_of: impl Fn(usize) -> String,
-) -> Result<Option<Vec<usize>>> {
-    let again: Vec<usize> = outcomes
-        .into_iter()
-        .filter(|&(_, stored)| !stored)
-        .map(|(i, _)| i)
-        .collect();
-    let Some(&first) = again.first() else {
-        return Ok(None);
-    };
-    if round >= MAX_RMW_ROUNDS {
-        return Err(Error::store(
-            &url_of(first),
-            format!(
-                "other writers replaced this object (and {} more) between our read and \
-                 our write {MAX_RMW_ROUNDS} times in a row; the rest of the write was stored",
-                again.len() - 1
-            ),
-        ));
-    }
-    let jitter = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_micros() % 1000);
-    let pause = (1u64 << round.min(7)) * 1000 + u64::from(jitter);
-    std::thread::sleep(std::time::Duration::from_micros(pause));
-    Ok(Some(again))
-}
-
 /// The next item of `results`, or `None` once the reader has closed `tx`'s channel (an
 /// interrupted read): the fetches in flight are then dropped instead of awaited, which for a
 /// stalled remote store could take until its deadline.
@@ -131,10 +92,4 @@ pub(crate) fn stop_fetching(fetched: &mut Fetched) {
     while fetched.sender_strong_count() > 0 {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-}
-
-/// Runs a store future to completion from a thread outside the IO runtime; an interrupted
-/// one is dropped (see [`interrupt::block_on`]).
-pub(crate) fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    interrupt::block_on(&runtime::io(), future)
 }

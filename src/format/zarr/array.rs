@@ -1,0 +1,704 @@
+//! One Zarr array (or one level of an OME-Zarr image): opened from its metadata, created,
+//! described, and presented both in its own axis order ([`NdVolume`]) and through the 3D
+//! [`Volume`] seam with its axes reversed (see the module notes of `zarr`).
+
+use std::any::Any;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::chunk_key::ChunkKeyEncoding;
+use super::codecs::{ChunkRepr, CodecChain, CodecSpec};
+use super::group::GroupMetadata;
+use super::metadata::{ArrayMetadata, ZarrFormat};
+use super::ome::Multiscale;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::geometry::{Bbox, BoxCopy};
+use crate::nd::{NdBox, NdGrid};
+use crate::open::OpenOptions;
+use crate::store::Handle;
+use crate::volume::{NdTarget, NdVolume, ReadTarget, Volume};
+use crate::{interrupt, runtime};
+
+/// Metadata files larger than this are refused before they are parsed: real ones are a few
+/// KiB, and a hostile one must not exhaust memory.
+const MAX_METADATA_BYTES: usize = 16 << 20;
+
+/// The OME-Zarr level an array is, within its image.
+#[derive(Debug, Clone)]
+pub(super) struct Level {
+    pub(super) multiscale: Multiscale,
+    pub(super) index: usize,
+}
+
+/// One Zarr array in a store.
+#[derive(Debug)]
+pub struct ZarrArray {
+    pub(super) store: Handle,
+    /// The array's directory inside the store, with a trailing `/` (or empty).
+    pub(super) prefix: String,
+    pub(super) meta: ArrayMetadata,
+    pub(super) chain: Arc<CodecChain>,
+    /// The grid of stored objects: chunks, or shards of a sharded array.
+    pub(super) grid: NdGrid,
+    pub(super) concurrency: usize,
+    pub(super) fill_missing: bool,
+    level: Option<Level>,
+    /// How many leading axes of extent 1 the 3D view drops (an OME-Zarr `t` of one
+    /// timepoint), and whether what is left fits its four axes.
+    view_lead: usize,
+}
+
+/// What [`ZarrArray::create`] makes.
+#[derive(Debug, Clone)]
+pub struct ZarrSpec {
+    /// Zarr v2 or v3.
+    pub zarr_format: ZarrFormat,
+    /// The array's shape.
+    pub shape: Vec<u64>,
+    /// The element type.
+    pub dtype: DType,
+    /// The chunk shape (the inner chunk of a sharded array).
+    pub chunks: Vec<u64>,
+    /// The shard shape (v3 only): chunks are packed into shards of this shape.
+    pub shards: Option<Vec<u64>>,
+    /// The codecs (of each inner chunk, when sharded); `None`: `bytes` + `zstd` level 0, as
+    /// zarr-python writes by default.
+    pub codecs: Option<Vec<CodecSpec>>,
+    /// One element of the fill value, little-endian; `None`: zeros.
+    pub fill_value: Option<Vec<u8>>,
+    /// Names of the axes (v3 `dimension_names`).
+    pub dimension_names: Option<Vec<Option<String>>>,
+    /// User attributes.
+    pub attributes: Map<String, Value>,
+}
+
+fn spec(name: &str, configuration: Value) -> CodecSpec {
+    CodecSpec {
+        name: name.to_string(),
+        configuration: match configuration {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        },
+    }
+}
+
+/// `bytes` (little-endian where the type has a byte order) + `zstd` level 0: zarr-python's
+/// default chain.
+fn default_codecs(dtype: DType) -> Vec<CodecSpec> {
+    let bytes = if dtype.component_size() > 1 {
+        spec("bytes", serde_json::json!({"endian": "little"}))
+    } else {
+        spec("bytes", serde_json::json!({}))
+    };
+    vec![
+        bytes,
+        spec("zstd", serde_json::json!({"level": 0, "checksum": false})),
+    ]
+}
+
+/// Reads a metadata file, `None` when absent.
+fn read_small(store: &Handle, key: &str) -> Result<Option<Bytes>> {
+    let bytes = interrupt::block_on(&runtime::io(), store.get_bytes(key))?;
+    if let Some(b) = &bytes {
+        if b.len() > MAX_METADATA_BYTES {
+            return Err(Error::invalid(format!(
+                "{}: {} bytes, more than the {MAX_METADATA_BYTES} a Zarr metadata file may hold",
+                store.url_of(key),
+                b.len()
+            )));
+        }
+    }
+    Ok(bytes)
+}
+
+/// What a store directory holds: an array, a group, or nothing Zarr.
+enum Node {
+    Array(ArrayMetadata),
+    Group(GroupMetadata),
+    Nothing,
+}
+
+fn read_node(store: &Handle, dir: &str) -> Result<Node> {
+    let key = |name: &str| format!("{dir}{name}");
+    if let Some(json) = read_small(store, &key("zarr.json"))? {
+        let url = store.url_of(&key("zarr.json"));
+        let value: Value = serde_json::from_slice(&json)
+            .map_err(|e| Error::invalid(format!("{url}: not JSON: {e}")))?;
+        return Ok(match value.get("node_type").and_then(Value::as_str) {
+            Some("group") => Node::Group(GroupMetadata::parse_v3(&url, &json)?),
+            _ => Node::Array(ArrayMetadata::parse_v3(&url, &json)?),
+        });
+    }
+    let attrs = read_small(store, &key(".zattrs"))?;
+    if let Some(zarray) = read_small(store, &key(".zarray"))? {
+        let url = store.url_of(&key(".zarray"));
+        return Ok(Node::Array(ArrayMetadata::parse_v2(
+            &url,
+            &zarray,
+            attrs.as_deref(),
+        )?));
+    }
+    if let Some(zgroup) = read_small(store, &key(".zgroup"))? {
+        let url = store.url_of(&key(".zgroup"));
+        return Ok(Node::Group(GroupMetadata::parse_v2(
+            &url,
+            &zgroup,
+            attrs.as_deref(),
+        )?));
+    }
+    Ok(Node::Nothing)
+}
+
+impl ZarrArray {
+    /// Whether the store holds Zarr metadata at its root (an array or a group).
+    pub fn detect(store: &Handle) -> Result<bool> {
+        Ok(!matches!(read_node(store, "")?, Node::Nothing))
+    }
+
+    /// Opens the array at the store's root, or level `options.mip` of the OME-Zarr image
+    /// there.
+    pub fn open(store: Handle, options: &OpenOptions) -> Result<Self> {
+        if options.cache_bytes != 0 {
+            return Err(Error::invalid(format!(
+                "{}: cache_bytes= is not supported for Zarr arrays yet",
+                store.url_of("")
+            )));
+        }
+        match read_node(&store, "")? {
+            Node::Nothing => Err(Error::LayerNotFound {
+                url: store.url_of(""),
+            }),
+            Node::Array(meta) => {
+                if options.mip != 0 {
+                    return Err(Error::invalid(format!(
+                        "{}: mip={} asked of a single Zarr array (mip 0 only; levels are the \
+                         datasets of an OME-Zarr image)",
+                        store.url_of(""),
+                        options.mip
+                    )));
+                }
+                Self::with_metadata(store, String::new(), meta, None, options)
+            }
+            Node::Group(group) => {
+                let url = store.url_of("");
+                let multiscales = Multiscale::from_attributes(&url, &group.attributes)?
+                    .filter(|m| !m.is_empty())
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "{url}: a Zarr group without OME-Zarr multiscales; open one of its \
+                             arrays by its path"
+                        ))
+                    })?;
+                let multiscale = multiscales[0].clone();
+                let count = multiscale.datasets.len();
+                let dataset = multiscale.datasets.get(options.mip).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{url}: mip {} is not one of the image's {count} levels",
+                        options.mip
+                    ))
+                })?;
+                let prefix = format!("{}/", dataset.path.trim_matches('/'));
+                let Node::Array(meta) = read_node(&store, &prefix)? else {
+                    return Err(Error::invalid(format!(
+                        "{}: level {} ({:?}) of the OME-Zarr image is not a Zarr array",
+                        store.url_of(&prefix),
+                        options.mip,
+                        dataset.path
+                    )));
+                };
+                let level = Level {
+                    multiscale,
+                    index: options.mip,
+                };
+                Self::with_metadata(store, prefix, meta, Some(level), options)
+            }
+        }
+    }
+
+    fn with_metadata(
+        store: Handle,
+        prefix: String,
+        meta: ArrayMetadata,
+        level: Option<Level>,
+        options: &OpenOptions,
+    ) -> Result<Self> {
+        let url = store.url_of(&prefix);
+        let repr = ChunkRepr {
+            shape: meta.chunk_shape.clone(),
+            dtype: meta.dtype,
+            fill_value: meta.fill_value.clone(),
+        };
+        let chain = CodecChain::new(&meta.codecs, &repr)
+            .map_err(|e| Error::invalid(format!("{url}: {e}")))?;
+        if let Some(level) = &level {
+            let axes = level.multiscale.axes.len();
+            if axes != meta.shape.len() {
+                return Err(Error::invalid(format!(
+                    "{url}: the OME-Zarr multiscales name {axes} axes, the array has {}",
+                    meta.shape.len()
+                )));
+            }
+        }
+        let grid = NdGrid {
+            shape: meta.shape.clone(),
+            chunk: meta.chunk_shape.clone(),
+        };
+        let mut view_lead = 0;
+        while meta.shape.len() - view_lead > 4 && meta.shape[view_lead] == 1 {
+            view_lead += 1;
+        }
+        Ok(ZarrArray {
+            store,
+            prefix,
+            meta,
+            chain: Arc::new(chain),
+            grid,
+            concurrency: options.concurrency.max(1),
+            fill_missing: options.fill_missing,
+            level,
+            view_lead,
+        })
+    }
+
+    /// Writes the metadata of a new array at the store's root and opens it. An existing
+    /// array or group there is an error unless `overwrite` is set (then its chunks are
+    /// removed first, so none of them reads back under the new metadata).
+    pub fn create(
+        store: Handle,
+        spec: &ZarrSpec,
+        overwrite: bool,
+        options: &OpenOptions,
+    ) -> Result<Self> {
+        interrupt::begin();
+        let url = store.url_of("");
+        let rank = spec.shape.len();
+        if spec.chunks.len() != rank {
+            return Err(Error::invalid(format!(
+                "{url}: chunks {:?} must have one entry per axis of shape {:?}",
+                spec.chunks, spec.shape
+            )));
+        }
+        let mut codecs = spec
+            .codecs
+            .clone()
+            .unwrap_or_else(|| default_codecs(spec.dtype));
+        let mut chunk_shape = spec.chunks.clone();
+        if let Some(shards) = &spec.shards {
+            if spec.zarr_format != ZarrFormat::V3 {
+                return Err(Error::invalid(format!(
+                    "{url}: shards= needs zarr_format=3 (Zarr v2 has no sharding)"
+                )));
+            }
+            if shards.len() != rank
+                || shards
+                    .iter()
+                    .zip(&spec.chunks)
+                    .any(|(&s, &c)| c == 0 || s == 0 || s % c != 0)
+            {
+                return Err(Error::invalid(format!(
+                    "{url}: shards {shards:?} must be whole multiples of chunks {:?} along \
+                     every axis",
+                    spec.chunks
+                )));
+            }
+            codecs = vec![spec_sharding(&spec.chunks, codecs)];
+            chunk_shape = shards.clone();
+        }
+        let chunk_key_encoding = match spec.zarr_format {
+            ZarrFormat::V3 => ChunkKeyEncoding::Default { separator: '/' },
+            ZarrFormat::V2 => ChunkKeyEncoding::V2 { separator: '.' },
+        };
+        let meta = ArrayMetadata {
+            zarr_format: spec.zarr_format,
+            shape: spec.shape.clone(),
+            chunk_shape,
+            dtype: spec.dtype,
+            fill_value: spec
+                .fill_value
+                .clone()
+                .unwrap_or_else(|| vec![0; spec.dtype.itemsize()]),
+            chunk_key_encoding,
+            codecs,
+            dimension_names: spec.dimension_names.clone(),
+            attributes: spec.attributes.clone(),
+        };
+        let files = meta.to_files()?;
+        // Parse what we are about to write: every check of `open` runs before anything is
+        // stored, and the file reads back.
+        let array = Self::with_metadata(
+            store.clone(),
+            String::new(),
+            reparse(&store, &files)?,
+            None,
+            options,
+        )?;
+        if !matches!(read_node(&store, "")?, Node::Nothing) {
+            if !overwrite {
+                return Err(Error::LayerExists { url });
+            }
+            interrupt::block_on(&runtime::io(), store.writer("")?.delete_dir(""))?;
+        }
+        for (name, bytes) in files {
+            interrupt::block_on(
+                &runtime::io(),
+                store.writer(name)?.put(name, Bytes::from(bytes)),
+            )?;
+        }
+        Ok(array)
+    }
+
+    /// The array's metadata.
+    pub fn metadata(&self) -> &ArrayMetadata {
+        &self.meta
+    }
+
+    /// The store key of the object of grid cell `cell`.
+    pub(super) fn key_of(&self, cell: &[u64]) -> String {
+        format!("{}{}", self.prefix, self.meta.chunk_key_encoding.key(cell))
+    }
+
+    /// What one stored object (chunk or shard) decodes to.
+    pub(super) fn repr(&self) -> ChunkRepr {
+        ChunkRepr {
+            shape: self.meta.chunk_shape.clone(),
+            dtype: self.meta.dtype,
+            fill_value: self.meta.fill_value.clone(),
+        }
+    }
+
+    /// The array's extent.
+    pub(super) fn bounds_nd(&self) -> NdBox {
+        NdBox::of_shape(&self.meta.shape)
+    }
+
+    /// Axes of the 3D view, or why there is none.
+    fn view_rank(&self) -> Result<usize> {
+        let rank = self.meta.shape.len() - self.view_lead;
+        if rank > 4 {
+            return Err(Error::invalid(format!(
+                "{}: a {}-dimensional Zarr array has no (x, y, z, c) view; index it in its \
+                 own axes",
+                self.url(),
+                self.meta.shape.len()
+            )));
+        }
+        Ok(rank)
+    }
+
+    /// The view's `[x, y, z]` extent and channel count of an N-d `shape`: its last axes
+    /// reversed, 1 where the array has fewer.
+    fn view_of(&self, shape: &[u64]) -> ([u64; 3], u64) {
+        let rank = shape.len() - self.view_lead;
+        let axis = |k: usize| {
+            if k < rank {
+                shape[shape.len() - 1 - k]
+            } else {
+                1
+            }
+        };
+        ([axis(0), axis(1), axis(2)], axis(3))
+    }
+
+    /// The N-d box of a 3D box of the view (which must lie inside the bounds): every
+    /// channel, the dropped leading axes at 0.
+    fn nd_of(&self, bbox: &Bbox) -> NdBox {
+        let rank = self.meta.shape.len() - self.view_lead;
+        let mut start = vec![0; self.meta.shape.len()];
+        let mut shape = vec![1; self.meta.shape.len()];
+        let n = self.meta.shape.len();
+        for k in 0..rank.min(3) {
+            start[n - 1 - k] = bbox.start[k] as u64;
+            shape[n - 1 - k] = (bbox.stop[k] - bbox.start[k]) as u64;
+        }
+        if rank == 4 {
+            shape[n - 4] = self.meta.shape[n - 4];
+        }
+        NdBox::new(start, shape)
+    }
+}
+
+/// `sharding_indexed` around `inner` codecs, index little-endian with a crc32c, at the end:
+/// zarr-python's default.
+fn spec_sharding(chunks: &[u64], inner: Vec<CodecSpec>) -> CodecSpec {
+    let inner: Vec<Value> = inner.into_iter().map(codec_json).collect();
+    spec(
+        "sharding_indexed",
+        serde_json::json!({
+            "chunk_shape": chunks,
+            "codecs": inner,
+            "index_codecs": [
+                {"name": "bytes", "configuration": {"endian": "little"}},
+                {"name": "crc32c"},
+            ],
+            "index_location": "end",
+        }),
+    )
+}
+
+fn codec_json(c: CodecSpec) -> Value {
+    let mut v = Map::new();
+    v.insert("name".into(), Value::String(c.name));
+    if !c.configuration.is_empty() {
+        v.insert("configuration".into(), Value::Object(c.configuration));
+    }
+    Value::Object(v)
+}
+
+/// The metadata `files` (as [`ArrayMetadata::to_files`] makes them) parsed back.
+fn reparse(store: &Handle, files: &[(&'static str, Vec<u8>)]) -> Result<ArrayMetadata> {
+    let get = |name: &str| files.iter().find(|(n, _)| *n == name).map(|(_, b)| &b[..]);
+    match (get("zarr.json"), get(".zarray")) {
+        (Some(json), _) => ArrayMetadata::parse_v3(&store.url_of("zarr.json"), json),
+        (None, Some(zarray)) => {
+            ArrayMetadata::parse_v2(&store.url_of(".zarray"), zarray, get(".zattrs"))
+        }
+        (None, None) => Err(Error::internal("Zarr metadata without a metadata file")),
+    }
+}
+
+impl NdVolume for ZarrArray {
+    fn shape(&self) -> Vec<u64> {
+        self.meta.shape.clone()
+    }
+
+    fn chunk_shape(&self) -> Vec<u64> {
+        self.meta.chunk_shape.clone()
+    }
+
+    fn read_chunk_shape(&self) -> Vec<u64> {
+        match self.chain.sharding() {
+            Some(sharding) => sharding.inner_chunk_shape().to_vec(),
+            None => self.meta.chunk_shape.clone(),
+        }
+    }
+
+    fn fill_value(&self) -> Vec<u8> {
+        self.meta.fill_value.clone()
+    }
+
+    fn dimension_names(&self) -> Vec<Option<String>> {
+        if let Some(level) = &self.level {
+            return level
+                .multiscale
+                .axes
+                .iter()
+                .map(|a| Some(a.name.clone()))
+                .collect();
+        }
+        self.meta
+            .dimension_names
+            .clone()
+            .unwrap_or_else(|| vec![None; self.meta.shape.len()])
+    }
+
+    fn units(&self) -> Vec<Option<String>> {
+        match &self.level {
+            Some(level) => level
+                .multiscale
+                .axes
+                .iter()
+                .map(|a| a.unit.clone())
+                .collect(),
+            None => vec![None; self.meta.shape.len()],
+        }
+    }
+
+    fn scale(&self) -> Vec<f64> {
+        match &self.level {
+            Some(level) => level.multiscale.datasets[level.index].scale.clone(),
+            None => vec![1.0; self.meta.shape.len()],
+        }
+    }
+
+    fn translation(&self) -> Vec<f64> {
+        self.level
+            .as_ref()
+            .and_then(|l| l.multiscale.datasets[l.index].translation.clone())
+            .unwrap_or_else(|| vec![0.0; self.meta.shape.len()])
+    }
+
+    fn read_regions(&self, targets: &mut [NdTarget<'_>]) -> Result<()> {
+        let requests: Vec<_> = targets.iter().map(|t| (t.region.clone(), t.out)).collect();
+        // SAFETY: each target's buffer comes from a `&mut` borrow its `NdTarget` holds for
+        // this call, exclusively.
+        unsafe { self.read_raw(&requests) }
+    }
+
+    fn write_region(&self, region: &NdBox, data: &[u8]) -> Result<()> {
+        self.write_nd(region, data)
+    }
+}
+
+impl Volume for ZarrArray {
+    fn format(&self) -> &'static str {
+        "zarr"
+    }
+
+    fn url(&self) -> String {
+        let url = self.store.url_of(&self.prefix);
+        url.trim_end_matches('/').to_string()
+    }
+
+    fn dtype(&self) -> DType {
+        self.meta.dtype
+    }
+
+    fn num_channels(&self) -> usize {
+        self.view_of(&self.meta.shape).1 as usize
+    }
+
+    fn bounds(&self) -> Bbox {
+        let ([x, y, z], _) = self.view_of(&self.meta.shape);
+        Bbox {
+            start: [0; 3],
+            stop: [x as i64, y as i64, z as i64],
+        }
+    }
+
+    fn chunk_shape(&self) -> [u64; 3] {
+        self.view_of(&self.meta.chunk_shape).0
+    }
+
+    fn resolution(&self) -> [f64; 3] {
+        let scale = NdVolume::scale(self);
+        let n = scale.len();
+        let at = |k: usize| if k < n { scale[n - 1 - k] } else { 1.0 };
+        [at(0), at(1), at(2)]
+    }
+
+    fn mip(&self) -> usize {
+        self.level.as_ref().map_or(0, |l| l.index)
+    }
+
+    fn num_mips(&self) -> usize {
+        self.level
+            .as_ref()
+            .map_or(1, |l| l.multiscale.datasets.len())
+    }
+
+    fn encoding(&self) -> String {
+        let names: Vec<&str> = self.meta.codecs.iter().map(|c| c.name.as_str()).collect();
+        names.join("+")
+    }
+
+    fn metadata_json(&self) -> String {
+        match self.meta.to_files() {
+            Ok(files) => files
+                .into_iter()
+                .find(|(n, _)| *n == "zarr.json" || *n == ".zarray")
+                .map(|(_, b)| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default(),
+            Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
+        }
+    }
+
+    fn writable(&self) -> bool {
+        self.store.writer("").is_ok()
+    }
+
+    fn read_many(&self, targets: &mut [ReadTarget<'_>]) -> Result<()> {
+        self.view_rank()?;
+        let bounds = Volume::bounds(self);
+        let itemsize = self.meta.dtype.itemsize();
+        let channels = self.num_channels();
+        let mut direct = Vec::new();
+        for target in targets.iter_mut() {
+            let bbox = *target.bbox();
+            if bounds.contains(&bbox) {
+                // C-ordered (c, z, y, x) is Fortran-ordered [x, y, z, c]: the same bytes.
+                direct.push((self.nd_of(&bbox), target.out));
+                continue;
+            }
+            // Partly outside: the fill value there, the inside read apart and copied in.
+            let out = target.initialized();
+            let fill = self.meta.fill_value.clone();
+            for element in out.chunks_exact_mut(itemsize) {
+                element.copy_from_slice(&fill);
+            }
+            if let Some(inside) = bbox.intersect(&bounds) {
+                let region = self.nd_of(&inside);
+                let mut part = vec![0; region.num_bytes(itemsize).unwrap_or(0)];
+                self.read_regions(&mut [NdTarget::new(region, &mut part)])?;
+                BoxCopy::new(&inside, &bbox, &inside, channels, itemsize).copy(&part, out);
+            }
+        }
+        // SAFETY: each buffer comes from a `ReadTarget` that holds its `&mut` borrow for this
+        // call, exclusively.
+        unsafe { self.read_raw(&direct) }
+    }
+
+    fn write_from_only(&self, bbox: &Bbox, data: &[u8], only: Option<&[Bbox]>) -> Result<()> {
+        self.view_rank()?;
+        if !Volume::bounds(self).contains(bbox) {
+            return Err(Error::OutOfBounds {
+                reason: format!(
+                    "{}: box {bbox:?} reaches outside the array's bounds {:?}",
+                    self.url(),
+                    Volume::bounds(self)
+                ),
+            });
+        }
+        crate::volume::write_each(self, bbox, data, only, |part, piece| {
+            self.write_nd(&self.nd_of(part), piece)
+        })
+    }
+
+    fn stored_chunks(&self, bbox: &Bbox) -> Result<Option<Vec<(Bbox, u64)>>> {
+        self.view_rank()?;
+        let Some(inside) = bbox.intersect(&Volume::bounds(self)) else {
+            return Ok(Some(Vec::new()));
+        };
+        let cells = self.grid.chunks_touching(&self.nd_of(&inside));
+        let sizes = self.object_sizes(&cells)?;
+        let mut found = Vec::new();
+        for (cell, size) in cells.iter().zip(sizes) {
+            if let Some(size) = size.filter(|&s| s > 0) {
+                let b = self.grid.chunk_box(cell);
+                let (lo, _) = self.view_of(&b.start);
+                let (extent, _) = self.view_of(&b.shape);
+                let stop = [0, 1, 2].map(|k| (lo[k] + extent[k]) as i64);
+                let b = Bbox {
+                    start: lo.map(|v| v as i64),
+                    stop,
+                };
+                if let Some(b) = b.intersect(&Volume::bounds(self)) {
+                    found.push((b, size));
+                }
+            }
+        }
+        Ok(Some(found))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn nd(&self) -> Option<&dyn NdVolume> {
+        Some(self)
+    }
+}
+
+impl ZarrArray {
+    /// The stored size of each grid cell's object, `None` where absent.
+    pub(super) fn object_sizes(&self, cells: &[Vec<u64>]) -> Result<Vec<Option<u64>>> {
+        use futures::{StreamExt, TryStreamExt};
+        let keys: Vec<String> = cells.iter().map(|c| self.key_of(c)).collect();
+        let store = self.store.clone();
+        interrupt::block_on(
+            &runtime::io(),
+            futures::stream::iter(keys)
+                .map(|key| {
+                    let store = store.clone();
+                    async move {
+                        interrupt::check()?;
+                        store.size(&key).await
+                    }
+                })
+                .buffered(self.concurrency)
+                .try_collect::<Vec<_>>(),
+        )
+    }
+}
