@@ -12,32 +12,47 @@
 bigarrays and CloudVolume read CloudVolume's gzip copy; TensorStore its sharded gzip copy of
 the same voxels (it cannot read local ``.gz`` files). Outputs are checked against the
 generated data before timing. Ratio = best peer median / bigarrays median.
+
+``BENCH_SCALE=small`` is a quick check: bench_read.py's small layer, 64 patches, fewer
+repeats; its report goes to ``benches/data/small/RESULTS.md``, never to the committed one.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import dask
 import numpy as np
 import tensorstore as ts
-from bench_read import DATA, SCALES, TS_CONTEXT, Dataset
 from cloudvolume import CloudVolume
 from cloudvolume.dask import from_cloudvolume
-from common import cpu_model, record_metrics, version, write_section
+from common import (
+    TS_CONTEXT,
+    Session,
+    bench_scale,
+    clock,
+    cpu_model,
+    medians,
+    ratio,
+    record_metrics,
+    report_path,
+    time_round_robin,
+    version,
+    write_section,
+)
+from datasets import DATA, SCALES, Dataset
 
 from bigarrays import BigArray, PatchLoader
 
-PATCH, N_PATCHES, SEED, BATCH = (64, 64, 32), 256, 7, 8
-REPEATS = 5
+SCALE = bench_scale(SCALES)
+DATASET = Dataset(DATA / SCALE, SCALES[SCALE])
+PATCH, SEED, BATCH = (64, 64, 32), 7, 8
+# Patches read, timed repeats, and calls per 1-voxel timing: the quick check does fewer.
+N_PATCHES, REPEATS, TINY_CALLS = {"full": (256, 5, 200), "small": (64, 2, 50)}[SCALE]
 SLOW = 10.0  # seconds: slower readers are timed once
 WARM_BURST = 5  # consecutive warm batches per timing
-TINY_CALLS = 200
 CACHE = 2 << 30
 
 
@@ -81,21 +96,13 @@ def time_all(
     """Round-robin timings; a reader slower than SLOW seconds is timed once. Each timing is
     the mean of ``burst`` consecutive calls: a training loop's steady state, where the first
     call after another library ran also pays for the memory that library returned."""
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            if times[name] and times[name][0] > SLOW:
-                continue
-            t = time.perf_counter()
-            for _ in range(burst):
-                run()
-            times[name].append((time.perf_counter() - t) / burst)
-    return times
+    return time_round_robin(
+        runs, repeats, collect=False, burst=burst, free_in_timing=True, slow=SLOW
+    )
 
 
 def main() -> None:
-    started = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    load_start = os.getloadavg()[0]
+    session = Session()
     truth = DATASET.truth()
     keys = patch_keys()
     want = [np.asarray(truth[k]) for k in keys]
@@ -107,7 +114,7 @@ def main() -> None:
             if not all(np.array_equal(g, w) for g, w in zip(got, want, strict=True)):
                 raise SystemExit(f"{phase}: {name} returned wrong voxels")
         results[phase] = time_all(runs, REPEATS, WARM_BURST if warm else 1)
-        print(phase, {k: round(statistics.median(v), 3) for k, v in results[phase].items()})
+        print(phase, {k: round(v, 3) for k, v in medians(results[phase]).items()})
 
     # Per-call overhead: one voxel, from each library's warm cache, many times.
     ba = BigArray(str(DATASET.cv_gzip), cache_bytes=CACHE)
@@ -125,19 +132,13 @@ def main() -> None:
     for name, read in tiny.items():
         if int(np.asarray(read()).ravel()[0]) != int(truth[10, 20, 30]):
             raise SystemExit(f"1-voxel read: {name} is wrong")
-        per_call = []
-        for _ in range(REPEATS):
-            t = time.perf_counter()
-            for _ in range(TINY_CALLS):
-                read()
-            per_call.append((time.perf_counter() - t) / TINY_CALLS * 1e6)
-        results["1-voxel read, warm (µs per call)"][name] = per_call
+        results["1-voxel read, warm (µs per call)"][name] = [
+            clock(read, collect=False, burst=TINY_CALLS, free_in_timing=True) * 1e6
+            for _ in range(REPEATS)
+        ]
     print(
         "tiny",
-        {
-            k: round(statistics.median(v), 1)
-            for k, v in results["1-voxel read, warm (µs per call)"].items()
-        },
+        {k: round(v, 1) for k, v in medians(results["1-voxel read, warm (µs per call)"]).items()},
     )
 
     with dask.config.set(scheduler="threads", num_workers=os.cpu_count()):
@@ -148,35 +149,34 @@ def main() -> None:
             "bigarrays to_dask": lambda: int(ours.sum(dtype=np.uint64).compute()),
             "CloudVolume from_cloudvolume": lambda: int(theirs.sum(dtype=np.uint64).compute()),
         }
-        for name, run in runs.items():
-            if run() != total:
+        for name, sum_ in runs.items():
+            if sum_() != total:
                 raise SystemExit(f"dask sum: {name} is wrong")
         results["dask sum"] = time_all(runs, 3)
-        print(
-            "dask sum", {k: round(statistics.median(v), 3) for k, v in results["dask sum"].items()}
-        )
+        print("dask sum", {k: round(v, 3) for k, v in medians(results["dask sum"]).items()})
 
-    section = report(results, started, (load_start, os.getloadavg()[0]))
-    write_section("bench_batch.py", section)
-    med = {p: {k: statistics.median(v) for k, v in t.items()} for p, t in results.items()}
-    record_metrics(
-        "bench_batch.py",
-        {
-            "W3 cold patches/s": N_PATCHES / med["W3 cold"]["bigarrays read_many"],
-            "W3 warm patches/s": N_PATCHES / med["W3 warm"]["bigarrays read_many"],
-            "1-voxel warm read µs": med["1-voxel read, warm (µs per call)"]["bigarrays"],
-        },
-    )
+    section = report(results, session)
+    write_section("bench_batch.py", section, report_path(SCALE, DATASET.root / "RESULTS.md"))
+    if SCALE == "full":
+        med = {p: medians(t) for p, t in results.items()}
+        record_metrics(
+            "bench_batch.py",
+            {
+                "W3 cold patches/s": N_PATCHES / med["W3 cold"]["bigarrays read_many"],
+                "W3 warm patches/s": N_PATCHES / med["W3 warm"]["bigarrays read_many"],
+                "1-voxel warm read µs": med["1-voxel read, warm (µs per call)"]["bigarrays"],
+            },
+        )
     print(section)
 
 
-def report(results: dict[str, dict[str, list[float]]], started: str, load: tuple) -> str:
+def report(results: dict[str, dict[str, list[float]]], session: Session) -> str:
     p = DATASET.p
     lines = [
         "## Batched reads (W3) and dask",
         "",
-        f"Generated by `benches/bench_batch.py`, started {started}; load average (1 min) "
-        f"{load[0]:.2f} at start, {load[1]:.2f} at end. {os.cpu_count()} CPUs, {cpu_model()}; "
+        f"Generated by `benches/bench_batch.py`, started {session.started}; {session.load()}. "
+        f"{os.cpu_count()} CPUs, {cpu_model()}; "
         f"bigarrays {version('bigarrays')}, TensorStore {version('tensorstore')}, CloudVolume "
         f"{version('cloud-volume')}, dask {version('dask')}. Data: bench_read.py's uint8 em "
         f"layer {'×'.join(map(str, p.shape))}, chunks {'×'.join(map(str, p.chunks))}, gzip. "
@@ -190,21 +190,18 @@ def report(results: dict[str, dict[str, list[float]]], started: str, load: tuple
         "|---|---|---|---|",
     ]
     for phase, t in results.items():
-        for name, v in t.items():
-            med = statistics.median(v)
+        for name, med in medians(t).items():
             rate = f"{N_PATCHES / med:,.0f}" if phase.startswith("W3") else "—"
             value = f"{med:.1f} µs" if "µs" in phase else f"{med:.3f}"
             lines.append(f"| {phase} | {name} | {value} | {rate} |")
     lines += ["", "Ratio = best peer median / best bigarrays median:", ""]
     for phase, t in results.items():
-        med = {k: statistics.median(v) for k, v in t.items()}
+        med = medians(t)
         ours = min(v for k, v in med.items() if k.startswith("bigarrays"))
         peer = min(v for k, v in med.items() if not k.startswith("bigarrays"))
-        lines.append(f"- {phase}: **{peer / ours:.2f}×**")
+        lines.append(f"- {phase}: **{ratio(peer, ours)}**")
     return "\n".join(lines)
 
-
-DATASET = Dataset(DATA / "full", SCALES["full"])
 
 if __name__ == "__main__":
     DATASET.ensure()

@@ -18,32 +18,30 @@ import json
 import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
-import types
 from importlib.metadata import version
 from pathlib import Path
 
-# bench_read.py and bench_codecs.py import their other peers and decoders at the top; only
-# their data generators are used here, so absent modules are stood in for by empty ones.
-for _name in ("cloudvolume", "deflate", "isal"):
-    try:
-        __import__(_name)
-    except ImportError:
-        _stub = types.ModuleType(_name)
-        _stub.CloudVolume = _stub.isal_zlib = None  # type: ignore[attr-defined]
-        sys.modules[_name] = _stub
+import numpy as np
+import tensorstore as ts
 
-import numpy as np  # noqa: E402
-import tensorstore as ts  # noqa: E402
-from bench_codecs import CHUNKS, CSEG_BLOCK, label_slab  # noqa: E402
-from bench_codecs import SCALES as LABEL_SCALES  # noqa: E402
-from bench_read import SCALES, generate_slab, sharding_spec  # noqa: E402
-from bench_read import Scale as ReadScale  # noqa: E402
+# Both import only NumPy and the standard library up front: datasets.py imports the peers
+# that write its cached copies (CloudVolume) where they write, which never runs here.
+from common import medians, ratio, time_round_robin
+from datasets import (
+    CSEG_BLOCK,
+    LABEL_CHUNKS,
+    LABEL_SCALES,
+    SCALES,
+    Scale,
+    generate_slab,
+    label_slab,
+    sharding_spec,
+)
 
-from bigarrays import BigArray  # noqa: E402
+from bigarrays import BigArray
 
 HERE = Path(__file__).resolve().parent
 DATA = Path(os.environ.get("BENCH_DEVICE_DATA", "/tmp/bigarrays-bench"))
@@ -82,7 +80,7 @@ def generate() -> None:
         em[0:nx, 0:ny, z0:z1] = slab
         tss[:, :, z0:z1, 0].write(slab).result()
     lp = LABEL_SCALES[SCALE]
-    rs = ReadScale(shape=lp.shape, seed=lp.seed)
+    rs = Scale(shape=lp.shape, seed=lp.seed)
     rng = np.random.default_rng(lp.seed)
     cells = math.prod(math.ceil(s / c) + 2 for s, c in zip(lp.shape, lp.cell, strict=True))
     ids = rng.integers(1, 2**63, size=cells, dtype=np.uint64)
@@ -91,7 +89,7 @@ def generate() -> None:
             str(DATA / name),
             shape=lp.shape,
             dtype="uint64",
-            chunks=CHUNKS,
+            chunks=LABEL_CHUNKS,
             encoding=encoding,
             encoding_options=options,
             layer_type="segmentation",
@@ -102,8 +100,8 @@ def generate() -> None:
             ("cseg", "compressed_segmentation", {"compressed_segmentation_block_size": CSEG_BLOCK}),
         )
     ]
-    for z0 in range(0, lp.shape[2], CHUNKS[2]):
-        z1 = min(lp.shape[2], z0 + CHUNKS[2])
+    for z0 in range(0, lp.shape[2], LABEL_CHUNKS[2]):
+        z1 = min(lp.shape[2], z0 + LABEL_CHUNKS[2])
         slab = label_slab(lp, rs, ids, z0, z1)
         for layer in layers:
             layer[:, :, z0:z1] = slab
@@ -131,7 +129,7 @@ def child() -> None:
             "file_io_concurrency": {"limit": max(8, cores)},
         }
     )
-    medians: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, float]] = {}
     for name, (ours, theirs, box) in workloads().items():
         a = BigArray(str(DATA / ours))
         kvstore = {"driver": "file", "path": str(DATA / theirs)}
@@ -145,14 +143,9 @@ def child() -> None:
         if not np.array_equal(first["bigarrays"], first["TensorStore"]):
             raise SystemExit(f"{name}: the readers disagree")
         del first
-        times: dict[str, list[float]] = {k: [] for k in readers}
-        for _ in range(REPEATS):
-            for k, r in readers.items():  # round-robin, as the other benches time
-                start = time.perf_counter()
-                r()
-                times[k].append(time.perf_counter() - start)
-        medians[name] = {k: statistics.median(v) for k, v in times.items()}
-    print(json.dumps(medians))
+        times = time_round_robin(readers, REPEATS, collect=False, free_in_timing=True)
+        results[name] = medians(times)
+    print(json.dumps(results))
 
 
 def main() -> None:
@@ -192,8 +185,8 @@ def main() -> None:
     one = results[min(results)]
     for n, r in results.items():
         cells = [
-            f"{r[k]['bigarrays']:.4f} ({one[k]['bigarrays'] / r[k]['bigarrays']:.2f}×), "
-            f"{r[k]['TensorStore']:.4f}, {r[k]['TensorStore'] / r[k]['bigarrays']:.2f}×"
+            f"{r[k]['bigarrays']:.4f} ({ratio(one[k]['bigarrays'], r[k]['bigarrays'])}), "
+            f"{r[k]['TensorStore']:.4f}, {ratio(r[k]['TensorStore'], r[k]['bigarrays'])}"
             for k in names
         ]
         print(f"| {n} | " + " | ".join(cells) + " |")

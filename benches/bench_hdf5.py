@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -35,8 +34,18 @@ from pathlib import Path
 import h5py
 import hdf5plugin
 import numpy as np
-from bench_read import SCALES, Scale, Workload, generate_slab
-from common import cpu_model, version, write_section
+from common import (
+    Session,
+    bench_scale,
+    cpu_model,
+    medians,
+    ratio,
+    report_path,
+    time_round_robin,
+    version,
+    write_section,
+)
+from datasets import SCALES, Scale, Workload, generate_slab
 
 from bigarrays import BigArray
 
@@ -180,14 +189,14 @@ def bigarrays_reader(url: str):
 
 
 def main() -> None:
-    scale_name = os.environ.get("BENCH_SCALE", "full")
+    scale_name = bench_scale(SCALES)
     p = SCALES[scale_name]
     root = DATA / scale_name
     t0 = time.perf_counter()
     ensure(root, p)
     ensure_gzip_blocks(root)
     print(f"data ready in {time.perf_counter() - t0:.0f} s", flush=True)
-    load_start = os.getloadavg()[0]
+    session = Session()
     workloads = [w for w in p.workloads if w.name in ("W1", "W2")]
     stores = {
         "h5s": {
@@ -209,18 +218,14 @@ def main() -> None:
             results = {name: r(w) for name, r in readers.items()}  # warm-up and check
             ref = results["h5py"]
             assert np.array_equal(results["bigarrays"], ref), f"{store} {w.name} differ"
-            times: dict[str, list[float]] = {name: [] for name in readers}
-            for _ in range(p.repeats):
-                for name, r in readers.items():
-                    t = time.perf_counter()
-                    r(w)
-                    times[name].append(time.perf_counter() - t)
-            med = {name: statistics.median(v) for name, v in times.items()}
+            runs = {name: lambda r=r, w=w: r(w) for name, r in readers.items()}
+            times = time_round_robin(runs, p.repeats, collect=False, free_in_timing=True)
+            med = medians(times)
             mb = np.prod(w.size) / 1e6
             rows.append((store, w, med, mb))
             print(
                 f"{store:5} {w.name}: bigarrays {med['bigarrays'] * 1e3:.0f} ms, "
-                f"h5py {med['h5py'] * 1e3:.0f} ms, ratio {med['h5py'] / med['bigarrays']:.2f}x",
+                f"h5py {med['h5py'] * 1e3:.0f} ms, ratio {ratio(med['h5py'], med['bigarrays'])}",
                 flush=True,
             )
     lines = [
@@ -236,9 +241,9 @@ def main() -> None:
         "`h5s-gzip`: the same blocks with shuffle + deflate 4; `file`: one dataset, gzip "
         "level 4. h5py opens files with `rdcc_nbytes=0` (no chunk cache, as bigarrays). Median of "
         f"{p.repeats} runs after a warm-up; ratio = h5py time / bigarrays time (>1: bigarrays "
-        "faster). Both readers return the same voxels (checked each run). Load average "
-        f"(1 min) {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end: other work "
-        "(compiles) shared the 2 CPUs, so the timings are noisy; the ratios are steadier.",
+        "faster). Both readers return the same voxels (checked each run); "
+        f"{session.load()}: other work (compiles) shared the 2 CPUs, so the timings are noisy; "
+        "the ratios are steadier.",
         "",
         "| store | workload | bigarrays ms | h5py ms | ratio | bigarrays MB/s |",
         "|---|---|---|---|---|---|",
@@ -247,14 +252,11 @@ def main() -> None:
         lines.append(
             f"| {store} | {w.name} {'×'.join(map(str, w.size))} @ {w.origin} | "
             f"{med['bigarrays'] * 1e3:.0f} | "
-            f"{med['h5py'] * 1e3:.0f} | {med['h5py'] / med['bigarrays']:.2f}x | "
+            f"{med['h5py'] * 1e3:.0f} | {ratio(med['h5py'], med['bigarrays'])} | "
             f"{mb / med['bigarrays']:.0f} |"
         )
     body = "\n".join(lines)
-    if scale_name == "full":
-        write_section("bench_hdf5.py", body)
-    else:
-        (root / "RESULTS.md").write_text(body + "\n")
+    write_section("bench_hdf5.py", body, report_path(scale_name, root / "RESULTS.md"))
     print(body)
 
 

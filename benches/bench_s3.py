@@ -14,13 +14,14 @@ read this one copy: TensorStore's ``s3`` kvstore undoes the Content-Encoding its
 Workloads: W1, the whole 512x512x256 cutout; W3, 256 random 64x64x32 patches (fixed seed)
 read one after another. Nothing is cached between reads. The report replaces only its own
 section of ``benches/RESULTS.md`` (between the markers below).
+
+``BENCH_SCALE=small`` is a quick check: a 256x256x128 layer, 32 patches, 2 repeats; its
+report goes to ``benches/data/small/RESULTS.md``, never to the committed one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import gc
 import importlib.util
 import math
 import os
@@ -39,17 +40,29 @@ import boto3
 import cloudfiles.paths
 import numpy as np
 import tensorstore as ts
-from bench_read import Scale, generate_slab
 from cloudvolume import CloudVolume
-from common import RESULTS, cpu_model, version, write_section
+from common import (
+    TS_CONTEXT,
+    Session,
+    bench_scale,
+    cpu_model,
+    medians,
+    report_path,
+    time_round_robin,
+    version,
+    vs_best,
+    write_section,
+)
+from datasets import DATA, Scale, generate_volume
 
 from bigarrays import BigArray
 
-SCALE = Scale(shape=(512, 512, 256))  # chunks 128x128x64, bench_read.py's content and seed
+SCALE_NAME = bench_scale(("full", "small"))
+# Chunks 128x128x64, bench_read.py's content and seed; the quick check's layer is smaller.
+SCALE = Scale(shape={"full": (512, 512, 256), "small": (256, 256, 128)}[SCALE_NAME])
 PATCH = (64, 64, 32)
-N_PATCHES = 256
+N_PATCHES, REPEATS = {"full": (256, 5), "small": (32, 2)}[SCALE_NAME]
 PATCH_SEED = 7
-REPEATS = 5
 KEY, SECRET = "testing", "testing-secret"
 
 # Runs in the server subprocess: moto's WSGI app behind waitress.
@@ -62,8 +75,9 @@ serve(DomainDispatcherApplication(create_backend_app), host="127.0.0.1",
       port=int(sys.argv[1]), threads=8, connection_limit=256, _quiet=True)
 """
 
-# TensorStore: no cache pool (a repeated read fetches and decodes again), two copy threads.
-TS_CONTEXT = {"cache_pool": {"total_bytes_limit": 0}, "data_copy_concurrency": {"limit": 2}}
+# TensorStore: the local benches' context (no cache pool, two copy threads), less the file
+# IO limit, which an S3 kvstore does not use.
+TS_S3_CONTEXT = {k: v for k, v in TS_CONTEXT.items() if k != "file_io_concurrency"}
 
 Box = tuple[slice, slice, slice]
 # A reader takes a list of boxes, reads them one after another and returns the arrays.
@@ -119,14 +133,6 @@ def moto_server() -> Iterator[str]:
 # -- data ------------------------------------------------------------------------------------
 
 
-def generate() -> np.ndarray:
-    nz, cz = SCALE.shape[2], SCALE.chunks[2]
-    vol = np.empty(SCALE.shape, dtype=np.uint8, order="F")
-    for z0 in range(0, nz, cz):
-        vol[:, :, z0 : z0 + cz] = generate_slab(SCALE, z0, min(nz, z0 + cz))
-    return vol
-
-
 def upload(url: str, vol: np.ndarray, options: dict) -> None:
     """Default compression: gzip with Content-Encoding in a bucket."""
     a = BigArray.create(
@@ -176,7 +182,7 @@ def make_readers(endpoint: str, bucket: str, layers: dict[str, str]) -> dict[str
             },
         },
         read=True,
-        context=ts.Context(TS_CONTEXT),
+        context=ts.Context(TS_S3_CONTEXT),
     ).result()
     cloudfiles.paths.add_alias("motos3", f"s3://{endpoint}/")
     cv = CloudVolume(
@@ -206,21 +212,14 @@ def verify(name: str, boxes: list[Box], readers: dict[str, Reader], truth: np.nd
 
 def time_workload(boxes: list[Box], readers: dict[str, Reader]) -> dict[str, list[float]]:
     """Round-robin over the readers, REPEATS times."""
-    times: dict[str, list[float]] = {name: [] for name in readers}
-    for _ in range(REPEATS):
-        for name, read in readers.items():
-            gc.collect()
-            t = time.perf_counter()
-            out = read(boxes)
-            times[name].append(time.perf_counter() - t)
-            del out
-    return times
+    runs = {name: lambda read=read: read(boxes) for name, read in readers.items()}
+    return time_round_robin(runs, REPEATS)
 
 
 # -- report ----------------------------------------------------------------------------------
 
 
-def report(results: dict, layers: dict[str, str], ratio: float, started: str, load: tuple) -> str:
+def report(results: dict, layers: dict[str, str], ratio: float, session: Session) -> str:
     w1, w3 = results["W1"], results["W3"]
     peers = [k for k in w1 if k != "bigarrays"]
 
@@ -236,15 +235,15 @@ def report(results: dict, layers: dict[str, str], ratio: float, started: str, lo
             cells = [f"{med(t, k):.3f} s" for k in t]
         else:
             cells = [f"{N_PATCHES / med(t, k):.0f} patches/s ({med(t, k):.2f} s)" for k in t]
-        best = min(peers, key=lambda k: med(t, k))
         desc = (
-            "W1: whole 512×512×256 cutout"
+            f"W1: whole {'×'.join(map(str, SCALE.shape))} cutout"
             if name == "W1"
-            else f"W3: {N_PATCHES} random 64×64×32 patches, one after another"
+            else f"W3: {N_PATCHES} random {'×'.join(map(str, PATCH))} patches, one after another"
         )
+        meds = medians(t)
+        peer_meds = {k: meds[k] for k in peers}
         rows.append(
-            f"| {desc} | " + " | ".join(cells) + f" | {med(t, best) / med(t, 'bigarrays'):.2f}× "
-            f"(vs {best}) |"
+            f"| {desc} | " + " | ".join(cells) + f" | {vs_best(peer_meds, meds['bigarrays'])} |"
         )
     detail = ["| workload | reader | median (s) | min (s) | max (s) |", "|---|---|---:|---:|---:|"]
     for name, t in results.items():
@@ -261,8 +260,8 @@ def report(results: dict, layers: dict[str, str], ratio: float, started: str, lo
     lines = [
         "## S3 on loopback (moto)",
         "",
-        f"Generated by `benches/bench_s3.py`, started {started}; load average (1 min) "
-        f"{load[0]:.2f} at start, {load[1]:.2f} at end. {os.cpu_count()} CPUs, {cpu_model()}; "
+        f"Generated by `benches/bench_s3.py`, started {session.started}; {session.load()}. "
+        f"{os.cpu_count()} CPUs, {cpu_model()}; "
         f"moto {version('moto')}, waitress {version('waitress')}, bigarrays "
         f"{version('bigarrays')}, TensorStore {version('tensorstore')}, CloudVolume "
         f"{version('cloud-volume')}.",
@@ -274,7 +273,9 @@ def report(results: dict, layers: dict[str, str], ratio: float, started: str, lo
         "gzip decoding of whole chunks), and the two share the 2 cores; so these numbers "
         "compare the readers against a slow, CPU-bound local server, not S3 latency or "
         "throughput.",
-        f"- **Data**: one uint8 layer 512×512×256 (64 MiB), chunks 128×128×64 (64 objects), "
+        f"- **Data**: one uint8 layer {'×'.join(map(str, SCALE.shape))} "
+        f"({math.prod(SCALE.shape) / 2**20:.0f} MiB), chunks {'×'.join(map(str, SCALE.chunks))} "
+        f"({math.prod(s // c for s, c in zip(SCALE.shape, SCALE.chunks, strict=True))} objects), "
         f"bench_read.py's EM-like generator (seed {SCALE.seed}), uploaded once by "
         "`BigArray.create` with its default compression for buckets, CloudVolume's convention: "
         f"gzip body with `Content-Encoding: gzip`, no key suffix (ratio {ratio:.2f}).",
@@ -303,10 +304,9 @@ def report(results: dict, layers: dict[str, str], ratio: float, started: str, lo
 
 
 def main() -> None:
-    started = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    load_start = os.getloadavg()[0]
+    session = Session()
     t = time.perf_counter()
-    truth = generate()
+    truth = generate_volume(SCALE)
     print(f"data: generated in {time.perf_counter() - t:.0f} s")
     with moto_server() as endpoint:
         print(f"server: {server_kind()} at {endpoint}")
@@ -349,13 +349,14 @@ def main() -> None:
         for name, boxes in workloads.items():
             verify(name, boxes, readers, truth)
             results[name] = time_workload(boxes, readers)
-            meds = ", ".join(f"{k} {statistics.median(v):.3f}" for k, v in results[name].items())
+            meds = ", ".join(f"{k} {v:.3f}" for k, v in medians(results[name]).items())
             print(f"{name}: {meds}", flush=True)
-    section = report(results, layers, ratio, started, (load_start, os.getloadavg()[0]))
-    write_section("bench_s3.py", section)
+    section = report(results, layers, ratio, session)
+    path = report_path(SCALE_NAME, DATA / SCALE_NAME / "RESULTS.md")
+    write_section("bench_s3.py", section, path)
     print()
     print(section)
-    print(f"\nwrote {RESULTS}")
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,6 @@ TensorStore. Results go to stdout and to the ``bench_sharded.py`` section of
 
 from __future__ import annotations
 
-import datetime as dt
-import gc
 import math
 import os
 import platform
@@ -29,18 +27,29 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import tensorstore as ts
-from bench_read import DATA, SCALES, Dataset
-from common import TS_CONTEXT, cpu_model, cv_file, ts_file_spec, version, write_section
+from common import (
+    TS_CONTEXT,
+    Session,
+    bench_scale,
+    clock,
+    cpu_model,
+    cv_file,
+    report_path,
+    time_round_robin,
+    ts_file_spec,
+    version,
+    vs_best,
+    write_section,
+)
+from datasets import DATA, SCALES, Dataset
 
 from bigarrays import BigArray
 
-HERE = Path(__file__).resolve().parent
 PATCH = (64, 64, 32)
 PATCHES = 256
 
@@ -90,15 +99,12 @@ def verify(boxes, readers: dict[str, Reader], truth: np.ndarray, name: str) -> N
 
 
 def time_reads(boxes, readers: dict[str, Reader], repeats: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {name: [] for name in readers}
-    for _ in range(repeats):
-        for name, read in readers.items():
-            gc.collect()
-            t = time.perf_counter()
-            for origin, size in boxes:
-                read(slices(origin, size))
-            times[name].append(time.perf_counter() - t)
-    return times
+    def read_all(read: Reader) -> None:
+        for origin, size in boxes:
+            read(slices(origin, size))
+
+    runs = {name: lambda read=read: read_all(read) for name, read in readers.items()}
+    return time_round_robin(runs, repeats)
 
 
 def time_writes(data: Dataset, truth: np.ndarray, repeats: int) -> dict[str, list[float]]:
@@ -108,34 +114,35 @@ def time_writes(data: Dataset, truth: np.ndarray, repeats: int) -> dict[str, lis
     try:
         for i in range(repeats):
             ba_path, ts_path = root / f"ba{i}", root / f"ts{i}"
-            gc.collect()
-            t = time.perf_counter()
-            a = BigArray.create(
-                str(ba_path), shape=p.shape, dtype="uint8", chunks=p.chunks,
-                resolution=p.resolution, sharding=data.sharding,
-            )  # fmt: skip
-            a[a.bounds] = truth
-            times["bigarrays"].append(time.perf_counter() - t)
-            gc.collect()
-            t = time.perf_counter()
-            store = ts.open(
-                {
-                    "driver": "neuroglancer_precomputed",
-                    "kvstore": {"driver": "file", "path": str(ts_path)},
-                    "multiscale_metadata": {
-                        "type": "image", "data_type": "uint8", "num_channels": 1,
+
+            def ba_write(ba_path: Path = ba_path) -> None:
+                a = BigArray.create(
+                    str(ba_path), shape=p.shape, dtype="uint8", chunks=p.chunks,
+                    resolution=p.resolution, sharding=data.sharding,
+                )  # fmt: skip
+                a[a.bounds] = truth
+
+            def ts_write(ts_path: Path = ts_path) -> None:
+                store = ts.open(
+                    {
+                        "driver": "neuroglancer_precomputed",
+                        "kvstore": {"driver": "file", "path": str(ts_path)},
+                        "multiscale_metadata": {
+                            "type": "image", "data_type": "uint8", "num_channels": 1,
+                        },
+                        "scale_metadata": {
+                            "size": list(p.shape), "voxel_offset": [0, 0, 0],
+                            "resolution": list(p.resolution), "chunk_size": list(p.chunks),
+                            "encoding": "raw", "sharding": data.sharding,
+                        },
                     },
-                    "scale_metadata": {
-                        "size": list(p.shape), "voxel_offset": [0, 0, 0],
-                        "resolution": list(p.resolution), "chunk_size": list(p.chunks),
-                        "encoding": "raw", "sharding": data.sharding,
-                    },
-                },
-                create=True,
-                context=ts.Context(TS_CONTEXT),
-            ).result()  # fmt: skip
-            store[..., 0].write(truth).result()
-            times["TensorStore"].append(time.perf_counter() - t)
+                    create=True,
+                    context=ts.Context(TS_CONTEXT),
+                ).result()  # fmt: skip
+                store[..., 0].write(truth).result()
+
+            times["bigarrays"].append(clock(ba_write))
+            times["TensorStore"].append(clock(ts_write))
             if i == 0:  # each reads the other's layer back exactly
                 back = ts.open(
                     {"driver": "neuroglancer_precomputed",
@@ -159,12 +166,9 @@ def med(t: list[float]) -> float:
 
 
 def main() -> None:
-    scale_name = os.environ.get("BENCH_SCALE", "full")
-    if scale_name not in SCALES:
-        raise SystemExit(f"BENCH_SCALE must be one of {sorted(SCALES)}, got {scale_name!r}")
+    scale_name = bench_scale(SCALES)
     p = SCALES[scale_name]
-    started = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    load_start = os.getloadavg()[0]
+    session = Session()
     data = Dataset(DATA / scale_name, p)
     data.ensure()
     truth = data.truth()
@@ -189,28 +193,28 @@ def main() -> None:
     ]
     for name, t in reads.items():
         ba, cv, tsf = med(t["bigarrays"]), med(t["CloudVolume"]), med(t["TensorStore order=F"])
-        peer, peer_name = min((cv, "CloudVolume"), (tsf, "TensorStore"))
         what = (
             f"{name}: {'×'.join(map(str, w[name].size))} @ {w[name].origin}"
             if name in w
             else f"{PATCHES} random {'×'.join(map(str, PATCH))} patches, one after another"
         )
         rows.append(
-            f"| {what} | {ba:.4f} | {cv:.4f} | {tsf:.4f} | {peer / ba:.2f}× (vs {peer_name}) |"
+            f"| {what} | {ba:.4f} | {cv:.4f} | {tsf:.4f} "
+            f"| {vs_best({'CloudVolume': cv, 'TensorStore': tsf}, ba)} |"
         )
     ba_w, ts_w = med(writes["bigarrays"]), med(writes["TensorStore"])
     rows.append(
         f"| whole-layer sharded write ({math.prod(p.shape) / 2**20:.0f} MiB) | {ba_w:.4f} | - "
-        f"| {ts_w:.4f} | {ts_w / ba_w:.2f}× (vs TensorStore) |"
+        f"| {ts_w:.4f} | {vs_best({'TensorStore': ts_w}, ba_w)} |"
     )
     lines = [
         "# Sharded benchmark: bigarrays vs CloudVolume vs TensorStore",
         "",
-        f"Generated by `benches/bench_sharded.py` (scale `{scale_name}`), started {started}.",
+        f"Generated by `benches/bench_sharded.py` (scale `{scale_name}`), "
+        f"started {session.started}.",
         "",
         f"- **Machine**: {os.cpu_count()} CPUs, {cpu_model()}, {platform.system()} "
-        f"{platform.release()}; load average (1 min) {load_start:.2f} at start, "
-        f"{os.getloadavg()[0]:.2f} at end (other work may have shared the machine).",
+        f"{platform.release()}; {session.load()} (other work may have shared the machine).",
         f"- **Software**: bigarrays {version('bigarrays')}, CloudVolume "
         f"{version('cloud-volume')}, TensorStore {version('tensorstore')}.",
         f"- **Data**: `bench_read.py`'s uint8 layer {'×'.join(map(str, p.shape))}, chunks "
@@ -232,7 +236,7 @@ def main() -> None:
         *rows,
         "",
     ]
-    report = HERE / "RESULTS.md" if scale_name == "full" else data.root / "RESULTS.md"
+    report = report_path(scale_name, data.root / "RESULTS.md")
     write_section("bench_sharded.py", "\n".join(lines), report)
     print("\n".join(rows))
     print(f"\nwrote {report}")

@@ -1,5 +1,7 @@
-"""What the benches share: machine facts, the median-of-N timer, the peers' local readers
-(TensorStore spec and context, CloudVolume options) and the report, one section per script.
+"""What the benches share: the scale a run asks for, machine facts, the timers (one call,
+median of N, round-robin over readers), the peers' local readers (TensorStore spec and
+context, CloudVolume options), ratio formatting and the report, one section per script.
+The data the benches read is generated in ``datasets.py``.
 
 ``benches/RESULTS.md`` is the concatenation of sections, each owned by one bench script and
 fenced by ``<!-- NAME: begin -->`` / ``<!-- NAME: end -->`` markers, so each script can be
@@ -9,15 +11,54 @@ re-run alone without losing the others' tables.
 from __future__ import annotations
 
 import ctypes
+import datetime as dt
+import gc
 import importlib.metadata
+import math
+import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def bench_scale(choices: Iterable[str]) -> str:
+    """The scale ``BENCH_SCALE`` asks for: ``full`` (the default, the committed report) or
+    ``small`` (a quick end-to-end check)."""
+    choices = sorted(choices)
+    scale = os.environ.get("BENCH_SCALE", "full")
+    if scale not in choices:
+        raise SystemExit(f"BENCH_SCALE must be one of {choices}, got {scale!r}")
+    return scale
+
+
+def report_path(scale: str, elsewhere: Path) -> Path:
+    """Where a run's section goes: ``RESULTS.md`` for the full run; any other scale's goes to
+    ``elsewhere`` (beside its data), so a quick run never replaces the committed report."""
+    return RESULTS if scale == "full" else elsewhere
+
+
+class Session:
+    """One run of a bench: when it started, and the machine's load then and at its end (the
+    timings are only as quiet as the machine was)."""
+
+    def __init__(self) -> None:
+        self.started = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+        self.load_start = os.getloadavg()[0]
+        self.load_end: float | None = None
+
+    def stop(self) -> None:
+        """Notes the load at the end of the measurements (else the report's time is used)."""
+        self.load_end = os.getloadavg()[0]
+
+    def load(self) -> str:
+        end = os.getloadavg()[0] if self.load_end is None else self.load_end
+        return f"load average (1 min) {self.load_start:.2f} at start, {end:.2f} at end"
+
 
 # TensorStore: no cache pool, so a repeated read decodes again instead of hitting memory;
 # two copy threads for two cores.
@@ -43,15 +84,94 @@ def cv_file(path: Path | str, parallel: int = 1) -> Any:
     )
 
 
-def median_time(f: Callable[[], object], repeats: int) -> float:
-    """Seconds ``f()`` takes, the median of ``repeats`` runs after one warm-up run."""
-    f()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def clock(
+    run: Callable[[], object],
+    *,
+    collect: bool = True,
+    burst: int = 1,
+    free_in_timing: bool = False,
+) -> float:
+    """Seconds one call of ``run()`` takes.
+
+    ``collect``: a garbage collection first, outside the timing, so no earlier garbage is
+    collected inside it. ``burst``: the mean of that many consecutive calls. The last call's
+    result is freed after the clock stops unless ``free_in_timing`` (then, as every earlier
+    call's, inside the timing: freeing a large output is part of that measurement).
+    """
+    if collect:
+        gc.collect()
+    t = time.perf_counter()
+    for _ in range(burst - 1):
+        run()
+    if free_in_timing:
+        run()
+        elapsed = time.perf_counter() - t
+    else:
+        out = run()
+        elapsed = time.perf_counter() - t
+        del out
+    return elapsed / burst
+
+
+def median_time(f: Callable[[], object], repeats: int, warm_up: bool = True) -> float:
+    """Seconds ``f()`` takes, the median of ``repeats`` runs (after one warm-up run unless
+    ``warm_up`` is off); results are freed inside the timing, no collection between runs."""
+    if warm_up:
         f()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+    return statistics.median(clock(f, collect=False, free_in_timing=True) for _ in range(repeats))
+
+
+def time_round_robin(
+    runs: Mapping[str, Callable[[], object]],
+    repeats: int,
+    *,
+    collect: bool = True,
+    burst: int = 1,
+    free_in_timing: bool = False,
+    slow: float = math.inf,
+    peaks: dict[str, int] | None = None,
+) -> dict[str, list[float]]:
+    """Each run's timings (seconds), taken round-robin ``repeats`` times, so that background
+    load (the machine may be busy) spreads over all of them instead of landing on whichever
+    happened to run at the time. No warm-up: each bench's checking pass is its warm-up.
+
+    ``collect``, ``burst`` and ``free_in_timing`` are :func:`clock`'s. A run whose first
+    timing took more than ``slow`` seconds is timed once. With ``peaks``, each run's last
+    call also measures how far the process's resident set rose above its level at the start
+    (:func:`peak_rss_above_baseline`, inside the timing), stored under the run's name.
+    """
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for i in range(repeats):
+        for name, run in runs.items():
+            if times[name] and times[name][0] > slow:
+                continue
+            if peaks is not None and i == repeats - 1:
+
+                def run_measuring_peak(run: Callable[[], object] = run, name: str = name) -> object:
+                    out, peaks[name] = peak_rss_above_baseline(run)
+                    return out
+
+                run = run_measuring_peak
+            times[name].append(
+                clock(run, collect=collect, burst=burst, free_in_timing=free_in_timing)
+            )
+    return times
+
+
+def medians(times: Mapping[str, list[float]]) -> dict[str, float]:
+    """Each name's median time."""
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def ratio(theirs: float, ours: float) -> str:
+    """``theirs / ours`` as the reports show it: ``1.23×`` (> 1: ours is faster)."""
+    return f"{theirs / ours:.2f}×"
+
+
+def vs_best(peers: Mapping[str, float], ours: float) -> str:
+    """The fastest peer's median over ours, naming it: ``1.23× (vs TensorStore)``."""
+    best = min(peers, key=lambda name: peers[name])
+    return f"{ratio(peers[best], ours)} (vs {best})"
 
 
 def cpu_model() -> str:
@@ -84,6 +204,7 @@ def write_section(name: str, body: str, path: Path = RESULTS, first: bool = Fals
         text = section + "\n\n" + text.lstrip("\n")
     else:
         text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + section + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
 

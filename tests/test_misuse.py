@@ -266,7 +266,8 @@ def test_the_size_in_the_message_is_exact(tmp_path):
 def test_the_binding_itself_raises_memory_error_not_a_panic(tmp_path):
     # Regression: below the Python check, the Rust binding allocated its output with
     # PyArray1::zeros, which panics on numpy's null pointer: a PanicException (not even an
-    # Exception) instead of a MemoryError.
+    # Exception) instead of a MemoryError. The public API refuses such sizes before it calls
+    # the binding, so only the private handle (`_layer`) reaches this path.
     a = huge_layer(tmp_path)
     with pytest.raises(MemoryError, match="EiB"):
         a._layer.read((0, 0, 0), (2**20, 2**20, 2**17))
