@@ -51,13 +51,14 @@ const JULIA_TYPES: [(&str, DType); 10] = [
     ("Float64", DType::F64),
 ];
 
-/// Parses a Julia type name (or a NumPy one).
+/// Parses a Julia type name (or a NumPy one) of a type H5s layers hold: the NumPy names of
+/// the types Julia names lack (float16, complex) are refused too.
 pub fn parse_julia_type(name: &str) -> Option<DType> {
     JULIA_TYPES
         .iter()
         .find(|(n, _)| *n == name)
         .map(|&(_, d)| d)
-        .or_else(|| DType::parse(name))
+        .or_else(|| DType::parse(name).filter(|&d| julia_type(d).is_some()))
 }
 
 /// The Julia name of a type.
@@ -862,7 +863,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!((mid.block, mid.chunk), ([8, 8, 4], [4, 4, 2]));
-        let err = H5sConfig::parse("c", r#"{"dataType":"Complex64"}"#).unwrap_err();
-        assert!(err.to_string().contains("dataType"), "{err}");
+        for name in ["Complex64", "complex64", "float16"] {
+            let text = format!(r#"{{"dataType":"{name}"}}"#);
+            let err = H5sConfig::parse("c", &text).unwrap_err();
+            assert!(err.to_string().contains("dataType"), "{err}");
+        }
     }
 }
