@@ -132,6 +132,14 @@ impl Info {
 
     /// The `info` of a new one-scale layer, in the form CloudVolume and TensorStore write.
     pub fn new(url: &str, spec: &LayerSpec) -> Result<Info> {
+        // A type other formats hold (float16, complex) is the caller's mistake here, not bad
+        // metadata: refused before an info is written, as an invalid argument.
+        if !DType::PRECOMPUTED.contains(&spec.dtype) {
+            return Err(Error::invalid(format!(
+                "dtype {:?} is not supported by Precomputed layers",
+                spec.dtype.name()
+            )));
+        }
         let [rx, ry, rz] = spec.resolution;
         let key = format!("{}_{}_{}", fmt_res(rx), fmt_res(ry), fmt_res(rz));
         let mut json = json!({
@@ -427,6 +435,15 @@ mod tests {
         };
         let i = Info::new("u", &spec).unwrap();
         assert_eq!(i.scales[0].key, "4_4.5_40");
+        let complex = LayerSpec {
+            dtype: DType::C64,
+            ..spec
+        };
+        let err = Info::new("u", &complex).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument { reason } if reason.contains("complex64")),
+            "{err}"
+        );
     }
 
     #[test]
