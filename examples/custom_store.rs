@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bigarrays::store::{conformance, Listed, Object, PutMode, PutOptions, Ranged};
-use bigarrays::{Bbox, BigArray, DType, Error, LayerSpec, OpenOptions, ReadStore, Store};
+use bigarrays::{Bbox, BigArray, DType, Encoding, Error, LayerSpec, OpenOptions, ReadStore, Store};
 use bigarrays::{Volume, VolumeExt};
 use bytes::Bytes;
 use ndarray::{ArrayD, IxDyn, ShapeBuilder};
@@ -144,8 +144,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         voxel_offset: [0, 0, 0],
         resolution: [8.0, 8.0, 40.0],
         num_channels: 1,
-        encoding: "raw".into(),
-        encoding_options: Default::default(),
+        encoding: Encoding::raw(),
         layer_type: "image".into(),
         sharding: None,
     };

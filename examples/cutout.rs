@@ -2,7 +2,7 @@
 //!
 //! `cargo run --example cutout [DIR]` (default: a memory store, gone when the process ends).
 
-use bigarrays::{Bbox, BigArray, DType, LayerSpec, OpenOptions, Volume, VolumeExt};
+use bigarrays::{Bbox, BigArray, DType, Encoding, LayerSpec, OpenOptions, Volume, VolumeExt};
 use ndarray::{ArrayD, IxDyn, ShapeBuilder};
 
 fn main() -> Result<(), bigarrays::Error> {
@@ -16,8 +16,7 @@ fn main() -> Result<(), bigarrays::Error> {
         voxel_offset: [0, 0, 0],
         resolution: [4.0, 4.0, 40.0],
         num_channels: 1,
-        encoding: "raw".into(),
-        encoding_options: Default::default(),
+        encoding: Encoding::raw(),
         layer_type: "image".into(),
         sharding: None,
     };

@@ -44,7 +44,7 @@ pub mod volume;
 #[cfg(feature = "python")]
 mod python;
 
-pub use codec::Compression;
+pub use codec::{Compression, Encoding};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 #[cfg(feature = "hdf5")]

@@ -1,8 +1,8 @@
 //! The engine from Rust alone (no Python): typed reads and writes on disk and in memory.
 
 use bigarrays::{
-    Bbox, BigArray, Compression, DType, Error, LayerSpec, OpenOptions, ReadTarget, Volume,
-    VolumeExt,
+    Bbox, BigArray, Compression, DType, Encoding, Error, LayerSpec, OpenOptions, ReadTarget,
+    Volume, VolumeExt,
 };
 use ndarray::{ArrayD, IxDyn, ShapeBuilder};
 
@@ -14,8 +14,7 @@ fn spec(dtype: DType, num_channels: usize) -> LayerSpec {
         voxel_offset: [-10, 0, 100],
         resolution: [4.0, 4.0, 40.0],
         num_channels,
-        encoding: "raw".into(),
-        encoding_options: Default::default(),
+        encoding: Encoding::raw(),
         layer_type: "image".into(),
         sharding: None,
     }
@@ -163,11 +162,7 @@ fn decoding_in_place_matches_decoding_then_copying() -> Result<(), Error> {
     })?;
     let url = dir.path().to_str().unwrap_or_default();
     let mut s = spec(DType::U64, 2);
-    s.encoding = "compressed_segmentation".into();
-    s.encoding_options.insert(
-        "compressed_segmentation_block_size".into(),
-        serde_json::json!([8, 4, 3]),
-    );
+    s.encoding = Encoding::compressed_segmentation([8, 4, 3])?;
     let a = BigArray::create(url, &s, false, OpenOptions::default())?;
     let bounds = a.bounds();
     let shape = bounds.shape().map(|n| n as usize);

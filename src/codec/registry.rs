@@ -116,6 +116,17 @@ pub fn all_option_keys() -> Vec<&'static str> {
     keys
 }
 
+/// Refuses an option key that no encoding has, naming it.
+pub(crate) fn check_option_keys(options: &ScaleJson) -> crate::error::Result<()> {
+    let known = all_option_keys();
+    match options.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(key) => Err(crate::error::Error::invalid(format!(
+            "encoding option {key:?} is not one of {known:?}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Each encoding name with its option keys.
 pub fn option_keys() -> Vec<(&'static str, &'static [&'static str])> {
     REGISTRY

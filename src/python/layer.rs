@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use super::errors::to_pyerr;
 use super::mapping_store::MappingStore;
 use super::{detached, zeros};
-use crate::codec::Compression;
+use crate::codec::{registry, Compression, Encoding};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 #[cfg(feature = "hdf5")]
@@ -305,30 +305,32 @@ impl Layer {
         let storage_options = store_options(storage_options);
         let dtype = DType::parse(dtype)
             .ok_or_else(|| to_pyerr(Error::invalid(format!("dtype {dtype:?} is not supported"))))?;
-        let spec = LayerSpec {
-            shape,
-            dtype,
-            chunks,
-            voxel_offset,
-            resolution,
-            num_channels,
-            encoding,
-            encoding_options,
-            layer_type,
-            sharding,
-        };
         let options = OpenOptions {
             compression: self::compression(compression).map_err(to_pyerr)?,
             concurrency,
             ..OpenOptions::default()
         };
         let inner = detached(py, move || {
-            BigArray::create_in(
-                open_store(url, store, true, &storage_options)?,
-                &spec,
-                overwrite,
-                options,
-            )
+            let store = open_store(url, store, true, &storage_options)?;
+            // A bad option value names the field of the info it would have gone in, as it
+            // did when the info parse found it.
+            registry::check_option_keys(&encoding_options)?;
+            let encoding =
+                Encoding::from_scale(&encoding, &encoding_options).map_err(|(field, reason)| {
+                    Error::info(&store.url_of("info"), format!("scales[0].{field}"), reason)
+                })?;
+            let spec = LayerSpec {
+                shape,
+                dtype,
+                chunks,
+                voxel_offset,
+                resolution,
+                num_channels,
+                encoding,
+                layer_type,
+                sharding,
+            };
+            BigArray::create_in(store, &spec, overwrite, options)
         })?;
         Ok(Layer {
             inner: Arc::new(inner),

@@ -4,22 +4,20 @@
 //! of h5py shape `(ydim, xdim)` covering x `[xoff, xoff + xdim)`, y `[yoff, yoff + ydim)`.
 //! (The original computed the y upper bound as `xoff + ydim`; we use `yoff + ydim`.)
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use super::dataset::{H5Dataset, OutBuf};
+use super::metadata_file;
+use super::open_files::OpenFiles;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
 use crate::store::local_path;
 use crate::volume::{read_each, ReadTarget, Volume};
 use crate::{interrupt, runtime};
-
-/// Open files (with their chunk indexes) a handle keeps; beyond this, one is dropped per open.
-const MAX_OPEN: usize = 256;
 
 /// `registry.txt` files larger than this are refused.
 const MAX_REGISTRY_BYTES: u64 = 64 << 20;
@@ -116,7 +114,8 @@ pub struct AlignedArray {
     bounds: Bbox,
     dtype: DType,
     fill_missing: bool,
-    open: Mutex<HashMap<usize, Arc<H5Dataset>>>,
+    /// Open section files with their chunk indexes.
+    open: OpenFiles<H5Dataset>,
 }
 
 impl AlignedArray {
@@ -132,20 +131,7 @@ impl AlignedArray {
             )
         };
         let url = registry.display().to_string();
-        let meta = std::fs::metadata(&registry).map_err(|_| Error::LayerNotFound {
-            url: path.display().to_string(),
-        })?;
-        if meta.len() > MAX_REGISTRY_BYTES {
-            return Err(Error::info(
-                &url,
-                "(file)",
-                "registry.txt is implausibly large",
-            ));
-        }
-        let bytes = std::fs::read(&registry).map_err(|e| Error::store(&url, e))?;
-        // Not UTF-8 is bad metadata (an InfoError), not a failing store.
-        let text = String::from_utf8(bytes)
-            .map_err(|e| Error::info(&url, "(file)", format!("not UTF-8 text: {e}")))?;
+        let text = metadata_file::read_text(&path, &registry, MAX_REGISTRY_BYTES)?;
         let sections = parse_registry(&url, &text)?;
         let (mut lo, mut hi) = ([i64::MAX; 2], [i64::MIN; 2]);
         for s in sections.iter().flatten() {
@@ -165,7 +151,7 @@ impl AlignedArray {
             // Sections are uint8 images; a section file says otherwise when opened.
             dtype: DType::U8,
             fill_missing,
-            open: Mutex::new(HashMap::new()),
+            open: OpenFiles::default(),
         })
     }
 
@@ -183,36 +169,23 @@ impl AlignedArray {
         self.dir.join(format!("{}.h5", s.name))
     }
 
-    fn dataset(&self, z: usize, s: &Section) -> Result<Option<Arc<H5Dataset>>> {
-        if let Some(ds) = self.open.lock().unwrap_or_else(|p| p.into_inner()).get(&z) {
-            return Ok(Some(ds.clone()));
-        }
-        let path = self.section_path(s);
-        if !path.exists() {
-            return Ok(None);
-        }
-        let ds = Arc::new(H5Dataset::open(&path, "img")?);
-        let shape = ds.shape();
-        if ds.dtype() != self.dtype || shape[2] != 1 || shape[3] != 1 {
-            return Err(Error::decode(
-                &ds.label(),
-                format!(
-                    "expected a 2D {} image, found {} of shape {:?}",
-                    self.dtype,
-                    ds.dtype(),
-                    shape
-                ),
-            ));
-        }
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if open.len() >= MAX_OPEN {
-            // Bounded: each entry holds a file descriptor and a chunk index.
-            if let Some(&evict) = open.keys().next() {
-                open.remove(&evict);
+    fn dataset(&self, s: &Section) -> Result<Option<Arc<H5Dataset>>> {
+        self.open.get_or_open(&self.section_path(s), |path| {
+            let ds = H5Dataset::open(path, "img")?;
+            let shape = ds.shape();
+            if ds.dtype() != self.dtype || shape[2] != 1 || shape[3] != 1 {
+                return Err(Error::decode(
+                    &ds.label(),
+                    format!(
+                        "expected a 2D {} image, found {} of shape {:?}",
+                        self.dtype,
+                        ds.dtype(),
+                        shape
+                    ),
+                ));
             }
-        }
-        open.insert(z, ds.clone());
-        Ok(Some(ds))
+            Ok(ds)
+        })
     }
 
     /// Reads `bbox` into `out` (Fortran `[x, y, z]`); everything outside the sections reads 0.
@@ -236,7 +209,7 @@ impl AlignedArray {
                 let Some(part) = section.bbox(z)?.intersect(bbox) else {
                     return Ok(());
                 };
-                let Some(ds) = self.dataset(z as usize, section)? else {
+                let Some(ds) = self.dataset(section)? else {
                     if !self.fill_missing {
                         return Err(Error::MissingChunk {
                             key: self.section_path(section).display().to_string(),

@@ -7,23 +7,21 @@
 //! bounds are the union of the blocks found in the directory and, for layers bigarrays
 //! created, the `size` key it adds to `config.json` (an extension BigArrays.jl ignores).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
 use super::dataset::{self, DatasetSpec, Dims, H5Compression, H5Dataset, OutBuf};
+use super::metadata_file;
+use super::open_files::OpenFiles;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
 use crate::store::local_path;
 use crate::volume::{read_each, write_each, ReadTarget, Volume};
 use crate::{interrupt, runtime};
-
-/// Open files (with their chunk indexes) a handle keeps; beyond this, one is dropped per open.
-const MAX_OPEN: usize = 256;
 
 /// Dataset names, newest first.
 const DATASET_NAMES: [&str; 2] = ["img", "main"];
@@ -51,13 +49,14 @@ const JULIA_TYPES: [(&str, DType); 10] = [
     ("Float64", DType::F64),
 ];
 
-/// Parses a Julia type name (or a NumPy one).
+/// Parses a Julia type name (or a NumPy one) of a type H5s layers hold: the NumPy names of
+/// the types Julia names lack (float16, complex) are refused too.
 pub fn parse_julia_type(name: &str) -> Option<DType> {
     JULIA_TYPES
         .iter()
         .find(|(n, _)| *n == name)
         .map(|&(_, d)| d)
-        .or_else(|| DType::parse(name))
+        .or_else(|| DType::parse(name).filter(|&d| julia_type(d).is_some()))
 }
 
 /// The Julia name of a type.
@@ -284,7 +283,7 @@ pub struct H5sArray {
     fill_missing: bool,
     /// Open block datasets with their chunk indexes (indexing a block costs a full scan of
     /// its chunk B-tree, so each is indexed once).
-    open: Mutex<HashMap<[u64; 3], Arc<H5Dataset>>>,
+    open: OpenFiles<H5Dataset>,
 }
 
 /// Removes the block files of the H5s layer in `dir` before it is overwritten, so the new
@@ -348,20 +347,7 @@ impl H5sArray {
         let dir = local_path::path_of(dir)?;
         let config_path = dir.join("config.json");
         let url = config_path.display().to_string();
-        let meta = std::fs::metadata(&config_path).map_err(|_| Error::LayerNotFound {
-            url: dir.display().to_string(),
-        })?;
-        if meta.len() > MAX_CONFIG_BYTES {
-            return Err(Error::info(
-                &url,
-                "(file)",
-                "config.json is implausibly large",
-            ));
-        }
-        let bytes = std::fs::read(&config_path).map_err(|e| Error::store(&url, e))?;
-        // Not UTF-8 is bad metadata (an InfoError), not a failing store.
-        let text = String::from_utf8(bytes)
-            .map_err(|e| Error::info(&url, "(file)", format!("not UTF-8 text: {e}")))?;
+        let text = metadata_file::read_text(&dir, &config_path, MAX_CONFIG_BYTES)?;
         let config = H5sConfig::parse(&url, &text)?;
         // The bounds: the declared size for layers bigarrays created (their edge blocks are
         // whole files that stick out of it), else every block file in the directory.
@@ -403,7 +389,7 @@ impl H5sArray {
             config,
             bounds,
             fill_missing,
-            open: Mutex::new(HashMap::new()),
+            open: OpenFiles::default(),
         })
     }
 
@@ -503,30 +489,16 @@ impl H5sArray {
 
     /// The open dataset of block `g`, or `None` when its file does not exist.
     fn dataset(&self, g: [u64; 3]) -> Result<Option<Arc<H5Dataset>>> {
-        if let Some(ds) = self.open.lock().unwrap_or_else(|p| p.into_inner()).get(&g) {
-            return Ok(Some(ds.clone()));
-        }
-        let path = self.block_path(g);
-        if !path.exists() {
-            return Ok(None);
-        }
-        let name = dataset_name(&path)?;
-        let ds = Arc::new(H5Dataset::open(&path, &name)?);
-        if ds.dtype() != self.dtype() {
-            return Err(Error::decode(
-                &ds.label(),
-                format!("holds {}, config.json says {}", ds.dtype(), self.dtype()),
-            ));
-        }
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if open.len() >= MAX_OPEN {
-            // Bounded: each entry holds a file descriptor and a chunk index.
-            if let Some(&evict) = open.keys().next() {
-                open.remove(&evict);
+        self.open.get_or_open(&self.block_path(g), |path| {
+            let ds = H5Dataset::open(path, &dataset_name(path)?)?;
+            if ds.dtype() != self.dtype() {
+                return Err(Error::decode(
+                    &ds.label(),
+                    format!("holds {}, config.json says {}", ds.dtype(), self.dtype()),
+                ));
             }
-        }
-        open.insert(g, ds.clone());
-        Ok(Some(ds))
+            Ok(ds)
+        })
     }
 
     /// Reads `bbox` into `out` (Fortran `[x, y, z, c]`); outside the bounds and in missing
@@ -682,11 +654,8 @@ impl H5sArray {
                 DATASET_NAMES[0].to_string()
             };
             let start = [0, 1, 2].map(|i| (part.start[i] - block_box.start[i]) as u64);
-            // The cached index no longer matches the file.
-            self.open
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&g);
+            // The cached index would no longer match the file.
+            self.open.forget(&path);
             dataset::write_box(
                 &path,
                 &name,
@@ -833,7 +802,7 @@ mod tests {
             std::fs::read_dir(dir.path().join("layer")).unwrap().count(),
             321
         );
-        assert!(a.open.lock().unwrap().len() <= MAX_OPEN);
+        assert!(a.open.len() <= crate::format::hdf5::open_files::CAPACITY);
     }
 
     #[test]
@@ -862,7 +831,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!((mid.block, mid.chunk), ([8, 8, 4], [4, 4, 2]));
-        let err = H5sConfig::parse("c", r#"{"dataType":"Complex64"}"#).unwrap_err();
-        assert!(err.to_string().contains("dataType"), "{err}");
+        for name in ["Complex64", "complex64", "float16"] {
+            let text = format!(r#"{{"dataType":"{name}"}}"#);
+            let err = H5sConfig::parse("c", &text).unwrap_err();
+            assert!(err.to_string().contains("dataType"), "{err}");
+        }
     }
 }

@@ -4,7 +4,6 @@
 use serde_json::{json, Map, Value};
 
 use super::sharding::ShardingSpec;
-use crate::codec::registry;
 pub use crate::codec::Encoding;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -63,11 +62,10 @@ pub struct LayerSpec {
     pub resolution: [f64; 3],
     /// Channels per voxel.
     pub num_channels: usize,
-    /// The `encoding` name (`raw`, `png`, `compressed_segmentation`, ...).
-    pub encoding: String,
-    /// Scale keys that parameterise the encoding (any codec's option keys, see
-    /// [`registry::all_option_keys`]).
-    pub encoding_options: Map<String, Value>,
+    /// The chunk encoding with its options (`Encoding::raw()`, `Encoding::jpeg(90)?`,
+    /// `Encoding::with_options("png", &options)?`, ...). The scale states the options it
+    /// was built with; the rest are the codec's defaults.
+    pub encoding: Encoding,
     /// `type`: `image` or `segmentation`.
     pub layer_type: String,
     /// `None` (unsharded), `"auto"`, or a `sharding` object (see
@@ -134,16 +132,16 @@ impl Info {
 
     /// The `info` of a new one-scale layer, in the form CloudVolume and TensorStore write.
     pub fn new(url: &str, spec: &LayerSpec) -> Result<Info> {
+        // A type other formats hold (float16, complex) is the caller's mistake here, not bad
+        // metadata: refused before an info is written, as an invalid argument.
+        if !DType::PRECOMPUTED.contains(&spec.dtype) {
+            return Err(Error::invalid(format!(
+                "dtype {:?} is not supported by Precomputed layers",
+                spec.dtype.name()
+            )));
+        }
         let [rx, ry, rz] = spec.resolution;
         let key = format!("{}_{}_{}", fmt_res(rx), fmt_res(ry), fmt_res(rz));
-        let known = registry::all_option_keys();
-        for key in spec.encoding_options.keys() {
-            if !known.contains(&key.as_str()) {
-                return Err(Error::invalid(format!(
-                    "encoding option {key:?} is not one of {known:?}"
-                )));
-            }
-        }
         let mut json = json!({
             "@type": "neuroglancer_multiscale_volume",
             "type": spec.layer_type,
@@ -155,14 +153,11 @@ impl Info {
                 "voxel_offset": spec.voxel_offset,
                 "resolution": spec.resolution,
                 "chunk_sizes": [spec.chunks],
-                "encoding": spec.encoding,
+                "encoding": spec.encoding.name(),
             }],
         });
-        let mut scale_options = spec.encoding_options.clone();
-        // Bad options are reported below, by the parse of the whole info, naming the field.
-        if let Ok(encoding) = Encoding::from_scale(&spec.encoding, &spec.encoding_options) {
-            encoding.codec().complete_new_scale(&mut scale_options);
-        }
+        let mut scale_options = spec.encoding.stated_options().clone();
+        spec.encoding.codec().complete_new_scale(&mut scale_options);
         if let Some(sharding) = &spec.sharding {
             let sharding = match sharding {
                 Value::String(s) if s == "auto" => {
@@ -175,9 +170,7 @@ impl Info {
                         (spec.dtype.itemsize() * spec.num_channels) as u64,
                         |a, &n| a.saturating_mul(n),
                     );
-                    let encoding = Encoding::from_scale(&spec.encoding, &spec.encoding_options)
-                        .unwrap_or_else(|_| Encoding::raw());
-                    ShardingSpec::auto(&grid, chunk_bytes, &encoding)
+                    ShardingSpec::auto(&grid, chunk_bytes, &spec.encoding)
                         .ok_or_else(|| {
                             Error::invalid(
                                 "sharding: the chunk grid needs more than 64 Morton bits; \
@@ -436,12 +429,73 @@ mod tests {
             voxel_offset: [0, 0, 0],
             resolution: [4.0, 4.5, 40.0],
             num_channels: 1,
-            encoding: "raw".into(),
-            encoding_options: Map::new(),
+            encoding: Encoding::raw(),
             layer_type: "image".into(),
             sharding: None,
         };
         let i = Info::new("u", &spec).unwrap();
         assert_eq!(i.scales[0].key, "4_4.5_40");
+        let complex = LayerSpec {
+            dtype: DType::C64,
+            ..spec
+        };
+        let err = Info::new("u", &complex).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument { reason } if reason.contains("complex64")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn new_scales_state_the_options_given_and_bad_ones_are_refused_when_built() {
+        let spec = |encoding: Encoding| LayerSpec {
+            shape: [10, 10, 10],
+            dtype: DType::U16,
+            chunks: [5, 5, 5],
+            voxel_offset: [0, 0, 0],
+            resolution: [4.0, 4.0, 40.0],
+            num_channels: 1,
+            encoding,
+            layer_type: "image".into(),
+            sharding: None,
+        };
+        let scale = |encoding: Encoding| {
+            let info = Info::new("u", &spec(encoding)).unwrap();
+            info.json()["scales"][0].as_object().unwrap().clone()
+        };
+        assert_eq!(scale(Encoding::png(3).unwrap())["png_level"], 3);
+        assert!(!scale(Encoding::parse("PNG")).contains_key("png_level"));
+        let given = Map::from_iter([("blosc_compressor".into(), json!("ZSTD"))]);
+        let blosc = scale(Encoding::with_options("blosclz", &given).unwrap());
+        assert_eq!(
+            (&blosc["encoding"], &blosc["blosc_compressor"]),
+            (&json!("blosclz"), &json!("ZSTD"))
+        );
+        assert!(!blosc.contains_key("blosc_clevel"));
+        // The format requires the block size even when none was given.
+        let cseg = scale(Encoding::parse("compressed_segmentation"));
+        assert_eq!(cseg["compressed_segmentation_block_size"], json!([8, 8, 8]));
+
+        let refused = |name: &str, options: Value| {
+            let Value::Object(options) = options else {
+                unreachable!()
+            };
+            Encoding::with_options(name, &options)
+                .unwrap_err()
+                .to_string()
+        };
+        let err = refused("png", json!({"png_level": 10}));
+        assert!(err.contains("encoding option \"png_level\""), "{err}");
+        let err = refused("jpeg", json!({"jpeg_qualty": 5}));
+        assert!(
+            err.contains("encoding option \"jpeg_qualty\" is not one of"),
+            "{err}"
+        );
+        let err = Encoding::compressed_segmentation([8, 0, 8]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("compressed_segmentation_block_size"),
+            "{err}"
+        );
     }
 }
