@@ -384,3 +384,67 @@ fn morton_order_is_zarr_pythons() {
         ]
     );
 }
+
+/// Decode throughput on a 256³ uint16 chunk (the bench arrays, one chunk of each):
+/// `cargo test --release --lib zarr::codecs::tests::speed -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check: run by hand in release mode"]
+fn speed() {
+    let r = repr(&[256, 256, 256], DType::U16, &[0, 0]);
+    let n = r.num_elements().unwrap();
+    let raw: Vec<u8> = (0..n)
+        .flat_map(|i| {
+            let (i0, i1, i2) = (i / 65536, (i / 256) % 256, i % 256);
+            ((i2 + i1 * i1 / 32 + i0 * i0 * i0) as u16).to_le_bytes()
+        })
+        .collect();
+    let chains = [
+        ("bytes", json!([{"name": "bytes"}])),
+        (
+            "bytes big",
+            json!([{"name": "bytes", "configuration": {"endian": "big"}}]),
+        ),
+        (
+            "zstd 0",
+            json!([{"name": "bytes"}, {"name": "zstd", "configuration": {"level": 0}}]),
+        ),
+        (
+            "gzip 5",
+            json!([{"name": "bytes"}, {"name": "gzip", "configuration": {"level": 5}}]),
+        ),
+        (
+            "blosc lz4",
+            json!([{"name": "bytes"}, {"name": "blosc", "configuration": {"cname": "lz4", "shuffle": "shuffle"}}]),
+        ),
+        (
+            "transpose",
+            json!([{"name": "transpose", "configuration": {"order": [2, 1, 0]}}, {"name": "bytes"}]),
+        ),
+        (
+            "shard 64³ zstd 0",
+            json!([{"name": "sharding_indexed", "configuration": {"chunk_shape": [64, 64, 64],
+            "codecs": [{"name": "bytes"}, {"name": "zstd", "configuration": {"level": 0}}]}}]),
+        ),
+    ];
+    let mut out = vec![0u8; raw.len()];
+    for (name, chain_json) in chains {
+        let chain = CodecChain::new(&specs(chain_json), &r).unwrap();
+        let t = std::time::Instant::now();
+        let enc = chain.encode(&raw, &r).unwrap();
+        let te = t.elapsed();
+        let reps = 5;
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            chain.decode_into(&enc, &r, &mut out).unwrap();
+        }
+        let td = t.elapsed() / reps;
+        assert!(out == raw);
+        let gbs = |d: std::time::Duration| raw.len() as f64 / d.as_secs_f64() / 1e9;
+        eprintln!(
+            "{name:>18}: {:>9} bytes, encode {:>6.2} GB/s, decode {:>6.2} GB/s",
+            enc.len(),
+            gbs(te),
+            gbs(td)
+        );
+    }
+}
