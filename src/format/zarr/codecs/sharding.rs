@@ -439,30 +439,32 @@ impl ShardingCodec {
         let item = repr.dtype.itemsize();
         let inner_len = block.iter().product::<usize>() * item;
         let contiguous = nd::is_contiguous(&outer, &block);
-        let mut tmp = if contiguous {
-            Vec::new()
-        } else {
-            vec![0u8; inner_len]
-        };
-        let mut chunks = Vec::with_capacity(n);
-        for i in 0..n {
-            let chunk: &[u8] = if contiguous {
-                &data[i * inner_len..(i + 1) * inner_len]
-            } else {
-                let offset: Vec<usize> = unravel(i, &per_shard)
-                    .iter()
-                    .zip(&block)
-                    .map(|(c, b)| c * b)
-                    .collect();
-                nd::get_block(data, &outer, &offset, &block, &mut tmp, item);
-                &tmp
-            };
-            chunks.push(if inner_repr.is_all_fill(chunk) {
-                None
-            } else {
-                Some(self.inner.encode(chunk, &inner_repr)?)
-            });
-        }
+        // Inner chunks encode in parallel, each thread gathering its chunk into its own
+        // buffer where the chunk is not contiguous in the shard.
+        let chunks = (0..n)
+            .into_par_iter()
+            .map_init(
+                || vec![0u8; if contiguous { 0 } else { inner_len }],
+                |tmp, i| {
+                    let chunk: &[u8] = if contiguous {
+                        &data[i * inner_len..(i + 1) * inner_len]
+                    } else {
+                        let offset: Vec<usize> = unravel(i, &per_shard)
+                            .iter()
+                            .zip(&block)
+                            .map(|(c, b)| c * b)
+                            .collect();
+                        nd::get_block(data, &outer, &offset, &block, tmp, item);
+                        tmp
+                    };
+                    if inner_repr.is_all_fill(chunk) {
+                        Ok(None)
+                    } else {
+                        self.inner.encode(chunk, &inner_repr).map(Some)
+                    }
+                },
+            )
+            .collect::<Result<Vec<_>>>()?;
         self.encode_shard(&chunks, &repr.shape)
     }
 }

@@ -448,3 +448,23 @@ fn speed() {
         );
     }
 }
+
+#[test]
+fn zstd_frames_without_a_content_size_and_in_a_row_decode() {
+    let r = repr(&[300], DType::U16, &[0, 0]);
+    let raw = data(600);
+    let chain = CodecChain::new(&specs(json!([{"name": "bytes"}, {"name": "zstd"}])), &r).unwrap();
+    // A streaming encoder does not know the size, so its frame does not record it.
+    let streamed = ::zstd::stream::encode_all(&raw[..], 3).unwrap();
+    assert_eq!(chain.decode(&streamed, &r).unwrap(), raw);
+    let mut two = ::zstd::bulk::compress(&raw[..200], 1).unwrap();
+    two.extend(::zstd::bulk::compress(&raw[200..], 1).unwrap());
+    assert_eq!(chain.decode(&two, &r).unwrap(), raw);
+}
+
+#[test]
+fn chains_are_shared_across_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<CodecChain>();
+    shared::<ShardingCodec>();
+}
