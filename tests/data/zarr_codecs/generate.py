@@ -1,4 +1,5 @@
-"""Writes small encoded Zarr chunks and shards with zarr-python 3 and numcodecs, for the
+"""Writes small encoded Zarr chunks and shards with zarr-python 3, numcodecs and TensorStore
+(cases named ts_*), for the
 bit-exactness tests in src/format/zarr/codecs/tests.rs.
 
 Each case is one chunk (the whole array is one chunk or one shard): `<name>.bin` holds the
@@ -141,6 +142,80 @@ def v2(name, shape, dtype, codec, spec):
         codec.encode(chunk),
         data,
     )
+
+
+def ts_v3(name, shape, dtype, codecs, *, fill=0, blank=None):
+    """TensorStore's zarr3 driver writing one chunk (or shard) of `shape`."""
+    import tensorstore as ts
+
+    data = pattern(shape, dtype)
+    for sl in blank or []:
+        data[sl] = fill
+    tmp = pathlib.Path(tempfile.mkdtemp())
+    try:
+        meta = {
+            "shape": list(shape), "data_type": np.dtype(dtype).name, "fill_value": fill,
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(shape)}},
+            "chunk_key_encoding": {"name": "default"}, "codecs": codecs,
+        }  # fmt: skip
+        spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(tmp)}}
+        arr = ts.open({**spec, "metadata": meta}, create=True).result()
+        arr.write(data).result()
+        written = json.loads((tmp / "zarr.json").read_text())
+        stored = (tmp / ("c/" + "/".join("0" for _ in shape))).read_bytes()
+    finally:
+        shutil.rmtree(tmp)
+    add(name, written["codecs"], shape, dtype, fill, stored, data)
+
+
+def ts_v2(name, shape, dtype, compressor, spec):
+    """TensorStore's zarr (v2) driver writing one chunk; `spec` is the compressor as the
+    v3 codec that metadata translates it to."""
+    import tensorstore as ts
+
+    data = pattern(shape, dtype)
+    tmp = pathlib.Path(tempfile.mkdtemp())
+    try:
+        meta = {
+            "shape": list(shape), "chunks": list(shape), "dtype": np.dtype(dtype).str,
+            "compressor": compressor, "order": "C", "fill_value": 0,
+        }  # fmt: skip
+        kv = {"driver": "file", "path": str(tmp)}
+        arr = ts.open({"driver": "zarr", "kvstore": kv, "metadata": meta}, create=True).result()
+        arr.write(data).result()
+        stored = (tmp / ".".join("0" for _ in shape)).read_bytes()
+    finally:
+        shutil.rmtree(tmp)
+    add(name, [{"name": "bytes", "configuration": {"endian": "little"}}, spec], shape, dtype,
+        0, stored, data)  # fmt: skip
+
+
+def tensorstore_cases():
+    le = {"name": "bytes", "configuration": {"endian": "little"}}
+    ts_v3("ts_gzip_u16", (16, 24), "uint16", [le, {"name": "gzip", "configuration": {"level": 6}}])
+    ts_v3("ts_zstd_crc_f32", (10, 12), "float32",
+          [le, {"name": "zstd", "configuration": {"level": 3, "checksum": True}},
+           {"name": "crc32c"}])  # fmt: skip
+    ts_v3("ts_blosc_u16", (16, 16), "uint16",
+          [le, {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5,
+                                                   "shuffle": "shuffle", "typesize": 2,
+                                                   "blocksize": 0}}])  # fmt: skip
+    ts_v3("ts_transpose_be_i32", (4, 6, 5), "int32",
+          [{"name": "transpose", "configuration": {"order": [2, 0, 1]}},
+           {"name": "bytes", "configuration": {"endian": "big"}}])  # fmt: skip
+    inner = [le, {"name": "zstd", "configuration": {"level": 1}}]
+    for loc in ("start", "end"):
+        ts_v3(f"ts_shard_{loc}_u16", (12, 20), "uint16",
+              [{"name": "sharding_indexed", "configuration": {
+                  "chunk_shape": [4, 4], "codecs": inner, "index_location": loc,
+                  "index_codecs": [le, {"name": "crc32c"}]}}],
+              fill=3, blank=[np.s_[0:4, 4:8], np.s_[8:12, 0:20]])  # fmt: skip
+    ts_v2("ts_v2_zlib_u16", (16, 24), "uint16", {"id": "zlib", "level": 5},
+          {"name": "zlib", "configuration": {"level": 5}})  # fmt: skip
+    ts_v2("ts_v2_blosc_i16", (16, 16), "int16",
+          {"id": "blosc", "cname": "zstd", "clevel": 3, "shuffle": 2, "blocksize": 0},
+          {"name": "blosc", "configuration": {"cname": "zstd", "clevel": 3, "shuffle": 2,
+                                              "blocksize": 0}})  # fmt: skip
 
 
 def main():
@@ -290,6 +365,7 @@ def main():
         numcodecs.Zstd(level=1),
         {"name": "zstd", "configuration": {"level": 1, "checksum": False}},
     )
+    tensorstore_cases()
     (OUT / "cases.json").write_text(
         json.dumps(
             {

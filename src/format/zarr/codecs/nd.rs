@@ -173,77 +173,100 @@ pub(super) fn fill_block(
 }
 
 /// Writes into `dst` the array `src` (shape `shape`, C order) with its axes permuted:
-/// `dst`'s axis `i` is `src`'s axis `perm[i]` (NumPy's `transpose(src, perm)`). The two
-/// innermost output axes are copied in square tiles, so reads and writes both stay in cache.
+/// `dst`'s axis `i` is `src`'s axis `perm[i]` (NumPy's `transpose(src, perm)`). The copy
+/// runs in square tiles over the two axes that are contiguous on either side (the last axis
+/// of `dst` and the one that is `src`'s last axis), so reads and writes both stay in cache;
+/// when both are the same axis, rows are copied whole.
 pub(super) fn permute(src: &[u8], shape: &[usize], perm: &[usize], item: usize, dst: &mut [u8]) {
     let rank = shape.len();
     if rank < 2 || perm.iter().enumerate().all(|(i, &p)| i == p) {
         dst.copy_from_slice(src);
         return;
     }
-    let ss = strides(shape);
     let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
-    let in_strides: Vec<usize> = perm.iter().map(|&p| ss[p]).collect();
-    let (rows, cols) = (out_shape[rank - 2], out_shape[rank - 1]);
-    let (rs, cs) = (in_strides[rank - 2], in_strides[rank - 1]);
-    if rows * cols == 0 || out_shape.contains(&0) {
+    if out_shape.contains(&0) {
         return;
     }
-    let plane = rows * cols;
-    let mut idx = vec![0usize; rank - 2];
-    let mut out_base = 0;
+    let ss = strides(shape);
+    let in_strides: Vec<usize> = perm.iter().map(|&p| ss[p]).collect();
+    let out_strides = strides(&out_shape);
+    let last = rank - 1;
+    // The output axis that is the input's last (contiguous) axis.
+    let a = perm.iter().position(|&p| p == last).unwrap_or(last);
+    let t = Tile {
+        rows: if a == last { 1 } else { out_shape[a] },
+        cols: out_shape[last],
+        in_row: if a == last { 0 } else { in_strides[a] },
+        in_col: in_strides[last],
+        out_row: if a == last { 0 } else { out_strides[a] },
+    };
+    let outer: Vec<usize> = (0..rank).filter(|&i| i != a && i != last).collect();
+    let mut idx = vec![0usize; outer.len()];
     loop {
-        let in_base: usize = idx.iter().zip(&in_strides).map(|(i, s)| i * s).sum();
-        let d = &mut dst[out_base * item..(out_base + plane) * item];
+        let in_base: usize = idx
+            .iter()
+            .zip(&outer)
+            .map(|(i, &ax)| i * in_strides[ax])
+            .sum();
+        let out_base: usize = idx
+            .iter()
+            .zip(&outer)
+            .map(|(i, &ax)| i * out_strides[ax])
+            .sum();
         match item {
-            1 => tile::<1>(src, in_base, d, rows, cols, rs, cs),
-            2 => tile::<2>(src, in_base, d, rows, cols, rs, cs),
-            4 => tile::<4>(src, in_base, d, rows, cols, rs, cs),
-            8 => tile::<8>(src, in_base, d, rows, cols, rs, cs),
-            _ => tile::<16>(src, in_base, d, rows, cols, rs, cs),
+            1 => t.copy::<1>(src, in_base, dst, out_base),
+            2 => t.copy::<2>(src, in_base, dst, out_base),
+            4 => t.copy::<4>(src, in_base, dst, out_base),
+            8 => t.copy::<8>(src, in_base, dst, out_base),
+            _ => t.copy::<16>(src, in_base, dst, out_base),
         }
-        out_base += plane;
-        let mut ax = rank - 2;
+        // Odometer over the other axes.
+        let mut k = outer.len();
         loop {
-            if ax == 0 {
+            if k == 0 {
                 return;
             }
-            ax -= 1;
-            idx[ax] += 1;
-            if idx[ax] < out_shape[ax] {
+            k -= 1;
+            idx[k] += 1;
+            if idx[k] < out_shape[outer[k]] {
                 break;
             }
-            idx[ax] = 0;
+            idx[k] = 0;
         }
     }
 }
 
-/// One output plane of `rows` x `cols` elements of `N` bytes, read from `src` at element
-/// `base` with strides `rs` (rows) and `cs` (columns).
-fn tile<const N: usize>(
-    src: &[u8],
-    base: usize,
-    dst: &mut [u8],
+/// One 2-D plane of a permuted copy: `rows` x `cols` elements, with element strides in the
+/// input (`in_row`, `in_col`) and the output (`out_row`, and 1 along columns).
+struct Tile {
     rows: usize,
     cols: usize,
-    rs: usize,
-    cs: usize,
-) {
-    const T: usize = 32;
-    if cs == 1 {
-        for r in 0..rows {
-            let s = (base + r * rs) * N;
-            dst[r * cols * N..(r + 1) * cols * N].copy_from_slice(&src[s..s + cols * N]);
+    in_row: usize,
+    in_col: usize,
+    out_row: usize,
+}
+
+impl Tile {
+    fn copy<const N: usize>(&self, src: &[u8], in_base: usize, dst: &mut [u8], out_base: usize) {
+        const T: usize = 32;
+        if self.in_col == 1 {
+            for r in 0..self.rows {
+                let s = (in_base + r * self.in_row) * N;
+                let d = (out_base + r * self.out_row) * N;
+                dst[d..d + self.cols * N].copy_from_slice(&src[s..s + self.cols * N]);
+            }
+            return;
         }
-        return;
-    }
-    for r0 in (0..rows).step_by(T) {
-        for c0 in (0..cols).step_by(T) {
-            for r in r0..(r0 + T).min(rows) {
-                for c in c0..(c0 + T).min(cols) {
-                    let s = (base + r * rs + c * cs) * N;
-                    let d = (r * cols + c) * N;
-                    dst[d..d + N].copy_from_slice(&src[s..s + N]);
+        for r0 in (0..self.rows).step_by(T) {
+            for c0 in (0..self.cols).step_by(T) {
+                for r in r0..(r0 + T).min(self.rows) {
+                    let s_row = in_base + r * self.in_row;
+                    let d_row = out_base + r * self.out_row;
+                    for c in c0..(c0 + T).min(self.cols) {
+                        let s = (s_row + c * self.in_col) * N;
+                        let d = (d_row + c) * N;
+                        dst[d..d + N].copy_from_slice(&src[s..s + N]);
+                    }
                 }
             }
         }

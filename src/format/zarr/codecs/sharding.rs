@@ -7,6 +7,7 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
 use serde_json::Value;
 
 use super::chain::{usize_shape, CodecChain};
@@ -335,43 +336,95 @@ impl ShardingCodec {
             })?;
         let index = &shard[range.start as usize..range.end as usize];
         let entries = self.decode_index(index, &repr.shape, Some(shard.len() as u64))?;
+        if target.is_empty() {
+            return Ok(());
+        }
         let per_shard = self.chunks_per_shard(&repr.shape);
         let outer = usize_shape(&repr.shape)?;
         let block = usize_shape(&self.chunk_shape)?;
         let inner_repr = repr.with_shape(self.chunk_shape.clone());
-        let item = repr.dtype.itemsize();
-        let inner_len = block.iter().product::<usize>() * item;
-        let contiguous = nd::is_contiguous(&outer, &block);
-        for (i, entry) in entries.iter().enumerate() {
-            let offset: Vec<usize> = unravel(i, &per_shard)
-                .iter()
-                .zip(&block)
-                .map(|(c, b)| c * b)
-                .collect();
-            let Some((o, n)) = *entry else {
-                nd::fill_block(target, &outer, &offset, &block, &repr.fill_value);
-                continue;
-            };
-            let bytes = &shard[o as usize..(o + n) as usize];
-            let wrap =
-                |e: CodecError| err(format!("inner chunk {:?}: {e}", unravel(i, &per_shard)));
-            if contiguous {
-                let start = i * inner_len;
-                let dst = &mut target[start..start + inner_len];
-                self.inner
-                    .decode_into(bytes, &inner_repr, dst)
-                    .map_err(wrap)?;
-            } else {
-                scratch::with_decoded(inner_len, |tmp| {
-                    self.inner
-                        .decode_into(bytes, &inner_repr, tmp)
-                        .map_err(wrap)?;
-                    nd::put_block(tmp, &block, target, &outer, &offset, item);
-                    Ok::<(), CodecError>(())
-                })?;
-            }
+        let Some((&b0, _)) = block.split_first() else {
+            // Rank 0: one inner chunk, the whole shard.
+            return self.decode_inner(
+                shard,
+                entries.first().copied().flatten(),
+                &inner_repr,
+                target,
+                &[],
+                &[],
+                &[],
+            );
+        };
+        // Inner chunks sharing their first coordinate form a contiguous slab of `target`
+        // (C order), so slabs decode in parallel without sharing any output byte.
+        let mut slab_shape = outer.clone();
+        slab_shape[0] = b0;
+        let slab_len = slab_shape.iter().product::<usize>() * repr.dtype.itemsize();
+        let per_slab: usize = per_shard[1..].iter().map(|&d| d as usize).product();
+        target
+            .par_chunks_mut(slab_len)
+            .zip(entries.par_chunks(per_slab))
+            .enumerate()
+            .try_for_each(|(c0, (slab, group))| {
+                for (j, entry) in group.iter().enumerate() {
+                    let mut coords = unravel(j, &per_shard[1..]);
+                    coords.insert(0, c0);
+                    let mut offset: Vec<usize> =
+                        coords.iter().zip(&block).map(|(c, b)| c * b).collect();
+                    offset[0] = 0;
+                    self.decode_inner(
+                        shard,
+                        *entry,
+                        &inner_repr,
+                        slab,
+                        &slab_shape,
+                        &offset,
+                        &coords,
+                    )?;
+                }
+                Ok(())
+            })
+    }
+
+    /// Decodes one inner chunk (or fills it when missing) into its place at `offset` in
+    /// `dst` (shape `dst_shape`), straight into `dst` where the place is contiguous.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_inner(
+        &self,
+        shard: &[u8],
+        entry: Option<(u64, u64)>,
+        inner_repr: &ChunkRepr,
+        dst: &mut [u8],
+        dst_shape: &[usize],
+        offset: &[usize],
+        coords: &[usize],
+    ) -> Result<(), CodecError> {
+        let block = usize_shape(&inner_repr.shape)?;
+        let Some((o, n)) = entry else {
+            nd::fill_block(dst, dst_shape, offset, &block, &inner_repr.fill_value);
+            return Ok(());
+        };
+        // `decode_index` checked the entry against the shard's length.
+        let bytes = &shard[o as usize..(o + n) as usize];
+        let wrap = |e: CodecError| {
+            CodecError::new("sharding_indexed", format!("inner chunk {coords:?}: {e}"))
+        };
+        let item = inner_repr.dtype.itemsize();
+        let len = block.iter().product::<usize>() * item;
+        if nd::is_contiguous(dst_shape, &block) {
+            let start = offset.first().map_or(0, |&o0| {
+                o0 * dst_shape[1..].iter().product::<usize>() * item
+            });
+            let out = &mut dst[start..start + len];
+            return self.inner.decode_into(bytes, inner_repr, out).map_err(wrap);
         }
-        Ok(())
+        scratch::with_decoded(len, |tmp| {
+            self.inner
+                .decode_into(bytes, inner_repr, tmp)
+                .map_err(wrap)?;
+            nd::put_block(tmp, &block, dst, dst_shape, offset, item);
+            Ok(())
+        })
     }
 
     /// Encodes a whole shard (the chunk `repr`): inner chunks holding only the fill value are
@@ -386,30 +439,32 @@ impl ShardingCodec {
         let item = repr.dtype.itemsize();
         let inner_len = block.iter().product::<usize>() * item;
         let contiguous = nd::is_contiguous(&outer, &block);
-        let mut tmp = if contiguous {
-            Vec::new()
-        } else {
-            vec![0u8; inner_len]
-        };
-        let mut chunks = Vec::with_capacity(n);
-        for i in 0..n {
-            let chunk: &[u8] = if contiguous {
-                &data[i * inner_len..(i + 1) * inner_len]
-            } else {
-                let offset: Vec<usize> = unravel(i, &per_shard)
-                    .iter()
-                    .zip(&block)
-                    .map(|(c, b)| c * b)
-                    .collect();
-                nd::get_block(data, &outer, &offset, &block, &mut tmp, item);
-                &tmp
-            };
-            chunks.push(if inner_repr.is_all_fill(chunk) {
-                None
-            } else {
-                Some(self.inner.encode(chunk, &inner_repr)?)
-            });
-        }
+        // Inner chunks encode in parallel, each thread gathering its chunk into its own
+        // buffer where the chunk is not contiguous in the shard.
+        let chunks = (0..n)
+            .into_par_iter()
+            .map_init(
+                || vec![0u8; if contiguous { 0 } else { inner_len }],
+                |tmp, i| {
+                    let chunk: &[u8] = if contiguous {
+                        &data[i * inner_len..(i + 1) * inner_len]
+                    } else {
+                        let offset: Vec<usize> = unravel(i, &per_shard)
+                            .iter()
+                            .zip(&block)
+                            .map(|(c, b)| c * b)
+                            .collect();
+                        nd::get_block(data, &outer, &offset, &block, tmp, item);
+                        tmp
+                    };
+                    if inner_repr.is_all_fill(chunk) {
+                        Ok(None)
+                    } else {
+                        self.inner.encode(chunk, &inner_repr).map(Some)
+                    }
+                },
+            )
+            .collect::<Result<Vec<_>>>()?;
         self.encode_shard(&chunks, &repr.shape)
     }
 }
