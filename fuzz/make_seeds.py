@@ -101,6 +101,7 @@ def main() -> None:
     transport_seeds()
     shard_seeds()
     zarr_seeds()
+    zarr_metadata_seeds()
 
 
 def transport_seeds() -> None:
@@ -199,6 +200,20 @@ def zarr_seeds() -> None:
             arr[...] = data
             stored = (Path(tmp) / ("c/" + "/".join("0" * rank))).read_bytes()
         save("parse_zarr_shard_index", bytes([h, *dims[:rank]]) + stored)
+def zarr_metadata_seeds() -> None:
+    """parse_zarr_metadata: one byte picking the parser (0 v3 array, 1 v2 array, 2 v3 group,
+    3 v2 group attributes), then a file that zarr-python, TensorStore or ome-zarr-py wrote
+    (the fixtures of ``tests/data/zarr_metadata``, made by its ``generate.py``)."""
+    fixtures = CORPUS.parent.parent / "tests/data/zarr_metadata"
+    for case in sorted(p for p in fixtures.iterdir() if p.is_dir()):
+        node = json.loads((case / "expected.json").read_text())["node"]
+        files = {
+            "array": ((0, "zarr.json"), (1, ".zarray")),
+            "group": ((2, "zarr.json"), (3, ".zattrs")),
+        }
+        for which, name in files[node]:
+            if (case / name).exists():
+                save("parse_zarr_metadata", bytes([which]) + (case / name).read_bytes())
 
 
 if __name__ == "__main__":

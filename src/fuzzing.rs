@@ -17,6 +17,9 @@ use crate::codec::Encoding;
 use crate::codec::{self, decode_as, transport, ChunkLayout};
 use crate::error::Result;
 use crate::format::precomputed::sharding::{self, ShardHash, ShardReader, ShardingSpec};
+use crate::format::zarr::group::GroupMetadata;
+use crate::format::zarr::metadata::{ArrayMetadata, ZarrFormat};
+use crate::format::zarr::ome::Multiscale;
 use crate::store::{self, Listed, Object, Ranged, ReadStore};
 use crate::{Compression, DType, Info};
 
@@ -69,6 +72,58 @@ pub fn check_info(data: &[u8]) {
     let again = Info::parse("fuzz/info", info.to_json().as_bytes());
     let again = again.expect("an info we parsed must parse again once written");
     assert_eq!(again.scales.len(), info.scales.len());
+}
+
+/// Any bytes give Zarr metadata or an error. The first byte picks what the rest is: a v3
+/// `zarr.json` of an array, a v2 `.zarray`, a v3 group's `zarr.json` or a v2 group's `.zattrs`
+/// (whose OME-Zarr multiscales are parsed too). Metadata that parses writes files that parse
+/// again to the same metadata; multiscales written into empty attributes read back the same
+/// (but for their version, which the 0.5 layout holds once for all of them).
+pub fn check_zarr_metadata(data: &[u8]) {
+    let [which, rest @ ..] = data else {
+        return;
+    };
+    let attributes = match which % 4 {
+        0 | 1 => {
+            let parsed = if which % 4 == 0 {
+                ArrayMetadata::parse_v3("fuzz", rest)
+            } else {
+                ArrayMetadata::parse_v2("fuzz", rest, None)
+            };
+            let Ok(m) = parsed else {
+                return;
+            };
+            let files = m.to_files().expect("parsed metadata must write");
+            let again = match m.zarr_format {
+                ZarrFormat::V3 => ArrayMetadata::parse_v3("fuzz", &files[0].1),
+                ZarrFormat::V2 => ArrayMetadata::parse_v2("fuzz", &files[0].1, None),
+            };
+            assert_eq!(again.expect("written metadata must parse again"), m);
+            return;
+        }
+        2 => GroupMetadata::parse_v3("fuzz", rest),
+        _ => GroupMetadata::parse_v2("fuzz", br#"{"zarr_format": 2}"#, Some(rest)),
+    };
+    let Ok(group) = attributes else {
+        return;
+    };
+    let Ok(Some(multiscales)) = Multiscale::from_attributes("fuzz", &group.attributes) else {
+        return;
+    };
+    let mut written = serde_json::Map::new();
+    Multiscale::write_attributes(&multiscales, &mut written);
+    let again = Multiscale::from_attributes("fuzz", &written)
+        .expect("written multiscales must parse again")
+        .expect("written multiscales must be found");
+    let unversioned = |ms: &[Multiscale]| -> Vec<Multiscale> {
+        ms.iter()
+            .map(|m| Multiscale {
+                version: String::new(),
+                ..m.clone()
+            })
+            .collect()
+    };
+    assert_eq!(unversioned(&again), unversioned(&multiscales));
 }
 
 /// Transport decompression (gzip and zstd sniffed, brotli declared) of a raw chunk whose
@@ -377,6 +432,7 @@ const OTHER_TARGETS: &[(&str, PlainHarness)] = &[
     ("parse_minishard_index", check_minishard_index),
     ("decode_zarr_chain", check_zarr_chain),
     ("parse_zarr_shard_index", check_zarr_shard_index),
+    ("parse_zarr_metadata", check_zarr_metadata),
 ];
 
 /// Every harness by the cargo-fuzz target name that runs it (and the `fuzz/corpus/<name>`

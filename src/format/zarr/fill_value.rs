@@ -118,9 +118,12 @@ fn parse_float(dtype: DType, value: &Value, version: Version) -> Result<Vec<u8>,
             "-Infinity" => f64::NEG_INFINITY,
             hex if hex.starts_with("0x") && version == Version::V3 => {
                 let digits = &hex[2..];
+                // from_str_radix alone would also take a sign ("0x+7fc0000").
+                let hex_digits =
+                    digits.len() == 2 * size && digits.bytes().all(|b| b.is_ascii_hexdigit());
                 let bits = u64::from_str_radix(digits, 16)
                     .ok()
-                    .filter(|_| digits.len() == 2 * size)
+                    .filter(|_| hex_digits)
                     .ok_or_else(|| format!("not a hex string of {} digits", 2 * size))?;
                 return Ok(bits.to_le_bytes()[..size].to_vec());
             }

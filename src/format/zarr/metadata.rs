@@ -264,12 +264,13 @@ impl ArrayMetadata {
         Ok(Value::Object(obj))
     }
 
-    /// The number of chunks (shards, for a sharded array) along each dimension.
+    /// The number of chunks (shards, for a sharded array) along each dimension (0 along a
+    /// dimension whose chunk extent is 0, which only a hand-built description can hold).
     pub fn grid_shape(&self) -> Vec<u64> {
         self.shape
             .iter()
             .zip(&self.chunk_shape)
-            .map(|(&n, &c)| n.div_ceil(c))
+            .map(|(&n, &c)| if c == 0 { 0 } else { n.div_ceil(c) })
             .collect()
     }
 }
