@@ -5,8 +5,8 @@
 /// Errors raised by the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The URL holds no layer (no `info`).
-    #[error("{url}: no layer here (no 'info' found)")]
+    /// The URL holds no layer (no Precomputed `info`, no Zarr metadata).
+    #[error("{url}: no layer here (no 'info', and no Zarr 'zarr.json', '.zarray' or '.zgroup')")]
     LayerNotFound {
         /// The layer or object URL.
         url: String,

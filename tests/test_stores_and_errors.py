@@ -218,8 +218,10 @@ def test_opening_errors(tmp_path):
         BigArray(str(tmp_path), compression="xz")
     with pytest.raises(bigarrays.LayerNotFoundError):  # forced h5s: no config.json here
         BigArray(str(tmp_path), format="h5s")
-    with pytest.raises(bigarrays.InvalidArgumentError, match="zarr"):
+    with pytest.raises(bigarrays.LayerNotFoundError, match="zarr.json"):  # forced Zarr
         BigArray(str(tmp_path), format="zarr")
+    with pytest.raises(bigarrays.InvalidArgumentError, match="zarr_v4"):
+        BigArray(str(tmp_path), format="zarr_v4")
     with pytest.raises(bigarrays.InvalidArgumentError, match="ftp://"):
         BigArray("ftp://host/layer")
 

@@ -168,8 +168,10 @@ impl ZarrArray {
             )));
         }
         match read_node(&store, "")? {
-            Node::Nothing => Err(Error::LayerNotFound {
+            Node::Nothing => Err(Error::NotFound {
                 url: store.url_of(""),
+                reason: "no Zarr array or group here (no 'zarr.json', '.zarray' or '.zgroup')"
+                    .into(),
             }),
             Node::Array(meta) => {
                 if options.mip != 0 {
