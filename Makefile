@@ -31,7 +31,8 @@ FUZZ_TARGETS := decode_jpeg decode_png decode_compressed_segmentation decode_blo
                 parse_minishard_index decode_zarr_chain parse_zarr_shard_index \
                 parse_zarr_metadata
 
-.PHONY: demo test bench build lint rust-test py-test demo-check clean prerequisites fuzz
+.PHONY: demo test bench build lint rust-test py-test demo-check clean prerequisites fuzz \
+        wheel wheel-test sdist
 
 ## prerequisites: cargo, a C compiler and nasm, each missing one named on one line
 prerequisites:
@@ -98,8 +99,57 @@ demo-check: build
 	rm -rf $(DEMO_CHECK)
 
 ## test: lint, Rust tests, Python tests (interop with CloudVolume and TensorStore included),
-## and the demo's set-up
+## and the demo's set-up. Not the wheel: `make wheel-test` compiles everything again with
+## zig (see wheel), which would double the time of a clean `make test`.
 test: lint rust-test py-test demo-check
+
+## wheel: the wheel `pip install bigarrays` gets on Linux x86_64: abi3 (CPython >= 3.10), every
+## feature linked in statically, stripped, manylinux_2_28. This machine's glibc (2.36) is too
+## new for that tag (Rust's std and the C libraries bind GLIBC_2.29-2.34 symbols), so the link
+## goes through zig (PyPI's ziglang) against glibc 2.28, as maturin's --zig does. zig is
+## another C toolchain: everything, the C libraries included, is compiled again into
+## target/x86_64-unknown-linux-gnu (not shared with `make build`), which is why `make test`
+## does not build the wheel. maturin refuses a wheel that breaks the tag (--auditwheel check);
+## auditwheel then says so independently. -mevex512: zig hands clang an explicit CPU feature
+## list with 512-bit vectors (evex512) off, and libdeflate's AVX-512 functions, which rely on
+## it being implied, then fail to compile. It enables no instruction by itself: libdeflate
+## still picks its AVX-512 code at run time, only on CPUs that have it.
+WHEEL_DIR  := target/wheels
+WHEEL_ENV  := target/wheel-env
+WHEEL_DEPS := $(VENV)/.wheel-deps
+WHEEL_PY_DEPS := "ziglang==0.15.2" "auditwheel>=6.1"
+
+$(WHEEL_DEPS): $(BUILD_DEPS)
+	$(PY) -m pip install -q $(WHEEL_PY_DEPS)
+	touch $@
+
+wheel: $(WHEEL_DEPS)
+	rm -f $(WHEEL_DIR)/bigarrays-*.whl
+	CFLAGS_x86_64_unknown_linux_gnu=-mevex512 maturin build --release --zig \
+	  --compatibility manylinux_2_28 --auditwheel check --strip --out $(WHEEL_DIR)
+	$(PY) -m auditwheel show $(WHEEL_DIR)/bigarrays-*.whl > $(WHEEL_DIR)/auditwheel.txt
+	cat $(WHEEL_DIR)/auditwheel.txt
+	grep -Eq '"manylinux_2_([0-9]|1[0-9]|2[0-8])_x86_64"' $(WHEEL_DIR)/auditwheel.txt || \
+	  { echo "wheel: auditwheel does not call it manylinux_2_28 or older" >&2; exit 1; }
+	@ls -l $(WHEEL_DIR)/bigarrays-*.whl | awk '{printf "wheel: %s, %.1f MiB\n", $$NF, $$5 / 1048576}'
+
+## wheel-test: the wheel installed into a fresh venv with only its own bin/ on PATH (no cargo,
+## compiler, cmake or nasm; pip takes binaries only), then tests/wheel_smoke.py: write and read
+## raw/gzip, zstd, jpeg, png, blosc and HDF5 layers, `bigarrays --version` and `info`, and ldd
+## of the extension showing only manylinux system libraries.
+wheel-test: wheel
+	rm -rf $(WHEEL_ENV)
+	$(PY) -m venv $(WHEEL_ENV)
+	cd $(WHEEL_ENV) && env -u CC -u CXX -u CARGO -u RUSTC -u PYTHONPATH \
+	  PATH="$(abspath $(WHEEL_ENV))/bin" VIRTUAL_ENV="$(abspath $(WHEEL_ENV))" /bin/sh -c '\
+	  bin/python -m pip install -q --only-binary :all: $(abspath $(WHEEL_DIR))/bigarrays-*.whl && \
+	  bin/python $(CURDIR)/tests/wheel_smoke.py --isolated'
+	rm -rf $(WHEEL_ENV)
+
+## sdist: the source distribution (pip builds it with Rust, a C compiler and nasm; cmake comes
+## from pyproject's build requirements)
+sdist: $(BUILD_DEPS)
+	maturin sdist --out $(WHEEL_DIR)
 
 ## bench: every benchmark against TensorStore and CloudVolume on the same data: cutouts
 ## (local with the machine's limit, a sparse 2^40-voxel layer, sharded, S3 on loopback),

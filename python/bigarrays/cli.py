@@ -13,6 +13,7 @@ import numpy as np
 
 from . import errors
 from ._bigarray import BigArray
+from ._core import __version__
 
 EXIT_CODES = """\b
 Exit codes: 0 success; 1 an error reading or writing data (store, decoding, info file);
@@ -57,7 +58,8 @@ COMPRESSIONS = click.Choice(["auto", "gzip", "zstd", "blosc", "none"])
 
 
 @click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="bigarrays")
+# The extension's own version (Cargo.toml's), as `bigarrays.__version__` is: no second source.
+@click.version_option(version=__version__, prog_name="bigarrays")
 def main() -> None:
     """Chunked arrays far larger than memory (Neuroglancer Precomputed and BigArrays.jl
     layouts) on local disk, S3, GCS and HTTP."""

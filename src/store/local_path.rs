@@ -1,9 +1,11 @@
 //! Local paths and `file://` URLs, on every platform.
 //!
 //! The chronic Windows bugs of the peers come from treating `file://` URLs as `"file://" +
-//! path`: `file:///C:/data` is the path `C:/data`, not `/C:/data`; `file://server/share/x`
-//! is the UNC path `\\server\share\x`; `%20` is a space. Both directions live here, as pure
-//! functions of strings, so that every rule is unit-tested on any machine.
+//! path`: `file:///C:/data` is the path `C:\data`, not `/C:/data`; `file://server/share/x`
+//! (or `file:////server/share/x`) is the UNC path `\\server\share\x`; `%20` is a space.
+//! Plain paths (`C:\data`, `\\server\share`, the verbatim `\\?\C:\data`) are used as
+//! given: the OS parses those. Both directions live here, as pure functions of strings, so
+//! that every rule is unit-tested on any machine.
 
 use std::path::{Path, PathBuf};
 
@@ -51,18 +53,27 @@ fn parse(url: &str, windows: bool) -> Result<String> {
         host
     };
     if host.is_empty() {
-        // `/C:/data` (and the old `/C|/data`) is the drive path `C:/data`.
-        return Ok(match drive(&path) {
-            Some(letter) if windows => format!("{letter}:{}", &path[3..]),
-            _ => path,
-        });
+        if !windows {
+            return Ok(path);
+        }
+        // `/C:/data` (and the old `/C|/data`) is the drive path `C:\data`.
+        if let Some(letter) = drive(&path) {
+            return Ok(format!("{letter}:{}", native(&path[3..])));
+        }
+        // `file:////server/share` (and `file://///server/share`, as old browsers wrote it)
+        // carries the UNC path whole; on POSIX a leading `//` means `/`, so it is left alone.
+        if let Some(unc) = path.strip_prefix("//") {
+            return Ok(format!(r"\\{}", native(unc.trim_start_matches('/'))));
+        }
+        return Ok(path);
     }
     if is_drive(host) {
         // `file://C:/data`: not RFC 8089, but written often enough to accept.
+        let path = if windows { native(&path) } else { path };
         return Ok(format!("{}:{path}", &host[..1]));
     }
     if windows {
-        return Ok(format!(r"\\{host}{}", path.replace('/', r"\")));
+        return Ok(format!(r"\\{host}{}", native(&path)));
     }
     Err(Error::invalid(format!(
         "{url}: file URLs with a host ({host:?}) name network shares, which are Windows \
@@ -87,6 +98,11 @@ fn format_url(text: &str, windows: bool) -> String {
         Some(unc) => format!("file://{unc}"),
         None => format!("file:///{}", text.trim_start_matches('/')),
     }
+}
+
+/// `path` with Windows' own separator, which verbatim (`\\?\`) paths built from it need.
+fn native(path: &str) -> String {
+    path.replace('/', r"\")
 }
 
 /// What follows `file:` (any case), or `None` when `url` is not a file URL.
@@ -147,8 +163,14 @@ mod tests {
             "/data/em",
             "rel/em",
             r"C:\data\em",
+            r"c:\data\My Layer",
             r"\\server\share\em",
+            r"\\?\C:\data\em",
+            r"\\?\UNC\server\share\em",
+            r"\\.\C:\data",
             "C:/data",
+            "C:",
+            "data/file:x",
         ] {
             assert_eq!(on(true, p), p);
             assert_eq!(on(false, p), p);
@@ -166,32 +188,48 @@ mod tests {
         assert_eq!(on(false, "file:///data/%zz"), "/data/%zz");
         // A drive-like first segment is an ordinary directory on POSIX.
         assert_eq!(on(false, "file:///C:/data"), "/C:/data");
+        // POSIX reads a leading `//` as `/`: no UNC here.
+        assert_eq!(on(false, "file:////data/em"), "//data/em");
         assert!(on(false, "file://server/share/em").starts_with("error: "));
         assert!(on(false, "file://server/share/em").contains("UNC"));
     }
 
     #[test]
-    fn windows_file_urls() {
-        assert_eq!(on(true, "file:///C:/data/em"), "C:/data/em");
-        assert_eq!(on(true, "file:///c:/data/em"), "c:/data/em");
-        assert_eq!(on(true, "file:///C|/data/em"), "C:/data/em");
+    fn windows_drive_urls() {
+        assert_eq!(on(true, "file:///C:/data/em"), r"C:\data\em");
+        assert_eq!(on(true, "file:///c:/data/em"), r"c:\data\em");
+        assert_eq!(on(true, "file:///C|/data/em"), r"C:\data\em");
         assert_eq!(on(true, "file:///C:"), "C:");
-        assert_eq!(on(true, "file://C:/data/em"), "C:/data/em");
-        assert_eq!(on(true, "file://localhost/C:/data/em"), "C:/data/em");
-        assert_eq!(on(true, "file:///C:/My%20Data/em"), "C:/My Data/em");
+        assert_eq!(on(true, "file:///C:/"), r"C:\");
+        assert_eq!(on(true, "file:///C:/data/em/"), r"C:\data\em\");
+        assert_eq!(on(true, "file://C:/data/em"), r"C:\data\em");
+        assert_eq!(on(true, "file:/C:/data/em"), r"C:\data\em");
+        assert_eq!(on(true, "file://localhost/C:/data/em"), r"C:\data\em");
+        assert_eq!(on(true, "FILE://LOCALHOST/C:/data/em"), r"C:\data\em");
+        assert_eq!(on(true, "file:///C:/My%20Data/em"), r"C:\My Data\em");
+        // `/Cx/...` is no drive, and neither is a drive letter past the first segment.
+        assert_eq!(on(true, "file:///Cx/data"), "/Cx/data");
+        assert_eq!(on(true, "file:///data/C:/em"), "/data/C:/em");
+    }
+
+    #[test]
+    fn windows_unc_urls() {
         assert_eq!(on(true, "file://server/share/em"), r"\\server\share\em");
+        assert_eq!(on(true, "FILE://Server/share/em"), r"\\Server\share\em");
         assert_eq!(
             on(true, "file://server/share/my%20em"),
             r"\\server\share\my em"
         );
-        // `/Cx/...` is no drive.
-        assert_eq!(on(true, "file:///Cx/data"), "/Cx/data");
+        assert_eq!(on(true, "file:////server/share/em"), r"\\server\share\em");
+        assert_eq!(on(true, "file://///server/share/em"), r"\\server\share\em");
+        assert_eq!(on(true, "file://server"), r"\\server");
     }
 
     #[test]
     fn urls_of_paths() {
         assert_eq!(format_url("/data/em", false), "file:///data/em");
         assert_eq!(format_url(r"C:\data\em", true), "file:///C:/data/em");
+        assert_eq!(format_url("C:/data/em", true), "file:///C:/data/em");
         assert_eq!(format_url(r"\\?\C:\data\em", true), "file:///C:/data/em");
         assert_eq!(
             format_url(r"\\server\share\em", true),
@@ -207,10 +245,19 @@ mod tests {
     fn urls_round_trip() {
         for (path, windows) in [
             ("/data/em", false),
-            ("C:/data/em", true),
+            (r"C:\data\em", true),
             (r"\\server\share\em", true),
         ] {
             assert_eq!(on(windows, &format_url(path, windows)), path);
         }
+        // Verbatim paths come back in their ordinary form, which names the same file.
+        assert_eq!(
+            on(true, &format_url(r"\\?\C:\data\em", true)),
+            r"C:\data\em"
+        );
+        assert_eq!(
+            on(true, &format_url(r"\\?\UNC\server\share\em", true)),
+            r"\\server\share\em"
+        );
     }
 }

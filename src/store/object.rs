@@ -118,7 +118,7 @@ impl ObjectStoreBackend {
             return Ok(Self::rooted(memory_store(name), format!("memory://{name}")));
         }
         if let Some((scheme, _)) = url.split_once("://") {
-            if scheme != "file" {
+            if !scheme.eq_ignore_ascii_case("file") {
                 return Err(Error::invalid(format!(
                     "{url}: the {scheme}:// scheme is not supported (local paths, file://, \
                      memory://, s3://, gs://, http:// and https:// are)"
@@ -655,5 +655,24 @@ impl Store for ObjectStoreBackend {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.error(dir, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// URL schemes are case-insensitive (RFC 3986), so `FILE://` opens the same directory as
+    /// `file://`, and a put lands there as a file named after the key.
+    #[test]
+    fn file_urls_in_any_case_open_the_directory() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::invalid(e.to_string()))?;
+        let url = format!("FILE://{}", dir.path().display());
+        let store = ObjectStoreBackend::from_url(&url, false)?;
+        let io = crate::runtime::io();
+        io.block_on(store.put("info", Bytes::from_static(b"{}")))?;
+        assert!(dir.path().join("info").is_file());
+        assert!(ObjectStoreBackend::from_url("ftp://host/layer", false).is_err());
+        Ok(())
     }
 }
