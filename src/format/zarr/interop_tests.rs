@@ -158,6 +158,14 @@ fn check_group(case: &str, dir: &Path, expected: &Value) {
 #[test]
 fn peer_written_metadata_parses_as_the_peer_reports() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/zarr_metadata");
+    if !root.exists() {
+        // The published crate leaves the fixtures out (Cargo.toml `exclude`).
+        eprintln!(
+            "skipped: {} is not in this copy of the crate",
+            root.display()
+        );
+        return;
+    }
     let mut cases = 0;
     for entry in fs::read_dir(&root).expect("tests/data/zarr_metadata") {
         let dir = entry.unwrap().path();

@@ -34,6 +34,14 @@ fn hex(s: &str) -> Vec<u8> {
 #[test]
 fn peer_chunks_decode_bit_exactly_and_encode_identically() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/zarr_codecs");
+    if !dir.exists() {
+        // The published crate leaves the fixtures out (Cargo.toml `exclude`).
+        eprintln!(
+            "skipped: {} is not in this copy of the crate",
+            dir.display()
+        );
+        return;
+    }
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(dir.join("cases.json")).unwrap()).unwrap();
     let mut differ = Vec::new();
