@@ -56,20 +56,8 @@ impl DType {
     ];
 
     /// The types a Precomputed `info` may name (neuroglancer's, plus `bool` and `float64`
-    /// that CloudVolume writes).
-    pub const PRECOMPUTED: [DType; 11] = [
-        DType::Bool,
-        DType::U8,
-        DType::I8,
-        DType::U16,
-        DType::I16,
-        DType::U32,
-        DType::I32,
-        DType::U64,
-        DType::I64,
-        DType::F32,
-        DType::F64,
-    ];
+    /// that CloudVolume writes): every type but the Zarr-only ones at the end of `ALL`.
+    pub const PRECOMPUTED: &'static [DType] = DType::ALL.split_at(11).0;
 
     /// The `data_type` spelling in `info` (also NumPy's name).
     pub fn name(self) -> &'static str {
