@@ -55,10 +55,7 @@ def test_reads_what_cloudvolume_wrote(http_server: HttpServer) -> None:
 def test_http_is_read_only(http_server: HttpServer) -> None:
     make_layer(http_server.root / "ro", None)
     a = BigArray(f"{http_server.url}/ro", storage_options=FAST)
-    # Private on purpose: the binding's `writable` is how the engine knows a store is
-    # read-only before any write is tried; BigArray has no public counterpart (a write
-    # into part of a chunk still fetches the chunk before it is refused).
-    assert not a._layer.writable
+    assert not a.writable
     with pytest.raises(bigarrays.StoreError, match="read-only"):
         a[4:12, 0:8, -8:0] = 1
     # The same layer through its directory takes the write.

@@ -582,6 +582,13 @@ class BigArray:
         return self._layer.encoding
 
     @property
+    def writable(self) -> bool:
+        """Whether the format and the store take writes (an HTTP layer, the aligned and
+        single-file HDF5 layouts do not); a store may still refuse a write it was not
+        given the permission for."""
+        return self._layer.writable
+
+    @property
     def info(self) -> dict[str, Any]:
         """The ``info`` file as a dict (a copy; unknown keys included)."""
         return json.loads(self._layer.metadata_json())
