@@ -268,6 +268,10 @@ class BigArray:
         fill_value: Any = None,
         dimension_names: Sequence[str | None] | None = None,
         attributes: Mapping[str, Any] | None = None,
+        ome: bool = False,
+        axes: Sequence[str | Mapping[str, Any]] | None = None,
+        scale: Sequence[float] | None = None,
+        translation: Sequence[float] | None = None,
     ) -> BigArray:
         """Creates a new layer (Neuroglancer Precomputed; a Zarr array with
         ``format="zarr"``; a BigArrays.jl H5s directory with ``format="h5s"``) and opens it.
@@ -345,7 +349,25 @@ class BigArray:
         dimension_names : list of str, optional
             With ``format="zarr"`` (v3): the axes' names.
         attributes : dict, optional
-            With ``format="zarr"``: the array's user attributes.
+            With ``format="zarr"``: the array's user attributes (with ``ome``, the image
+            group's).
+        ome : bool
+            With ``format="zarr"``: make an OME-Zarr image, a group whose ``multiscales``
+            (NGFF 0.5 for ``zarr_format=3``, 0.4 for 2) name its axes and levels, with level
+            0 (this array) at path ``"0"``. :meth:`downsample` adds the next levels;
+            ``BigArray(url, mip=k)`` opens level k. Implied by ``axes``.
+        axes : list of str or dict, optional
+            The image's axes, slowest first, one per dimension of ``shape``: names
+            (``"t"``, ``"c"``, ``"z"``, ``"y"``, ``"x"`` get their NGFF type) or dicts with
+            ``name``, ``type`` (``"time"``, ``"channel"``, ``"space"`` or another) and
+            ``unit`` (UDUNITS-2, e.g. ``"micrometer"``, ``"second"``). NGFF wants 2 to 5
+            axes: at most one time axis first, one channel (or custom) axis next, then 2 or 3
+            space axes. Default: the last ``len(shape)`` of ``t, c, z, y, x``.
+        scale : list of float, optional
+            With ``ome``: the physical size of one element of level 0 along each axis
+            (default 1).
+        translation : list of float, optional
+            With ``ome``: the physical position of element 0 of level 0 (default none).
         format : {None, "precomputed", "zarr", "h5s"}
             ``"zarr"`` writes a Zarr array's metadata (``zarr.json``, or ``.zarray`` with
             ``zarr_format=2``); ``shape`` and ``chunks`` are then in the array's own axis
@@ -367,6 +389,8 @@ class BigArray:
                 f"format={format!r} cannot be created ('precomputed', 'zarr' or 'h5s')"
             )
         shape = tuple(int(n) for n in shape)
+        if format != "zarr" and (ome or axes is not None):
+            raise InvalidArgumentError("ome= and axes= make OME-Zarr images: pass format='zarr'")
         if format == "zarr":
             if encoding != "raw" or encoding_options or sharding is not None:
                 raise InvalidArgumentError(
@@ -374,6 +398,18 @@ class BigArray:
                     "encoding_options= or sharding="
                 )
             dt = np.dtype(dtype)
+            entry = None
+            if ome or axes is not None:
+                from ._ome import axes_entries, default_axes, image_entry
+
+                if dimension_names is not None:
+                    raise InvalidArgumentError(
+                        "an OME-Zarr image names its dimensions with axes=, not dimension_names="
+                    )
+                names = default_axes(len(shape)) if axes is None else axes
+                entry = image_entry(axes_entries(names, len(shape)), scale, translation)
+            elif scale is not None or translation is not None:
+                raise InvalidArgumentError("scale= and translation= need ome=True (or axes=)")
             layer = _core.Layer.create_zarr(
                 str(url),
                 zarr_format=int(zarr_format),
@@ -389,6 +425,7 @@ class BigArray:
                 else np.asarray(fill_value, dt.newbyteorder("<")).tobytes(),
                 dimension_names=None if dimension_names is None else list(dimension_names),
                 attributes=None if attributes is None else json.dumps(dict(attributes)),
+                ome=None if entry is None else json.dumps(entry),
                 overwrite=overwrite,
                 store=store,
                 **_engine_options(storage_options),
@@ -936,6 +973,16 @@ class BigArray:
         again with ``resume=True`` to finish: blocks whose destination chunks all exist
         (nonzero size, asked of the store without decoding) are skipped, the rest computed.
 
+        On a level of an OME-Zarr image, the new levels are arrays of the image's group:
+        level ``k`` replaces the image's dataset ``k`` where there is one, else is a new
+        array at path ``"k"``, chunked and encoded as this level. ``factor`` applies to
+        the ``(x, y, z)`` view, the array's last three axes (which must be space axes where
+        the factor is not 1); shapes are ceil-divided, scales multiplied, and the
+        translation moved to the centre of the voxels each new voxel summarises, as
+        ome-zarr-py's pyramids are; the ``multiscales`` metadata gains each level as it is
+        created. A plain Zarr array (no image) raises
+        :class:`~bigarrays.errors.InvalidArgumentError`.
+
         Parameters
         ----------
         factor : (int, int, int)
@@ -982,6 +1029,7 @@ class BigArray:
         progress: bool = False,
         storage_options: Mapping[str, Any] | None = None,
         format: str | None = None,
+        ome: bool = False,
     ) -> BigArray:
         """Copies this scale (or a box of it) into the layer at ``url``, transcoding as asked.
 
@@ -1021,10 +1069,16 @@ class BigArray:
             Show a progress bar (bytes, MB/s, chunks, ETA) on stderr when it is a terminal.
         storage_options : dict, optional
             For the destination's store (see :class:`BigArray`).
-        format : {None, "precomputed", "h5s"}
-            The layout of a new destination: precomputed (default) or BigArrays.jl's H5s
-            block files (then ``chunks`` is the block size and ``compression`` picks
-            ``"blosc"``/``"auto"``, ``"gzip"`` or None).
+        format : {None, "precomputed", "zarr", "h5s"}
+            The layout of a new destination: precomputed (default); a Zarr v3 array of
+            axes ``(c, z, y, x)`` (``(z, y, x)`` with one channel), each chunk the bytes of
+            the Precomputed chunk it copies; or BigArrays.jl's H5s block files (then
+            ``chunks`` is the block size and ``compression`` picks ``"blosc"``/``"auto"``,
+            ``"gzip"`` or None).
+        ome : bool
+            With ``format="zarr"``: make the destination an OME-Zarr image (level 0 at
+            ``"0"``), its space axes in nanometres at this scale's resolution, ready for
+            :meth:`downsample`.
 
         Returns
         -------
@@ -1047,6 +1101,7 @@ class BigArray:
             progress=progress,
             storage_options=dict(storage_options or {}),
             format=format,
+            ome=ome,
         )
 
     # -- dask ---------------------------------------------------------------------------

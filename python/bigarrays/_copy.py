@@ -57,14 +57,17 @@ def copy(
     progress: bool = False,
     storage_options: dict[str, Any] | None = None,
     format: str | None = None,
+    ome: bool = False,
 ) -> BigArray:
     """Copies ``bbox`` of ``src`` (default: all of it) into the layer at ``dst_url``.
 
     See :meth:`BigArray.copy_to` for the parameters.
     """
     box = _clip(src, bbox)
+    if ome and format != "zarr":
+        raise InvalidArgumentError("ome=True makes an OME-Zarr image: pass format='zarr'")
     dst, created = _destination(
-        src, dst_url, encoding, compression, sharding, chunks, storage_options, format
+        src, dst_url, encoding, compression, sharding, chunks, storage_options, format, ome
     )
     resume = resume or verify
     plan = _Plan(src, dst, created, resume, verify)
@@ -200,6 +203,7 @@ def _destination(
     chunks: tuple[int, int, int] | None,
     storage_options: dict[str, Any] | None,
     format: str | None,
+    ome: bool = False,
 ) -> tuple[BigArray, bool]:
     """The destination layer, and whether this copy created it."""
     options = dict(compression=compression, storage_options=storage_options)
@@ -225,7 +229,8 @@ def _destination(
             )
         return BigArray.create(url, format="h5s", compression=compression, **geometry), True
     if format == "zarr":
-        return _zarr_destination(src, url, encoding, sharding, chunks, storage_options), True
+        dst = _zarr_destination(src, url, encoding, sharding, chunks, storage_options, ome)
+        return dst, True
     if format not in (None, "precomputed"):
         raise InvalidArgumentError(
             f"format={format!r}: copies write 'precomputed', 'zarr' or 'h5s'"
@@ -260,11 +265,16 @@ def _zarr_destination(
     sharding: Any,
     chunks: tuple[int, int, int] | None,
     storage_options: dict[str, Any] | None,
+    ome: bool = False,
 ) -> BigArray:
     """A new Zarr v3 array for the (x, y, z[, c]) source, in the (x, y, z, c) view: its axes
     are ``(c, z, y, x)`` (``(z, y, x)`` with one channel), C-ordered, so each chunk holds
     the bytes of a Fortran-ordered Precomputed chunk. Zarr indexes from 0, so the array
-    reaches from 0 to the source's upper bounds (chunks below a voxel offset stay absent)."""
+    reaches from 0 to the source's upper bounds (chunks below a voxel offset stay absent).
+
+    With ``ome``, an OME-Zarr image (NGFF 0.5) whose level 0 is that array, its space axes
+    in nanometres at the source's resolution, so that the copy back to Precomputed (and
+    neuroglancer) sees the same voxel size."""
     if encoding is not None or sharding is not None:
         raise InvalidArgumentError(
             "format='zarr' copies take chunks= (and BigArray.create's codecs= for other "
@@ -278,16 +288,22 @@ def _zarr_destination(
     chunk = list(chunks or src.chunks)
     shape, grid = hi[::-1], chunk[::-1]
     names: list[str | None] = ["z", "y", "x"]
+    scale = [float(r) for r in src.resolution][::-1]
     if src.num_channels > 1:
         shape, grid, names = [src.num_channels, *shape], [src.num_channels, *grid], ["c", *names]
+        scale = [1.0, *scale]
+    naming: dict[str, Any] = dict(dimension_names=names)
+    if ome:
+        axes = [{"name": n, "unit": "nanometer"} if n != "c" else "c" for n in names]
+        naming = dict(axes=axes, scale=scale)
     return BigArray.create(
         url,
         format="zarr",
         shape=tuple(shape),
         dtype=src.dtype,
         chunks=tuple(grid),
-        dimension_names=names,
         storage_options=storage_options,
+        **naming,
     )._xyz()
 
 

@@ -94,6 +94,14 @@ class Layer:
         overwrite: bool,
     ) -> Layer: ...
     def metadata_json(self) -> str: ...
+    def zarr_multiscale(self) -> tuple[str, int] | None: ...
+    def add_zarr_level(
+        self,
+        index: int,
+        shape: Sequence[int],
+        scale: Sequence[float],
+        translation: Sequence[float] | None = None,
+    ) -> None: ...
     def update_info(self, json: str) -> Layer: ...
     @property
     def format(self) -> str: ...
@@ -173,6 +181,7 @@ class Layer:
         fill_value: bytes | None = None,
         dimension_names: Sequence[str | None] | None = None,
         attributes: str | None = None,
+        ome: str | None = None,
         overwrite: bool = False,
         concurrency: int = 64,
         store: MutableMapping[str, bytes] | None = None,

@@ -17,6 +17,7 @@ H5s (which downsample does not write).
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -33,6 +34,7 @@ from ._blocks import (
     intersect,
     run_parallel,
 )
+from ._ome import next_level
 from ._progress import Advance
 from ._reduce import METHODS, reduce_blocks
 from .errors import InvalidArgumentError
@@ -55,6 +57,8 @@ def downsample(
     """Adds ``mips`` scales below ``a``'s and fills them; returns handles on the new scales.
 
     With ``resume``, blocks whose destination chunks all exist are kept as they are."""
+    if a.format == "zarr":
+        return _downsample_zarr(a, factor, mips, method, jobs, progress, resume)
     if a.format != "precomputed":
         raise InvalidArgumentError(
             f"downsample adds scales to precomputed layers; {a.url} is {a.format!r} "
@@ -85,6 +89,73 @@ def downsample(
         skip_empty = resume or not old
         _fill(src, dst, step, method, jobs, progress, resume, skip_empty)
     return levels[1:]
+
+
+def _downsample_zarr(
+    a: BigArray,
+    factor: tuple[int, int, int],
+    mips: int,
+    method: str | None,
+    jobs: int | None,
+    progress: Advance,
+    resume: bool,
+) -> list[BigArray]:
+    """Adds ``mips`` levels after ``a`` (a level of an OME-Zarr image, in its (x, y, z, c)
+    view) to the image's ``multiscales`` and fills them. Level ``k`` goes to the image's
+    dataset ``k`` where there is one (replacing it), else to a new array at path ``"k"``;
+    each is chunked and encoded as ``a``. Returns the new levels in their own axes."""
+    factor = _check_factor(factor)
+    method = method or "average"
+    if method not in METHODS:
+        raise InvalidArgumentError(f"method must be one of {METHODS}, got {method!r}")
+    if mips < 1:
+        raise InvalidArgumentError(f"mips must be at least 1, got {mips}")
+    found = a._layer.zarr_multiscale()
+    if found is None:
+        raise InvalidArgumentError(
+            f"{a.url} is a plain Zarr array, not a level of an OME-Zarr image: downsample "
+            "writes an image's levels. Create an image (BigArray.create(url, format='zarr', "
+            "ome=True, ...)) and copy this array into it"
+        )
+    attributes, index = json.loads(found[0]), found[1]
+    multiscale = attributes.get("ome", attributes)["multiscales"][0]
+    axes = multiscale["axes"]
+    nd = a.reopen()
+    ndim = len(nd.shape)
+    # The view's x, y, z are the array's last three axes (reversed).
+    factors = [1] * ndim
+    for k, f in enumerate(factor):
+        if f == 1:
+            continue
+        axis = ndim - 1 - k
+        described = axes[axis] if axis >= 0 else None
+        kind = described.get("type") if isinstance(described, dict) else None
+        if described is None or kind not in (None, "space"):
+            name = "xyz"[k]
+            raise InvalidArgumentError(
+                f"factor {factor}: the view's {name} axis is "
+                + ("missing" if described is None else f"the image's {kind} axis {axis}")
+                + f" in {a.url}; downsample only space axes (give {name} a factor of 1)"
+            )
+        factors[axis] = f
+    shape = list(nd.shape)
+    scale = [ax["scale"] for ax in nd.axes]
+    translation = [ax["translation"] for ax in nd.axes]
+    levels = []
+    for k in range(index + 1, index + mips + 1):
+        shape, scale, translation = next_level(shape, scale, translation, factors)
+        kept = False
+        if resume and k < len(multiscale["datasets"]):
+            kept = list(a.reopen(mip=k).shape) == shape
+        if not kept:
+            a._layer.add_zarr_level(k, shape, scale, translation)
+        levels.append(a.reopen(mip=k))
+    views = [a] + [level._xyz() for level in levels]
+    for src, dst in zip(views, views[1:], strict=False):
+        # Every new level starts empty (its old chunks removed): blocks without source data
+        # stay unwritten and read as the fill value, as Precomputed's new scales do.
+        _fill(src, dst, factor, method, jobs, progress, resume, True)
+    return levels
 
 
 def _fed_chunks(

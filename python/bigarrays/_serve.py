@@ -7,6 +7,10 @@
 - Single byte ranges (``Range: bytes=a-b``, ``a-``, ``-n``) get 206 replies, which sharded
   layers need; other range forms get the whole file.
 - Nothing outside the served directory is reachable.
+- Zarr arrays and OME-Zarr images are files as they are stored (``zarr.json``, ``.zarray``,
+  ``.zgroup``, ``.zattrs``, chunk keys such as ``c/0/0/0`` or ``0.0.0``), so neuroglancer's
+  ``zarr://`` and ``zarr3://`` sources read them as they would from a bucket; metadata
+  files are served as JSON.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from urllib.parse import unquote, urlsplit
 #: Stored suffix → Content-Encoding, in the order a missing key is looked for.
 ENCODED_SUFFIXES = ((".gz", "gzip"), (".br", "br"), (".zstd", "zstd"))
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+#: Metadata files served as JSON: Precomputed's ``info``, Zarr v2's (v3's end in .json).
+_JSON_NAMES = frozenset({"info", ".zarray", ".zgroup", ".zattrs"})
+#: The metadata file of a Zarr node and the neuroglancer data source scheme that reads it.
+_ZARR_FILES = (("zarr.json", "zarr3"), (".zarray", "zarr"), (".zgroup", "zarr"))
 
 
 class LayerRequestHandler(SimpleHTTPRequestHandler):
@@ -74,7 +82,9 @@ class LayerRequestHandler(SimpleHTTPRequestHandler):
                 return
             status = HTTPStatus.PARTIAL_CONTENT
         self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream")
+        json_file = path.name in _JSON_NAMES or path.suffix == ".json"
+        kind = "application/json" if json_file else "application/octet-stream"
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(stop - start))
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Last-Modified", email.utils.formatdate(path.stat().st_mtime, usegmt=True))
@@ -157,4 +167,25 @@ def layer_paths(directory: str | os.PathLike) -> list[str]:
             if info.is_file():
                 rel = info.parent.relative_to(root).as_posix()
                 found.append("" if rel == "." else rel)
+    return found
+
+
+def layer_sources(directory: str | os.PathLike) -> list[tuple[str, str]]:
+    """Neuroglancer data sources at most two levels down, as ``(scheme, path)`` with ``''``
+    for the root: Precomputed layers (an ``info``; ``precomputed``), Zarr v3 arrays and
+    groups (``zarr3``) and v2 ones (``zarr``). The arrays inside a Zarr group found (an
+    OME-Zarr image's levels) are not listed apart.
+    """
+    root = Path(directory).resolve()
+    found = [("precomputed", rel) for rel in layer_paths(root)]
+    zarr: dict[str, str] = {}
+    for depth in ("", "*/", "*/*/"):
+        for name, scheme in _ZARR_FILES:
+            for meta in sorted(root.glob(depth + name)):
+                rel = meta.parent.relative_to(root).as_posix()
+                rel = "" if rel == "." else rel
+                inside = any(rel == p or rel.startswith(p + "/") or p == "" for p in zarr)
+                if meta.is_file() and not inside:
+                    zarr[rel] = scheme
+    found += [(scheme, rel) for rel, scheme in sorted(zarr.items())]
     return found

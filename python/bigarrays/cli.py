@@ -74,6 +74,9 @@ def info(url: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(a.info, indent=2))
         return
+    if a.format == "zarr":
+        _zarr_info(url, a)
+        return
     meta = a.info
     click.echo(f"url          {a.url}")
     click.echo(f"format       {a.format}")
@@ -86,9 +89,6 @@ def info(url: str, as_json: bool) -> None:
             f"mip {a.mip:<8} size {_x(size)}, bounds {_x(lo)} .. {_x(hi)}, chunks "
             f"{_x(a.chunks)}, {a.encoding}"
         )
-        if a.format == "zarr":
-            axes = [ax["name"] or "?" for ax in a.axes]
-            click.echo(f"axes         {', '.join(axes)}; {a.num_mips} level(s)")
         return
     for mip, scale in enumerate(meta["scales"]):
         lo = scale.get("voxel_offset", [0, 0, 0])
@@ -100,6 +100,69 @@ def info(url: str, as_json: bool) -> None:
             f"{_x(scale['chunk_sizes'][0])}, {scale['encoding']}"
             + (f", sharded ({shard.get('hash', '?')} hash)" if shard else "")
         )
+
+
+def _zarr_info(url: str, a: BigArray) -> None:
+    """A Zarr array's (or OME-Zarr image's) metadata: shape and axes, chunks and shards,
+    codecs, fill value, and each level of an image."""
+    meta = a.info
+    names = [ax["name"] or "?" for ax in a.axes]
+    inner = tuple(a._layer.nd_read_chunks)
+    click.echo(f"url          {a.url}")
+    click.echo(f"format       zarr v{meta.get('zarr_format', '?')}, {a.dtype}, "
+               f"fill value {a.fill_value!r}")  # fmt: skip
+    click.echo(f"shape        {_x(a.shape)} ({', '.join(names)})")
+    if inner != a.chunks:
+        click.echo(f"chunks       {_x(inner)} in shards of {_x(a.chunks)}")
+    else:
+        click.echo(f"chunks       {_x(a.chunks)}")
+    click.echo(f"codecs       {_codecs_text(meta)}")
+    found = a._layer.zarr_multiscale()
+    if found is None:
+        return
+    attributes, _ = json.loads(found[0]), found[1]
+    ome = attributes.get("ome", {})
+    multiscale = ome.get("multiscales", attributes.get("multiscales", [{}]))[0]
+    version = ome.get("version", multiscale.get("version", "?"))
+    axes = []
+    for ax in multiscale.get("axes", []):
+        detail = ", ".join(str(ax[k]) for k in ("type", "unit") if ax.get(k))
+        axes.append(f"{ax['name']} ({detail})" if detail else ax["name"])
+    click.echo(f"axes         {', '.join(axes)}")
+    datasets = multiscale.get("datasets", [])
+    click.echo(f"image        OME-Zarr {version}, {len(datasets)} level(s)")
+    for mip, dataset in enumerate(datasets):
+        level = a if mip == a.mip else BigArray(url, mip=mip)
+        scale = [ax["scale"] for ax in level.axes]
+        translation = [ax["translation"] for ax in level.axes]
+        click.echo(
+            f"mip {mip:<8} path {dataset['path']!r}: shape {_x(level.shape)}, scale "
+            f"{_x(scale)}, translation {_x(translation)}"
+        )
+
+
+def _codecs_text(meta: dict[str, Any]) -> str:
+    """A codec chain in one line: ``sharding_indexed(bytes+zstd)``, v2's compressor."""
+
+    def chain(codecs: list[dict[str, Any]]) -> str:
+        parts = []
+        for codec in codecs:
+            config = codec.get("configuration") or {}
+            if codec["name"] == "sharding_indexed":
+                parts.append(f"sharding_indexed({chain(config.get('codecs', []))})")
+            elif "level" in config:
+                parts.append(f"{codec['name']} {config['level']}")
+            else:
+                parts.append(codec["name"])
+        return "+".join(parts)
+
+    if "codecs" in meta:
+        return chain(meta["codecs"])
+    compressor = meta.get("compressor")
+    text = f"order {meta.get('order', 'C')}, " + (
+        "no compressor" if compressor is None else f"compressor {compressor.get('id')}"
+    )
+    return text
 
 
 def _x(values: Sequence[Any]) -> str:
@@ -142,6 +205,7 @@ def create(url: str, **options: Any) -> None:
 @click.option(
     "--format", type=click.Choice(["precomputed", "zarr", "h5s"]), help="Layout of a new DST."
 )
+@click.option("--ome", is_flag=True, help="With --format zarr: an OME-Zarr image.")
 @click.option("--jobs", type=int, help="Blocks copied at once (default: CPU count).")
 @click.option("--resume", is_flag=True, help="Skip chunks already present in DST.")
 @click.option(
@@ -181,14 +245,15 @@ def downsample(url: str, mip: int, **options: Any) -> None:
 @click.option("--port", default=8000, show_default=True, help="0 picks a free port.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 def serve(directory: str, port: int, host: str) -> None:
-    """Serve DIRECTORY's layers over HTTP (CORS, gzip, ranges) for neuroglancer."""
-    from ._serve import layer_paths, make_server
+    """Serve DIRECTORY's layers (Precomputed, Zarr, OME-Zarr) over HTTP (CORS, gzip,
+    ranges) for neuroglancer."""
+    from ._serve import layer_sources, make_server
 
     server = make_server(directory, port, host)
     base = f"http://{host}:{server.server_address[1]}"
     click.echo(f"serving {Path(directory).resolve()} at {base}")
-    for rel in layer_paths(directory) or [""]:
-        click.echo(f"neuroglancer source: precomputed://{base}/{rel}".rstrip("/"))
+    for scheme, rel in layer_sources(directory) or [("precomputed", "")]:
+        click.echo(f"neuroglancer source: {scheme}://{base}/{rel}".rstrip("/"))
     sys.stdout.flush()
     try:
         server.serve_forever()

@@ -23,6 +23,7 @@ use crate::format::precomputed::BigArray;
 use crate::format::precomputed::LayerSpec;
 use crate::format::zarr::codecs::CodecSpec;
 use crate::format::zarr::metadata::ZarrFormat;
+use crate::format::zarr::ome::Multiscale;
 use crate::format::zarr::{ZarrArray, ZarrSpec};
 use crate::geometry::Bbox;
 use crate::nd::NdBox;
@@ -381,6 +382,41 @@ impl Layer {
         self.inner.metadata_json()
     }
 
+    /// The OME-Zarr multiscales of the image this Zarr array is a level of, as group
+    /// attributes in the image's NGFF layout (JSON), and the level's index; `None` for
+    /// anything else.
+    fn zarr_multiscale(&self) -> Option<(String, usize)> {
+        let array = self.inner.as_any().downcast_ref::<ZarrArray>()?;
+        let (multiscale, index) = array.multiscale()?;
+        let mut attributes = serde_json::Map::new();
+        Multiscale::write_attributes(std::slice::from_ref(multiscale), &mut attributes);
+        Some((serde_json::Value::Object(attributes).to_string(), index))
+    }
+
+    /// Adds (or replaces) level `index` of the OME-Zarr image this array is a level of:
+    /// an array of `shape` chunked and encoded as this one, and its `scale` and
+    /// `translation` in the image's multiscales. Open it with `mip=index`.
+    #[pyo3(signature = (index, shape, scale, translation = None))]
+    fn add_zarr_level(
+        &self,
+        py: Python<'_>,
+        index: usize,
+        shape: Vec<u64>,
+        scale: Vec<f64>,
+        translation: Option<Vec<f64>>,
+    ) -> PyResult<()> {
+        let Some(array) = self.inner.as_any().downcast_ref::<ZarrArray>() else {
+            return Err(to_pyerr(Error::invalid(format!(
+                "{}: {} layers have no OME-Zarr levels",
+                self.inner.url(),
+                self.inner.format()
+            ))));
+        };
+        detached(py, move || {
+            array.add_level(index, shape, scale, translation)
+        })
+    }
+
     /// Replaces the stored `info` (same data type, channels and full-resolution scale) and
     /// returns a handle on it. Precomputed layers only.
     fn update_info(&self, py: Python<'_>, json: &str) -> PyResult<Layer> {
@@ -698,7 +734,8 @@ impl Layer {
     #[staticmethod]
     #[pyo3(signature = (url, *, zarr_format, shape, dtype, chunks, shards = None, codecs = None,
                         fill_value = None, dimension_names = None, attributes = None,
-                        overwrite = false, concurrency = 64, store = None, storage_options = None))]
+                        ome = None, overwrite = false, concurrency = 64, store = None,
+                        storage_options = None))]
     #[allow(clippy::too_many_arguments)]
     fn create_zarr(
         py: Python<'_>,
@@ -712,6 +749,7 @@ impl Layer {
         fill_value: Option<Vec<u8>>,
         dimension_names: Option<Vec<Option<String>>>,
         attributes: Option<&str>,
+        ome: Option<&str>,
         overwrite: bool,
         concurrency: usize,
         store: Option<Py<PyAny>>,
@@ -738,6 +776,21 @@ impl Layer {
                 _ => return Err(to_pyerr(Error::invalid("attributes must be a JSON object"))),
             },
         };
+        // An OME-Zarr image: its one multiscale as an NGFF 0.4 `multiscales` entry, parsed
+        // (and so checked) as a reader would.
+        let multiscale = match ome {
+            None => None,
+            Some(text) => {
+                let entry: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+                    to_pyerr(Error::invalid(format!("ome: not a multiscale entry: {e}")))
+                })?;
+                let mut wrapper = serde_json::Map::new();
+                wrapper.insert("multiscales".into(), serde_json::Value::Array(vec![entry]));
+                Multiscale::from_attributes(url, &wrapper)
+                    .map_err(to_pyerr)?
+                    .and_then(|mut list| list.pop())
+            }
+        };
         let spec = ZarrSpec {
             zarr_format,
             shape,
@@ -756,12 +809,11 @@ impl Layer {
             ..OpenOptions::default()
         };
         let inner = detached(py, move || {
-            ZarrArray::create(
-                open_store(url, store, true, &storage_options)?,
-                &spec,
-                overwrite,
-                &options,
-            )
+            let store = open_store(url, store, true, &storage_options)?;
+            match multiscale {
+                Some(m) => ZarrArray::create_image(store, &spec, m, overwrite, &options),
+                None => ZarrArray::create(store, &spec, overwrite, &options),
+            }
         })?;
         Ok(Layer {
             inner: Arc::new(inner),

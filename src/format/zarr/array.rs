@@ -12,7 +12,7 @@ use super::chunk_key::ChunkKeyEncoding;
 use super::codecs::{ChunkRepr, CodecChain, CodecSpec};
 use super::group::GroupMetadata;
 use super::metadata::{ArrayMetadata, ZarrFormat};
-use super::ome::Multiscale;
+use super::ome::{Multiscale, MultiscaleDataset};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::{Bbox, BoxCopy};
@@ -276,80 +276,181 @@ impl ZarrArray {
     ) -> Result<Self> {
         interrupt::begin();
         let url = store.url_of("");
-        let rank = spec.shape.len();
-        if spec.chunks.len() != rank {
-            return Err(Error::invalid(format!(
-                "{url}: chunks {:?} must have one entry per axis of shape {:?}",
-                spec.chunks, spec.shape
-            )));
-        }
-        let mut codecs = spec
-            .codecs
-            .clone()
-            .unwrap_or_else(|| default_codecs(spec.dtype));
-        let mut chunk_shape = spec.chunks.clone();
-        if let Some(shards) = &spec.shards {
-            if spec.zarr_format != ZarrFormat::V3 {
-                return Err(Error::invalid(format!(
-                    "{url}: shards= needs zarr_format=3 (Zarr v2 has no sharding)"
-                )));
-            }
-            if shards.len() != rank
-                || shards
-                    .iter()
-                    .zip(&spec.chunks)
-                    .any(|(&s, &c)| c == 0 || s == 0 || s % c != 0)
-            {
-                return Err(Error::invalid(format!(
-                    "{url}: shards {shards:?} must be whole multiples of chunks {:?} along \
-                     every axis",
-                    spec.chunks
-                )));
-            }
-            codecs = vec![spec_sharding(&spec.chunks, codecs)];
-            chunk_shape = shards.clone();
-        }
-        let chunk_key_encoding = match spec.zarr_format {
-            ZarrFormat::V3 => ChunkKeyEncoding::Default { separator: '/' },
-            ZarrFormat::V2 => ChunkKeyEncoding::V2 { separator: '.' },
-        };
-        let meta = ArrayMetadata {
-            zarr_format: spec.zarr_format,
-            shape: spec.shape.clone(),
-            chunk_shape,
-            dtype: spec.dtype,
-            fill_value: spec
-                .fill_value
-                .clone()
-                .unwrap_or_else(|| vec![0; spec.dtype.itemsize()]),
-            chunk_key_encoding,
-            codecs,
-            dimension_names: spec.dimension_names.clone(),
-            attributes: spec.attributes.clone(),
-        };
+        let meta = build_metadata(&url, spec)?;
         let files = meta.to_files()?;
         // Parse what we are about to write: every check of `open` runs before anything is
         // stored, and the file reads back.
         let array = Self::with_metadata(
             store.clone(),
             String::new(),
-            reparse(&store, &files)?,
+            reparse(&store, "", &files)?,
             None,
             options,
         )?;
-        if !matches!(read_node(&store, "")?, Node::Nothing) {
-            if !overwrite {
-                return Err(Error::LayerExists { url });
-            }
-            interrupt::block_on(&runtime::io(), store.writer("")?.delete_dir(""))?;
-        }
-        for (name, bytes) in files {
-            interrupt::block_on(
-                &runtime::io(),
-                store.writer(name)?.put(name, Bytes::from(bytes)),
-            )?;
-        }
+        clear_node(&store, "", overwrite)?;
+        put_files(&store, "", &files)?;
         Ok(array)
+    }
+
+    /// Creates an OME-Zarr image at the store's root and opens its level 0: a group whose
+    /// attributes hold `multiscale` (with its one dataset, the level) and `spec.attributes`,
+    /// and the level's array at the dataset's path. The NGFF version follows the Zarr
+    /// format (0.5 for v3, 0.4 for v2), and the level is laid out as that version requires:
+    /// v3 arrays name their axes in `dimension_names`, v2 arrays key chunks with `/`.
+    pub fn create_image(
+        store: Handle,
+        spec: &ZarrSpec,
+        mut multiscale: Multiscale,
+        overwrite: bool,
+        options: &OpenOptions,
+    ) -> Result<Self> {
+        interrupt::begin();
+        let url = store.url_of("");
+        if multiscale.datasets.len() != 1 {
+            return Err(Error::invalid(format!(
+                "{url}: a new OME-Zarr image has one level, not {}",
+                multiscale.datasets.len()
+            )));
+        }
+        if multiscale.axes.len() != spec.shape.len() {
+            return Err(Error::invalid(format!(
+                "{url}: {} OME-Zarr axes for an array of shape {:?}",
+                multiscale.axes.len(),
+                spec.shape
+            )));
+        }
+        let mut meta = build_metadata(&url, spec)?;
+        // The user's attributes belong to the image (the group), not to one of its levels.
+        meta.attributes = Map::new();
+        multiscale.version = match spec.zarr_format {
+            ZarrFormat::V3 => {
+                meta.dimension_names = Some(
+                    multiscale
+                        .axes
+                        .iter()
+                        .map(|a| Some(a.name.clone()))
+                        .collect(),
+                );
+                "0.5".into()
+            }
+            ZarrFormat::V2 => {
+                meta.chunk_key_encoding = ChunkKeyEncoding::V2 { separator: '/' };
+                "0.4".into()
+            }
+        };
+        let prefix = level_prefix(&url, &multiscale.datasets[0].path)?;
+        let files = meta.to_files()?;
+        let level = Level {
+            multiscale: multiscale.clone(),
+            index: 0,
+        };
+        let array = Self::with_metadata(
+            store.clone(),
+            prefix.clone(),
+            reparse(&store, &prefix, &files)?,
+            Some(level),
+            options,
+        )?;
+        let mut group = GroupMetadata {
+            zarr_format: spec.zarr_format,
+            attributes: spec.attributes.clone(),
+        };
+        Multiscale::write_attributes(&[multiscale], &mut group.attributes);
+        clear_node(&store, "", overwrite)?;
+        put_files(&store, &prefix, &files)?;
+        // The group last: until it is there, nothing opens the image half made.
+        put_files(&store, "", &group.to_files()?)?;
+        Ok(array)
+    }
+
+    /// Adds (or replaces) level `index` of the OME-Zarr image this array is a level of:
+    /// an array of `shape` with this level's chunking, codecs and fill value, at the path of
+    /// the dataset `index` where the image has one (what was stored there is removed) and at
+    /// `"{index}"` where it is the next one; then the image's `multiscales` get the level's
+    /// `scale` and `translation`. Other multiscales and attributes of the group are kept.
+    pub fn add_level(
+        &self,
+        index: usize,
+        shape: Vec<u64>,
+        scale: Vec<f64>,
+        translation: Option<Vec<f64>>,
+    ) -> Result<()> {
+        interrupt::begin();
+        let url = self.store.url_of("");
+        if self.level.is_none() {
+            return Err(Error::invalid(format!(
+                "{}: a plain Zarr array has no levels to add; create an OME-Zarr image                  (BigArray.create(..., format='zarr', ome=True)) to build a pyramid",
+                self.url()
+            )));
+        }
+        let rank = self.meta.shape.len();
+        if shape.len() != rank
+            || scale.len() != rank
+            || translation.as_ref().is_some_and(|t| t.len() != rank)
+        {
+            return Err(Error::invalid(format!(
+                "{url}: a level of a {rank}-dimensional image needs {rank} extents, scales and                  translations"
+            )));
+        }
+        // The group as stored now, not as this handle opened it: levels added since are kept.
+        let Node::Group(mut group) = read_node(&self.store, "")? else {
+            return Err(Error::invalid(format!(
+                "{url}: the OME-Zarr image's group is gone"
+            )));
+        };
+        let mut multiscales = Multiscale::from_attributes(&url, &group.attributes)?
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| Error::invalid(format!("{url}: the group holds no multiscales")))?;
+        let datasets = &mut multiscales[0].datasets;
+        let path = match datasets.get(index) {
+            Some(d) => d.path.clone(),
+            None if index == datasets.len() => index.to_string(),
+            None => {
+                return Err(Error::invalid(format!(
+                    "{url}: level {index} cannot follow the image's {} levels",
+                    datasets.len()
+                )))
+            }
+        };
+        let dataset = MultiscaleDataset {
+            path: path.clone(),
+            scale,
+            translation,
+        };
+        match datasets.get_mut(index) {
+            Some(d) => *d = dataset,
+            None => datasets.push(dataset),
+        }
+        let mut meta = self.meta.clone();
+        meta.shape = shape;
+        let prefix = level_prefix(&url, &path)?;
+        let files = meta.to_files()?;
+        let options = OpenOptions {
+            concurrency: self.concurrency,
+            ..OpenOptions::default()
+        };
+        Self::with_metadata(
+            self.store.clone(),
+            prefix.clone(),
+            reparse(&self.store, &prefix, &files)?,
+            None,
+            &options,
+        )?;
+        // A replaced level's chunks would read back under its new shape: removed first.
+        interrupt::block_on(
+            &runtime::io(),
+            self.store
+                .writer(&prefix)?
+                .delete_dir(prefix.trim_end_matches('/')),
+        )?;
+        put_files(&self.store, &prefix, &files)?;
+        Multiscale::write_attributes(&multiscales, &mut group.attributes);
+        put_files(&self.store, "", &group.to_files()?)
+    }
+
+    /// The multiscale image this array is a level of (as it was when opened), and which.
+    pub fn multiscale(&self) -> Option<(&Multiscale, usize)> {
+        self.level.as_ref().map(|l| (&l.multiscale, l.index))
     }
 
     /// The array's metadata.
@@ -422,6 +523,108 @@ impl ZarrArray {
     }
 }
 
+/// The metadata of a new array as `spec` describes it, or why it cannot be made.
+fn build_metadata(url: &str, spec: &ZarrSpec) -> Result<ArrayMetadata> {
+    let rank = spec.shape.len();
+    if spec.chunks.len() != rank {
+        return Err(Error::invalid(format!(
+            "{url}: chunks {:?} must have one entry per axis of shape {:?}",
+            spec.chunks, spec.shape
+        )));
+    }
+    let mut codecs = spec
+        .codecs
+        .clone()
+        .unwrap_or_else(|| default_codecs(spec.dtype));
+    let mut chunk_shape = spec.chunks.clone();
+    if let Some(shards) = &spec.shards {
+        if spec.zarr_format != ZarrFormat::V3 {
+            return Err(Error::invalid(format!(
+                "{url}: shards= needs zarr_format=3 (Zarr v2 has no sharding)"
+            )));
+        }
+        if shards.len() != rank
+            || shards
+                .iter()
+                .zip(&spec.chunks)
+                .any(|(&s, &c)| c == 0 || s == 0 || s % c != 0)
+        {
+            return Err(Error::invalid(format!(
+                "{url}: shards {shards:?} must be whole multiples of chunks {:?} along \
+                 every axis",
+                spec.chunks
+            )));
+        }
+        codecs = vec![spec_sharding(&spec.chunks, codecs)];
+        chunk_shape = shards.clone();
+    }
+    let chunk_key_encoding = match spec.zarr_format {
+        ZarrFormat::V3 => ChunkKeyEncoding::Default { separator: '/' },
+        ZarrFormat::V2 => ChunkKeyEncoding::V2 { separator: '.' },
+    };
+    Ok(ArrayMetadata {
+        zarr_format: spec.zarr_format,
+        shape: spec.shape.clone(),
+        chunk_shape,
+        dtype: spec.dtype,
+        fill_value: spec
+            .fill_value
+            .clone()
+            .unwrap_or_else(|| vec![0; spec.dtype.itemsize()]),
+        chunk_key_encoding,
+        codecs,
+        dimension_names: spec.dimension_names.clone(),
+        attributes: spec.attributes.clone(),
+    })
+}
+
+/// The store prefix (with a trailing `/`) of an image level's relative `path`; paths that
+/// would leave the image (`..`, absolute) are refused.
+fn level_prefix(url: &str, path: &str) -> Result<String> {
+    let path = path.trim_matches('/');
+    if path.is_empty()
+        || path
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        return Err(Error::invalid(format!(
+            "{url}: the level path {path:?} is not a relative path inside the image"
+        )));
+    }
+    Ok(format!("{path}/"))
+}
+
+/// Makes room for a new node at `prefix`: an array or group already there is an error
+/// unless `overwrite` is set, and then everything under it is removed.
+fn clear_node(store: &Handle, prefix: &str, overwrite: bool) -> Result<()> {
+    if matches!(read_node(store, prefix)?, Node::Nothing) {
+        return Ok(());
+    }
+    if !overwrite {
+        return Err(Error::LayerExists {
+            url: store.url_of(prefix),
+        });
+    }
+    interrupt::block_on(
+        &runtime::io(),
+        store
+            .writer(prefix)?
+            .delete_dir(prefix.trim_end_matches('/')),
+    )
+}
+
+/// Stores metadata `files` under `prefix`.
+fn put_files(store: &Handle, prefix: &str, files: &[(&'static str, Vec<u8>)]) -> Result<()> {
+    for (name, bytes) in files {
+        let key = format!("{prefix}{name}");
+        interrupt::block_on(
+            &runtime::io(),
+            store.writer(&key)?.put(&key, Bytes::from(bytes.clone())),
+        )?;
+    }
+    Ok(())
+}
+
 /// `sharding_indexed` around `inner` codecs, index little-endian with a crc32c, at the end:
 /// zarr-python's default.
 fn spec_sharding(chunks: &[u64], inner: Vec<CodecSpec>) -> CodecSpec {
@@ -449,14 +652,18 @@ fn codec_json(c: CodecSpec) -> Value {
     Value::Object(v)
 }
 
-/// The metadata `files` (as [`ArrayMetadata::to_files`] makes them) parsed back.
-fn reparse(store: &Handle, files: &[(&'static str, Vec<u8>)]) -> Result<ArrayMetadata> {
+/// The metadata `files` (as [`ArrayMetadata::to_files`] makes them, to be stored under
+/// `prefix`) parsed back.
+fn reparse(
+    store: &Handle,
+    prefix: &str,
+    files: &[(&'static str, Vec<u8>)],
+) -> Result<ArrayMetadata> {
     let get = |name: &str| files.iter().find(|(n, _)| *n == name).map(|(_, b)| &b[..]);
+    let url = |name: &str| store.url_of(&format!("{prefix}{name}"));
     match (get("zarr.json"), get(".zarray")) {
-        (Some(json), _) => ArrayMetadata::parse_v3(&store.url_of("zarr.json"), json),
-        (None, Some(zarray)) => {
-            ArrayMetadata::parse_v2(&store.url_of(".zarray"), zarray, get(".zattrs"))
-        }
+        (Some(json), _) => ArrayMetadata::parse_v3(&url("zarr.json"), json),
+        (None, Some(zarray)) => ArrayMetadata::parse_v2(&url(".zarray"), zarray, get(".zattrs")),
         (None, None) => Err(Error::internal("Zarr metadata without a metadata file")),
     }
 }
@@ -659,7 +866,12 @@ impl Volume for ZarrArray {
         for (cell, size) in cells.iter().zip(sizes) {
             if let Some(size) = size.filter(|&s| s > 0) {
                 let b = self.grid.chunk_box(cell);
-                let (lo, _) = self.view_of(&b.start);
+                let (mut lo, _) = self.view_of(&b.start);
+                // Axes the array lacks (z of a 2-D array) start at 0, not at the extent 1
+                // `view_of` gives them.
+                for start in lo.iter_mut().skip(self.meta.shape.len() - self.view_lead) {
+                    *start = 0;
+                }
                 let (extent, _) = self.view_of(&b.shape);
                 let stop = [0, 1, 2].map(|k| (lo[k] + extent[k]) as i64);
                 let b = Bbox {
@@ -702,5 +914,91 @@ impl ZarrArray {
                 .buffered(self.concurrency)
                 .try_collect::<Vec<_>>(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::zarr::ome::Axis;
+
+    fn image(version: &str) -> Multiscale {
+        Multiscale {
+            version: version.into(),
+            name: None,
+            axes: ["z", "y", "x"]
+                .map(|n| Axis {
+                    name: n.into(),
+                    kind: Some("space".into()),
+                    unit: Some("micrometer".into()),
+                })
+                .to_vec(),
+            datasets: vec![MultiscaleDataset {
+                path: "0".into(),
+                scale: vec![1.0, 0.5, 0.5],
+                translation: None,
+            }],
+            kind: None,
+            metadata: None,
+            scale: None,
+            translation: None,
+        }
+    }
+
+    #[test]
+    fn images_are_created_and_gain_levels() {
+        for zarr_format in [ZarrFormat::V3, ZarrFormat::V2] {
+            let url = format!("memory://zarr-image-{zarr_format:?}");
+            let store = crate::store::open_url(&url, true).unwrap();
+            let spec = ZarrSpec {
+                zarr_format,
+                shape: vec![4, 8, 8],
+                dtype: DType::U8,
+                chunks: vec![2, 4, 4],
+                shards: None,
+                codecs: None,
+                fill_value: None,
+                dimension_names: None,
+                attributes: Map::new(),
+            };
+            let options = OpenOptions::default();
+            let level0 =
+                ZarrArray::create_image(store.clone(), &spec, image("0.4"), false, &options)
+                    .unwrap();
+            assert_eq!(level0.prefix, "0/");
+            let version = level0.multiscale().unwrap().0.version.clone();
+            assert_eq!(
+                version,
+                if zarr_format == ZarrFormat::V3 {
+                    "0.5"
+                } else {
+                    "0.4"
+                }
+            );
+            level0
+                .add_level(
+                    1,
+                    vec![4, 4, 4],
+                    vec![1.0, 1.0, 1.0],
+                    Some(vec![0.0, 0.25, 0.25]),
+                )
+                .unwrap();
+            let opened = ZarrArray::open(
+                store.clone(),
+                &OpenOptions {
+                    mip: 1,
+                    ..OpenOptions::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(opened.meta.shape, vec![4, 4, 4]);
+            assert_eq!(opened.meta.chunk_shape, vec![2, 4, 4]);
+            assert_eq!(NdVolume::translation(&opened), vec![0.0, 0.25, 0.25]);
+            assert_eq!(Volume::num_mips(&opened), 2);
+            // Level 3 cannot follow 2 levels; an image is not made twice without overwrite.
+            assert!(level0.add_level(3, vec![1; 3], vec![1.0; 3], None).is_err());
+            let again = ZarrArray::create_image(store, &spec, image("0.4"), false, &options);
+            assert!(matches!(again, Err(Error::LayerExists { .. })));
+        }
     }
 }
