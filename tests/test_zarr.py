@@ -155,6 +155,19 @@ def test_missing_chunks_read_as_the_fill_value(tmp_path, fill):
     _same(out[2:], np.full((4, 2), fill, "float32"))
 
 
+def test_codecs_without_configuration_are_written_with_their_defaults(tmp_path):
+    path = tmp_path / "defaults.zarr"
+    a = BigArray.create(
+        str(path), format="zarr", shape=(6, 6), dtype="uint16", chunks=(4, 4),
+        codecs=[{"name": "bytes"}, {"name": "gzip"}],
+    )  # fmt: skip
+    a[...] = 5
+    codecs = json.loads((path / "zarr.json").read_text())["codecs"]
+    assert codecs[0]["configuration"]["endian"] == "little"
+    assert "level" in codecs[1]["configuration"]
+    _same(zarr.open_array(str(path), mode="r")[...], np.full((6, 6), 5, "uint16"))
+
+
 def test_chunks_all_fill_are_not_stored(tmp_path):
     path = tmp_path / "sparse.zarr"
     a = BigArray.create(str(path), format="zarr", shape=(8, 8), dtype="uint8", chunks=(4, 4),

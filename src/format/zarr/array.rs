@@ -562,15 +562,26 @@ fn build_metadata(url: &str, spec: &ZarrSpec) -> Result<ArrayMetadata> {
         ZarrFormat::V3 => ChunkKeyEncoding::Default { separator: '/' },
         ZarrFormat::V2 => ChunkKeyEncoding::V2 { separator: '.' },
     };
+    let fill_value = spec
+        .fill_value
+        .clone()
+        .unwrap_or_else(|| vec![0; spec.dtype.itemsize()]);
+    // Written with every configuration spelled out, defaults filled in (`{"name": "gzip"}`
+    // becomes gzip level 5), as zarr-python writes them and needs to read them.
+    let repr = ChunkRepr {
+        shape: chunk_shape.clone(),
+        dtype: spec.dtype,
+        fill_value: fill_value.clone(),
+    };
+    let codecs = CodecChain::new(&codecs, &repr)
+        .map_err(|e| Error::invalid(format!("{url}: {e}")))?
+        .specs();
     Ok(ArrayMetadata {
         zarr_format: spec.zarr_format,
         shape: spec.shape.clone(),
         chunk_shape,
         dtype: spec.dtype,
-        fill_value: spec
-            .fill_value
-            .clone()
-            .unwrap_or_else(|| vec![0; spec.dtype.itemsize()]),
+        fill_value,
         chunk_key_encoding,
         codecs,
         dimension_names: spec.dimension_names.clone(),
