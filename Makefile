@@ -29,7 +29,7 @@ FUZZ_SANITIZER ?= none
 FUZZ_TARGETS := decode_jpeg decode_png decode_compressed_segmentation decode_blosc \
                 decode_brotli parse_info decode_transport parse_shard \
                 parse_minishard_index decode_zarr_chain parse_zarr_shard_index \
-                parse_zarr_metadata
+                parse_zarr_metadata read_zarr_array
 
 .PHONY: demo test bench build lint rust-test py-test demo-check clean prerequisites fuzz \
         wheel wheel-test sdist

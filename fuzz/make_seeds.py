@@ -102,6 +102,7 @@ def main() -> None:
     shard_seeds()
     zarr_seeds()
     zarr_metadata_seeds()
+    zarr_read_seeds()
 
 
 def transport_seeds() -> None:
@@ -200,6 +201,36 @@ def zarr_seeds() -> None:
             arr[...] = data
             stored = (Path(tmp) / ("c/" + "/".join("0" * rank))).read_bytes()
         save("parse_zarr_shard_index", bytes([h, *dims[:rank]]) + stored)
+
+
+def zarr_read_seeds() -> None:
+    """read_zarr_array: one byte (0 for ``zarr.json``, 1 for ``.zarray``), the metadata's
+    length (two bytes, big-endian), the metadata zarr-python wrote, then its one chunk or
+    shard (the harness's store holds it under every chunk key)."""
+    import tempfile
+
+    import zarr
+    from zarr.codecs import BytesCodec, GzipCodec, ShardingCodec, ZstdCodec
+
+    def one(which: int, meta: str, **kw: object) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            shape = (6, 10)
+            arr = zarr.create_array(store=zarr.storage.LocalStore(tmp), shape=shape, **kw)
+            arr[...] = (np.arange(60) % 11).reshape(shape).astype(arr.dtype)
+            chunk = next(p for p in sorted(Path(tmp).rglob("*")) if p.is_file() and
+                         not p.name.startswith((".z", "zarr.json")))  # fmt: skip
+            text = (Path(tmp) / meta).read_bytes()
+            save("read_zarr_array", bytes([which]) + struct.pack(">H", len(text)) + text
+                 + chunk.read_bytes())  # fmt: skip
+
+    one(0, "zarr.json", chunks=(6, 10), dtype="uint16", compressors=ZstdCodec(level=1))
+    one(0, "zarr.json", chunks=(3, 4), dtype="float32", fill_value=float("nan"),
+        compressors=GzipCodec())  # fmt: skip
+    one(0, "zarr.json", chunks=(6, 10), dtype="int8", compressors=None, serializer=ShardingCodec(
+        chunk_shape=(3, 5), codecs=[BytesCodec(), ZstdCodec(level=1)]))  # fmt: skip
+    one(1, ".zarray", chunks=(6, 10), dtype="uint8", zarr_format=2)
+
+
 def zarr_metadata_seeds() -> None:
     """parse_zarr_metadata: one byte picking the parser (0 v3 array, 1 v2 array, 2 v3 group,
     3 v2 group attributes), then a file that zarr-python, TensorStore or ome-zarr-py wrote

@@ -402,6 +402,112 @@ pub fn check_zarr_shard_index(data: &[u8]) {
     }
 }
 
+/// A store of one Zarr array for [`check_zarr_read`]: its metadata file, and the same stored
+/// bytes under every other key (so every chunk or shard the read asks for is the hostile one).
+#[derive(Debug)]
+struct ZarrFiles {
+    meta_key: &'static str,
+    meta: Bytes,
+    chunk: Bytes,
+}
+
+impl ZarrFiles {
+    fn file(&self, key: &str) -> Option<&Bytes> {
+        if key == self.meta_key {
+            Some(&self.meta)
+        } else if [".zarray", ".zattrs", ".zgroup", "zarr.json"].contains(&key) {
+            None
+        } else {
+            Some(&self.chunk)
+        }
+    }
+}
+
+#[async_trait]
+impl ReadStore for ZarrFiles {
+    fn url_of(&self, key: &str) -> String {
+        format!("fuzz/{key}")
+    }
+    async fn get(&self, key: &str) -> Result<Option<Object>> {
+        Ok(self.file(key).map(|bytes| Object {
+            bytes: bytes.clone(),
+            content_encoding: None,
+            version: None,
+        }))
+    }
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Ranged>> {
+        Ok(self.file(key).map(|f| store::range_of(f, range)))
+    }
+    async fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Option<Vec<Bytes>>> {
+        match self.file(key) {
+            Some(f) => store::ranges_of(&self.url_of(key), f, ranges).map(Some),
+            None => Ok(None),
+        }
+    }
+    async fn get_range_if(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        _tag: Option<&str>,
+    ) -> Result<Option<Bytes>> {
+        let got = self.get_ranges(key, std::slice::from_ref(&range)).await?;
+        Ok(got.and_then(|parts| parts.into_iter().next()))
+    }
+    async fn size(&self, key: &str) -> Result<Option<u64>> {
+        Ok(self.file(key).map(|f| f.len() as u64))
+    }
+    async fn list(&self, _dir: &str) -> Result<Vec<Listed>> {
+        Ok(Vec::new())
+    }
+}
+
+/// The Zarr read path end to end: metadata (a v3 `zarr.json` or, by the first byte's low
+/// bit, a v2 `.zarray`; its length in the next two bytes), then the bytes every chunk or
+/// shard of the array holds. Opening gives an array or an error; an array of at most 64 KiB
+/// reads whole, and from its second element on, into buffers of exactly their size or
+/// fails with an error, whatever the stored bytes claim (shard indexes past the end,
+/// decompression bombs, truncated chunks).
+pub fn check_zarr_read(data: &[u8]) {
+    use crate::format::zarr::ZarrArray;
+    use crate::nd::NdBox;
+    use crate::store::Handle;
+    use crate::volume::{NdTarget, NdVolume};
+    let [which, a, b, rest @ ..] = data else {
+        return;
+    };
+    let n = usize::from(*a) << 8 | usize::from(*b);
+    if rest.len() < n {
+        return;
+    }
+    let (meta, chunk) = rest.split_at(n);
+    let files = ZarrFiles {
+        meta_key: if which & 1 == 0 {
+            "zarr.json"
+        } else {
+            ".zarray"
+        },
+        meta: Bytes::copy_from_slice(meta),
+        chunk: Bytes::copy_from_slice(chunk),
+    };
+    let handle = Handle::read_only(Arc::new(files), "fuzz");
+    let Ok(array) = ZarrArray::open(handle, &crate::open::OpenOptions::default()) else {
+        return;
+    };
+    let shape = array.shape();
+    let itemsize = array.metadata().dtype.itemsize();
+    let whole = NdBox::of_shape(&shape);
+    let Some(len) = whole.num_bytes(itemsize).filter(|&n| n <= 1 << 16) else {
+        return;
+    };
+    let mut out = vec![0u8; len];
+    let _ = array.read_regions(&mut [NdTarget::new(whole, &mut out)]);
+    if shape.iter().all(|&s| s > 1) {
+        let inner = NdBox::new(vec![1; shape.len()], shape.iter().map(|s| s - 1).collect());
+        let mut out = vec![0u8; inner.num_bytes(itemsize).unwrap_or(0)];
+        let _ = array.read_regions(&mut [NdTarget::new(inner, &mut out)]);
+    }
+}
+
 /// A harness: any bytes in, a panic only on a bug.
 pub type Harness = Box<dyn Fn(&[u8]) + Send + Sync>;
 
@@ -433,6 +539,7 @@ const OTHER_TARGETS: &[(&str, PlainHarness)] = &[
     ("decode_zarr_chain", check_zarr_chain),
     ("parse_zarr_shard_index", check_zarr_shard_index),
     ("parse_zarr_metadata", check_zarr_metadata),
+    ("read_zarr_array", check_zarr_read),
 ];
 
 /// Every harness by the cargo-fuzz target name that runs it (and the `fuzz/corpus/<name>`

@@ -22,7 +22,7 @@ const WRITE_BATCH: usize = 64;
 enum Outcome {
     /// Store these bytes.
     Put(Bytes),
-    /// Nothing to store: every element is the fill value and nothing was stored before.
+    /// Nothing to store: every element is the fill value and nothing was found stored.
     Skip,
     /// Every element is the fill value now: remove what is stored.
     Delete,
@@ -85,6 +85,11 @@ impl ZarrArray {
                         .is_none_or(|inside| !region.contains(&inside))
                 })
                 .collect();
+            let read = {
+                let mut read = vec![false; cells.len()];
+                partial.iter().for_each(|&i| read[i] = true);
+                read
+            };
             let store = self.store.clone();
             let mut old: Vec<Option<Object>> = vec![None; cells.len()];
             for (i, found) in block_on(
@@ -103,18 +108,32 @@ impl ZarrArray {
                     .map(|&i| {
                         interrupt::cancelled(cancel)?;
                         let before = old[i].as_ref().map(|o| &o.bytes);
-                        Ok((i, self.make_object(&cells[i], region, data, before)?))
+                        // A conditional store cannot delete only if unchanged: an object read
+                        // for this write that becomes all fill is put (empty) under the
+                        // version read instead, so that a writer who replaced it meanwhile
+                        // is not erased.
+                        let keep = conditional && before.is_some();
+                        let outcome = self.make_object(&cells[i], region, data, before, keep)?;
+                        // An object the box covers whole was not read: left all fill, it is
+                        // removed whether or not it was stored.
+                        Ok(match outcome {
+                            Outcome::Skip if !read[i] => (i, Outcome::Delete),
+                            outcome => (i, outcome),
+                        })
                     })
                     .collect::<Result<_>>()
             })?;
-            let old = &old;
+            let (old, read) = (&old, &read);
             let outcomes = block_on(
                 futures::stream::iter(made)
                     .map(|(i, outcome)| {
                         let (store, key) = (self.store.clone(), self.key_of(&cells[i]));
                         async move {
                             let writer = store.writer(&key)?;
-                            let mode = match (&old[i], conditional) {
+                            // Objects the box covers whole were not read: their old
+                            // elements all give way to ours, so they are overwritten
+                            // whatever another writer stored meanwhile.
+                            let mode = match (&old[i], conditional && read[i]) {
                                 (_, false) => PutMode::Overwrite,
                                 (Some(o), true) => match &o.version {
                                     Some(v) => PutMode::IfVersion(v.clone()),
@@ -152,13 +171,15 @@ impl ZarrArray {
     }
 
     /// The new stored bytes of the object at `cell`: `before` (what is stored, if anything)
-    /// with `region`'s part of `data` painted over it.
+    /// with `region`'s part of `data` painted over it. An object left all fill is not
+    /// stored, unless `keep` asks for it (an empty shard, or a chunk of fill).
     fn make_object(
         &self,
         cell: &[u64],
         region: &NdBox,
         data: &[u8],
         before: Option<&Bytes>,
+        keep: bool,
     ) -> Result<Outcome> {
         let bbox = self.grid.chunk_box(cell);
         let made = match self.chain.sharding() {
@@ -172,7 +193,11 @@ impl ZarrArray {
                         None => Ok(()),
                     }
                 };
-                self.paint_chunk(&bbox, region, data, old)?
+                let painted = match self.paint_chunk(&bbox, region, data, old)? {
+                    None if keep => Some(self.fill_chunk(&bbox)?),
+                    painted => painted,
+                };
+                painted
                     .map(|decoded| self.chain.encode(&decoded, &self.repr()))
                     .transpose()?
                     .map(Bytes::from)
@@ -249,7 +274,7 @@ impl ZarrArray {
                             .transpose()
                     })
                     .collect::<Result<_>>()?;
-                if inner.iter().all(Option::is_none) {
+                if inner.iter().all(Option::is_none) && !keep {
                     None
                 } else {
                     Some(Bytes::from(sharding.encode_shard(&inner, &bbox.shape)?))
@@ -261,6 +286,20 @@ impl ZarrArray {
             (None, None) => Outcome::Skip,
             (None, Some(_)) => Outcome::Delete,
         })
+    }
+
+    /// The chunk at `bbox` holding the fill value only.
+    fn fill_chunk(&self, bbox: &NdBox) -> Result<Vec<u8>> {
+        let itemsize = self.meta.dtype.itemsize();
+        let len = bbox.num_bytes(itemsize).ok_or_else(|| {
+            Error::invalid(format!(
+                "chunk of shape {:?} does not fit in memory",
+                bbox.shape
+            ))
+        })?;
+        let mut buf = vec![0u8; len];
+        fill_region(&mut buf, bbox, bbox, &self.meta.fill_value);
+        Ok(buf)
     }
 
     /// The elements of the chunk at `bbox` after the write: its old elements (`old` decodes
