@@ -233,8 +233,14 @@ impl ZarrArray {
             dtype: meta.dtype,
             fill_value: meta.fill_value.clone(),
         };
-        let chain = CodecChain::new(&meta.codecs, &repr)
-            .map_err(|e| Error::invalid(format!("{url}: {e}")))?;
+        let file = match meta.zarr_format {
+            ZarrFormat::V3 => "zarr.json",
+            ZarrFormat::V2 => ".zarray",
+        };
+        let chain = CodecChain::new(&meta.codecs, &repr).map_err(|e| {
+            let at = store.url_of(&format!("{prefix}{file}"));
+            Error::invalid(format!("{at}: field 'codecs': {e}"))
+        })?;
         if let Some(level) = &level {
             let axes = level.multiscale.axes.len();
             if axes != meta.shape.len() {
