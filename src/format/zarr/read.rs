@@ -25,6 +25,12 @@ use crate::{interrupt, runtime};
 /// Bytes a read may hold fetched and not yet painted, at least (see the Precomputed read).
 const MIN_INFLIGHT_BYTES: usize = 16 << 20;
 const MIN_INFLIGHT_BYTES_REMOTE: usize = 64 << 20;
+/// Objects a read may hold fetched ahead of the painting, per core. A local fetch is a copy
+/// out of the page cache, as quick as a decode, so two per core keep the cores busy; more
+/// only raises the peak memory (an uncompressed 32 MiB chunk held ahead is 32 MiB more).
+/// A remote fetch waits on the network, so more of them stay in flight.
+const AHEAD_PER_CORE: usize = 2;
+const AHEAD_PER_CORE_REMOTE: usize = 4;
 
 /// A stored chunk as fetched: its box in the array and its encoded bytes (`None`: missing).
 struct Piece {
@@ -199,14 +205,14 @@ impl ZarrArray {
             .fold(self.meta.dtype.itemsize(), |n, &s| {
                 n.saturating_mul(s as usize)
             });
-        let least = if self.store.is_remote() {
-            MIN_INFLIGHT_BYTES_REMOTE
+        let (least, ahead) = if self.store.is_remote() {
+            (MIN_INFLIGHT_BYTES_REMOTE, AHEAD_PER_CORE_REMOTE)
         } else {
-            MIN_INFLIGHT_BYTES
+            (MIN_INFLIGHT_BYTES, AHEAD_PER_CORE)
         };
         let kib = |b: usize| u32::try_from(b.div_ceil(1024)).unwrap_or(u32::MAX);
-        let total =
-            kib(least.max(4 * runtime::cores() * object)).min(Semaphore::MAX_PERMITS as u32);
+        let ahead = (ahead * runtime::cores()).saturating_mul(object);
+        let total = kib(least.max(ahead)).min(Semaphore::MAX_PERMITS as u32);
         (
             Arc::new(Semaphore::new(total as usize)),
             kib(object).min(total),
@@ -519,25 +525,29 @@ impl Painter<'_> {
                 }
             }
         }
+        // Uncompressed chunks need no decode buffer: their stored bytes are copied straight
+        // into each box, saving a pass over the chunk.
+        if let Some(decoded) = chain.decoded_as_stored(bytes, len) {
+            self.copy_into(decoded, &piece.bbox, &inside, readers);
+            return Ok(());
+        }
         with_decoded(chain, bytes, &repr, len, |decoded| {
-            for &r in readers {
-                let (region, out) = &self.targets[r];
-                if let Some(part) = inside.intersect(region) {
-                    // SAFETY: as above.
-                    unsafe {
-                        copy_region_to_ptr(
-                            decoded,
-                            &piece.bbox,
-                            out.ptr,
-                            region,
-                            &part,
-                            self.itemsize,
-                        )
-                    };
-                }
-            }
+            self.copy_into(decoded, &piece.bbox, &inside, readers)
         })
         .map_err(|e| a.decode_error(&piece.bbox, e))
+    }
+
+    /// Copies the decoded chunk at `bbox` (its part `inside` the array) into every box of
+    /// `readers` it overlaps.
+    fn copy_into(&self, decoded: &[u8], bbox: &NdBox, inside: &NdBox, readers: &[usize]) {
+        for &r in readers {
+            let (region, out) = &self.targets[r];
+            if let Some(part) = inside.intersect(region) {
+                // SAFETY: see `OutBuffer`: this task alone writes this chunk's part of the
+                // buffer, which the read keeps valid; `part` lies in both boxes.
+                unsafe { copy_region_to_ptr(decoded, bbox, out.ptr, region, &part, self.itemsize) };
+            }
+        }
     }
 }
 

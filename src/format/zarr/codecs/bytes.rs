@@ -48,7 +48,7 @@ impl Bytes {
     }
 
     /// Whether stored bytes differ from decoded ones.
-    fn swaps(&self) -> bool {
+    pub(super) fn swaps(&self) -> bool {
         self.big && self.width > 1
     }
 

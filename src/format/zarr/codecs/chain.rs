@@ -275,6 +275,18 @@ impl CodecChain {
         })
     }
 
+    /// The stored bytes themselves when they already are the decoded chunk of `len` bytes:
+    /// no transpose, no bytes-to-bytes codec and a `bytes` codec that swaps nothing. A read
+    /// then copies them straight into its output instead of through a decode buffer.
+    pub fn decoded_as_stored<'a>(&self, encoded: &'a [u8], len: usize) -> Option<&'a [u8]> {
+        let plain = match &self.array_to_bytes {
+            ArrayToBytes::Bytes(b) => !b.swaps(),
+            ArrayToBytes::Sharding(_) => false,
+        };
+        (plain && self.perm.is_none() && self.bytes_to_bytes.is_empty() && encoded.len() == len)
+            .then_some(encoded)
+    }
+
     /// Decodes one stored chunk into a new buffer.
     pub fn decode(&self, encoded: &[u8], repr: &ChunkRepr) -> Result<Vec<u8>, CodecError> {
         let len = repr
