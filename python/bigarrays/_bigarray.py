@@ -619,6 +619,31 @@ class BigArray:
         return self._layer.encoding
 
     @property
+    def read_chunks(self) -> tuple[int, ...]:
+        """The read unit: a sharded Zarr array's inner chunk; :attr:`chunks` elsewhere."""
+        inner = self._layer.nd_read_chunks
+        return self.chunks if inner is None or self._nd is None else tuple(inner)
+
+    def ome_image(self) -> tuple[dict[str, Any], int] | None:
+        """The OME-Zarr image this array is a level of: its group's attributes (with the
+        ``multiscales``) as stored now, and this level's index; None for anything else."""
+        found = self._layer.zarr_multiscale()
+        return None if found is None else (json.loads(found[0]), int(found[1]))
+
+    def add_ome_level(
+        self,
+        level: int,
+        shape: Sequence[int],
+        scale: Sequence[float],
+        translation: Sequence[float],
+    ) -> None:
+        """Adds level ``level`` to the OME-Zarr image this array is a level of (replacing
+        one that is there, its chunks removed): an empty array of ``shape`` chunked and
+        encoded as this one, and its entry in the group's ``multiscales`` with ``scale`` and
+        ``translation``. What :meth:`downsample` builds its levels with."""
+        self._layer.add_zarr_level(level, list(shape), list(scale), list(translation))
+
+    @property
     def writable(self) -> bool:
         """Whether the format and the store take writes (an HTTP layer, the aligned and
         single-file HDF5 layouts do not); a store may still refuse a write it was not

@@ -17,7 +17,6 @@ H5s (which downsample does not write).
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -110,14 +109,14 @@ def _downsample_zarr(
         raise InvalidArgumentError(f"method must be one of {METHODS}, got {method!r}")
     if mips < 1:
         raise InvalidArgumentError(f"mips must be at least 1, got {mips}")
-    found = a._layer.zarr_multiscale()
+    found = a.ome_image()
     if found is None:
         raise InvalidArgumentError(
             f"{a.url} is a plain Zarr array, not a level of an OME-Zarr image: downsample "
             "writes an image's levels. Create an image (BigArray.create(url, format='zarr', "
             "ome=True, ...)) and copy this array into it"
         )
-    attributes, index = json.loads(found[0]), found[1]
+    attributes, index = found
     multiscale = attributes.get("ome", attributes)["multiscales"][0]
     axes = multiscale["axes"]
     nd = a.reopen()
@@ -148,7 +147,7 @@ def _downsample_zarr(
         if resume and k < len(multiscale["datasets"]):
             kept = list(a.reopen(mip=k).shape) == shape
         if not kept:
-            a._layer.add_zarr_level(k, shape, scale, translation)
+            a.add_ome_level(k, shape, scale, translation)
         levels.append(a.reopen(mip=k))
     views = [a] + [level._xyz() for level in levels]
     for src, dst in zip(views, views[1:], strict=False):

@@ -107,7 +107,7 @@ def _zarr_info(url: str, a: BigArray) -> None:
     codecs, fill value, and each level of an image."""
     meta = a.info
     names = [ax["name"] or "?" for ax in a.axes]
-    inner = tuple(a._layer.nd_read_chunks)
+    inner = a.read_chunks
     click.echo(f"url          {a.url}")
     click.echo(f"format       zarr v{meta.get('zarr_format', '?')}, {a.dtype}, "
                f"fill value {a.fill_value!r}")  # fmt: skip
@@ -117,10 +117,10 @@ def _zarr_info(url: str, a: BigArray) -> None:
     else:
         click.echo(f"chunks       {_x(a.chunks)}")
     click.echo(f"codecs       {_codecs_text(meta)}")
-    found = a._layer.zarr_multiscale()
+    found = a.ome_image()
     if found is None:
         return
-    attributes, _ = json.loads(found[0]), found[1]
+    attributes, _ = found
     ome = attributes.get("ome", {})
     multiscale = ome.get("multiscales", attributes.get("multiscales", [{}]))[0]
     version = ome.get("version", multiscale.get("version", "?"))
