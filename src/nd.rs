@@ -2,8 +2,6 @@
 //! copies between them: a Zarr chunk's elements into a read's output, a write's input into
 //! a chunk. (`geometry` is the 3D Fortran-ordered counterpart of the Precomputed view.)
 
-use crate::error::{Error, Result};
-
 /// A box of an N-dimensional array: `start` (inclusive) and `shape` along each axis, in
 /// the array's own (C) axis order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -133,11 +131,21 @@ impl NdGrid {
     }
 }
 
-/// Checks that `shape` fits in memory at `itemsize` bytes per element, naming `what`.
-pub fn bytes_of(shape: &[u64], itemsize: usize, what: &str) -> Result<usize> {
-    NdBox::of_shape(shape)
-        .num_bytes(itemsize)
-        .ok_or_else(|| Error::invalid(format!("{what} of shape {shape:?} does not fit in memory")))
+/// The byte offset of `chunk` in a C-ordered buffer holding `region`, when the chunk's
+/// elements are one contiguous run there.
+pub fn contiguous_offset(region: &NdBox, chunk: &NdBox, itemsize: usize) -> Option<usize> {
+    let n = region.ndim();
+    // Contiguous: after the first axis where the chunk spans more than one index, it spans
+    // the region's whole extent on every later axis.
+    let first = (0..n).find(|&a| chunk.shape[a] > 1).unwrap_or(n);
+    if (first + 1..n).any(|a| chunk.shape[a] != region.shape[a]) {
+        return None;
+    }
+    let mut offset = 0usize;
+    for a in 0..n {
+        offset = offset * region.shape[a] as usize + (chunk.start[a] - region.start[a]) as usize;
+    }
+    Some(offset * itemsize)
 }
 
 /// The plan of a strided copy of `region` between two C-ordered arrays holding the boxes

@@ -4,6 +4,7 @@
 //! one shared dataset reader), and Zarr v2/v3 (`zarr/`). Each format implements [`crate::Volume`]; `crate::open` picks
 //! one for a URL.
 
+pub(crate) mod first_error;
 #[cfg(feature = "hdf5")]
 pub mod hdf5;
 pub mod precomputed;

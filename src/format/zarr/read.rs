@@ -6,9 +6,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -17,7 +15,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::array::ZarrArray;
 use super::codecs::{ChunkRepr, CodecChain, CodecError, ShardingCodec};
 use crate::error::{Error, Result};
-use crate::nd::{copy_region_to_ptr, fill_region_ptr, NdBox, NdGrid};
+use crate::format::first_error::FirstError;
+use crate::nd::{contiguous_offset, copy_region_to_ptr, fill_region_ptr, NdBox, NdGrid};
 use crate::store::Handle;
 use crate::volume::OutBuffer;
 use crate::{interrupt, runtime};
@@ -135,15 +134,7 @@ impl ZarrArray {
             })
             .collect();
         let cells: Vec<&Vec<u64>> = users.keys().collect();
-        let failure: Mutex<Option<Error>> = Mutex::new(None);
-        let stop = AtomicBool::new(false);
-        let fail = |e: Error| {
-            stop.store(true, Ordering::Relaxed);
-            failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_or_insert(e);
-        };
+        let failure = FirstError::default();
         let painter = Painter {
             array: self,
             targets,
@@ -153,47 +144,37 @@ impl ZarrArray {
         let mut fetched = self.fetch(jobs);
         let io = runtime::io();
         runtime::cpu().in_place_scope(|scope| {
-            let (painter, fail, stop) = (&painter, &fail, &stop);
+            let (painter, failure) = (&painter, &failure);
             loop {
                 let (i, result, held) = match interrupt::recv(&io, &mut fetched) {
                     Ok(Some(item)) => item,
                     Ok(None) => break,
                     Err(e) => {
-                        fail(e);
+                        failure.fail(e);
                         return stop_fetching(&mut fetched);
                     }
                 };
                 let pieces = match result {
                     Ok(pieces) => pieces,
                     Err(e) => {
-                        fail(e);
+                        failure.fail(e);
                         return stop_fetching(&mut fetched);
                     }
                 };
-                if stop.load(Ordering::Relaxed) {
+                if failure.stopped() {
                     return stop_fetching(&mut fetched);
                 }
                 let readers = &users[cells[i]];
                 for piece in pieces {
                     let held = held.clone();
                     scope.spawn(move |_| {
-                        if !stop.load(Ordering::Relaxed) {
-                            let result =
-                                catch_unwind(AssertUnwindSafe(|| painter.paint(&piece, readers)))
-                                    .unwrap_or_else(|p| Err(Error::from_panic(p)));
-                            if let Err(e) = result {
-                                fail(e);
-                            }
-                        }
+                        failure.run(|| painter.paint(&piece, readers));
                         drop(held);
                     });
                 }
             }
         });
-        match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        failure.into_result()
     }
 
     /// The in-flight budget of one read (KiB permits) and one object's cost in it.
@@ -549,23 +530,6 @@ impl Painter<'_> {
             }
         }
     }
-}
-
-/// The byte offset of `chunk` in a C-ordered buffer holding `region`, when the chunk's
-/// elements are one contiguous run there.
-fn contiguous_offset(region: &NdBox, chunk: &NdBox, itemsize: usize) -> Option<usize> {
-    let n = region.ndim();
-    // Contiguous: after the first axis where the chunk spans more than one index, it spans
-    // the region's whole extent on every later axis.
-    let first = (0..n).find(|&a| chunk.shape[a] > 1).unwrap_or(n);
-    if (first + 1..n).any(|a| chunk.shape[a] != region.shape[a]) {
-        return None;
-    }
-    let mut offset = 0usize;
-    for a in 0..n {
-        offset = offset * region.shape[a] as usize + (chunk.start[a] - region.start[a]) as usize;
-    }
-    Some(offset * itemsize)
 }
 
 /// The key that names the chunk at `bbox` in messages.

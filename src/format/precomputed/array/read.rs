@@ -2,9 +2,7 @@
 //! (within an in-flight byte budget) and painted on the CPU pool straight into the callers'
 //! buffers, decoded in place where a chunk lies wholly inside a zeroed output.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
@@ -12,6 +10,7 @@ use super::BigArray;
 use crate::cache::Entry;
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::format::first_error::FirstError;
 use crate::format::precomputed::source::{stop_fetching, Budget, Fetched};
 use crate::format::precomputed::Stored;
 use crate::geometry::{Bbox, BoxCopy};
@@ -60,15 +59,6 @@ struct Painter<'a> {
 }
 
 impl Painter<'_> {
-    /// Runs one chunk's task, turning an error or a panic into the read's failure.
-    fn guarded(&self, fail: &(dyn Fn(Error) + Sync), task: impl FnOnce() -> Result<()>) {
-        let result =
-            catch_unwind(AssertUnwindSafe(task)).unwrap_or_else(|p| Err(Error::from_panic(p)));
-        if let Err(e) = result {
-            fail(e);
-        }
-    }
-
     /// Copies `voxels` (the whole chunk at `cell`, or zeros when `None`) into every target
     /// the chunk overlaps.
     fn paint(&self, cell: [u64; 3], voxels: Option<&[u8]>) {
@@ -230,17 +220,7 @@ impl BigArray {
                 None => cells.push(*cell),
             }
         }
-        let failure: Mutex<Option<Error>> = Mutex::new(None);
-        // Set once the read has failed or was interrupted: chunk tasks not yet started then
-        // skip their work (the buffers are dropped unseen).
-        let stop = AtomicBool::new(false);
-        let fail = |e: Error| {
-            stop.store(true, Ordering::Relaxed);
-            failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_or_insert(e);
-        };
+        let failure = FirstError::default();
         let painter = Painter {
             array: self,
             targets: requests,
@@ -250,22 +230,16 @@ impl BigArray {
         // IO runtime and the pool's hand-offs, which would cost more than the copy.
         if cells.is_empty() && cached.len() <= 1 {
             for (cell, entry) in cached {
-                painter.guarded(&fail, || {
-                    painter.paint_entry(cell, &self.chunk_key(cell), &entry)
-                });
+                failure.run(|| painter.paint_entry(cell, &self.chunk_key(cell), &entry));
             }
         } else {
             let (keys, mut fetched) = self.fetch_cells(&cells);
             let io = runtime::io();
             runtime::cpu().in_place_scope(|scope| {
-                let (painter, fail, stop) = (&painter, &fail, &stop);
+                let (painter, failure) = (&painter, &failure);
                 for (cell, entry) in cached {
                     let key = self.chunk_key(cell);
-                    scope.spawn(move |_| {
-                        if !stop.load(Ordering::Relaxed) {
-                            painter.guarded(fail, || painter.paint_entry(cell, &key, &entry))
-                        }
-                    });
+                    scope.spawn(move |_| failure.run(|| painter.paint_entry(cell, &key, &entry)));
                 }
                 loop {
                     let (i, found, held) = match interrupt::recv(&io, &mut fetched) {
@@ -274,33 +248,28 @@ impl BigArray {
                         Err(e) => {
                             // The chunk tasks already spawned write into the output buffers,
                             // so the scope still waits for them (they skip their work now
-                            // that `stop` is set).
-                            fail(e);
+                            // that the read has failed).
+                            failure.fail(e);
                             return stop_fetching(&mut fetched);
                         }
                     };
                     let found = match found {
                         Ok(found) => found,
-                        Err(e) => return fail(e),
+                        Err(e) => return failure.fail(e),
                     };
                     // A chunk failed to decode: the rest of the read is wasted work.
-                    if stop.load(Ordering::Relaxed) {
+                    if failure.stopped() {
                         return stop_fetching(&mut fetched);
                     }
                     let (cell, key) = (cells[i], &keys[i]);
                     scope.spawn(move |_| {
-                        if !stop.load(Ordering::Relaxed) {
-                            painter.guarded(fail, || painter.paint_fetched(cell, key, found));
-                        }
+                        failure.run(|| painter.paint_fetched(cell, key, found));
                         drop(held);
                     });
                 }
             });
         }
-        match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        failure.into_result()
     }
 
     /// Starts fetching the stored bytes of `cells`; results arrive as they complete, tagged

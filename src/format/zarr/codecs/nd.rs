@@ -1,5 +1,5 @@
-//! N-dimensional byte-level helpers for C-ordered arrays: byte swapping, transposition,
-//! copying blocks in and out of a larger array, filling with a pattern. Loops work on whole
+//! Byte-level helpers of the codecs: byte swapping, transposition, fill-value checks
+//! (copying blocks in and out of a larger array is `crate::nd`'s). Loops work on whole
 //! rows (memcpy) or on fixed-size elements the compiler unrolls and vectorises.
 
 /// Reverses the bytes of every `width`-byte component of `data` in place.
@@ -46,23 +46,6 @@ pub(super) fn is_all(data: &[u8], pattern: &[u8]) -> bool {
     data.chunks_exact(pattern.len()).all(|c| c == pattern)
 }
 
-/// Fills `dst` with repetitions of `pattern` (whose length divides `dst.len()`).
-pub(super) fn fill(dst: &mut [u8], pattern: &[u8]) {
-    if pattern.iter().all(|&b| b == pattern[0]) {
-        dst.fill(pattern[0]);
-        return;
-    }
-    let n = pattern.len().min(dst.len());
-    dst[..n].copy_from_slice(&pattern[..n]);
-    // Doubling copies: a handful of memcpys whatever the size.
-    let mut done = n;
-    while done < dst.len() {
-        let k = done.min(dst.len() - done);
-        dst.copy_within(..k, done);
-        done += k;
-    }
-}
-
 /// C-order strides (in elements) of `shape`.
 fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
@@ -70,106 +53,6 @@ fn strides(shape: &[usize]) -> Vec<usize> {
         s[i] = s[i + 1] * shape[i + 1];
     }
     s
-}
-
-/// Where a block of `block` elements at `offset` in an array of `outer` shape is contiguous:
-/// the first axis `k` such that the block spans every later axis whole. Rows of
-/// `block[k..]` elements are then contiguous in both arrays.
-fn contiguous_from(outer: &[usize], block: &[usize]) -> usize {
-    let mut k = block.len().saturating_sub(1);
-    while k > 0 && block[k] == outer[k] {
-        k -= 1;
-    }
-    k
-}
-
-/// Calls `f(outer_byte_offset, block_byte_offset, row_bytes)` for every contiguous row of a
-/// block of shape `block` at `offset` inside an array of shape `outer` (all C order).
-fn for_each_row(
-    outer: &[usize],
-    block: &[usize],
-    offset: &[usize],
-    item: usize,
-    mut f: impl FnMut(usize, usize, usize),
-) {
-    if block.contains(&0) {
-        return;
-    }
-    if block.is_empty() {
-        f(0, 0, item);
-        return;
-    }
-    let k = contiguous_from(outer, block);
-    let os = strides(outer);
-    let row: usize = block[k..].iter().product::<usize>() * item;
-    let base: usize = offset.iter().zip(&os).map(|(o, s)| o * s).sum::<usize>() * item;
-    let mut idx = vec![0usize; k];
-    let mut b = 0;
-    loop {
-        let o: usize = idx.iter().zip(&os).map(|(i, s)| i * s).sum::<usize>() * item;
-        f(base + o, b, row);
-        b += row;
-        // Odometer over the axes before `k`.
-        let mut ax = k;
-        loop {
-            if ax == 0 {
-                return;
-            }
-            ax -= 1;
-            idx[ax] += 1;
-            if idx[ax] < block[ax] {
-                break;
-            }
-            idx[ax] = 0;
-        }
-    }
-}
-
-/// Whether a block at `offset` of shape `block` is one contiguous run inside `outer`.
-pub(super) fn is_contiguous(outer: &[usize], block: &[usize]) -> bool {
-    block.is_empty() || (contiguous_from(outer, block) == 0)
-}
-
-/// Copies the C-ordered `src` block of shape `block` into `dst` (shape `outer`) at `offset`.
-pub(super) fn put_block(
-    src: &[u8],
-    block: &[usize],
-    dst: &mut [u8],
-    outer: &[usize],
-    offset: &[usize],
-    item: usize,
-) {
-    for_each_row(outer, block, offset, item, |o, b, n| {
-        dst[o..o + n].copy_from_slice(&src[b..b + n]);
-    });
-}
-
-/// Copies the block of shape `block` at `offset` of `src` (shape `outer`) into the
-/// C-ordered `dst`.
-pub(super) fn get_block(
-    src: &[u8],
-    outer: &[usize],
-    offset: &[usize],
-    block: &[usize],
-    dst: &mut [u8],
-    item: usize,
-) {
-    for_each_row(outer, block, offset, item, |o, b, n| {
-        dst[b..b + n].copy_from_slice(&src[o..o + n]);
-    });
-}
-
-/// Fills the block of shape `block` at `offset` of `dst` (shape `outer`) with `pattern`.
-pub(super) fn fill_block(
-    dst: &mut [u8],
-    outer: &[usize],
-    offset: &[usize],
-    block: &[usize],
-    pattern: &[u8],
-) {
-    for_each_row(outer, block, offset, pattern.len(), |o, _, n| {
-        fill(&mut dst[o..o + n], pattern);
-    });
 }
 
 /// Writes into `dst` the array `src` (shape `shape`, C order) with its axes permuted:
@@ -309,29 +192,9 @@ mod tests {
     }
 
     #[test]
-    fn blocks_go_in_and_out() {
-        let outer = [4usize, 6, 8];
-        let mut arr = vec![0u8; 4 * 6 * 8 * 2];
-        let block = [2usize, 3, 4];
-        let src: Vec<u8> = (0..48u8).collect();
-        put_block(&src, &block, &mut arr, &outer, &[2, 3, 4], 2);
-        let mut back = vec![0u8; 48];
-        get_block(&arr, &outer, &[2, 3, 4], &block, &mut back, 2);
-        assert_eq!(back, src);
-        assert_eq!(arr.iter().filter(|&&b| b != 0).count(), 47);
-        fill_block(&mut arr, &outer, &[2, 3, 4], &block, &[9, 9]);
-        assert!(is_all(&arr[..16], &[0, 0]));
-        get_block(&arr, &outer, &[2, 3, 4], &block, &mut back, 2);
-        assert!(is_all(&back, &[9]));
-        assert!(is_contiguous(&outer, &[1, 6, 8]));
-        assert!(!is_contiguous(&outer, &[2, 3, 8]));
-    }
-
-    #[test]
-    fn fills_and_swaps() {
-        let mut d = vec![0u8; 10];
-        fill(&mut d, &[1, 2]);
-        assert_eq!(d, [1, 2, 1, 2, 1, 2, 1, 2, 1, 2]);
+    fn swaps() {
+        let mut d: Vec<u8> = [1, 2].repeat(5);
+        assert!(is_all(&d, &[1, 2]));
         swap_in_place(&mut d, 2);
         assert_eq!(d[..2], [2, 1]);
         let mut e = vec![0u8; 8];

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use super::chain::{usize_shape, CodecChain};
-use super::{config, nd, ChunkRepr, CodecError, CodecSpec};
+use super::{config, ChunkRepr, CodecError, CodecSpec};
 use crate::codec::scratch;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -400,8 +400,12 @@ impl ShardingCodec {
         coords: &[usize],
     ) -> Result<(), CodecError> {
         let block = usize_shape(&inner_repr.shape)?;
+        let (outer, place) = (
+            boxed(&vec![0; dst_shape.len()], dst_shape),
+            boxed(offset, &block),
+        );
         let Some((o, n)) = entry else {
-            nd::fill_block(dst, dst_shape, offset, &block, &inner_repr.fill_value);
+            crate::nd::fill_region(dst, &outer, &place, &inner_repr.fill_value);
             return Ok(());
         };
         // `decode_index` checked the entry against the shard's length.
@@ -411,10 +415,7 @@ impl ShardingCodec {
         };
         let item = inner_repr.dtype.itemsize();
         let len = block.iter().product::<usize>() * item;
-        if nd::is_contiguous(dst_shape, &block) {
-            let start = offset.first().map_or(0, |&o0| {
-                o0 * dst_shape[1..].iter().product::<usize>() * item
-            });
+        if let Some(start) = crate::nd::contiguous_offset(&outer, &place, item) {
             let out = &mut dst[start..start + len];
             return self.inner.decode_into(bytes, inner_repr, out).map_err(wrap);
         }
@@ -422,7 +423,7 @@ impl ShardingCodec {
             self.inner
                 .decode_into(bytes, inner_repr, tmp)
                 .map_err(wrap)?;
-            nd::put_block(tmp, &block, dst, dst_shape, offset, item);
+            crate::nd::copy_region(tmp, &place, dst, &outer, &place, item);
             Ok(())
         })
     }
@@ -438,7 +439,8 @@ impl ShardingCodec {
         let inner_repr = repr.with_shape(self.chunk_shape.clone());
         let item = repr.dtype.itemsize();
         let inner_len = block.iter().product::<usize>() * item;
-        let contiguous = nd::is_contiguous(&outer, &block);
+        let whole = boxed(&vec![0; outer.len()], &outer);
+        let contiguous = outer.len() < 2 || outer[1..] == block[1..];
         // Inner chunks encode in parallel, each thread gathering its chunk into its own
         // buffer where the chunk is not contiguous in the shard.
         let chunks = (0..n)
@@ -454,7 +456,8 @@ impl ShardingCodec {
                             .zip(&block)
                             .map(|(c, b)| c * b)
                             .collect();
-                        nd::get_block(data, &outer, &offset, &block, tmp, item);
+                        let place = boxed(&offset, &block);
+                        crate::nd::copy_region(data, &whole, tmp, &place, &place, item);
                         tmp
                     };
                     if inner_repr.is_all_fill(chunk) {
@@ -481,6 +484,12 @@ fn index_repr(per_shard: &[u64]) -> ChunkRepr {
 }
 
 /// The C-order coordinates of linear index `i` in a grid of `shape`.
+/// The box at `start` of `shape` (elements), as `crate::nd` takes it.
+fn boxed(start: &[usize], shape: &[usize]) -> crate::nd::NdBox {
+    let wide = |v: &[usize]| v.iter().map(|&n| n as u64).collect();
+    crate::nd::NdBox::new(wide(start), wide(shape))
+}
+
 fn unravel(mut i: usize, shape: &[u64]) -> Vec<usize> {
     let mut out = vec![0; shape.len()];
     for (ax, &d) in shape.iter().enumerate().rev() {
