@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 
-from ._selection import SUPPORTED, _integer
+from ._selection import _integer, per_axis
 
 
 @dataclass(frozen=True)
@@ -58,20 +58,7 @@ def _axis(key: object, n: int, axis: int) -> tuple[int, int, int | slice]:
 
 def parse(key: object, shape: tuple[int, ...]) -> NdSelection:
     """Resolves ``key`` for an array of ``shape``."""
-    keys = list(key) if isinstance(key, tuple) else [key]
-    ndim = len(shape)
-    # Identity, not ==: an array among the keys would compare element-wise.
-    ellipses = [i for i, k in enumerate(keys) if k is Ellipsis]
-    if len(ellipses) > 1:
-        raise IndexError("an index can only have a single ellipsis ('...')")
-    if ellipses:
-        at = ellipses[0]
-        keys[at : at + 1] = [slice(None)] * (ndim - len(keys) + 1)
-    if len(keys) > ndim:
-        raise IndexError(
-            f"too many indices: the array has {ndim} axes, got {len(keys)}; {SUPPORTED}"
-        )
-    keys += [slice(None)] * (ndim - len(keys))
+    keys = per_axis(key, len(shape))
     starts, stops, index = [], [], []
     for axis, (k, n) in enumerate(zip(keys, shape, strict=True)):
         start, stop, i = _axis(k, n, axis)

@@ -79,16 +79,9 @@ def _short(key: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def parse(
-    key: object, lo: tuple[int, int, int], hi: tuple[int, int, int], num_channels: int
-) -> Selection:
-    """Resolves ``key`` for a layer spanning ``[lo, hi)`` with ``num_channels`` channels.
-
-    Spatial numbers are absolute coordinates, never counted from the end; the channel
-    axis (present when ``num_channels > 1``) follows NumPy's rules.
-    """
+def per_axis(key: object, ndim: int) -> list[object]:
+    """``key`` as one entry per axis: ``...`` expanded, missing trailing axes whole."""
     keys = list(key) if isinstance(key, tuple) else [key]
-    ndim = 3 + (num_channels > 1)
     # Identity, not ==: an array among the keys would compare element-wise.
     ellipses = [i for i, k in enumerate(keys) if k is Ellipsis]
     if len(ellipses) > 1:
@@ -98,7 +91,18 @@ def parse(
         keys[at : at + 1] = [slice(None)] * (ndim - len(keys) + 1)
     if len(keys) > ndim:
         raise IndexError(f"too many indices: the array has {ndim} axes, got {len(keys)}")
-    keys += [slice(None)] * (ndim - len(keys))
+    return keys + [slice(None)] * (ndim - len(keys))
+
+
+def parse(
+    key: object, lo: tuple[int, int, int], hi: tuple[int, int, int], num_channels: int
+) -> Selection:
+    """Resolves ``key`` for a layer spanning ``[lo, hi)`` with ``num_channels`` channels.
+
+    Spatial numbers are absolute coordinates, never counted from the end; the channel
+    axis (present when ``num_channels > 1``) follows NumPy's rules.
+    """
+    keys = per_axis(key, 3 + (num_channels > 1))
 
     starts, stops, index = [], [], []
     for axis, (k, a, b) in enumerate(zip(keys[:3], lo, hi, strict=True)):
@@ -106,7 +110,7 @@ def parse(
         starts.append(start)
         stops.append(stop)
         index.append(i)
-    if ndim == 4:
+    if len(keys) == 4:
         channel = keys[3]
         if not isinstance(channel, slice):
             channel = _integer(channel, "channel axis")
