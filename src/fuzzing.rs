@@ -171,59 +171,6 @@ fn spec_from(h: u8, p: u8) -> ShardingSpec {
     }
 }
 
-/// A store holding one shard file, its ranges cut from the whole file (short answers past the
-/// end, as the object stores give).
-#[derive(Debug)]
-struct OneFile {
-    key: String,
-    file: Bytes,
-}
-
-#[async_trait]
-impl ReadStore for OneFile {
-    fn url_of(&self, key: &str) -> String {
-        format!("fuzz/{key}")
-    }
-    async fn get(&self, key: &str) -> Result<Option<Object>> {
-        Ok((key == self.key).then(|| Object {
-            bytes: self.file.clone(),
-            content_encoding: None,
-            version: None,
-        }))
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Ranged>> {
-        Ok((key == self.key).then(|| store::range_of(&self.file, range)))
-    }
-    async fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Option<Vec<Bytes>>> {
-        if key != self.key {
-            return Ok(None);
-        }
-        store::ranges_of(&self.url_of(key), &self.file, ranges).map(Some)
-    }
-    async fn get_range_if(
-        &self,
-        key: &str,
-        range: Range<u64>,
-        _tag: Option<&str>,
-    ) -> Result<Option<Bytes>> {
-        let got = self.get_ranges(key, std::slice::from_ref(&range)).await?;
-        Ok(got.and_then(|parts| parts.into_iter().next()))
-    }
-    async fn size(&self, key: &str) -> Result<Option<u64>> {
-        Ok((key == self.key).then_some(self.file.len() as u64))
-    }
-    async fn list(&self, dir: &str) -> Result<Vec<Listed>> {
-        let inside = self.key.starts_with(&format!("{dir}/"));
-        Ok(inside
-            .then(|| Listed {
-                key: self.key.clone(),
-                size: self.file.len() as u64,
-            })
-            .into_iter()
-            .collect())
-    }
-}
-
 /// A shard file (spec from the first two bytes): decoding it whole gives chunks that lie
 /// inside the file, or an error; reading chunks from it by range requests (as a cutout does,
 /// through the shard index and minishard indexes) gives chunks inside the file, or an error,
@@ -253,10 +200,10 @@ pub fn check_shard(data: &[u8]) {
     }));
     ids.sort_unstable();
     ids.dedup();
-    let store: Arc<dyn ReadStore> = Arc::new(OneFile {
-        key: format!("s/{}", spec.shard_name(0)),
-        file: file.clone(),
-    });
+    let store: Arc<dyn ReadStore> = Arc::new(FuzzFiles::one(
+        format!("s/{}", spec.shard_name(0)),
+        file.clone(),
+    ));
     let reader = ShardReader::new(store, spec, "s");
     let got = crate::runtime::io().block_on(reader.read(0, &ids));
     if let Ok(got) = got {
@@ -402,29 +349,34 @@ pub fn check_zarr_shard_index(data: &[u8]) {
     }
 }
 
-/// A store of one Zarr array for [`check_zarr_read`]: its metadata file, and the same stored
-/// bytes under every other key (so every chunk or shard the read asks for is the hostile one).
+/// A read-only store for the harnesses: the files named in `files` (`None`: absent), and
+/// `rest` under every other key. Ranges are cut from whole files (short answers past the end,
+/// as the object stores give).
 #[derive(Debug)]
-struct ZarrFiles {
-    meta_key: &'static str,
-    meta: Bytes,
-    chunk: Bytes,
+struct FuzzFiles {
+    files: Vec<(String, Option<Bytes>)>,
+    rest: Option<Bytes>,
 }
 
-impl ZarrFiles {
+impl FuzzFiles {
+    /// One file under `key`, nothing else.
+    fn one(key: String, file: Bytes) -> Self {
+        FuzzFiles {
+            files: vec![(key, Some(file))],
+            rest: None,
+        }
+    }
+
     fn file(&self, key: &str) -> Option<&Bytes> {
-        if key == self.meta_key {
-            Some(&self.meta)
-        } else if [".zarray", ".zattrs", ".zgroup", "zarr.json"].contains(&key) {
-            None
-        } else {
-            Some(&self.chunk)
+        match self.files.iter().find(|(k, _)| *k == key) {
+            Some((_, file)) => file.as_ref(),
+            None => self.rest.as_ref(),
         }
     }
 }
 
 #[async_trait]
-impl ReadStore for ZarrFiles {
+impl ReadStore for FuzzFiles {
     fn url_of(&self, key: &str) -> String {
         format!("fuzz/{key}")
     }
@@ -480,14 +432,23 @@ pub fn check_zarr_read(data: &[u8]) {
         return;
     }
     let (meta, chunk) = rest.split_at(n);
-    let files = ZarrFiles {
-        meta_key: if which & 1 == 0 {
-            "zarr.json"
-        } else {
-            ".zarray"
-        },
-        meta: Bytes::copy_from_slice(meta),
-        chunk: Bytes::copy_from_slice(chunk),
+    // The metadata file, no other metadata, and the hostile bytes under every chunk key.
+    let meta_key = if which & 1 == 0 {
+        "zarr.json"
+    } else {
+        ".zarray"
+    };
+    let mut files: Vec<(String, Option<Bytes>)> = [".zarray", ".zattrs", ".zgroup", "zarr.json"]
+        .into_iter()
+        .map(|k| (k.to_string(), None))
+        .collect();
+    files.insert(
+        0,
+        (meta_key.to_string(), Some(Bytes::copy_from_slice(meta))),
+    );
+    let files = FuzzFiles {
+        files,
+        rest: Some(Bytes::copy_from_slice(chunk)),
     };
     let handle = Handle::read_only(Arc::new(files), "fuzz");
     let Ok(array) = ZarrArray::open(handle, &crate::open::OpenOptions::default()) else {
