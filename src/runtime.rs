@@ -15,9 +15,11 @@ struct Runtimes {
 
 static CURRENT: Mutex<Option<Runtimes>> = Mutex::new(None);
 
-/// The cores this process may use.
+/// The cores this process may use, asked once: on Linux the answer reads cgroup files,
+/// which every read's planning would otherwise pay for again.
 pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 
 fn with_runtimes<R>(f: impl FnOnce(&Runtimes) -> R) -> R {
