@@ -1,10 +1,12 @@
 //! A bounded LRU of decoded chunks, shared by every read on one `BigArray` handle.
 //!
-//! Entries are the chunk's voxels exactly as a decoder hands them over (Fortran-ordered,
-//! clipped to the layer), or `None` for a chunk known to be missing, so sparse layers do not
-//! ask the store again either. Memory is bounded by the sum of entry sizes; an entry larger
+//! Entries are the chunk's elements exactly as the format's decoder hands them over
+//! (Precomputed: Fortran-ordered, clipped to the layer, keyed by grid cell; Zarr: C-ordered,
+//! the whole stored chunk, keyed by its first element), or `None` for a chunk known to be
+//! missing, so sparse layers do not ask the store again either. Memory is bounded by the sum of entry sizes; an entry larger
 //! than the whole budget is not kept.
 
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,17 +19,17 @@ pub type Entry = Option<Arc<[u8]>>;
 const MISSING_COST: usize = 64;
 
 #[derive(Debug)]
-/// A bounded LRU of decoded chunks (or of known-missing ones), keyed by grid cell.
-pub(crate) struct ChunkCache {
+/// A bounded LRU of decoded chunks (or of known-missing ones), keyed by where the chunk is.
+pub(crate) struct ChunkCache<K: Hash + Eq = [u64; 3]> {
     budget: usize,
-    state: Mutex<State>,
+    state: Mutex<State<K>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
 #[derive(Debug)]
-struct State {
-    entries: LruCache<[u64; 3], Entry>,
+struct State<K: Hash + Eq> {
+    entries: LruCache<K, Entry>,
     bytes: usize,
 }
 
@@ -52,7 +54,7 @@ fn cost(entry: &Entry) -> usize {
         .map_or(MISSING_COST, |v| v.len().max(MISSING_COST))
 }
 
-impl ChunkCache {
+impl<K: Hash + Eq> ChunkCache<K> {
     /// A cache holding at most `budget` bytes of decoded chunks.
     pub fn new(budget: usize) -> Self {
         ChunkCache {
@@ -66,14 +68,14 @@ impl ChunkCache {
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    fn state(&self) -> std::sync::MutexGuard<'_, State<K>> {
         // A panic while holding the lock leaves consistent state (every update is a single
         // map operation plus a counter), so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The entry for grid cell `cell`, marking it most recently used; `None` on a miss.
-    pub fn get(&self, cell: [u64; 3]) -> Option<Entry> {
+    /// The entry for the chunk at `cell`, marking it most recently used; `None` on a miss.
+    pub fn get(&self, cell: K) -> Option<Entry> {
         let found = self.state().entries.get(&cell).cloned();
         let counter = if found.is_some() {
             &self.hits
@@ -85,7 +87,7 @@ impl ChunkCache {
     }
 
     /// Stores `entry` for `cell`, evicting least recently used entries past the budget.
-    pub fn insert(&self, cell: [u64; 3], entry: Entry) {
+    pub fn insert(&self, cell: K, entry: Entry) {
         let size = cost(&entry);
         if size > self.budget {
             self.remove(cell);
@@ -105,7 +107,7 @@ impl ChunkCache {
     }
 
     /// Forgets `cell` (after this handle rewrote it).
-    pub fn remove(&self, cell: [u64; 3]) {
+    pub fn remove(&self, cell: K) {
         let mut state = self.state();
         if let Some(old) = state.entries.pop(&cell) {
             state.bytes -= cost(&old);

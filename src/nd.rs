@@ -67,6 +67,17 @@ impl NdBox {
         Some(NdBox::new(start, shape))
     }
 
+    /// The smallest box holding both.
+    pub fn union(&self, other: &NdBox) -> NdBox {
+        let start: Vec<u64> = (0..self.ndim())
+            .map(|a| self.start[a].min(other.start[a]))
+            .collect();
+        let shape = (0..self.ndim())
+            .map(|a| self.stop(a).max(other.stop(a)) - start[a])
+            .collect();
+        NdBox::new(start, shape)
+    }
+
     /// Whether every element of `other` lies in this box.
     pub fn contains(&self, other: &NdBox) -> bool {
         (0..self.ndim()).all(|a| other.start[a] >= self.start[a] && other.stop(a) <= self.stop(a))

@@ -130,6 +130,13 @@ async fn put_get_and_ranges(store: &dyn Store, dir: &str) -> Result<&'static str
         "get after overwrite".into()
     })?;
     check(store.size(&key).await? == Some(300), || "size".into())?;
+    // A local file, where the store names one, holds exactly the value.
+    if let Some(path) = store.local_file(&key) {
+        let on_disk = std::fs::read(&path).map_err(|e| Error::store_caused(&key, e))?;
+        check(on_disk == second, || {
+            format!("local_file {path:?} does not hold the value")
+        })?;
+    }
 
     let part = store.get_range(&key, 10..20).await?;
     check(

@@ -116,6 +116,14 @@ pub trait ReadStore: Send + Sync + Debug {
         false
     }
 
+    /// The file on this machine that holds `key`'s value, where the store is a local
+    /// directory: a reader that wants parts of a large value straight in its own memory
+    /// (positional reads into the output, no whole-value buffer) opens it itself. `None`
+    /// for every other store, and for keys the store would refuse.
+    fn local_file(&self, _key: &str) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// The value under `key`, with its metadata and version, or `None` when it is absent.
     async fn get(&self, key: &str) -> Result<Option<Object>>;
 

@@ -409,6 +409,12 @@ impl ReadStore for ObjectStoreBackend {
         self.remote
     }
 
+    fn local_file(&self, key: &str) -> Option<PathBuf> {
+        // `path` parsed: no `..` or empty segments, so the file lies under the root.
+        let path = self.path(key).ok()?;
+        Some(self.local_root.as_ref()?.join(path.as_ref()))
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Object>> {
         if let Some(root) = &self.local_root {
             return self.get_local(root, key).await;

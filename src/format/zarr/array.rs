@@ -13,6 +13,7 @@ use super::codecs::{ChunkRepr, CodecChain, CodecSpec};
 use super::group::GroupMetadata;
 use super::metadata::{ArrayMetadata, ZarrFormat};
 use super::ome::{Multiscale, MultiscaleDataset};
+use crate::cache::{CacheStats, ChunkCache};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::{Bbox, BoxCopy};
@@ -45,6 +46,9 @@ pub struct ZarrArray {
     pub(super) grid: NdGrid,
     pub(super) concurrency: usize,
     pub(super) fill_missing: bool,
+    /// Decoded stored chunks kept for later reads (`OpenOptions::cache_bytes`), keyed by
+    /// their first element: a sharded array's inner chunks each on their own.
+    pub(super) cache: Option<Arc<ChunkCache<Vec<u64>>>>,
     level: Option<Level>,
     /// How many leading axes of extent 1 the 3D view drops (an OME-Zarr `t` of one
     /// timepoint), and whether what is left fits its four axes.
@@ -161,12 +165,6 @@ impl ZarrArray {
     /// Opens the array at the store's root, or level `options.mip` of the OME-Zarr image
     /// there.
     pub fn open(store: Handle, options: &OpenOptions) -> Result<Self> {
-        if options.cache_bytes != 0 {
-            return Err(Error::invalid(format!(
-                "{}: cache_bytes= is not supported for Zarr arrays yet",
-                store.url_of("")
-            )));
-        }
         match read_node(&store, "")? {
             Node::Nothing => Err(Error::NotFound {
                 url: store.url_of(""),
@@ -266,6 +264,8 @@ impl ZarrArray {
             grid,
             concurrency: options.concurrency.max(1),
             fill_missing: options.fill_missing,
+            cache: (options.cache_bytes > 0)
+                .then(|| Arc::new(ChunkCache::new(options.cache_bytes))),
             level,
             view_lead,
         })
@@ -901,6 +901,10 @@ impl Volume for ZarrArray {
             }
         }
         Ok(Some(found))
+    }
+
+    fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|c| c.stats())
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -13,7 +13,7 @@
 //! - `codecs`: the codec chain (`bytes`, `transpose`, `gzip`, `zlib`, `zstd`, `blosc`,
 //!   `lz4`, `crc32c`, `sharding_indexed`), one codec per file.
 //! - `array`: one array (or one OME-Zarr level) opened, created and described; `read` and
-//!   `write` move its elements.
+//!   `write` move its elements, `read_local` reads uncompressed local chunks in place.
 
 mod array;
 pub mod chunk_key;
@@ -28,6 +28,7 @@ mod interop_tests;
 pub mod metadata;
 pub mod ome;
 mod read;
+mod read_local;
 mod v2_codecs;
 mod write;
 

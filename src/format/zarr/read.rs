@@ -14,6 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::array::ZarrArray;
 use super::codecs::{ChunkRepr, CodecChain, CodecError, ShardingCodec};
+use crate::cache::Entry;
 use crate::error::{Error, Result};
 use crate::format::first_error::FirstError;
 use crate::nd::{contiguous_offset, copy_region_to_ptr, fill_region_ptr, NdBox, NdGrid};
@@ -32,9 +33,9 @@ const AHEAD_PER_CORE: usize = 2;
 const AHEAD_PER_CORE_REMOTE: usize = 4;
 
 /// A stored chunk as fetched: its box in the array and its encoded bytes (`None`: missing).
-struct Piece {
-    bbox: NdBox,
-    bytes: Option<Bytes>,
+pub(super) struct Piece {
+    pub(super) bbox: NdBox,
+    pub(super) bytes: Option<Bytes>,
 }
 
 /// What one fetched object yields, tagged with its index among the objects.
@@ -118,33 +119,75 @@ impl ZarrArray {
         if users.is_empty() {
             return Ok(());
         }
-        let sharding = self.chain.sharding();
-        let jobs: Vec<Job> = users
-            .iter()
-            .map(|(cell, readers)| {
-                let bbox = self.grid.chunk_box(cell);
-                let needed = sharding.and_then(|s| {
-                    needed_inner(s, &bbox, readers.iter().map(|&r| &targets[r].0), &bounds)
-                });
-                Job {
-                    key: self.key_of(cell),
-                    bbox,
-                    needed,
-                }
-            })
-            .collect();
-        let cells: Vec<&Vec<u64>> = users.keys().collect();
-        let failure = FirstError::default();
         let painter = Painter {
             array: self,
             targets,
             bounds: &bounds,
             itemsize,
         };
+        let sharding = self.chain.sharding();
+        let cache = self.cache.as_deref();
+        let first_key = users.keys().next().map(|cell| self.key_of(cell));
+        if cache.is_none()
+            && sharding.is_none()
+            && self.chain.stored_as_decoded()
+            && first_key.is_some_and(|key| self.store.local_file(&key).is_some())
+        {
+            return painter.read_local(&users);
+        }
+        // Stored chunks the cache holds are painted from it; only the rest are fetched.
+        let mut cached: Vec<(NdBox, Entry, &[usize])> = Vec::new();
+        let mut jobs = Vec::with_capacity(users.len());
+        let mut job_readers: Vec<&[usize]> = Vec::with_capacity(users.len());
+        for (cell, readers) in &users {
+            let bbox = self.grid.chunk_box(cell);
+            let mut needed = sharding.and_then(|s| {
+                needed_inner(s, &bbox, readers.iter().map(|&r| &targets[r].0), &bounds)
+            });
+            if let Some(cache) = cache {
+                let pieces = match sharding {
+                    Some(s) => inner_boxes(s, &bbox),
+                    None => vec![bbox.clone()],
+                };
+                let wanted: Vec<usize> = match &needed {
+                    Some(list) => list.clone(),
+                    None => (0..pieces.len())
+                        .filter(|&i| pieces[i].intersect(&bounds).is_some())
+                        .collect(),
+                };
+                let mut uncached = Vec::new();
+                for &i in &wanted {
+                    match cache.get(pieces[i].start.clone()) {
+                        Some(entry) => cached.push((pieces[i].clone(), entry, readers)),
+                        None => uncached.push(i),
+                    }
+                }
+                if uncached.is_empty() {
+                    continue;
+                }
+                if sharding.is_some() && uncached.len() < wanted.len() {
+                    needed = Some(uncached);
+                }
+            }
+            jobs.push(Job {
+                key: self.key_of(cell),
+                bbox,
+                needed,
+            });
+            job_readers.push(readers);
+        }
+        let failure = FirstError::default();
         let mut fetched = self.fetch(jobs);
         let io = runtime::io();
         runtime::cpu().in_place_scope(|scope| {
             let (painter, failure) = (&painter, &failure);
+            for (bbox, entry, readers) in &cached {
+                scope.spawn(move |_| {
+                    if !failure.stopped() {
+                        painter.paint_cached(bbox, entry, readers);
+                    }
+                });
+            }
             loop {
                 let (i, result, held) = match interrupt::recv(&io, &mut fetched) {
                     Ok(Some(item)) => item,
@@ -164,7 +207,7 @@ impl ZarrArray {
                 if failure.stopped() {
                     return stop_fetching(&mut fetched);
                 }
-                let readers = &users[cells[i]];
+                let readers = job_readers[i];
                 for piece in pieces {
                     let held = held.clone();
                     scope.spawn(move |_| {
@@ -310,21 +353,11 @@ async fn fetch_shard(
     inner_grid: &NdGrid,
     shard_shape: &[u64],
 ) -> Result<Vec<Piece>> {
-    let cells = inner_grid.chunks_touching(&NdBox::of_shape(&inner_grid.shape));
-    let inner_box = |i: usize| {
-        let b = inner_grid.chunk_box(&cells[i]);
-        NdBox::new(
-            b.start
-                .iter()
-                .zip(&job.bbox.start)
-                .map(|(a, o)| a + o)
-                .collect(),
-            b.shape,
-        )
-    };
+    let boxes = inner_boxes_of(inner_grid, &job.bbox);
+    let inner_box = |i: usize| boxes[i].clone();
     let Some(needed) = &job.needed else {
         let Some(shard) = store.get_bytes(&job.key).await? else {
-            return Ok((0..cells.len())
+            return Ok((0..boxes.len())
                 .map(|i| Piece {
                     bbox: inner_box(i),
                     bytes: None,
@@ -418,6 +451,29 @@ async fn fetch_shard(
     Ok(pieces)
 }
 
+/// The boxes (in the array) of the inner chunks of the shard at `shard`, in C order: the
+/// order of the shard's index.
+fn inner_boxes(sharding: &ShardingCodec, shard: &NdBox) -> Vec<NdBox> {
+    let grid = NdGrid {
+        shape: shard.shape.clone(),
+        chunk: sharding.inner_chunk_shape().to_vec(),
+    };
+    inner_boxes_of(&grid, shard)
+}
+
+/// [`inner_boxes`] with the shard's inner grid already made.
+fn inner_boxes_of(inner_grid: &NdGrid, shard: &NdBox) -> Vec<NdBox> {
+    let cells = inner_grid.chunks_touching(&NdBox::of_shape(&inner_grid.shape));
+    cells
+        .iter()
+        .map(|cell| {
+            let b = inner_grid.chunk_box(cell);
+            let start = b.start.iter().zip(&shard.start).map(|(a, o)| a + o);
+            NdBox::new(start.collect(), b.shape)
+        })
+        .collect()
+}
+
 /// Where a shard of `len` bytes keeps its index; an error naming it when it is too short.
 fn index_range(
     sharding: &ShardingCodec,
@@ -438,21 +494,28 @@ fn index_range(
 }
 
 /// Paints decoded chunks into the buffers of one read.
-struct Painter<'a> {
-    array: &'a ZarrArray,
-    targets: &'a [(NdBox, OutBuffer)],
-    bounds: &'a NdBox,
-    itemsize: usize,
+pub(super) struct Painter<'a> {
+    pub(super) array: &'a ZarrArray,
+    pub(super) targets: &'a [(NdBox, OutBuffer)],
+    pub(super) bounds: &'a NdBox,
+    pub(super) itemsize: usize,
 }
 
 impl Painter<'_> {
     /// Decodes `piece` (or takes the fill value for a missing one) into every box of
     /// `readers` it overlaps.
-    fn paint(&self, piece: &Piece, readers: &[usize]) -> Result<()> {
+    pub(super) fn paint(&self, piece: &Piece, readers: &[usize]) -> Result<()> {
         let a = self.array;
         let Some(inside) = piece.bbox.intersect(self.bounds) else {
             return Ok(());
         };
+        // A shard fetched whole brings inner chunks no box wants: they are not decoded.
+        if !readers
+            .iter()
+            .any(|&r| inside.intersect(&self.targets[r].0).is_some())
+        {
+            return Ok(());
+        }
         let (chain, repr) = match a.chain.sharding() {
             Some(s) => (
                 s.inner(),
@@ -470,18 +533,10 @@ impl Painter<'_> {
                     key: a.store.url_of(&piece_key(a, &piece.bbox)),
                 });
             }
-            let fill = &a.meta.fill_value;
-            let zero = fill.iter().all(|&b| b == 0);
-            for &r in readers {
-                let (region, out) = &self.targets[r];
-                if let Some(part) = inside.intersect(region) {
-                    if !(zero && out.zeroed) {
-                        // SAFETY: see `OutBuffer`: this task alone writes this chunk's
-                        // part of the buffer, which the read keeps valid.
-                        unsafe { fill_region_ptr(out.ptr, region, &part, fill) };
-                    }
-                }
+            if let Some(cache) = &a.cache {
+                cache.insert(piece.bbox.start.clone(), None);
             }
+            self.fill(&inside, readers);
             return Ok(());
         };
         let len = piece.bbox.num_bytes(self.itemsize).ok_or_else(|| {
@@ -490,6 +545,20 @@ impl Painter<'_> {
                 piece.bbox.shape
             ))
         })?;
+        // A chunk the cache keeps is decoded whole into a buffer of its own.
+        if let Some(cache) = &a.cache {
+            let decoded: Arc<[u8]> = match chain.decoded_as_stored(bytes, len) {
+                Some(stored) => Arc::from(stored),
+                None => Arc::from(
+                    chain
+                        .decode(bytes, &repr)
+                        .map_err(|e| a.decode_error(&piece.bbox, e))?,
+                ),
+            };
+            self.copy_into(&decoded, &piece.bbox, &inside, readers);
+            cache.insert(piece.bbox.start.clone(), Some(decoded));
+            return Ok(());
+        }
         // Straight into the output: a chunk inside the array that fills a contiguous run of
         // one zeroed buffer (zeroed: initialised memory that the decoder may see).
         if let [r] = readers {
@@ -516,6 +585,34 @@ impl Painter<'_> {
             self.copy_into(decoded, &piece.bbox, &inside, readers)
         })
         .map_err(|e| a.decode_error(&piece.bbox, e))
+    }
+
+    /// Paints a stored chunk from the cache: its elements, or the fill value for a chunk
+    /// known to be missing.
+    fn paint_cached(&self, bbox: &NdBox, entry: &Entry, readers: &[usize]) {
+        if let Some(inside) = bbox.intersect(self.bounds) {
+            match entry {
+                Some(decoded) => self.copy_into(decoded, bbox, &inside, readers),
+                None => self.fill(&inside, readers),
+            }
+        }
+    }
+
+    /// Writes the fill value into the part `inside` (of a missing chunk) of every box of
+    /// `readers` it overlaps, except where a zeroed buffer holds it already.
+    fn fill(&self, inside: &NdBox, readers: &[usize]) {
+        let fill = &self.array.meta.fill_value;
+        let zero = fill.iter().all(|&b| b == 0);
+        for &r in readers {
+            let (region, out) = &self.targets[r];
+            if let Some(part) = inside.intersect(region) {
+                if !(zero && out.zeroed) {
+                    // SAFETY: see `OutBuffer`: this task alone writes this chunk's part of
+                    // the buffer, which the read keeps valid.
+                    unsafe { fill_region_ptr(out.ptr, region, &part, fill) };
+                }
+            }
+        }
     }
 
     /// Copies the decoded chunk at `bbox` (its part `inside` the array) into every box of

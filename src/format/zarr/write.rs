@@ -62,11 +62,29 @@ impl ZarrArray {
         }
         self.store.writer(&self.prefix)?;
         let cells = self.grid.chunks_touching(region);
-        for batch in cells.chunks(WRITE_BATCH) {
+        let written = cells.chunks(WRITE_BATCH).try_for_each(|batch| {
             interrupt::check()?;
-            self.write_batch(region, data, batch)?;
+            self.write_batch(region, data, batch)
+        });
+        // Whatever happened, the cache must not keep what the store may no longer hold.
+        self.forget_cached(region);
+        written
+    }
+
+    /// Drops the cached stored chunks (a sharded array's inner chunks) that `region` touches.
+    fn forget_cached(&self, region: &NdBox) {
+        let Some(cache) = &self.cache else { return };
+        let chunk = match self.chain.sharding() {
+            Some(s) => s.inner_chunk_shape().to_vec(),
+            None => self.meta.chunk_shape.clone(),
+        };
+        let grid = NdGrid {
+            shape: self.meta.shape.clone(),
+            chunk,
+        };
+        for cell in grid.chunks_touching(region) {
+            cache.remove(grid.chunk_box(&cell).start);
         }
-        Ok(())
     }
 
     /// One batch of objects, read-modify-written until no other writer came in between.

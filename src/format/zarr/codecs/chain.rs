@@ -279,12 +279,17 @@ impl CodecChain {
     /// no transpose, no bytes-to-bytes codec and a `bytes` codec that swaps nothing. A read
     /// then copies them straight into its output instead of through a decode buffer.
     pub fn decoded_as_stored<'a>(&self, encoded: &'a [u8], len: usize) -> Option<&'a [u8]> {
+        (self.stored_as_decoded() && encoded.len() == len).then_some(encoded)
+    }
+
+    /// Whether every stored chunk is its decoded bytes as they are (see
+    /// [`CodecChain::decoded_as_stored`]): parts of a chunk can then be read in place.
+    pub fn stored_as_decoded(&self) -> bool {
         let plain = match &self.array_to_bytes {
             ArrayToBytes::Bytes(b) => !b.swaps(),
             ArrayToBytes::Sharding(_) => false,
         };
-        (plain && self.perm.is_none() && self.bytes_to_bytes.is_empty() && encoded.len() == len)
-            .then_some(encoded)
+        plain && self.perm.is_none() && self.bytes_to_bytes.is_empty()
     }
 
     /// Decodes one stored chunk into a new buffer.
