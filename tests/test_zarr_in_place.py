@@ -37,7 +37,7 @@ def test_chunks_larger_than_a_slab_read_in_any_box(tmp_path, zarr_format):
         assert np.array_equal(a[key], want[key]), key
     # Overlapping boxes in one read share the chunks they touch.
     keys = [np.s_[0:20, 100:250, 0:530], np.s_[10:37, 150:300, 400:530], np.s_[:, :, :]]
-    for got, key in zip(a.read_many(keys), keys):
+    for got, key in zip(a.read_many(keys), keys, strict=True):
         assert np.array_equal(got, want[key])
 
 
@@ -64,7 +64,9 @@ def test_whole_chunk_reads_large_enough_to_land_in_place(tmp_path):
     assert np.array_equal(a[0:2, 4000:4096, :], z[0:2, 4000:4096, :])
 
 
-@pytest.mark.parametrize("shape,chunks", [((1000,), (300,)), ((3, 4, 50, 60, 7), (2, 3, 16, 32, 7))])
+@pytest.mark.parametrize(
+    "shape,chunks", [((1000,), (300,)), ((3, 4, 50, 60, 7), (2, 3, 16, 32, 7))]
+)
 def test_one_and_five_dimensions(tmp_path, shape, chunks):
     data = np.random.default_rng(3).standard_normal(shape).astype(np.float64)
     z = _array(tmp_path / "a.zarr", data, chunks, fill_value=float("nan"))
