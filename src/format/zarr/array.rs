@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::geometry::{Bbox, BoxCopy};
 use crate::nd::{NdBox, NdGrid};
 use crate::open::OpenOptions;
-use crate::store::Handle;
+use crate::store::{Handle, Small};
 use crate::volume::{NdTarget, NdVolume, ReadTarget, Volume};
 use crate::{interrupt, runtime};
 
@@ -99,19 +99,22 @@ fn default_codecs(dtype: DType) -> Vec<CodecSpec> {
     ]
 }
 
-/// Reads a metadata file, `None` when absent.
+/// Reads a metadata file, `None` when absent; one over [`MAX_METADATA_BYTES`] is refused
+/// after reading at most one byte more than that.
 fn read_small(store: &Handle, key: &str) -> Result<Option<Bytes>> {
-    let bytes = interrupt::block_on(&runtime::io(), store.get_bytes(key))?;
-    if let Some(b) = &bytes {
-        if b.len() > MAX_METADATA_BYTES {
-            return Err(Error::invalid(format!(
-                "{}: {} bytes, more than the {MAX_METADATA_BYTES} a Zarr metadata file may hold",
-                store.url_of(key),
-                b.len()
-            )));
-        }
+    let found = interrupt::block_on(
+        &runtime::io(),
+        crate::store::get_small(&**store, key, MAX_METADATA_BYTES),
+    )?;
+    match found {
+        Small::Absent => Ok(None),
+        Small::Value(bytes) => Ok(Some(bytes)),
+        Small::TooLarge(size) => Err(Error::invalid(format!(
+            "{}: {size} bytes or more, more than the {MAX_METADATA_BYTES} a Zarr metadata \
+             file may hold",
+            store.url_of(key)
+        ))),
     }
-    Ok(bytes)
 }
 
 /// What a store directory holds: an array, a group, or nothing Zarr.
