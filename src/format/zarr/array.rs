@@ -15,6 +15,7 @@ use super::metadata::{ArrayMetadata, ZarrFormat};
 use super::ome::{Multiscale, MultiscaleDataset};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::format::sizes::{stored_sizes, SizeQuery};
 use crate::geometry::{Bbox, BoxCopy};
 use crate::nd::{NdBox, NdGrid};
 use crate::open::OpenOptions;
@@ -916,24 +917,19 @@ impl Volume for ZarrArray {
 }
 
 impl ZarrArray {
-    /// The stored size of each grid cell's object, `None` where absent.
+    /// The stored size of each grid cell's object, `None` where absent: probed, or listed
+    /// where a remote store is asked about much of the array (see [`stored_sizes`]).
     pub(super) fn object_sizes(&self, cells: &[Vec<u64>]) -> Result<Vec<Option<u64>>> {
-        use futures::{StreamExt, TryStreamExt};
         let keys: Vec<String> = cells.iter().map(|c| self.key_of(c)).collect();
-        let store = self.store.clone();
-        interrupt::block_on(
-            &runtime::io(),
-            futures::stream::iter(keys)
-                .map(|key| {
-                    let store = store.clone();
-                    async move {
-                        interrupt::check()?;
-                        store.size(&key).await
-                    }
-                })
-                .buffered(self.concurrency)
-                .try_collect::<Vec<_>>(),
-        )
+        let store = &self.store;
+        let query = SizeQuery {
+            store,
+            total: self.grid.grid_shape().iter().product(),
+            concurrency: self.concurrency,
+            probe: |key: String| async move { store.size(&key).await },
+            listed_as: |key| key,
+        };
+        stored_sizes(query, &keys)
     }
 }
 
