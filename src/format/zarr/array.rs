@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::chunk_key::ChunkKeyEncoding;
 use super::codecs::{ChunkRepr, CodecChain, CodecSpec};
 use super::group::GroupMetadata;
+use super::group_update::update_attributes;
 use super::metadata::{ArrayMetadata, ZarrFormat};
 use super::ome::{Multiscale, MultiscaleDataset};
 use crate::dtype::DType;
@@ -403,34 +404,17 @@ impl ZarrArray {
             )));
         }
         // The group as stored now, not as this handle opened it: levels added since are kept.
-        let Node::Group(mut group) = read_node(&self.store, "")? else {
+        let Node::Group(group) = read_node(&self.store, "")? else {
             return Err(Error::invalid(format!(
                 "{url}: the OME-Zarr image's group is gone"
             )));
         };
-        let mut multiscales = Multiscale::from_attributes(&url, &group.attributes)?
-            .filter(|m| !m.is_empty())
-            .ok_or_else(|| Error::invalid(format!("{url}: the group holds no multiscales")))?;
-        let datasets = &mut multiscales[0].datasets;
-        let path = match datasets.get(index) {
-            Some(d) => d.path.clone(),
-            None if index == datasets.len() => index.to_string(),
-            None => {
-                return Err(Error::invalid(format!(
-                    "{url}: level {index} cannot follow the image's {} levels",
-                    datasets.len()
-                )))
-            }
-        };
+        let path = level_path(&url, &image_datasets(&url, &group.attributes)?, index)?;
         let dataset = MultiscaleDataset {
             path: path.clone(),
             scale,
             translation,
         };
-        match datasets.get_mut(index) {
-            Some(d) => *d = dataset,
-            None => datasets.push(dataset),
-        }
         let mut meta = self.meta.clone();
         meta.shape = shape;
         let prefix = level_prefix(&url, &path)?;
@@ -454,8 +438,27 @@ impl ZarrArray {
                 .delete_dir(prefix.trim_end_matches('/')),
         )?;
         put_files(&self.store, &prefix, &files)?;
-        Multiscale::write_attributes(&multiscales, &mut group.attributes);
-        put_files(&self.store, "", &group.to_files()?)
+        // The group last, by read-modify-write: another process adding a level meanwhile
+        // keeps its own.
+        update_attributes(&self.store, group.zarr_format, |attributes| {
+            let mut multiscales = Multiscale::from_attributes(&url, attributes)?
+                .filter(|m| !m.is_empty())
+                .ok_or_else(|| Error::invalid(format!("{url}: the group holds no multiscales")))?;
+            let datasets = &mut multiscales[0].datasets;
+            let now = level_path(&url, datasets, index)?;
+            if now != dataset.path {
+                return Err(Error::invalid(format!(
+                    "{url}: level {index} moved to path {now:?} while being written at {:?}",
+                    dataset.path
+                )));
+            }
+            match datasets.get_mut(index) {
+                Some(d) => *d = dataset.clone(),
+                None => datasets.push(dataset.clone()),
+            }
+            Multiscale::write_attributes(&multiscales, attributes);
+            Ok(())
+        })
     }
 
     /// The multiscale image this array is a level of (as it was when opened), and which.
@@ -613,6 +616,27 @@ fn level_prefix(url: &str, path: &str) -> Result<String> {
         )));
     }
     Ok(format!("{path}/"))
+}
+
+/// The datasets of the first multiscale of an image group's `attributes`.
+fn image_datasets(url: &str, attributes: &Map<String, Value>) -> Result<Vec<MultiscaleDataset>> {
+    let multiscales = Multiscale::from_attributes(url, attributes)?
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| Error::invalid(format!("{url}: the group holds no multiscales")))?;
+    Ok(multiscales[0].datasets.clone())
+}
+
+/// The path of level `index` among `datasets`: its dataset's, or `"{index}"` for the next
+/// level.
+fn level_path(url: &str, datasets: &[MultiscaleDataset], index: usize) -> Result<String> {
+    match datasets.get(index) {
+        Some(d) => Ok(d.path.clone()),
+        None if index == datasets.len() => Ok(index.to_string()),
+        None => Err(Error::invalid(format!(
+            "{url}: level {index} cannot follow the image's {} levels",
+            datasets.len()
+        ))),
+    }
 }
 
 /// Makes room for a new node at `prefix`: an array or group already there is an error

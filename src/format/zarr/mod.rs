@@ -23,6 +23,7 @@ mod doc;
 pub mod dtype;
 mod fill_value;
 pub mod group;
+mod group_update;
 #[cfg(test)]
 mod interop_tests;
 pub mod metadata;
