@@ -21,6 +21,7 @@ use crate::geometry::{Bbox, BoxCopy};
 use crate::nd::{NdBox, NdGrid};
 use crate::open::OpenOptions;
 use crate::store::{Handle, Small};
+use crate::stored::StoredChunks;
 use crate::volume::{NdTarget, NdVolume, ReadTarget, Volume};
 use crate::{interrupt, runtime};
 
@@ -50,7 +51,7 @@ pub struct ZarrArray {
     level: Option<Level>,
     /// How many leading axes of extent 1 the 3D view drops (an OME-Zarr `t` of one
     /// timepoint), and whether what is left fits its four axes.
-    view_lead: usize,
+    pub(super) view_lead: usize,
 }
 
 /// What [`ZarrArray::create`] makes.
@@ -491,7 +492,7 @@ impl ZarrArray {
     }
 
     /// Axes of the 3D view, or why there is none.
-    fn view_rank(&self) -> Result<usize> {
+    pub(super) fn view_rank(&self) -> Result<usize> {
         let rank = self.meta.shape.len() - self.view_lead;
         if rank > 4 {
             return Err(Error::invalid(format!(
@@ -929,6 +930,10 @@ impl Volume for ZarrArray {
             }
         }
         Ok(Some(found))
+    }
+
+    fn stored(&self) -> Option<&dyn StoredChunks> {
+        Some(self)
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -29,6 +29,7 @@ mod interop_tests;
 pub mod metadata;
 pub mod ome;
 mod read;
+mod stored;
 mod v2_codecs;
 mod write;
 

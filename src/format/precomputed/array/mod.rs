@@ -24,6 +24,7 @@ use crate::geometry::Bbox;
 use crate::interrupt;
 use crate::open::OpenOptions;
 use crate::store::{self, Handle};
+use crate::stored::StoredChunks;
 use crate::volume::{OutBuffer, ReadTarget, Volume};
 
 mod read;
@@ -409,6 +410,10 @@ impl Volume for BigArray {
 
     fn cache_stats(&self) -> Option<CacheStats> {
         self.cache.as_ref().map(|c| c.stats())
+    }
+
+    fn stored(&self) -> Option<&dyn StoredChunks> {
+        Some(self)
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
