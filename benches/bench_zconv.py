@@ -16,6 +16,7 @@ off (every chunk decoded and gzipped again, as before). Timed round-robin, media
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -73,12 +74,15 @@ def main() -> None:
                     out = BigArray(str(work / f"{tag}{i}-back"))
                     assert np.array_equal(out[out.bounds], truth), "round trip not exact"
         m = medians(times)
+        load = os.getloadavg()[0]
         size = "×".join(map(str, p.shape))
         mb = truth.nbytes / 1e6
         lines = [
             f"### Precomputed <-> Zarr copies, {size} uint8 EM-like, gzip, local disk",
             "",
-            f"{cpu_model()}; medians of {ROUNDS} rounds (alternating); {mb:.0f} MB of voxels.",
+            f"{cpu_model()}; medians of {ROUNDS} rounds (alternating); {mb:.0f} MB of voxels; "
+            f"load {load:.1f} at the end (a shared machine: the ratio, from the same run, is "
+            "what to compare).",
             "",
             "| copy | decode + re-encode | stored bytes | speed-up |",
             "|---|---|---|---|",
