@@ -245,3 +245,55 @@ fn inflate(url: &str, bytes: &[u8], form: StoredForm, len: usize) -> Result<Vec<
     out.truncate(len);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bbox(start: [i64; 3], stop: [i64; 3]) -> Bbox {
+        Bbox { start, stop }
+    }
+
+    #[test]
+    fn cells_are_the_full_grid_boxes_a_box_touches() {
+        let layout = StoredLayout {
+            origin: [16, 0, 8],
+            chunk: [16, 16, 8],
+            form: StoredForm::Raw,
+            padded: false,
+        };
+        // Full boxes, not clipped to `bbox`: the last x cell reaches past it.
+        let cells = cells_of(&layout, &bbox([16, 0, 8], [40, 16, 16]), None);
+        assert_eq!(
+            cells,
+            vec![
+                bbox([16, 0, 8], [32, 16, 16]),
+                bbox([32, 0, 8], [48, 16, 16])
+            ]
+        );
+        // A box below the origin still finds its cells (the grid extends both ways).
+        let below = cells_of(&layout, &bbox([0, 0, 0], [16, 16, 8]), None);
+        assert_eq!(below, vec![bbox([0, 0, 0], [16, 16, 8])]);
+        let only = [bbox([40, 1, 9], [41, 2, 10])];
+        let some = cells_of(&layout, &bbox([16, 0, 8], [48, 16, 16]), Some(&only));
+        assert_eq!(some, vec![bbox([32, 0, 8], [48, 16, 16])]);
+    }
+
+    #[test]
+    fn gzip_chunks_are_checked_by_their_inflated_length() {
+        let voxels = vec![7u8; 64];
+        let gz = Compression::Gzip.compress(&voxels).unwrap();
+        assert_eq!(inflate("k", &gz, StoredForm::Gzip, 64).unwrap(), voxels);
+        assert!(check("k", &gz, StoredForm::Gzip, 64).is_ok());
+        for wrong in [63, 65] {
+            let e = check("k", &gz, StoredForm::Gzip, wrong).unwrap_err();
+            assert!(
+                matches!(e, Error::ChunkDecode { ref key, .. } if key == "k"),
+                "{e}"
+            );
+        }
+        assert!(check("k", &gz[..gz.len() - 4], StoredForm::Gzip, 64).is_err());
+        assert!(check("k", &voxels, StoredForm::Raw, 64).is_ok());
+        assert!(check("k", &voxels[1..], StoredForm::Raw, 64).is_err());
+    }
+}
