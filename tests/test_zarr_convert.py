@@ -331,3 +331,26 @@ def test_stored_copy_between_s3_and_local(tmp_path, moto):
     assert np.array_equal(back[back.bounds], truth)
     obj = moto.client().get_object(Bucket=bucket, Key="back/1_1_1/16-32_0-16_8-16")
     assert obj.get("ContentEncoding") == "gzip" and obj["Body"].read() == stored
+
+
+@pytest.mark.parametrize(
+    "chunks, stored",
+    [((1, 2, 8, 16, 16), True), ((1, 1, 8, 16, 16), False), ((2, 2, 8, 16, 16), False)],
+    ids=["whole-channels", "split-channels", "padded-t"],
+)
+def test_dropped_axes_and_channels_of_a_5d_array(tmp_path, chunks, stored):
+    """A (t, c, z, y, x) array of one timepoint: its chunks are Precomputed chunks only when
+    each holds every channel and one timepoint."""
+    data = np.random.default_rng(6).integers(0, 60000, (1, 2, 20, 30, 40)).astype("uint16")
+    c = zarr.codecs
+    z = zarr.create_array(str(tmp_path / "z.zarr"), shape=data.shape, chunks=chunks,
+                          dtype="uint16", serializer=c.BytesCodec(),
+                          compressors=[c.GzipCodec(level=5)])  # fmt: skip
+    z[...] = data
+    src = BigArray(str(tmp_path / "z.zarr"))._xyz()
+    truth = data[0].transpose(3, 2, 1, 0)  # (x, y, z, c)
+    dst = BigArray.create(str(tmp_path / "pre"), shape=truth.shape, dtype="uint16",
+                          chunks=CHUNKS, compression="gzip")  # fmt: skip
+    assert dst.copy_chunks_from(src) is stored
+    out = src.copy_to(str(tmp_path / "back"))
+    assert np.array_equal(out[out.bounds], truth)
