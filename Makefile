@@ -155,7 +155,7 @@ sdist: $(BUILD_DEPS)
 ## (local with the machine's limit, a sparse 2^40-voxel layer, sharded, S3 on loopback),
 ## jpeg and compressed_segmentation layers, HDF5 against h5py, batched patches and dask,
 ## cp and downsample, a whole segmentation layer with peak memory, a 64 MiB gzip write,
-## Zarr v3 arrays against TensorStore, zarr-python and zarrs;
+## Zarr v3 arrays against TensorStore, zarr-python and zarrs, Precomputed <-> Zarr copies;
 ## each writes its own section of benches/RESULTS.md
 bench: build $(TEST_DEPS)
 	$(PY) benches/bench_read.py
@@ -169,6 +169,7 @@ bench: build $(TEST_DEPS)
 	$(PY) benches/bench_write.py
 	$(PY) benches/bench_scaling.py
 	$(PY) benches/bench_zarr.py
+	$(PY) benches/bench_zconv.py
 	$(PY) benches/targets.py
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS seconds each (default 60), seeded from

@@ -39,6 +39,7 @@ pub mod open;
 #[doc(hidden)]
 pub mod runtime;
 pub mod store;
+pub mod stored;
 pub mod volume;
 
 #[cfg(feature = "python")]

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::geometry::{Bbox, BoxCopy};
 use crate::nd::NdBox;
 use crate::runtime;
+use crate::stored::StoredChunks;
 
 /// An opened layer (one scale of it) in any format.
 ///
@@ -102,6 +103,12 @@ pub trait Volume: Send + Sync + std::fmt::Debug {
 
     /// Hit and miss counters of the decoded-chunk cache; `None` without one.
     fn cache_stats(&self) -> Option<CacheStats> {
+        None
+    }
+
+    /// The volume's chunks as stored bytes, for formats whose chunks may be the voxels as
+    /// they are or gzipped (see [`crate::stored`]); `None` for the others.
+    fn stored(&self) -> Option<&dyn StoredChunks> {
         None
     }
 
@@ -265,6 +272,9 @@ impl<V: Volume + ?Sized> Volume for Arc<V> {
     }
     fn cache_stats(&self) -> Option<CacheStats> {
         (**self).cache_stats()
+    }
+    fn stored(&self) -> Option<&dyn StoredChunks> {
+        (**self).stored()
     }
     fn as_any(&self) -> &dyn Any {
         (**self).as_any()

@@ -84,3 +84,16 @@ def test_missing_chunks_are_remembered_and_the_budget_holds(tmp_path):
     # One stored chunk and 63 known-missing ones fit the budget: the second pass hit them all.
     assert a.cache_stats["hits"] == 64
     assert BigArray(str(path)).cache_stats is None
+
+
+def test_stored_copies_into_a_cached_handle_drop_what_they_replace(tmp_path):
+    truth = np.random.default_rng(4).integers(0, 60000, (32, 32, 16)).astype("uint16")
+    src = BigArray.create(str(tmp_path / "pre"), shape=truth.shape, dtype="uint16",
+                          chunks=(16, 16, 8))  # fmt: skip
+    src[src.bounds] = truth
+    BigArray.create(str(tmp_path / "z.zarr"), format="zarr", shape=(16, 32, 32),
+                    dtype="uint16", chunks=(8, 16, 16), codecs=[{"name": "bytes"}])  # fmt: skip
+    z = BigArray(str(tmp_path / "z.zarr"), cache_bytes=1 << 20)
+    assert (z[...] == 0).all()  # every chunk now cached as missing
+    assert z._xyz().copy_chunks_from(src)  # as stored bytes
+    assert np.array_equal(z[...], truth.T)

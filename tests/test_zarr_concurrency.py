@@ -299,3 +299,85 @@ def test_a_write_that_empties_an_object_erases_no_other_writer(sharded: bool) ->
         want = data.copy()
         want[[r for r in range(SHAPE[0]) if r % 2 == 0]] = 0
         np.testing.assert_array_equal(BigArray(url)[...], want)
+
+
+# -- concurrent levels of one OME-Zarr image -------------------------------------------------
+
+LEVEL_SHAPES = {0: (32, 32), 1: (16, 16), 2: (8, 8), 3: (4, 4)}
+LEVEL_ROUNDS = 6
+
+
+def make_image(url: str, options: dict[str, Any] | None) -> None:
+    kw: dict[str, Any] = {"storage_options": options} if options else {}
+    a = BigArray.create(url, format="zarr", ome=True, shape=LEVEL_SHAPES[0], dtype="uint8",
+                        chunks=(8, 8), axes=["y", "x"], scale=[1.0, 1.0], **kw)  # fmt: skip
+    for level in (1, 2):
+        f = float(2**level)
+        a.add_ome_level(level, LEVEL_SHAPES[level], [f, f], [0.0, 0.0])
+
+
+def add_levels(
+    url: str, options: dict[str, Any] | None, mine: int, value: float, start_at: float
+) -> None:
+    """Replaces level ``mine`` again and again (its scale ``value``), then adds level 3."""
+    a = BigArray(url, storage_options=options) if options else BigArray(url)
+    time.sleep(max(0.0, start_at - time.time()))
+    for _ in range(LEVEL_ROUNDS):
+        a.add_ome_level(mine, LEVEL_SHAPES[mine], [value, value], [0.0, 0.0])
+    a.add_ome_level(3, LEVEL_SHAPES[3], [8.0, 8.0], [0.0, 0.0])
+
+
+def run_level_writers(url: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    make_image(url, options)
+    ctx = multiprocessing.get_context("spawn")
+    start_at = time.time() + 4  # past the children's start-up
+    with ctx.Pool(2) as pool:
+        pool.starmap(
+            add_levels, [(url, options, 1, 2.5, start_at), (url, options, 2, 4.5, start_at)]
+        )
+    a = BigArray(url, storage_options=options) if options else BigArray(url)
+    found = a.ome_image()
+    assert found is not None
+    attrs = found[0]
+    multiscales = attrs.get("ome", attrs)["multiscales"]
+    return {d["path"]: d for d in multiscales[0]["datasets"]} | {
+        "paths": [d["path"] for d in multiscales[0]["datasets"]]
+    }
+
+
+def scale_of(dataset: dict[str, Any]) -> list[float]:
+    return next(t["scale"] for t in dataset["coordinateTransformations"] if t["type"] == "scale")
+
+
+def test_two_processes_adding_levels_in_s3_both_land(moto: Moto) -> None:
+    """The group's attributes are read-modify-written with conditional puts: each process's
+    level is in the group once, with its own scale, whoever wrote last."""
+    host, port = moto.endpoint.removeprefix("http://").split(":")
+    with FaultyProxy((host, int(port))) as proxy:
+        url = f"s3://{moto.bucket()}/img.ome.zarr"
+        options = moto.options(endpoint=proxy.url, deadline="60")
+        got = run_level_writers(url, options)
+        assert got["paths"] == ["0", "1", "2", "3"]
+        assert scale_of(got["1"]) == [2.5, 2.5] and scale_of(got["2"]) == [4.5, 4.5]
+        for level in range(4):
+            assert BigArray(url, mip=level, storage_options=options).shape == LEVEL_SHAPES[level]
+        group_puts = sum(
+            1 for r in proxy.log if r.method == "PUT" and r.path.endswith("img.ome.zarr/zarr.json")
+        )
+        # One per level added: the image's 3 at creation, 2 × (LEVEL_ROUNDS + 1) at once.
+        redone = group_puts - 3 - 2 * (LEVEL_ROUNDS + 1)
+        print(f"{group_puts} group puts, {redone} of them redone after the other came first")
+        assert redone > 0, "the writers never raced: the test tested nothing"
+
+
+def test_two_processes_adding_levels_on_local_disk_keep_a_valid_group(tmp_path: Path) -> None:
+    """Local disks have no conditional puts yet (issue 22): the last writer of the group
+    wins, so one process's change of a level's scale may be lost, but the group stays
+    valid, every level is listed once, and each one opens."""
+    url = str(tmp_path / "img.ome.zarr")
+    got = run_level_writers(url, None)
+    assert got["paths"] == ["0", "1", "2", "3"]
+    assert scale_of(got["1"]) in ([2.5, 2.5], [2.0, 2.0])
+    assert scale_of(got["2"]) in ([4.5, 4.5], [4.0, 4.0])
+    for level in range(4):
+        assert BigArray(url, mip=level).shape == LEVEL_SHAPES[level]

@@ -159,6 +159,40 @@ def test_a_100_mb_metadata_file_is_refused(tmp_path: Path) -> None:
     assert time.monotonic() - t < 10
 
 
+def oversized(name: str, limit: int) -> bytes:
+    """A metadata file one MiB over ``limit`` (its content never matters: it is refused
+    unparsed)."""
+    head = b'{"zarr_format": 3, "node_type": "array", "pad": "' if name == "zarr.json" else b"{"
+    return head + b" " * (limit + (1 << 20))
+
+
+def test_oversized_metadata_over_http_is_refused_having_read_little(http_range_server) -> None:
+    """One ranged read of the limit plus one byte, not the whole file."""
+    root = http_range_server.root
+    (root / "a.zarr").mkdir()
+    (root / "a.zarr" / "zarr.json").write_bytes(oversized("zarr.json", 16 << 20))
+    with pytest.raises(METADATA_ERRORS, match=r"a\.zarr/zarr\.json.*bytes or more"):
+        BigArray(f"{http_range_server.url}/a.zarr")
+    assert http_range_server.faults.served <= (16 << 20) + 1
+    (root / "pre").mkdir()
+    (root / "pre" / "info").write_bytes(oversized("info", 64 << 20))
+    served = http_range_server.faults.served
+    with pytest.raises(InfoError, match=r"pre/info.*bytes or more"):
+        BigArray(f"{http_range_server.url}/pre")
+    assert http_range_server.faults.served - served <= (64 << 20) + 1
+
+
+def test_oversized_metadata_in_s3_is_refused(moto) -> None:
+    bucket = moto.bucket()
+    client = moto.client()
+    client.put_object(Bucket=bucket, Key="a.zarr/zarr.json", Body=oversized("zarr.json", 16 << 20))
+    client.put_object(Bucket=bucket, Key="pre/info", Body=oversized("info", 64 << 20))
+    with pytest.raises(METADATA_ERRORS, match=f"s3://{bucket}/a\\.zarr/zarr\\.json"):
+        BigArray(f"s3://{bucket}/a.zarr", storage_options=moto.options())
+    with pytest.raises(InfoError, match=f"s3://{bucket}/pre/info"):
+        BigArray(f"s3://{bucket}/pre", storage_options=moto.options())
+
+
 # -- chunks and shards -----------------------------------------------------------------------
 
 # A shard of 8 uint8 elements in two inner chunks of 4, its index (offset, length pairs,

@@ -884,9 +884,15 @@ class BigArray:
         self, src: BigArray, key: object = None, *, only: Sequence[Box] | None = None
     ) -> bool:
         """Copies the chunks of the box ``key`` selects from ``src`` as they are stored, with
-        no re-encoding, when both scales share the chunk grid, encoding and compression.
+        no re-encoding, when both scales share the chunk grid, encoding and compression, or
+        when one is Precomputed and the other Zarr and their chunks are the same bytes: a
+        ``raw`` Precomputed scale (plain or gzip) and a Zarr array of axes ``(c, z, y, x)``
+        with codecs ``bytes`` (little-endian) or ``bytes`` + ``gzip``, unsharded, on the
+        same grid.
 
         Each chunk is still decoded once to check it; chunks ``src`` lacks are not written.
+        Chunks on the edge of either layer (Zarr pads them, Precomputed truncates them) are
+        decoded and written.
 
         Parameters
         ----------
@@ -902,7 +908,7 @@ class BigArray:
         bool
             True when copied; False, with nothing written, when the two scales do not allow
             a stored-bytes copy (different grid, encoding or compression, or a format other
-            than precomputed on either side): copy by ``a[key] = src[key]`` then.
+            than precomputed or zarr on either side): copy by ``a[key] = src[key]`` then.
         """
         sel = _selection.parse(
             self.bounds if key is None else key, self._lo, self._hi, self.num_channels
@@ -1075,7 +1081,10 @@ class BigArray:
         encoding : str, optional
             The destination's chunk encoding (default: the source's).
         compression : {"auto", "gzip", "zstd", None}
-            Transport compression of the written chunks.
+            Transport compression of the written chunks. For a new Zarr destination, its
+            codecs: ``bytes`` plus that compressor (``bytes`` alone for None); ``"auto"``
+            stores chunks as a ``raw`` Precomputed source does (plain or gzip), so they are
+            copied as stored bytes, and ``bytes`` + ``zstd`` otherwise.
         sharding : optional
             Passed to :meth:`BigArray.create` for a new destination.
         chunks : (int, int, int), optional
@@ -1166,6 +1175,13 @@ class BigArray:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopen, (self._url, self._init_args))
+
+    def __copy__(self) -> BigArray:
+        # The same handle (cache included), not a reopened one: pickling reopens, because a
+        # handle cannot cross processes, but a copy within one must see the same cache.
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        return view
 
     def __repr__(self) -> str:
         offset = "" if self._nd is not None else f", voxel_offset={self._lo}"

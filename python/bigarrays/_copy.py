@@ -42,6 +42,10 @@ from .errors import (
 _ENCODING_KEYS: dict[str, list[str]] = _core.encoding_option_keys()
 
 
+#: Formats whose layers may exchange chunks as stored bytes (``BigArray.copy_chunks_from``).
+_STORED_FORMATS = {"precomputed", "zarr"}
+
+
 def copy(
     src: BigArray,
     dst_url: str,
@@ -71,8 +75,9 @@ def copy(
     )
     resume = resume or verify
     plan = _Plan(src, dst, created, resume, verify)
-    # Same format on both sides: chunks may move as stored bytes (see _copy_block).
-    as_stored = src.format == dst.format == "precomputed"
+    # Formats whose chunks may move as stored bytes (see _copy_block): Precomputed to
+    # Precomputed, and between Precomputed and Zarr where the chunks' bytes agree.
+    as_stored = {src.format, dst.format} <= _STORED_FORMATS
 
     def work(block: Box) -> tuple[int, int]:
         todo, zeros, all_of_block = plan.chunks_to_write(block)
@@ -167,9 +172,10 @@ def _copy_block(
     src: BigArray, dst: BigArray, block: Box, as_stored: bool, only: list[Box] | None
 ) -> None:
     """Copies one chunk-aligned block (with ``only``, just those of its chunks): as stored
-    bytes when both scales share grid, encoding and compression (no re-encoding; each chunk
-    is still decoded once to check it; chunks the source lacks are not written), otherwise
-    by decoding and re-encoding."""
+    bytes when both scales share grid, encoding and compression, or (Precomputed <-> Zarr)
+    store chunks as the same bytes (no re-encoding; each chunk is still decoded once to
+    check it; chunks the source lacks are not written), otherwise by decoding and
+    re-encoding."""
     if as_stored and dst.copy_chunks_from(src, _slices(block), only=only):
         return
     dst.write(_slices(block), src[_slices(block)], only=only)
@@ -229,7 +235,9 @@ def _destination(
             )
         return BigArray.create(url, format="h5s", compression=compression, **geometry), True
     if format == "zarr":
-        dst = _zarr_destination(src, url, encoding, sharding, chunks, storage_options, ome)
+        dst = _zarr_destination(
+            src, url, encoding, compression, sharding, chunks, storage_options, ome
+        )
         return dst, True
     if format not in (None, "precomputed"):
         raise InvalidArgumentError(
@@ -262,6 +270,7 @@ def _zarr_destination(
     src: BigArray,
     url: str,
     encoding: str | None,
+    compression: str | None,
     sharding: Any,
     chunks: tuple[int, int, int] | None,
     storage_options: dict[str, Any] | None,
@@ -274,7 +283,12 @@ def _zarr_destination(
 
     With ``ome``, an OME-Zarr image (NGFF 0.5) whose level 0 is that array, its space axes
     in nanometres at the source's resolution, so that the copy back to Precomputed (and
-    neuroglancer) sees the same voxel size."""
+    neuroglancer) sees the same voxel size.
+
+    Its codecs follow ``compression``: ``bytes`` plus ``gzip`` or ``zstd`` (level 0), or
+    ``bytes`` alone for None; ``"auto"`` stores chunks as the source stores them where it
+    stores its voxels as they are or gzipped (a ``raw`` Precomputed scale), so that chunks
+    move as stored bytes, and zarr-python's default (``zstd``) otherwise."""
     if encoding is not None or sharding is not None:
         raise InvalidArgumentError(
             "format='zarr' copies take chunks= (and BigArray.create's codecs= for other "
@@ -302,9 +316,33 @@ def _zarr_destination(
         shape=tuple(shape),
         dtype=src.dtype,
         chunks=tuple(grid),
+        codecs=_zarr_codecs(src, compression),
         storage_options=storage_options,
         **naming,
     )._xyz()
+
+
+def _zarr_codecs(src: BigArray, compression: str | None) -> list[dict[str, Any]] | None:
+    """The codec chain of a Zarr copy of ``src`` (see ``_zarr_destination``); None: the
+    default."""
+    if compression == "auto":
+        compression = src._layer.stored_form()
+        if compression is None:
+            return None
+    little: dict[str, Any] = {"name": "bytes"}
+    if src.dtype.itemsize > 1:
+        little["configuration"] = {"endian": "little"}
+    chains: dict[str | None, list[dict[str, Any]]] = {
+        None: [little],
+        "raw": [little],
+        "gzip": [little, {"name": "gzip", "configuration": {"level": 5}}],
+        "zstd": [little, {"name": "zstd", "configuration": {"level": 0, "checksum": False}}],
+    }
+    if compression not in chains:
+        raise InvalidArgumentError(
+            f"compression={compression!r}: a Zarr copy takes 'auto', 'gzip', 'zstd' or None"
+        )
+    return chains[compression]
 
 
 def _lists_chunks(a: BigArray) -> bool:

@@ -9,4 +9,5 @@ pub(crate) mod first_error;
 pub mod hdf5;
 pub mod precomputed;
 pub(crate) mod rmw;
+pub(crate) mod sizes;
 pub mod zarr;

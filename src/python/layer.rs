@@ -553,6 +553,17 @@ impl Layer {
         Ok(outputs.arrays)
     }
 
+    /// How new chunks are stored when they are the voxels as they are (`"raw"`) or one gzip
+    /// stream of them (`"gzip"`), as `crate::stored` describes; None for any other encoding
+    /// or chain. Layers of two formats that agree copy chunks as stored bytes.
+    fn stored_form(&self) -> Option<&'static str> {
+        let layout = self.inner.stored()?.stored_layout()?;
+        Some(match layout.form {
+            crate::stored::StoredForm::Raw => "raw",
+            crate::stored::StoredForm::Gzip => "gzip",
+        })
+    }
+
     /// Hit/miss counters and size of the decoded-chunk cache; None without one.
     fn cache_stats(&self) -> Option<HashMap<&'static str, u64>> {
         self.inner.cache_stats().map(|s| {
@@ -568,9 +579,9 @@ impl Layer {
 
     /// Copies the chunks of `[start, stop)` (only those touching a box of `only`, when
     /// given) from `src` as stored bytes when the two scales allow it (see
-    /// `BigArray::copy_stored_from`); chunks `src` lacks are not written. False, having
-    /// written nothing, if the scales do not allow it (formats other than Precomputed
-    /// never do).
+    /// `BigArray::copy_stored_from`, or between formats `crate::stored::copy_stored`);
+    /// chunks `src` lacks are not written. False, having written nothing, if the scales do
+    /// not allow it.
     #[pyo3(signature = (src, start, stop, only = None))]
     fn copy_stored_from(
         &self,
@@ -582,11 +593,15 @@ impl Layer {
     ) -> PyResult<bool> {
         let bbox = Bbox::new(start, stop).map_err(to_pyerr)?;
         let only = boxes(only)?;
-        let (Some(dst), Some(src)) = (self.precomputed(), src.precomputed()) else {
-            return Ok(false);
-        };
+        if let (Some(dst), Some(src)) = (self.precomputed(), src.precomputed()) {
+            return detached(py, move || {
+                dst.copy_stored_from(src, &bbox, only.as_deref())
+            });
+        }
+        // Across formats, through the formats' stored forms (`crate::stored`).
+        let (dst, src) = (&*self.inner, &*src.inner);
         detached(py, move || {
-            dst.copy_stored_from(src, &bbox, only.as_deref())
+            crate::stored::copy_stored(dst, src, &bbox, only.as_deref())
         })
     }
 

@@ -16,6 +16,7 @@ mod handle;
 pub mod local_path;
 mod local_read;
 mod object;
+mod small;
 mod whole;
 
 use std::fmt::Debug;
@@ -30,6 +31,7 @@ use crate::error::Result;
 pub use cloud::Scheme;
 pub use handle::Handle;
 pub use object::ObjectStoreBackend;
+pub use small::{get_small, Small};
 pub use whole::{range_of, ranges_of};
 
 /// The version of an object a conditional put expects to replace: an ETag and/or a

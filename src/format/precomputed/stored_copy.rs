@@ -14,6 +14,7 @@ use super::source::stop_fetching;
 use crate::codec::{self, Compression};
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
+use crate::stored::{StoredChunk, StoredChunks, StoredForm, StoredLayout};
 use crate::volume::Volume;
 use crate::{interrupt, runtime};
 
@@ -92,7 +93,7 @@ impl BigArray {
                 .collect::<Result<_>>()
         })?;
         let written: Vec<[u64; 3]> = present.iter().map(|&i| cells[i]).collect();
-        let result = self.put_stored(&written, bytes, bbox);
+        let result = self.put_encoded(&written, bytes, bbox);
         if let Some(cache) = &self.cache {
             for &cell in &cells {
                 cache.remove(cell);
@@ -101,8 +102,28 @@ impl BigArray {
         result.map(|()| true)
     }
 
+    /// The grid cell whose full box is `cell`.
+    fn cell_at(&self, cell: &Bbox) -> Result<[u64; 3]> {
+        let grid = self.scale().grid;
+        let mut g = [0; 3];
+        for (d, at) in g.iter_mut().enumerate() {
+            let from = cell.start[d] - grid.voxel_offset[d];
+            let on_grid = from >= 0
+                && (from as u64).is_multiple_of(grid.chunk[d])
+                && (from as u64) < grid.size[d];
+            if !on_grid {
+                return Err(Error::internal(format!(
+                    "{}: {cell:?} is not a chunk of the scale",
+                    self.url()
+                )));
+            }
+            *at = from as u64 / grid.chunk[d];
+        }
+        Ok(g)
+    }
+
     /// Writes pre-encoded chunks, each replacing what was stored for it.
-    fn put_stored(&self, cells: &[[u64; 3]], bytes: Vec<Bytes>, bbox: &Bbox) -> Result<()> {
+    fn put_encoded(&self, cells: &[[u64; 3]], bytes: Vec<Bytes>, bbox: &Bbox) -> Result<()> {
         let by_cell: BTreeMap<[u64; 3], Bytes> = cells.iter().copied().zip(bytes).collect();
         let encode = |g: [u64; 3], _old: Option<(&[u8], Compression)>| {
             by_cell
@@ -111,5 +132,97 @@ impl BigArray {
                 .ok_or_else(|| Error::internal(format!("no stored chunk for cell {g:?}")))
         };
         self.source.write(bbox, cells, &encode)
+    }
+}
+
+impl StoredChunks for BigArray {
+    /// Unsharded `raw` scales, stored as they are or gzipped.
+    fn stored_layout(&self) -> Option<StoredLayout> {
+        let scale = self.scale();
+        if self.check_supported().is_err() || scale.sharded || scale.encoding.name() != "raw" {
+            return None;
+        }
+        let form = stored_form(self.compression())?;
+        Some(StoredLayout {
+            origin: scale.grid.voxel_offset,
+            chunk: scale.grid.chunk,
+            form,
+            padded: false,
+        })
+    }
+
+    fn fetch_stored(&self, cells: &[Bbox]) -> Result<Option<Vec<Option<StoredChunk>>>> {
+        interrupt::begin();
+        let cells: Vec<[u64; 3]> = cells
+            .iter()
+            .map(|c| self.cell_at(c))
+            .collect::<Result<_>>()?;
+        let (keys, mut fetched) = self.fetch_cells(&cells);
+        let mut stored: Vec<Option<StoredChunk>> = vec![None; cells.len()];
+        let io = runtime::io();
+        loop {
+            match interrupt::recv(&io, &mut fetched) {
+                Ok(Some((i, found, _held))) => {
+                    let Some((bytes, declared)) = found? else {
+                        continue;
+                    };
+                    let form = match stored_form(declared.resolve(&bytes)) {
+                        Some(form) if !bytes.is_empty() => form,
+                        _ => {
+                            stop_fetching(&mut fetched);
+                            return Ok(None);
+                        }
+                    };
+                    let url = self.store.url_of(&keys[i]);
+                    stored[i] = Some(StoredChunk { bytes, form, url });
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    stop_fetching(&mut fetched);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Some(stored))
+    }
+
+    /// Chunks in this handle's transport compression.
+    fn put_stored(&self, chunks: Vec<(Bbox, Bytes)>) -> Result<()> {
+        interrupt::begin();
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let grid = self.scale().grid;
+        let mut cells = Vec::with_capacity(chunks.len());
+        let mut bytes = Vec::with_capacity(chunks.len());
+        for (cell, b) in chunks {
+            cells.push(self.cell_at(&cell)?);
+            bytes.push(b);
+        }
+        // Every chunk is written whole: the box spanning them all covers each.
+        let hull = cells
+            .iter()
+            .map(|&g| grid.chunk_box(g))
+            .reduce(|a, b| Bbox {
+                start: std::array::from_fn(|d| a.start[d].min(b.start[d])),
+                stop: std::array::from_fn(|d| a.stop[d].max(b.stop[d])),
+            })
+            .unwrap_or_else(|| grid.bounds());
+        let result = self.put_encoded(&cells, bytes, &hull);
+        if let Some(cache) = &self.cache {
+            for &cell in &cells {
+                cache.remove(cell);
+            }
+        }
+        result
+    }
+}
+
+/// The stored form of chunks with transport compression `compression`, if it has one.
+fn stored_form(compression: Compression) -> Option<StoredForm> {
+    match compression {
+        Compression::None => Some(StoredForm::Raw),
+        Compression::Gzip => Some(StoredForm::Gzip),
+        Compression::Zstd | Compression::Brotli => None,
     }
 }

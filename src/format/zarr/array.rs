@@ -11,15 +11,18 @@ use serde_json::{Map, Value};
 use super::chunk_key::ChunkKeyEncoding;
 use super::codecs::{ChunkRepr, CodecChain, CodecSpec};
 use super::group::GroupMetadata;
+use super::group_update::update_attributes;
 use super::metadata::{ArrayMetadata, ZarrFormat};
 use super::ome::{Multiscale, MultiscaleDataset};
 use crate::cache::{CacheStats, ChunkCache};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::format::sizes::{stored_sizes, SizeQuery};
 use crate::geometry::{Bbox, BoxCopy};
 use crate::nd::{NdBox, NdGrid};
 use crate::open::OpenOptions;
-use crate::store::Handle;
+use crate::store::{Handle, Small};
+use crate::stored::StoredChunks;
 use crate::volume::{NdTarget, NdVolume, ReadTarget, Volume};
 use crate::{interrupt, runtime};
 
@@ -52,7 +55,7 @@ pub struct ZarrArray {
     level: Option<Level>,
     /// How many leading axes of extent 1 the 3D view drops (an OME-Zarr `t` of one
     /// timepoint), and whether what is left fits its four axes.
-    view_lead: usize,
+    pub(super) view_lead: usize,
 }
 
 /// What [`ZarrArray::create`] makes.
@@ -103,19 +106,22 @@ fn default_codecs(dtype: DType) -> Vec<CodecSpec> {
     ]
 }
 
-/// Reads a metadata file, `None` when absent.
+/// Reads a metadata file, `None` when absent; one over [`MAX_METADATA_BYTES`] is refused
+/// after reading at most one byte more than that.
 fn read_small(store: &Handle, key: &str) -> Result<Option<Bytes>> {
-    let bytes = interrupt::block_on(&runtime::io(), store.get_bytes(key))?;
-    if let Some(b) = &bytes {
-        if b.len() > MAX_METADATA_BYTES {
-            return Err(Error::invalid(format!(
-                "{}: {} bytes, more than the {MAX_METADATA_BYTES} a Zarr metadata file may hold",
-                store.url_of(key),
-                b.len()
-            )));
-        }
+    let found = interrupt::block_on(
+        &runtime::io(),
+        crate::store::get_small(&**store, key, MAX_METADATA_BYTES),
+    )?;
+    match found {
+        Small::Absent => Ok(None),
+        Small::Value(bytes) => Ok(Some(bytes)),
+        Small::TooLarge(size) => Err(Error::invalid(format!(
+            "{}: {size} bytes or more, more than the {MAX_METADATA_BYTES} a Zarr metadata \
+             file may hold",
+            store.url_of(key)
+        ))),
     }
-    Ok(bytes)
 }
 
 /// What a store directory holds: an array, a group, or nothing Zarr.
@@ -399,34 +405,17 @@ impl ZarrArray {
             )));
         }
         // The group as stored now, not as this handle opened it: levels added since are kept.
-        let Node::Group(mut group) = read_node(&self.store, "")? else {
+        let Node::Group(group) = read_node(&self.store, "")? else {
             return Err(Error::invalid(format!(
                 "{url}: the OME-Zarr image's group is gone"
             )));
         };
-        let mut multiscales = Multiscale::from_attributes(&url, &group.attributes)?
-            .filter(|m| !m.is_empty())
-            .ok_or_else(|| Error::invalid(format!("{url}: the group holds no multiscales")))?;
-        let datasets = &mut multiscales[0].datasets;
-        let path = match datasets.get(index) {
-            Some(d) => d.path.clone(),
-            None if index == datasets.len() => index.to_string(),
-            None => {
-                return Err(Error::invalid(format!(
-                    "{url}: level {index} cannot follow the image's {} levels",
-                    datasets.len()
-                )))
-            }
-        };
+        let path = level_path(&url, &image_datasets(&url, &group.attributes)?, index)?;
         let dataset = MultiscaleDataset {
             path: path.clone(),
             scale,
             translation,
         };
-        match datasets.get_mut(index) {
-            Some(d) => *d = dataset,
-            None => datasets.push(dataset),
-        }
         let mut meta = self.meta.clone();
         meta.shape = shape;
         let prefix = level_prefix(&url, &path)?;
@@ -450,8 +439,27 @@ impl ZarrArray {
                 .delete_dir(prefix.trim_end_matches('/')),
         )?;
         put_files(&self.store, &prefix, &files)?;
-        Multiscale::write_attributes(&multiscales, &mut group.attributes);
-        put_files(&self.store, "", &group.to_files()?)
+        // The group last, by read-modify-write: another process adding a level meanwhile
+        // keeps its own.
+        update_attributes(&self.store, group.zarr_format, |attributes| {
+            let mut multiscales = Multiscale::from_attributes(&url, attributes)?
+                .filter(|m| !m.is_empty())
+                .ok_or_else(|| Error::invalid(format!("{url}: the group holds no multiscales")))?;
+            let datasets = &mut multiscales[0].datasets;
+            let now = level_path(&url, datasets, index)?;
+            if now != dataset.path {
+                return Err(Error::invalid(format!(
+                    "{url}: level {index} moved to path {now:?} while being written at {:?}",
+                    dataset.path
+                )));
+            }
+            match datasets.get_mut(index) {
+                Some(d) => *d = dataset.clone(),
+                None => datasets.push(dataset.clone()),
+            }
+            Multiscale::write_attributes(&multiscales, attributes);
+            Ok(())
+        })
     }
 
     /// The multiscale image this array is a level of (as it was when opened), and which.
@@ -484,7 +492,7 @@ impl ZarrArray {
     }
 
     /// Axes of the 3D view, or why there is none.
-    fn view_rank(&self) -> Result<usize> {
+    pub(super) fn view_rank(&self) -> Result<usize> {
         let rank = self.meta.shape.len() - self.view_lead;
         if rank > 4 {
             return Err(Error::invalid(format!(
@@ -513,7 +521,7 @@ impl ZarrArray {
 
     /// The N-d box of a 3D box of the view (which must lie inside the bounds): every
     /// channel, the dropped leading axes at 0.
-    fn nd_of(&self, bbox: &Bbox) -> NdBox {
+    pub(super) fn nd_of(&self, bbox: &Bbox) -> NdBox {
         let rank = self.meta.shape.len() - self.view_lead;
         let mut start = vec![0; self.meta.shape.len()];
         let mut shape = vec![1; self.meta.shape.len()];
@@ -609,6 +617,27 @@ fn level_prefix(url: &str, path: &str) -> Result<String> {
         )));
     }
     Ok(format!("{path}/"))
+}
+
+/// The datasets of the first multiscale of an image group's `attributes`.
+fn image_datasets(url: &str, attributes: &Map<String, Value>) -> Result<Vec<MultiscaleDataset>> {
+    let multiscales = Multiscale::from_attributes(url, attributes)?
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| Error::invalid(format!("{url}: the group holds no multiscales")))?;
+    Ok(multiscales[0].datasets.clone())
+}
+
+/// The path of level `index` among `datasets`: its dataset's, or `"{index}"` for the next
+/// level.
+fn level_path(url: &str, datasets: &[MultiscaleDataset], index: usize) -> Result<String> {
+    match datasets.get(index) {
+        Some(d) => Ok(d.path.clone()),
+        None if index == datasets.len() => Ok(index.to_string()),
+        None => Err(Error::invalid(format!(
+            "{url}: level {index} cannot follow the image's {} levels",
+            datasets.len()
+        ))),
+    }
 }
 
 /// Makes room for a new node at `prefix`: an array or group already there is an error
@@ -907,6 +936,10 @@ impl Volume for ZarrArray {
         self.cache.as_ref().map(|c| c.stats())
     }
 
+    fn stored(&self) -> Option<&dyn StoredChunks> {
+        Some(self)
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -917,24 +950,19 @@ impl Volume for ZarrArray {
 }
 
 impl ZarrArray {
-    /// The stored size of each grid cell's object, `None` where absent.
+    /// The stored size of each grid cell's object, `None` where absent: probed, or listed
+    /// where a remote store is asked about much of the array (see [`stored_sizes`]).
     pub(super) fn object_sizes(&self, cells: &[Vec<u64>]) -> Result<Vec<Option<u64>>> {
-        use futures::{StreamExt, TryStreamExt};
         let keys: Vec<String> = cells.iter().map(|c| self.key_of(c)).collect();
-        let store = self.store.clone();
-        interrupt::block_on(
-            &runtime::io(),
-            futures::stream::iter(keys)
-                .map(|key| {
-                    let store = store.clone();
-                    async move {
-                        interrupt::check()?;
-                        store.size(&key).await
-                    }
-                })
-                .buffered(self.concurrency)
-                .try_collect::<Vec<_>>(),
-        )
+        let store = &self.store;
+        let query = SizeQuery {
+            store,
+            total: self.grid.grid_shape().iter().product(),
+            concurrency: self.concurrency,
+            probe: |key: String| async move { store.size(&key).await },
+            listed_as: |key| key,
+        };
+        stored_sizes(query, &keys)
     }
 }
 

@@ -23,12 +23,14 @@ mod doc;
 pub mod dtype;
 mod fill_value;
 pub mod group;
+mod group_update;
 #[cfg(test)]
 mod interop_tests;
 pub mod metadata;
 pub mod ome;
 mod read;
 mod read_local;
+mod stored;
 mod v2_codecs;
 mod write;
 

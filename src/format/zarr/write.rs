@@ -72,7 +72,7 @@ impl ZarrArray {
     }
 
     /// Drops the cached stored chunks (a sharded array's inner chunks) that `region` touches.
-    fn forget_cached(&self, region: &NdBox) {
+    pub(super) fn forget_cached(&self, region: &NdBox) {
         let Some(cache) = &self.cache else { return };
         let chunk = match self.chain.sharding() {
             Some(s) => s.inner_chunk_shape().to_vec(),

@@ -24,6 +24,7 @@ use crate::geometry::Bbox;
 use crate::interrupt;
 use crate::open::OpenOptions;
 use crate::store::{self, Handle};
+use crate::stored::StoredChunks;
 use crate::volume::{OutBuffer, ReadTarget, Volume};
 
 mod read;
@@ -55,18 +56,23 @@ impl BigArray {
         let store = store.into();
         interrupt::begin();
         let url = store.url_of("info");
-        let bytes = block_on(store.get_bytes("info"))?.ok_or_else(|| Error::LayerNotFound {
-            url: store.url_of(""),
-        })?;
-        // An info that is too large, or a gzip/zstd body that is corrupt or inflates past the
-        // bound, is bad metadata: an InfoError, not a chunk's ChunkDecodeError.
+        // An info that is too large (refused having read at most one byte more than the
+        // bound), or a gzip/zstd body that is corrupt or inflates past the bound, is bad
+        // metadata: an InfoError, not a chunk's ChunkDecodeError.
         let bad = |reason: String| Error::info(&url, "info", reason);
-        if bytes.len() > MAX_INFO_BYTES {
-            return Err(bad(format!(
-                "{} bytes, more than the {MAX_INFO_BYTES} an info may hold",
-                bytes.len()
-            )));
-        }
+        let bytes = match block_on(store::get_small(&*store, "info", MAX_INFO_BYTES))? {
+            store::Small::Absent => {
+                return Err(Error::LayerNotFound {
+                    url: store.url_of(""),
+                })
+            }
+            store::Small::Value(bytes) => bytes,
+            store::Small::TooLarge(size) => {
+                return Err(bad(format!(
+                    "{size} bytes or more, more than the {MAX_INFO_BYTES} an info may hold"
+                )))
+            }
+        };
         let text =
             transport::decompress_small(&url, &bytes, MAX_INFO_BYTES).map_err(|e| match e {
                 Error::ChunkDecode { reason, .. } => bad(reason),
@@ -404,6 +410,10 @@ impl Volume for BigArray {
 
     fn cache_stats(&self) -> Option<CacheStats> {
         self.cache.as_ref().map(|c| c.stats())
+    }
+
+    fn stored(&self) -> Option<&dyn StoredChunks> {
+        Some(self)
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

@@ -2,7 +2,6 @@
 //! systems): fetched with suffix probing ([`ChunkStore`]), sized by probing or listing, and
 //! replaced chunk by chunk, conditionally where the store can.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,16 +13,13 @@ use super::{Budget, ChunkEncoder, ChunkSource, Fetched};
 use crate::codec::Compression;
 use crate::error::{Error, Result};
 use crate::format::precomputed::{ChunkStore, Stored};
+use crate::format::sizes::{stored_sizes, SizeQuery};
 use crate::geometry::{Bbox, ChunkGrid};
-use crate::store::{self, PutMode};
+use crate::store::PutMode;
 use crate::{interrupt, runtime};
 
 /// Chunks written per round of fetch → encode → store; bounds the encoded bytes held.
 const WRITE_BATCH: usize = 64;
-/// Sizes are learned by listing a remote scale's objects instead of probing each chunk when
-/// asked about at least this many chunks and an eighth of the scale or more (a listing
-/// answers 1000 keys per request; a probe answers one).
-const LIST_MIN_CHUNKS: usize = 64;
 
 /// The chunk objects of one scale.
 #[derive(Debug)]
@@ -51,53 +47,6 @@ impl ChunkFiles {
             compression,
             concurrency,
         }
-    }
-
-    /// Sizes of `cells`, each chunk's objects asked for their size.
-    fn probed_sizes(&self, cells: &[[u64; 3]]) -> Result<Vec<Option<u64>>> {
-        let keys: Vec<String> = cells.iter().map(|&g| self.key_of(g)).collect();
-        let chunks = self.chunks.clone();
-        block_on(
-            futures::stream::iter(keys)
-                .map(|key| {
-                    let chunks = chunks.clone();
-                    async move {
-                        // `block_on` polls this on the calling thread, and a Python mapping
-                        // answers there synchronously, so its timer cannot fire between
-                        // answers: check here, before each.
-                        interrupt::check()?;
-                        chunks.stored_size(&key).await
-                    }
-                })
-                .buffered(self.concurrency)
-                .try_collect::<Vec<_>>(),
-        )
-    }
-
-    /// Sizes of `cells` from one listing of the scale's objects. A chunk stored under
-    /// several transport suffixes counts once, with its largest.
-    fn listed_sizes(&self, cells: &[[u64; 3]]) -> Result<Vec<Option<u64>>> {
-        let at: HashMap<String, usize> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, &g)| (self.grid.chunk_name(g), i))
-            .collect();
-        let mut sizes = vec![None; cells.len()];
-        let dir = format!("{}/", self.dir);
-        for store::Listed { key, size } in block_on(self.chunks.store().list(&self.dir))? {
-            let Some(name) = key.strip_prefix(&dir) else {
-                continue;
-            };
-            let name = Compression::PROBE_ORDER
-                .iter()
-                .filter(|c| !c.suffix().is_empty())
-                .find_map(|c| name.strip_suffix(c.suffix()))
-                .unwrap_or(name);
-            if let Some(&i) = at.get(name) {
-                sizes[i] = Some(sizes[i].map_or(size, |s: u64| s.max(size)));
-            }
-        }
-        Ok(sizes)
     }
 
     /// Writes one batch of chunks (see [`ChunkSource::write`]).
@@ -207,17 +156,19 @@ impl ChunkSource for ChunkFiles {
 
     /// Each chunk's objects are probed for their size (a file's metadata, a HEAD request),
     /// except that a remote store asked about much of a scale lists the scale's objects
-    /// instead (one request per 1000).
+    /// instead (see [`stored_sizes`]); a chunk stored under several transport suffixes
+    /// counts once, with its largest.
     fn sizes(&self, cells: &[[u64; 3]]) -> Result<Vec<Option<u64>>> {
-        let total: u64 = self.grid.grid_shape().iter().product();
-        let many = cells.len() >= LIST_MIN_CHUNKS && cells.len() as u64 * 8 >= total;
-        let listed = (self.chunks.store().is_remote() && many).then(|| self.listed_sizes(cells));
-        match listed {
-            Some(Ok(sizes)) => Ok(sizes),
-            // Stores that cannot list (HTTP servers, buckets that allow reads but not
-            // listings) are probed instead; a failing store fails there too.
-            _ => self.probed_sizes(cells),
-        }
+        let keys: Vec<String> = cells.iter().map(|&g| self.key_of(g)).collect();
+        let chunks = &self.chunks;
+        let query = SizeQuery {
+            store: chunks.store(),
+            total: self.grid.grid_shape().iter().product(),
+            concurrency: self.concurrency,
+            probe: |key: String| async move { chunks.stored_size(&key).await },
+            listed_as: without_transport_suffix,
+        };
+        stored_sizes(query, &keys)
     }
 
     fn write(&self, bbox: &Bbox, cells: &[[u64; 3]], encode: &ChunkEncoder) -> Result<()> {
@@ -227,4 +178,13 @@ impl ChunkSource for ChunkFiles {
         }
         Ok(())
     }
+}
+
+/// A chunk object's key without its transport suffix (`.gz`, ...).
+fn without_transport_suffix(key: &str) -> &str {
+    Compression::PROBE_ORDER
+        .iter()
+        .filter(|c| !c.suffix().is_empty())
+        .find_map(|c| key.strip_suffix(c.suffix()))
+        .unwrap_or(key)
 }
