@@ -140,3 +140,159 @@ impl Slices3d {
         i
     }
 }
+
+/// Eight boundary bytes of 1.
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// The first index from `x` on where `row`'s byte (0 or 1) differs from the bytes of
+/// `same` (0 or [`ONES`]), or `row.len()`; reads eight bytes at a time.
+fn skip(row: &[u8], mut x: usize, same: u64) -> usize {
+    while let Some(word) = row.get(x..x + 8) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(word);
+        let diff = u64::from_le_bytes(a) ^ same;
+        if diff != 0 {
+            return x + diff.trailing_zeros() as usize / 8;
+        }
+        x += 8;
+    }
+    let b = (same & 1) as u8;
+    while x < row.len() && row[x] == b {
+        x += 1;
+    }
+    x
+}
+
+/// One z slice's non-boundary voxels as runs along x, labelled 4-connected: the decoder's
+/// labeller, whose work grows with the runs rather than the voxels. Numbers components
+/// as [`Labeler`] does: a component's first run in raster order has no run above it in the
+/// component, so it takes the component's smallest provisional label.
+#[derive(Debug, Default)]
+pub(super) struct Runs {
+    /// Each run's `[start, end)` along x and its component (from 1, in order of first
+    /// appearance once [`Runs::label`] returns).
+    pub(super) runs: Vec<(u32, u32, u32)>,
+    /// The runs of row `y` are `runs[rows[y]..rows[y + 1]]`.
+    pub(super) rows: Vec<usize>,
+    parent: Vec<u32>,
+    renumber: Vec<u32>,
+}
+
+impl Runs {
+    /// Finds and labels the runs of an `sx`-wide slice's `boundary` bytes (0: not a
+    /// boundary voxel); returns the number of components.
+    pub(super) fn label(&mut self, boundary: &[u8], sx: usize) -> u32 {
+        self.runs.clear();
+        self.rows.clear();
+        self.parent.clear();
+        self.parent.push(0);
+        let mut next = 0u32;
+        let mut above = 0..0;
+        for row in boundary.chunks_exact(sx) {
+            let here = self.runs.len();
+            self.rows.push(here);
+            let mut p = above.start;
+            let mut x = 0;
+            while x < sx {
+                x = skip(row, x, ONES);
+                if x == sx {
+                    break;
+                }
+                let start = x;
+                x = skip(row, x, 0);
+                let (start, end) = (start as u32, x as u32);
+                // The runs above that overlap this one (4-connected: sharing an x).
+                while p < above.end && self.runs[p].1 <= start {
+                    p += 1;
+                }
+                let mut label = 0;
+                let mut q = p;
+                while q < above.end && self.runs[q].0 < end {
+                    let l = self.runs[q].2;
+                    if label == 0 {
+                        label = l;
+                    } else {
+                        self.union(label, l);
+                    }
+                    q += 1;
+                }
+                // The last run above that overlaps may overlap the next run too.
+                if q > p {
+                    p = q - 1;
+                }
+                if label == 0 {
+                    next += 1;
+                    self.parent.push(next);
+                    label = next;
+                }
+                self.runs.push((start, end, label));
+            }
+            above = here..self.runs.len();
+        }
+        self.rows.push(self.runs.len());
+        self.renumber.clear();
+        self.renumber.resize(next as usize + 1, 0);
+        let mut count = 0u32;
+        for i in 1..=next {
+            let root = self.find(i);
+            if self.renumber[root as usize] == 0 {
+                count += 1;
+                self.renumber[root as usize] = count;
+            }
+            self.renumber[i as usize] = self.renumber[root as usize];
+        }
+        for run in &mut self.runs {
+            run.2 = self.renumber[run.2 as usize];
+        }
+        count
+    }
+
+    /// The runs of row `y`.
+    pub(super) fn row(&self, y: usize) -> &[(u32, u32, u32)] {
+        &self.runs[self.rows[y]..self.rows[y + 1]]
+    }
+
+    fn find(&mut self, mut i: u32) -> u32 {
+        while self.parent[i as usize] != i {
+            let up = self.parent[self.parent[i as usize] as usize];
+            self.parent[i as usize] = up;
+            i = up;
+        }
+        i
+    }
+
+    fn union(&mut self, a: u32, b: u32) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.parent[ra as usize] = rb;
+        }
+    }
+}
+
+impl Slices3d {
+    /// [`Slices3d::join`] for slices given as runs: joins the components of overlapping
+    /// runs in the same row of consecutive slices.
+    pub(super) fn join_runs(&mut self, below: &Runs, below_base: u32, here: &Runs, here_base: u32) {
+        let rows = below.rows.len().min(here.rows.len()).saturating_sub(1);
+        for y in 0..rows {
+            let (b, h) = (below.row(y), here.row(y));
+            let (mut i, mut j) = (0, 0);
+            while i < b.len() && j < h.len() {
+                if b[i].0 < h[j].1 && h[j].0 < b[i].1 {
+                    let (rb, rh) = (
+                        self.find(below_base + b[i].2 - 1),
+                        self.find(here_base + h[j].2 - 1),
+                    );
+                    if rb != rh {
+                        self.parent[rb as usize] = rh;
+                    }
+                }
+                if b[i].1 <= h[j].1 {
+                    i += 1;
+                } else {
+                    j += 1;
+                }
+            }
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! boundary voxels from their neighbours and the locations. A slice's boundary voxels may
 //! copy the next slice's non-boundary ones, so each slice is finished one slice behind.
 
-use super::cc::{Labeler, Slices3d};
+use super::cc::{Runs, Slices3d};
 use super::{read_le, ChunkLayout, ChunkRows, CompressoDecodeError, Header, Label, HEADER_LEN};
 
 /// Decodes a chunk into `layout.raw_len()` little-endian labels (Fortran order).
@@ -220,12 +220,27 @@ impl<'a> Windows<'a> {
     }
 }
 
-/// One slice's state: its boundary bytes and labels.
-#[derive(Default)]
+/// One slice's state: its boundary bytes, the runs of the other voxels, and its labels.
 struct Slice<T> {
     boundary: Vec<u8>,
+    runs: Runs,
     labels: Vec<T>,
 }
+
+/// Byte `j` of `SPREAD[v]` is bit `j` of `v`.
+const SPREAD: [u64; 256] = {
+    let mut table = [0u64; 256];
+    let mut v = 0;
+    while v < 256 {
+        let mut j = 0;
+        while j < 8 {
+            table[v] |= ((v as u64 >> j) & 1) << (8 * j);
+            j += 1;
+        }
+        v += 1;
+    }
+    table
+};
 
 struct Decoder<'a, T: Label> {
     h: &'a Header,
@@ -234,8 +249,6 @@ struct Decoder<'a, T: Label> {
     sy: usize,
     sz: usize,
     nx: usize,
-    labeler: Labeler,
-    comps: Vec<u32>,
     window_row: Vec<u64>,
     /// For connectivity 6: the 3-D component of each 2-D one.
     number: Option<Vec<u32>>,
@@ -253,8 +266,6 @@ impl<'a, T: Label> Decoder<'a, T> {
             sy,
             sz,
             nx: sx.div_ceil(h.steps[0]),
-            labeler: Labeler::default(),
-            comps: vec![0; sxy],
             window_row: vec![0; sx.div_ceil(h.steps[0]) * sy.div_ceil(h.steps[1])],
             number: None,
             table: Vec::new(),
@@ -264,6 +275,7 @@ impl<'a, T: Label> Decoder<'a, T> {
         }
         let new_slice = || Slice::<T> {
             boundary: vec![0; sxy],
+            runs: Runs::default(),
             labels: vec![T::default(); sxy],
         };
         let (mut prev, mut cur, mut next) = (new_slice(), new_slice(), new_slice());
@@ -284,8 +296,15 @@ impl<'a, T: Label> Decoder<'a, T> {
             d.settle(&mut cur, below, above, &mut locations)?;
             for (y, labels) in cur.labels.chunks_exact(sx).enumerate() {
                 let row = rows.row(0, y, z);
-                for (out, &label) in row.chunks_exact_mut(T::WIDTH).zip(labels) {
-                    label.write(out);
+                if cfg!(target_endian = "little") {
+                    // The labels' own bytes are the little-endian row.
+                    let bytes: &[u8] = bytemuck::cast_slice(labels);
+                    let n = bytes.len().min(row.len());
+                    row[..n].copy_from_slice(&bytes[..n]);
+                } else {
+                    for (out, &label) in row.chunks_exact_mut(T::WIDTH).zip(labels) {
+                        label.write(out);
+                    }
                 }
             }
             std::mem::swap(&mut prev, &mut cur);
@@ -310,10 +329,27 @@ impl<'a, T: Label> Decoder<'a, T> {
         for (y, row) in out.chunks_exact_mut(self.sx).enumerate() {
             let shift = zshift + xs * (y % ys);
             let blocks = &self.window_row[(y / ys) * self.nx..][..self.nx];
-            for (cells, &w) in row.chunks_mut(xs).zip(blocks) {
-                let w = w >> shift;
-                for (i, cell) in cells.iter_mut().enumerate() {
-                    *cell = ((w >> i) & 1) as u8;
+            if xs <= 8 {
+                // Eight bits at once, each spread to a byte, stored whole (the bytes past
+                // this block's are rewritten by the next block) except at the row's end.
+                for (xb, &w) in blocks.iter().enumerate() {
+                    let bytes = SPREAD[((w >> shift) & 0xff) as usize].to_le_bytes();
+                    let x = xb * xs;
+                    match row.get_mut(x..x + 8) {
+                        Some(cells) => cells.copy_from_slice(&bytes),
+                        None => {
+                            let tail = &mut row[x..];
+                            let n = tail.len();
+                            tail.copy_from_slice(&bytes[..n]);
+                        }
+                    }
+                }
+            } else {
+                for (cells, &w) in row.chunks_mut(xs).zip(blocks) {
+                    let w = w >> shift;
+                    for (i, cell) in cells.iter_mut().enumerate() {
+                        *cell = ((w >> i) & 1) as u8;
+                    }
                 }
             }
         }
@@ -326,18 +362,18 @@ impl<'a, T: Label> Decoder<'a, T> {
         let sxy = self.sx * self.sy;
         let mut windows = Windows::new(self.s, self.h.window_width());
         let mut boundary = vec![0u8; sxy];
-        let mut below = vec![0u32; sxy];
+        let (mut below, mut here) = (Runs::default(), Runs::default());
         let mut slices = Slices3d::default();
         let (mut base, mut below_base) = (0u32, 0u32);
         let too_many = || "more than 2^32 components".to_string();
         for z in 0..self.sz {
             self.boundaries(z, &mut windows, &mut boundary)?;
-            let count = self.labeler.label(&boundary, self.sx, &mut self.comps);
+            let count = here.label(&boundary, self.sx);
             slices.add(count).ok_or_else(too_many)?;
             if z > 0 {
-                slices.join(&below, below_base, &self.comps, base);
+                slices.join_runs(&below, below_base, &here, base);
             }
-            std::mem::swap(&mut below, &mut self.comps);
+            std::mem::swap(&mut below, &mut here);
             below_base = base;
             base = base.checked_add(count).ok_or_else(too_many)?;
         }
@@ -347,9 +383,7 @@ impl<'a, T: Label> Decoder<'a, T> {
     /// Labels slice `slice`'s non-boundary voxels from the ids (boundary voxels get 0, as
     /// in the package) and returns the number of 2-D components so far.
     fn interior(&mut self, slice: &mut Slice<T>, base: u64) -> Result<u64, String> {
-        let count = self
-            .labeler
-            .label(&slice.boundary, self.sx, &mut self.comps);
+        let count = slice.runs.label(&slice.boundary, self.sx);
         self.table.clear();
         self.table.push(T::default());
         for c in 0..u64::from(count) {
@@ -374,8 +408,16 @@ impl<'a, T: Label> Decoder<'a, T> {
                 })?;
             self.table.push(label);
         }
-        for (out, &c) in slice.labels.iter_mut().zip(&self.comps) {
-            *out = self.table[c as usize];
+        // Runs take their component's id; boundary voxels 0 until settled.
+        for (y, labels) in slice.labels.chunks_exact_mut(self.sx).enumerate() {
+            let mut x = 0;
+            for &(start, end, c) in slice.runs.row(y) {
+                let (start, end) = (start as usize, end as usize);
+                labels[x..start].fill(T::default());
+                labels[start..end].fill(self.table[c as usize]);
+                x = end;
+            }
+            labels[x..].fill(T::default());
         }
         Ok(base + u64::from(count))
     }
@@ -392,6 +434,7 @@ impl<'a, T: Label> Decoder<'a, T> {
         let (sx, sy) = (self.sx, self.sy);
         let six = self.h.connectivity == 6;
         let b = &cur.boundary;
+        let runs = &cur.runs;
         let labels = &mut cur.labels;
         let mut take = || {
             locations
@@ -400,11 +443,15 @@ impl<'a, T: Label> Decoder<'a, T> {
                 .ok_or("the locations run out before the boundary voxels")
         };
         for y in 0..sy {
-            for x in 0..sx {
+            // The boundary voxels are the gaps between the row's runs.
+            let row = runs.row(y);
+            let gaps = (0..=row.len()).map(|k| {
+                let start = if k == 0 { 0 } else { row[k - 1].1 as usize };
+                let end = row.get(k).map_or(sx, |r| r.0 as usize);
+                start..end
+            });
+            for x in gaps.flatten() {
                 let i = x + sx * y;
-                if b[i] == 0 {
-                    continue;
-                }
                 if x > 0 && b[i - 1] == 0 {
                     labels[i] = labels[i - 1];
                     continue;

@@ -250,7 +250,9 @@ fn read_le(b: &[u8]) -> u64 {
 }
 
 /// An unsigned label type of the stream.
-trait Label: Copy + Default + Eq + Ord + std::hash::Hash + Send + Sync + 'static {
+trait Label:
+    Copy + Default + Eq + Ord + std::hash::Hash + Send + Sync + bytemuck::Pod + 'static
+{
     /// Bytes per label.
     const WIDTH: usize;
     /// The largest label.
