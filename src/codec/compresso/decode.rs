@@ -1,0 +1,486 @@
+//! The compresso decoder. It reads the stream one z slice at a time: the slice's boundary
+//! bits from the run-length coded windows, its components and their ids, then the
+//! boundary voxels from their neighbours and the locations. A slice's boundary voxels may
+//! copy the next slice's non-boundary ones, so each slice is finished one slice behind.
+
+use super::cc::{Runs, Slices3d};
+use super::{read_le, ChunkLayout, ChunkRows, CompressoDecodeError, Header, Label, HEADER_LEN};
+
+/// Decodes a chunk into `layout.raw_len()` little-endian labels (Fortran order).
+pub fn decode(bytes: &[u8], layout: &ChunkLayout) -> Result<Vec<u8>, CompressoDecodeError> {
+    let mut out = vec![0u8; layout.raw_len()];
+    decode_into(bytes, layout, &mut out)?;
+    Ok(out)
+}
+
+/// [`decode`] into `out`, which must hold `layout.raw_len()` bytes.
+pub(super) fn decode_into(
+    bytes: &[u8],
+    layout: &ChunkLayout,
+    out: &mut [u8],
+) -> Result<(), CompressoDecodeError> {
+    if out.len() != layout.raw_len() {
+        return Err(CompressoDecodeError(format!(
+            "output holds {} bytes, the chunk {}",
+            out.len(),
+            layout.raw_len()
+        )));
+    }
+    let row_len = layout.shape[0] * layout.dtype.itemsize();
+    let mut rows = Contiguous {
+        out,
+        sy: layout.shape[1],
+        row_len,
+    };
+    decode_rows(bytes, layout, &mut rows)
+}
+
+/// The rows of one contiguous Fortran-ordered single-channel chunk.
+struct Contiguous<'a> {
+    out: &'a mut [u8],
+    sy: usize,
+    row_len: usize,
+}
+
+impl ChunkRows for Contiguous<'_> {
+    fn row(&mut self, _: usize, y: usize, z: usize) -> &mut [u8] {
+        let start = (z * self.sy + y) * self.row_len;
+        &mut self.out[start..start + self.row_len]
+    }
+}
+
+/// Decodes a chunk into wherever `rows` puts each row: no decoded copy of the chunk is
+/// made. Every voxel of every row is written when this succeeds.
+pub fn decode_rows<R: ChunkRows + ?Sized>(
+    bytes: &[u8],
+    layout: &ChunkLayout,
+    rows: &mut R,
+) -> Result<(), CompressoDecodeError> {
+    let header = Header::parse(bytes).map_err(CompressoDecodeError)?;
+    if layout.channels != 1 {
+        return Err(CompressoDecodeError(format!(
+            "compresso holds 1 channel, the layer has {}",
+            layout.channels
+        )));
+    }
+    if header.shape != layout.shape {
+        return Err(CompressoDecodeError(format!(
+            "the stream is {:?} voxels, the chunk {:?}",
+            header.shape, layout.shape
+        )));
+    }
+    if header.width != layout.dtype.itemsize() {
+        return Err(CompressoDecodeError(format!(
+            "the stream holds {}-byte labels, the layer {}",
+            header.width, layout.dtype
+        )));
+    }
+    let sections = Sections::split(bytes, &header).map_err(CompressoDecodeError)?;
+    let result = match header.width {
+        1 => Decoder::<u8>::run(&header, &sections, rows),
+        2 => Decoder::<u16>::run(&header, &sections, rows),
+        4 => Decoder::<u32>::run(&header, &sections, rows),
+        _ => Decoder::<u64>::run(&header, &sections, rows),
+    };
+    result.map_err(CompressoDecodeError)
+}
+
+/// The stream's variable-length sections, each checked to lie inside it.
+struct Sections<'a> {
+    ids: &'a [u8],
+    values: &'a [u8],
+    locations: &'a [u8],
+    windows: &'a [u8],
+}
+
+impl<'a> Sections<'a> {
+    fn split(bytes: &'a [u8], h: &Header) -> Result<Sections<'a>, String> {
+        let ww = h.window_width();
+        let index = if h.version == 1 {
+            2 * h.shape[2] * h.index_width()
+        } else {
+            0
+        };
+        let len = |count: u64, width: usize, what: &str| {
+            usize::try_from(count)
+                .ok()
+                .and_then(|c| c.checked_mul(width))
+                .filter(|&n| n <= bytes.len())
+                .ok_or_else(|| {
+                    format!("{count} {what} do not fit in a {}-byte stream", bytes.len())
+                })
+        };
+        let ids = len(h.id_size, h.width, "ids")?;
+        let values = len(u64::from(h.value_size), ww, "window values")?;
+        let locations = len(h.location_size, h.width, "locations")?;
+        let fixed = [ids, values, locations, index]
+            .iter()
+            .try_fold(HEADER_LEN, |a, &n| a.checked_add(n))
+            .filter(|&n| n <= bytes.len())
+            .ok_or_else(|| {
+                format!(
+                    "{} ids, {} window values and {} locations run past the end of a \
+                     {}-byte stream",
+                    h.id_size,
+                    h.value_size,
+                    h.location_size,
+                    bytes.len()
+                )
+            })?;
+        let (ids, rest) = bytes[HEADER_LEN..].split_at(ids);
+        let (values, rest) = rest.split_at(values);
+        let (locations, rest) = rest.split_at(locations);
+        let windows = &rest[..bytes.len() - fixed];
+        // The package reads as many whole window words as there are bytes.
+        let windows = &windows[..windows.len() / ww * ww];
+        Ok(Sections {
+            ids,
+            values,
+            locations,
+            windows,
+        })
+    }
+}
+
+/// Reads the run-length coded windows in block order, one z row of blocks at a time.
+struct Windows<'a> {
+    words: &'a [u8],
+    values: &'a [u8],
+    width: usize,
+    pos: usize,
+    zeros: u64,
+}
+
+impl<'a> Windows<'a> {
+    fn new(s: &Sections<'a>, width: usize) -> Self {
+        Windows {
+            words: s.windows,
+            values: s.values,
+            width,
+            pos: 0,
+            zeros: 0,
+        }
+    }
+
+    /// The bit pattern of window value `index`.
+    fn value(&self, index: u64) -> Result<u64, String> {
+        let w = self.width;
+        if self.values.is_empty() {
+            // The package gives no boundaries at all when the stream has no values.
+            return Ok(0);
+        }
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| {
+                let at = i.checked_mul(w)?;
+                self.values.get(at..at.checked_add(w)?)
+            })
+            .map(read_le)
+            .ok_or_else(|| {
+                format!(
+                    "window value {index} is past the {} values",
+                    self.values.len() / w
+                )
+            })
+    }
+
+    /// Fills `row` with the next blocks' bit patterns. Blocks past the end of the words
+    /// are index 0, as in the package (its window array starts zeroed).
+    fn fill(&mut self, row: &mut [u64]) -> Result<(), String> {
+        let zero = self.value(0)?;
+        let mut i = 0;
+        while i < row.len() {
+            if self.zeros > 0 {
+                let n = usize::try_from(self.zeros)
+                    .unwrap_or(usize::MAX)
+                    .min(row.len() - i);
+                row[i..i + n].fill(zero);
+                i += n;
+                self.zeros -= n as u64;
+                continue;
+            }
+            let Some(word) = self.words.get(self.pos..self.pos + self.width) else {
+                row[i..].fill(zero);
+                return Ok(());
+            };
+            self.pos += self.width;
+            let word = read_le(word);
+            if word & 1 == 1 {
+                self.zeros = word >> 1;
+            } else {
+                row[i] = if word >> 1 == 0 {
+                    zero
+                } else {
+                    self.value(word >> 1)?
+                };
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One slice's state: its boundary bytes, the runs of the other voxels, and its labels.
+struct Slice<T> {
+    boundary: Vec<u8>,
+    runs: Runs,
+    labels: Vec<T>,
+}
+
+/// Byte `j` of `SPREAD[v]` is bit `j` of `v`.
+const SPREAD: [u64; 256] = {
+    let mut table = [0u64; 256];
+    let mut v = 0;
+    while v < 256 {
+        let mut j = 0;
+        while j < 8 {
+            table[v] |= ((v as u64 >> j) & 1) << (8 * j);
+            j += 1;
+        }
+        v += 1;
+    }
+    table
+};
+
+struct Decoder<'a, T: Label> {
+    h: &'a Header,
+    s: &'a Sections<'a>,
+    sx: usize,
+    sy: usize,
+    sz: usize,
+    nx: usize,
+    window_row: Vec<u64>,
+    /// For connectivity 6: the 3-D component of each 2-D one.
+    number: Option<Vec<u32>>,
+    table: Vec<T>,
+}
+
+impl<'a, T: Label> Decoder<'a, T> {
+    fn run<R: ChunkRows + ?Sized>(h: &Header, s: &Sections, rows: &mut R) -> Result<(), String> {
+        let [sx, sy, sz] = h.shape;
+        let sxy = sx * sy;
+        let mut d = Decoder::<T> {
+            h,
+            s,
+            sx,
+            sy,
+            sz,
+            nx: sx.div_ceil(h.steps[0]),
+            window_row: vec![0; sx.div_ceil(h.steps[0]) * sy.div_ceil(h.steps[1])],
+            number: None,
+            table: Vec::new(),
+        };
+        if h.connectivity == 6 {
+            d.number = Some(d.join_slices()?);
+        }
+        let new_slice = || Slice::<T> {
+            boundary: vec![0; sxy],
+            runs: Runs::default(),
+            labels: vec![T::default(); sxy],
+        };
+        let (mut prev, mut cur, mut next) = (new_slice(), new_slice(), new_slice());
+        let mut windows = Windows::new(s, h.window_width());
+        let mut base = 0u64;
+        let mut locations = s.locations.chunks_exact(T::WIDTH);
+        if sz > 0 {
+            d.boundaries(0, &mut windows, &mut cur.boundary)?;
+            base = d.interior(&mut cur, base)?;
+        }
+        for z in 0..sz {
+            if z + 1 < sz {
+                d.boundaries(z + 1, &mut windows, &mut next.boundary)?;
+                base = d.interior(&mut next, base)?;
+            }
+            let below = (z > 0).then_some(&prev);
+            let above = (z + 1 < sz).then_some(&next);
+            d.settle(&mut cur, below, above, &mut locations)?;
+            for (y, labels) in cur.labels.chunks_exact(sx).enumerate() {
+                let row = rows.row(0, y, z);
+                if cfg!(target_endian = "little") {
+                    // The labels' own bytes are the little-endian row.
+                    let bytes: &[u8] = bytemuck::cast_slice(labels);
+                    let n = bytes.len().min(row.len());
+                    row[..n].copy_from_slice(&bytes[..n]);
+                } else {
+                    for (out, &label) in row.chunks_exact_mut(T::WIDTH).zip(labels) {
+                        label.write(out);
+                    }
+                }
+            }
+            std::mem::swap(&mut prev, &mut cur);
+            std::mem::swap(&mut cur, &mut next);
+        }
+        Ok(())
+    }
+
+    /// The boundary bytes of slice `z`, reading the next row of windows where `z` starts
+    /// one.
+    fn boundaries(
+        &mut self,
+        z: usize,
+        windows: &mut Windows,
+        out: &mut [u8],
+    ) -> Result<(), String> {
+        let [xs, ys, zs] = self.h.steps;
+        if z.is_multiple_of(zs) {
+            windows.fill(&mut self.window_row)?;
+        }
+        let zshift = xs * ys * (z % zs);
+        for (y, row) in out.chunks_exact_mut(self.sx).enumerate() {
+            let shift = zshift + xs * (y % ys);
+            let blocks = &self.window_row[(y / ys) * self.nx..][..self.nx];
+            if xs <= 8 {
+                // Eight bits at once, each spread to a byte, stored whole (the bytes past
+                // this block's are rewritten by the next block) except at the row's end.
+                for (xb, &w) in blocks.iter().enumerate() {
+                    let bytes = SPREAD[((w >> shift) & 0xff) as usize].to_le_bytes();
+                    let x = xb * xs;
+                    match row.get_mut(x..x + 8) {
+                        Some(cells) => cells.copy_from_slice(&bytes),
+                        None => {
+                            let tail = &mut row[x..];
+                            let n = tail.len();
+                            tail.copy_from_slice(&bytes[..n]);
+                        }
+                    }
+                }
+            } else {
+                for (cells, &w) in row.chunks_mut(xs).zip(blocks) {
+                    let w = w >> shift;
+                    for (i, cell) in cells.iter_mut().enumerate() {
+                        *cell = ((w >> i) & 1) as u8;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Connectivity 6: labels every slice and joins their components in 3-D, giving the
+    /// 3-D component of each 2-D one.
+    fn join_slices(&mut self) -> Result<Vec<u32>, String> {
+        let sxy = self.sx * self.sy;
+        let mut windows = Windows::new(self.s, self.h.window_width());
+        let mut boundary = vec![0u8; sxy];
+        let (mut below, mut here) = (Runs::default(), Runs::default());
+        let mut slices = Slices3d::default();
+        let (mut base, mut below_base) = (0u32, 0u32);
+        let too_many = || "more than 2^32 components".to_string();
+        for z in 0..self.sz {
+            self.boundaries(z, &mut windows, &mut boundary)?;
+            let count = here.label(&boundary, self.sx);
+            slices.add(count).ok_or_else(too_many)?;
+            if z > 0 {
+                slices.join_runs(&below, below_base, &here, base);
+            }
+            std::mem::swap(&mut below, &mut here);
+            below_base = base;
+            base = base.checked_add(count).ok_or_else(too_many)?;
+        }
+        Ok(slices.numbering().0)
+    }
+
+    /// Labels slice `slice`'s non-boundary voxels from the ids (boundary voxels get 0, as
+    /// in the package) and returns the number of 2-D components so far.
+    fn interior(&mut self, slice: &mut Slice<T>, base: u64) -> Result<u64, String> {
+        let count = slice.runs.label(&slice.boundary, self.sx);
+        self.table.clear();
+        self.table.push(T::default());
+        for c in 0..u64::from(count) {
+            let global = base + c;
+            let id = match &self.number {
+                Some(number) => usize::try_from(global)
+                    .ok()
+                    .and_then(|g| number.get(g))
+                    .map(|&n| u64::from(n))
+                    .ok_or("a component outside the 3-D numbering")?,
+                None => global,
+            };
+            let label = usize::try_from(id)
+                .ok()
+                .and_then(|i| self.s.ids.get(i.checked_mul(T::WIDTH)?..)?.get(..T::WIDTH))
+                .map(T::read)
+                .ok_or_else(|| {
+                    format!(
+                        "component {id} has no id ({} ids)",
+                        self.s.ids.len() / T::WIDTH
+                    )
+                })?;
+            self.table.push(label);
+        }
+        // Runs take their component's id; boundary voxels 0 until settled.
+        for (y, labels) in slice.labels.chunks_exact_mut(self.sx).enumerate() {
+            let mut x = 0;
+            for &(start, end, c) in slice.runs.row(y) {
+                let (start, end) = (start as usize, end as usize);
+                labels[x..start].fill(T::default());
+                labels[start..end].fill(self.table[c as usize]);
+                x = end;
+            }
+            labels[x..].fill(T::default());
+        }
+        Ok(base + u64::from(count))
+    }
+
+    /// Settles slice `cur`'s boundary voxels in raster order from their neighbours or the
+    /// next locations.
+    fn settle(
+        &self,
+        cur: &mut Slice<T>,
+        prev: Option<&Slice<T>>,
+        next: Option<&Slice<T>>,
+        locations: &mut std::slice::ChunksExact<u8>,
+    ) -> Result<(), String> {
+        let (sx, sy) = (self.sx, self.sy);
+        let six = self.h.connectivity == 6;
+        let b = &cur.boundary;
+        let runs = &cur.runs;
+        let labels = &mut cur.labels;
+        let mut take = || {
+            locations
+                .next()
+                .map(T::read)
+                .ok_or("the locations run out before the boundary voxels")
+        };
+        for y in 0..sy {
+            // The boundary voxels are the gaps between the row's runs.
+            let row = runs.row(y);
+            let gaps = (0..=row.len()).map(|k| {
+                let start = if k == 0 { 0 } else { row[k - 1].1 as usize };
+                let end = row.get(k).map_or(sx, |r| r.0 as usize);
+                start..end
+            });
+            for x in gaps.flatten() {
+                let i = x + sx * y;
+                if x > 0 && b[i - 1] == 0 {
+                    labels[i] = labels[i - 1];
+                    continue;
+                }
+                if y > 0 && b[i - sx] == 0 {
+                    labels[i] = labels[i - sx];
+                    continue;
+                }
+                if let (true, Some(p)) = (six, prev) {
+                    if p.boundary[i] == 0 {
+                        labels[i] = p.labels[i];
+                        continue;
+                    }
+                }
+                let code = take()?.to_u64();
+                let bad = |what: &str| format!("location {code} points {what} the chunk");
+                labels[i] = match code {
+                    0 if x > 0 => labels[i - 1],
+                    1 if x + 1 < sx => labels[i + 1],
+                    2 if y > 0 => labels[i - sx],
+                    3 if y + 1 < sy => labels[i + sx],
+                    4 => prev.map(|p| p.labels[i]).ok_or_else(|| bad("below"))?,
+                    5 => next.map(|n| n.labels[i]).ok_or_else(|| bad("above"))?,
+                    0..=3 => return Err(bad("outside")),
+                    6 => take()?,
+                    _ => T::from_u64(code - 7),
+                };
+            }
+        }
+        Ok(())
+    }
+}
