@@ -32,6 +32,8 @@ pub mod compressed_segmentation;
 mod encoding;
 #[cfg(feature = "jpeg")]
 pub mod jpeg;
+#[cfg(feature = "jxl")]
+pub mod jxl;
 pub mod png;
 pub mod raw;
 pub mod registry;
