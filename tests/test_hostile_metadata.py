@@ -198,7 +198,7 @@ CASES = [
     ("blosc-clevel", scale(encoding="blosc", blosc_clevel=10), "scales[0].blosc_clevel"),
     ("blosc-shuffle", scale(encoding="blosc", blosc_shuffle=-1), "scales[0].blosc_shuffle"),
     # unknown encodings and encodings that cannot hold the dtype: open, refuse IO
-    ("encoding-jxl", scale(encoding="jxl"), "scales[0].encoding"),
+    ("encoding-zfpc", scale(encoding="zfpc"), "scales[0].encoding"),
     ("encoding-empty", scale(encoding=""), "scales[0].encoding"),
     ("encoding-path", scale(encoding="../raw"), "scales[0].encoding"),
     ("jpeg-uint16", scale(encoding="jpeg"), "data_type"),

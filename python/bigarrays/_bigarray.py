@@ -294,7 +294,8 @@ class BigArray:
             Channels per voxel (default 1, or ``shape[3]``).
         encoding : str
             Chunk encoding: ``"raw"`` (default); ``"jpeg"`` (uint8, 1 or 3 channels, lossy);
-            ``"png"`` (uint8 or uint16, 1 to 4 channels); ``"compressed_segmentation"``
+            ``"png"`` (uint8 or uint16, 1 to 4 channels); ``"jxl"`` (JPEG XL, uint8, 1 to 4
+            channels; written lossless); ``"compressed_segmentation"``
             (uint32 or uint64); ``"blosc"`` or ``"blosclz"`` (any type; BigArrays.jl's name);
             ``"compresso"`` (uint8 to uint64 labels, 1 channel).
             An impossible combination raises
@@ -304,7 +305,10 @@ class BigArray:
             (0-100, default 85), ``png_level`` (0-9, default 9),
             ``compressed_segmentation_block_size`` (default ``[8, 8, 8]``),
             ``blosc_compressor`` (``"lz4"`` default, ``"zstd"``, ``"blosclz"``),
-            ``blosc_clevel`` (0-9, default 5), ``blosc_shuffle`` (0, 1 default, 2).
+            ``blosc_clevel`` (0-9, default 5), ``blosc_shuffle`` (0, 1 default, 2),
+            ``jxl_quality`` (0-100, default 100 for new layers: we write lossless whatever it
+            says, CloudVolume lossy below 100), ``jxl_effort`` (default 5) and
+            ``jxl_decodingspeed`` (default 0), both kept for other writers.
         compression : {"auto", "gzip", "zstd", "br", None}
             Transport compression of written chunks (see :class:`BigArray`).
         layer_type : str

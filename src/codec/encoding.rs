@@ -109,7 +109,7 @@ impl Encoding {
         Self::with_options("blosc", &ScaleJson::from_iter(options))
     }
 
-    /// A name no codec has (compresso, jxl, ...): it parses, and IO on it raises an
+    /// A name no codec has (zfpc, ...): it parses, and IO on it raises an
     /// `InfoError`.
     pub(crate) fn unsupported(name: String) -> Self {
         Self::from(Box::new(Unsupported { name }) as Box<dyn Codec>)

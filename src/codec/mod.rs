@@ -33,6 +33,8 @@ pub mod compresso;
 mod encoding;
 #[cfg(feature = "jpeg")]
 pub mod jpeg;
+#[cfg(feature = "jxl")]
+pub mod jxl;
 pub mod png;
 pub mod raw;
 pub mod registry;

@@ -4,6 +4,8 @@
 
 #[cfg(feature = "jpeg")]
 use super::jpeg;
+#[cfg(feature = "jxl")]
+use super::jxl;
 use super::{blosc, compressed_segmentation, compresso, png, raw, FieldError, ScaleJson};
 use super::{Codec, Encoding};
 use crate::dtype::DType;
@@ -48,6 +50,8 @@ pub static REGISTRY: &[&dyn CodecKind] = &[
     &compressed_segmentation::Kind,
     &blosc::Kind,
     &compresso::Kind,
+    #[cfg(feature = "jxl")]
+    &jxl::Kind,
 ];
 
 /// Encodings that this build leaves out, each with the cargo feature that adds it: a layer
@@ -55,6 +59,8 @@ pub static REGISTRY: &[&dyn CodecKind] = &[
 const LEFT_OUT: &[(&str, &str)] = &[
     #[cfg(not(feature = "jpeg"))]
     ("jpeg", "jpeg"),
+    #[cfg(not(feature = "jxl"))]
+    ("jxl", "jxl"),
 ];
 
 /// Why IO on the encoding `name`, which no registered codec has, cannot work: a missing
@@ -156,7 +162,7 @@ mod tests {
             assert_eq!(e.name(), name);
             assert!(e.codec().supported());
         }
-        assert!(!parse_in(REGISTRY, "jxl", &ScaleJson::new())
+        assert!(!parse_in(REGISTRY, "no_such_encoding", &ScaleJson::new())
             .unwrap()
             .codec()
             .supported());

@@ -1,0 +1,6 @@
+//! Fuzzes the `jxl` decoder (see `bigarrays::fuzzing` for what is checked).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| bigarrays::fuzzing::target("decode_jxl").expect("a harness")(data));
