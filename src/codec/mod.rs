@@ -29,6 +29,7 @@
 
 pub mod blosc;
 pub mod compressed_segmentation;
+pub mod crackle;
 mod encoding;
 #[cfg(feature = "jpeg")]
 pub mod jpeg;

@@ -4,7 +4,7 @@
 
 #[cfg(feature = "jpeg")]
 use super::jpeg;
-use super::{blosc, compressed_segmentation, png, raw, FieldError, ScaleJson};
+use super::{blosc, compressed_segmentation, crackle, png, raw, FieldError, ScaleJson};
 use super::{Codec, Encoding};
 use crate::dtype::DType;
 
@@ -47,6 +47,7 @@ pub static REGISTRY: &[&dyn CodecKind] = &[
     &png::Kind,
     &compressed_segmentation::Kind,
     &blosc::Kind,
+    &crackle::Kind,
 ];
 
 /// Encodings that this build leaves out, each with the cargo feature that adds it: a layer
