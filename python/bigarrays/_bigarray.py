@@ -295,7 +295,8 @@ class BigArray:
         encoding : str
             Chunk encoding: ``"raw"`` (default); ``"jpeg"`` (uint8, 1 or 3 channels, lossy);
             ``"png"`` (uint8 or uint16, 1 to 4 channels); ``"compressed_segmentation"``
-            (uint32 or uint64); ``"blosc"`` or ``"blosclz"`` (any type; BigArrays.jl's name).
+            (uint32 or uint64); ``"crackle"`` (unsigned integer labels, 1 channel);
+            ``"blosc"`` or ``"blosclz"`` (any type; BigArrays.jl's name).
             An impossible combination raises
             :class:`~bigarrays.errors.InvalidArgumentError` naming the field.
         encoding_options : dict, optional

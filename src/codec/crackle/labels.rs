@@ -150,10 +150,12 @@ impl<'a> Labels<'a> {
                 let mut pins = Vec::new();
                 for label in 0..uniq.len() as u32 {
                     let count = uint(take(section, &mut at, npw, "a pin count")?);
-                    let count = usize::try_from(count).map_err(|_| "a pin count overflows")?;
-                    let len = count.checked_mul(iw).ok_or("a pin count overflows")?;
+                    let (len, depth_len) = usize::try_from(count)
+                        .ok()
+                        .and_then(|c| Some((c.checked_mul(iw)?, c.checked_mul(dw)?)))
+                        .ok_or("a pin count overflows")?;
                     let indices = take(section, &mut at, len, "pin indices")?;
-                    let depths = take(section, &mut at, count * dw, "pin depths")?;
+                    let depths = take(section, &mut at, depth_len, "pin depths")?;
                     let mut index = 0u64;
                     for (i, d) in indices.chunks_exact(iw).zip(depths.chunks_exact(dw)) {
                         index = index.wrapping_add(uint(i));
