@@ -1,6 +1,6 @@
 //! Crack codes: the boundaries between labels in one z-slice, drawn as chains of moves on
 //! the grid of pixel corners (`(sx+1) × (sy+1)` vertices), read back into a voxel
-//! connectivity graph (which pixels join their left and upper neighbours).
+//! connectivity graph (which pixels join their left and upper neighbours, a bit each).
 //!
 //! A slice's code is a beginning-of-chain (BOC) index, then its moves:
 //!
@@ -17,9 +17,10 @@
 //! "Permissible" codes draw the edges between pixels of one label (the graph starts with no
 //! edges), "impermissible" ones the edges between different labels (it starts with all).
 
-/// A pixel's bit in the connectivity graph: joined to its left neighbour (`x - 1`).
+/// A pixel's bit in the byte-per-pixel graph the encoder builds: joined to its left
+/// neighbour (`x - 1`).
 pub(super) const LEFT: u8 = 0b0010;
-/// A pixel's bit in the connectivity graph: joined to its upper neighbour (`y - 1`).
+/// As [`LEFT`]: joined to its upper neighbour (`y - 1`).
 pub(super) const UP: u8 = 0b1000;
 
 /// The moves, as stored.
@@ -97,15 +98,46 @@ pub(super) fn unpack_moves(packed: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Draws the crack code `code` of an `sx × sy` slice into `vcg` (one byte per pixel, x
-/// fastest), which it overwrites. `model` is the markov model of a markov-coded stream.
+/// Which pixels of a slice join their left and upper neighbours: one bit per pixel, rows of
+/// `words` 64-bit words (bit `x % 64` of word `x / 64`). Bits of the first column (`left`)
+/// and first row (`up`), and past `sx`, mean nothing.
+#[derive(Default)]
+pub(super) struct Graph {
+    pub sx: usize,
+    pub sy: usize,
+    pub words: usize,
+    pub left: Vec<u64>,
+    pub up: Vec<u64>,
+}
+
+impl Graph {
+    /// Resets to an `sx × sy` slice with every pixel joined (`all`) or none.
+    fn reset(&mut self, sx: usize, sy: usize, all: bool) {
+        self.sx = sx;
+        self.sy = sy;
+        self.words = sx.div_ceil(64);
+        let fill = if all { u64::MAX } else { 0 };
+        for bits in [&mut self.left, &mut self.up] {
+            bits.clear();
+            bits.resize(self.words * sy, fill);
+        }
+    }
+
+    /// The row `y` of `bits`.
+    pub fn row<'a>(&self, bits: &'a [u64], y: usize) -> &'a [u64] {
+        &bits[y * self.words..(y + 1) * self.words]
+    }
+}
+
+/// Draws the crack code `code` of an `sx × sy` slice into `graph`, which it resets. `model`
+/// is the markov model of a markov-coded stream.
 pub(super) fn decode_slice(
     code: &[u8],
     sx: u32,
     sy: u32,
     permissible: bool,
     model: Option<&super::markov::Model>,
-    vcg: &mut [u8],
+    graph: &mut Graph,
     s: &mut Scratch,
 ) -> Result<(), String> {
     let start = read_index(code, sx, sy, s)?;
@@ -114,12 +146,12 @@ pub(super) fn decode_slice(
         Some(model) => model.decode(moves, &mut s.codepoints),
         None => unpack_moves(moves, &mut s.codepoints),
     }
-    vcg.fill(if permissible { 0 } else { LEFT | UP });
+    graph.reset(sx as usize, sy as usize, !permissible);
     let mut walk = Walk {
         sx,
         sy,
         permissible,
-        vcg,
+        graph,
         x: 0,
         y: 0,
     };
@@ -127,8 +159,6 @@ pub(super) fn decode_slice(
     let mut open: u64 = 0;
     let mut last = NONE;
     let mut pending: Option<u8> = None;
-    const BRANCH: u8 = 0x10;
-    const TERM: u8 = 0x20;
     for &cp in &s.codepoints {
         if open == 0 {
             let Some(&(x, y)) = s.nodes.get(next_node) else {
@@ -142,7 +172,7 @@ pub(super) fn decode_slice(
         if cp ^ last != 0b10 {
             // A plain move: the one before it stands.
             if let Some(p) = pending.replace(cp) {
-                walk.apply(p, &mut s.stack, BRANCH, TERM)?;
+                walk.apply(p, &mut s.stack)?;
             }
             last = cp;
             continue;
@@ -159,85 +189,86 @@ pub(super) fn decode_slice(
         last = NONE;
         if open == 0 {
             if let Some(p) = pending.take() {
-                walk.apply(p, &mut s.stack, BRANCH, TERM)?;
+                walk.apply(p, &mut s.stack)?;
             }
         }
     }
     Ok(())
 }
 
+/// Symbols besides the four moves.
+const BRANCH: u8 = 0x10;
+const TERM: u8 = 0x20;
+
 /// A position on the corner grid, drawing into the connectivity graph as it moves.
 struct Walk<'a> {
     sx: u32,
     sy: u32,
     permissible: bool,
-    vcg: &'a mut [u8],
+    graph: &'a mut Graph,
     x: u32,
     y: u32,
 }
 
 impl Walk<'_> {
-    /// Marks (permissible) or clears (impermissible) `bit` of pixel `(x, y)`, where the
-    /// pixel's bit is one the connectivity graph reads (not the image's first column or row).
-    fn edge(&mut self, x: u32, y: u32, bit: u8) {
-        let inside = if bit == LEFT {
+    /// Marks (permissible) or clears (impermissible) the `left` (or up) bit of pixel
+    /// `(x, y)`, where it is a bit the components read (not the first column or row).
+    fn edge(&mut self, x: u32, y: u32, left: bool) {
+        let inside = if left {
             x >= 1 && x < self.sx && y < self.sy
         } else {
             y >= 1 && y < self.sy && x < self.sx
         };
-        if inside {
-            let at = x as usize + self.sx as usize * y as usize;
-            if let Some(v) = self.vcg.get_mut(at) {
-                if self.permissible {
-                    *v |= bit;
-                } else {
-                    *v &= !bit;
-                }
+        if !inside {
+            return;
+        }
+        let g = &mut *self.graph;
+        let at = y as usize * g.words + x as usize / 64;
+        let bits = if left { &mut g.left } else { &mut g.up };
+        if let Some(w) = bits.get_mut(at) {
+            let bit = 1u64 << (x % 64);
+            if self.permissible {
+                *w |= bit;
+            } else {
+                *w &= !bit;
             }
         }
     }
 
-    fn apply(
-        &mut self,
-        symbol: u8,
-        stack: &mut Vec<(u32, u32)>,
-        branch: u8,
-        term: u8,
-    ) -> Result<(), String> {
+    fn apply(&mut self, symbol: u8, stack: &mut Vec<(u32, u32)>) -> Result<(), String> {
         let (x, y) = (self.x, self.y);
         let off = || format!("a crack code moves off the {}x{} slice", self.sx, self.sy);
         match symbol {
             MOVE_UP => {
                 let y = y.checked_sub(1).ok_or_else(off)?;
-                self.edge(x, y, LEFT);
+                self.edge(x, y, true);
                 self.y = y;
             }
             MOVE_DOWN => {
                 if y >= self.sy {
                     return Err(off());
                 }
-                self.edge(x, y, LEFT);
+                self.edge(x, y, true);
                 self.y = y + 1;
             }
             MOVE_RIGHT => {
                 if x >= self.sx {
                     return Err(off());
                 }
-                self.edge(x, y, UP);
+                self.edge(x, y, false);
                 self.x = x + 1;
             }
             MOVE_LEFT => {
                 let x = x.checked_sub(1).ok_or_else(off)?;
-                self.edge(x, y, UP);
+                self.edge(x, y, false);
                 self.x = x;
             }
-            s if s == branch => stack.push((x, y)),
-            s if s == term => {
+            BRANCH => stack.push((x, y)),
+            _ => {
                 if let Some((x, y)) = stack.pop() {
                     (self.x, self.y) = (x, y);
                 }
             }
-            _ => {}
         }
         Ok(())
     }

@@ -200,12 +200,12 @@ impl<'a> Labels<'a> {
         self.starts[z + 1] - self.starts[z]
     }
 
-    /// Fills `table` with the voxel value of each of the `n` components of slice `z`, whose
-    /// component ids are `cc` (one per pixel). Slices must come in order, with one `cursor`.
+    /// Fills `table` with the voxel value of each component of slice `z`; `id_at` gives the
+    /// component of a pixel (`x + sx·y`). Slices must come in order, with one `cursor`.
     pub fn slice_table(
         &self,
         z: usize,
-        cc: &[u32],
+        id_at: &dyn Fn(u64) -> Option<u32>,
         cursor: &mut Cursor,
         table: &mut Vec<u64>,
     ) -> Result<(), String> {
@@ -261,7 +261,7 @@ impl<'a> Labels<'a> {
                 }
                 for &p in &cursor.active {
                     let pin = pins[p as usize];
-                    if let Some(&id) = cc.get(pin.loc as usize) {
+                    if let Some(id) = id_at(pin.loc) {
                         if let Some(t) = table.get_mut(id as usize) {
                             *t = self.uniq[pin.label as usize];
                         }

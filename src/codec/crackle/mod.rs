@@ -178,11 +178,16 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 
 /// A CRC-32C of component ids as the package computes it: over their little-endian bytes.
 fn crc_of_ids(ids: &[u32]) -> u32 {
+    crc_append_ids(0, ids)
+}
+
+/// [`crc_of_ids`] continued over more ids.
+fn crc_append_ids(crc: u32, ids: &[u32]) -> u32 {
     if cfg!(target_endian = "little") {
-        crc32c::crc32c(bytemuck::cast_slice(ids))
+        crc32c::crc32c_append(crc, bytemuck::cast_slice(ids))
     } else {
         let bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
-        crc32c::crc32c(&bytes)
+        crc32c::crc32c_append(crc, &bytes)
     }
 }
 
@@ -282,11 +287,11 @@ fn decode_checked<R: ChunkRows + ?Sized>(
     }
     let labels = labels::Labels::parse(&h, section)?;
 
-    let mut vcg = vec![0u8; sxy];
-    let mut ids = vec![0u32; sxy];
+    let mut graph = cracks::Graph::default();
+    let mut runs = ccl::Runs::default();
+    let mut row_ids = vec![0u32; sx];
     let mut table = Vec::new();
     let mut crack_scratch = cracks::Scratch::default();
-    let mut ccl_scratch = ccl::Scratch::default();
     let mut cursor = labels::Cursor::default();
     let mut start = at;
     for (z, &end) in ends.iter().enumerate() {
@@ -298,14 +303,21 @@ fn decode_checked<R: ChunkRows + ?Sized>(
             h.sy,
             h.permissible,
             model.as_ref(),
-            &mut vcg,
+            &mut graph,
             &mut crack_scratch,
         )
         .map_err(|e| format!("slice {z}: {e}"))?;
-        let n = ccl::label(&vcg, sx, &mut ids, &mut ccl_scratch);
+        let n = ccl::label_runs(&graph, &mut runs);
         if h.version > 0 {
             let stored = u32_at(crack_crcs, 4 * (z + 1)).ok_or("a slice CRC breaks off")?;
-            mismatch(format!("slice {z}"), stored, crc_of_ids(&ids));
+            let mut crc = 0;
+            for y in 0..sy {
+                for run in runs.row(y) {
+                    row_ids[run.x0 as usize..run.x1 as usize].fill(run.id);
+                }
+                crc = crc_append_ids(crc, &row_ids);
+            }
+            mismatch(format!("slice {z}"), stored, crc);
         }
         if labels.components(z) != n as u64 {
             return Err(format!(
@@ -313,32 +325,37 @@ fn decode_checked<R: ChunkRows + ?Sized>(
                 labels.components(z)
             ));
         }
+        let id_at = |loc: u64| runs.id_at(loc as usize % sx, loc as usize / sx);
         labels
-            .slice_table(z, &ids, &mut cursor, &mut table)
+            .slice_table(z, &id_at, &mut cursor, &mut table)
             .map_err(|e| format!("slice {z}: {e}"))?;
         match width {
-            1 => write_slice::<1, R>(rows, z, sx, &ids, &table),
-            2 => write_slice::<2, R>(rows, z, sx, &ids, &table),
-            4 => write_slice::<4, R>(rows, z, sx, &ids, &table),
-            _ => write_slice::<8, R>(rows, z, sx, &ids, &table),
+            1 => write_slice::<1, R>(rows, z, &runs, sy, &table),
+            2 => write_slice::<2, R>(rows, z, &runs, sy, &table),
+            4 => write_slice::<4, R>(rows, z, &runs, sy, &table),
+            _ => write_slice::<8, R>(rows, z, &runs, sy, &table),
         }
     }
     crc_error.map_or(Ok(()), Err)
 }
 
-/// Writes slice `z`: each pixel's component's value, `W` little-endian bytes each.
+/// Writes slice `z`: each run's component's value, `W` little-endian bytes per voxel.
 fn write_slice<const W: usize, R: ChunkRows + ?Sized>(
     rows: &mut R,
     z: usize,
-    sx: usize,
-    ids: &[u32],
+    runs: &ccl::Runs,
+    sy: usize,
     table: &[u64],
 ) {
-    for (y, ids) in ids.chunks_exact(sx).enumerate() {
+    for y in 0..sy {
         let row = rows.row(0, y, z);
-        for (dst, &id) in row.chunks_exact_mut(W).zip(ids) {
-            let v = table.get(id as usize).copied().unwrap_or(0);
-            dst.copy_from_slice(&v.to_le_bytes()[..W]);
+        for run in runs.row(y) {
+            let v = table.get(run.id as usize).copied().unwrap_or(0);
+            let v: [u8; W] = std::array::from_fn(|i| (v >> (8 * i)) as u8);
+            let span = row.get_mut(run.x0 as usize * W..run.x1 as usize * W);
+            for dst in span.into_iter().flat_map(|s| s.chunks_exact_mut(W)) {
+                dst.copy_from_slice(&v);
+            }
         }
     }
 }
