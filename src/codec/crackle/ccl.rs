@@ -178,32 +178,40 @@ pub(super) fn label_runs(g: &super::cracks::Graph, r: &mut Runs) -> usize {
             r.runs.push(Run {
                 x0: x as u32,
                 x1: x1 as u32,
-                id: new(parent),
+                id: 0,
             });
             x = x1;
         }
-        if y == 0 {
-            continue;
-        }
-        let up = g.row(&g.up, y);
-        let (mut a, above_end) = (r.rows[y - 1], start);
+        // A run joined to a run above takes its provisional label (and unions any further
+        // ones); only a run joined to none above starts a label, so labels still start in
+        // the order of the components' first pixels.
+        let up = (y > 0).then(|| g.row(&g.up, y));
+        let (mut a, above_end) = (if y > 0 { r.rows[y - 1] } else { start }, start);
         for i in start..r.runs.len() {
             let run = r.runs[i];
-            while a < above_end && r.runs[a].x1 <= run.x0 {
-                a += 1;
-            }
-            let mut b = a;
-            while b < above_end && r.runs[b].x0 < run.x1 {
-                let above = r.runs[b];
-                let (lo, hi) = (run.x0.max(above.x0), run.x1.min(above.x1));
-                if any_set(up, lo as usize, hi as usize) {
-                    let (p, q) = (find(parent, run.id), find(parent, above.id));
-                    if p != q {
-                        parent[p.max(q) as usize] = p.min(q);
-                    }
+            let mut id = 0;
+            if let Some(up) = up {
+                while a < above_end && r.runs[a].x1 <= run.x0 {
+                    a += 1;
                 }
-                b += 1;
+                let mut b = a;
+                while b < above_end && r.runs[b].x0 < run.x1 {
+                    let above = r.runs[b];
+                    let (lo, hi) = (run.x0.max(above.x0), run.x1.min(above.x1));
+                    if any_set(up, lo as usize, hi as usize) {
+                        if id == 0 {
+                            id = above.id;
+                        } else {
+                            let (p, q) = (find(parent, id), find(parent, above.id));
+                            if p != q {
+                                parent[p.max(q) as usize] = p.min(q);
+                            }
+                        }
+                    }
+                    b += 1;
+                }
             }
+            r.runs[i].id = if id == 0 { new(parent) } else { id };
         }
     }
     r.rows.push(r.runs.len());

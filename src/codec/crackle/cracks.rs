@@ -213,6 +213,7 @@ struct Walk<'a> {
 impl Walk<'_> {
     /// Marks (permissible) or clears (impermissible) the `left` (or up) bit of pixel
     /// `(x, y)`, where it is a bit the components read (not the first column or row).
+    #[inline]
     fn edge(&mut self, x: u32, y: u32, left: bool) {
         let inside = if left {
             x >= 1 && x < self.sx && y < self.sy
@@ -235,9 +236,10 @@ impl Walk<'_> {
         }
     }
 
+    #[inline]
     fn apply(&mut self, symbol: u8, stack: &mut Vec<(u32, u32)>) -> Result<(), String> {
         let (x, y) = (self.x, self.y);
-        let off = || format!("a crack code moves off the {}x{} slice", self.sx, self.sy);
+        let off = || off_slice(self.sx, self.sy);
         match symbol {
             MOVE_UP => {
                 let y = y.checked_sub(1).ok_or_else(off)?;
@@ -272,4 +274,10 @@ impl Walk<'_> {
         }
         Ok(())
     }
+}
+
+/// The error of a move off the slice (kept out of line: it never happens in valid data).
+#[cold]
+fn off_slice(sx: u32, sy: u32) -> String {
+    format!("a crack code moves off the {sx}x{sy} slice")
 }

@@ -351,11 +351,34 @@ fn write_slice<const W: usize, R: ChunkRows + ?Sized>(
         let row = rows.row(0, y, z);
         for run in runs.row(y) {
             let v = table.get(run.id as usize).copied().unwrap_or(0);
-            let v: [u8; W] = std::array::from_fn(|i| (v >> (8 * i)) as u8);
-            let span = row.get_mut(run.x0 as usize * W..run.x1 as usize * W);
-            for dst in span.into_iter().flat_map(|s| s.chunks_exact_mut(W)) {
-                dst.copy_from_slice(&v);
+            if let Some(span) = row.get_mut(run.x0 as usize * W..run.x1 as usize * W) {
+                fill::<W>(span, v);
             }
+        }
+    }
+}
+
+/// Fills `span` with the `W`-byte little-endian `v`, as wide stores where it is aligned.
+fn fill<const W: usize>(span: &mut [u8], v: u64) {
+    let done = match W {
+        1 => {
+            span.fill(v as u8);
+            true
+        }
+        2 => bytemuck::try_cast_slice_mut::<u8, u16>(span)
+            .map(|s| s.fill((v as u16).to_le()))
+            .is_ok(),
+        4 => bytemuck::try_cast_slice_mut::<u8, u32>(span)
+            .map(|s| s.fill((v as u32).to_le()))
+            .is_ok(),
+        _ => bytemuck::try_cast_slice_mut::<u8, u64>(span)
+            .map(|s| s.fill(v.to_le()))
+            .is_ok(),
+    };
+    if !done {
+        let v: [u8; W] = std::array::from_fn(|i| (v >> (8 * i)) as u8);
+        for dst in span.chunks_exact_mut(W) {
+            dst.copy_from_slice(&v);
         }
     }
 }
