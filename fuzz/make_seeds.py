@@ -18,6 +18,7 @@ import blosc
 import brotli
 import compressed_segmentation as cseg
 import compresso
+import crackle
 import numpy as np
 import pyspng
 import simplejpeg
@@ -72,6 +73,18 @@ def main() -> None:
             "decode_compressed_segmentation",
             layout(shape, d) + cseg.compress(labels, block_size=(8, 8, 8), order="F"),
         )
+    # crackle: channel 1, dtypes [u8, u16, u32, u64]; the default variant (flat labels) on
+    # noise and blocks, and pins with a markov model.
+    rng = np.random.default_rng(7)
+    blocks = np.kron(rng.integers(1, 4, size=(4, 3, 2)), np.ones((2, 2, 2)))[:, :, :3]
+    for d, dtype, labels, opts in (
+        (0x00, "uint8", rng.integers(0, 3, size=shape), {}),
+        (0x02, "uint32", blocks * 1000003, {}),
+        (0x01, "uint16", blocks * 1000, {"allow_pins": 1, "markov_model_order": 2}),
+        (0x03, "uint64", blocks * 2**60 + 7, {"markov_model_order": 1}),
+    ):
+        labels = np.asfortranarray(labels.astype(dtype))
+        save("decode_crackle", layout(shape, d) + crackle.compress(labels, **opts))
     # blosc: channels [1, 2], dtypes [u8, u16, u32, f64].
     for d, itemsize, cname in ((0x00, 1, "lz4"), (0x12, 4, "zstd"), (0x03, 8, "blosclz")):
         raw = volume(shape, 1 + (d >> 4), "uint8", d).tobytes() * itemsize

@@ -297,7 +297,8 @@ class BigArray:
             ``"png"`` (uint8 or uint16, 1 to 4 channels); ``"jxl"`` (JPEG XL, uint8, 1 to 4
             channels; written lossless); ``"compressed_segmentation"``
             (uint32 or uint64); ``"blosc"`` or ``"blosclz"`` (any type; BigArrays.jl's name);
-            ``"compresso"`` (uint8 to uint64 labels, 1 channel).
+            ``"compresso"`` (uint8 to uint64 labels, 1 channel); ``"crackle"`` (unsigned
+            integer labels, 1 channel).
             An impossible combination raises
             :class:`~bigarrays.errors.InvalidArgumentError` naming the field.
         encoding_options : dict, optional

@@ -30,6 +30,7 @@
 pub mod blosc;
 pub mod compressed_segmentation;
 pub mod compresso;
+pub mod crackle;
 mod encoding;
 #[cfg(feature = "jpeg")]
 pub mod jpeg;

@@ -6,7 +6,7 @@
 use super::jpeg;
 #[cfg(feature = "jxl")]
 use super::jxl;
-use super::{blosc, compressed_segmentation, compresso, png, raw, FieldError, ScaleJson};
+use super::{blosc, compressed_segmentation, compresso, crackle, png, raw, FieldError, ScaleJson};
 use super::{Codec, Encoding};
 use crate::dtype::DType;
 
@@ -50,6 +50,7 @@ pub static REGISTRY: &[&dyn CodecKind] = &[
     &compressed_segmentation::Kind,
     &blosc::Kind,
     &compresso::Kind,
+    &crackle::Kind,
     #[cfg(feature = "jxl")]
     &jxl::Kind,
 ];
