@@ -188,7 +188,7 @@ def test_stored_copy_both_ways_bit_exact(tmp_path, zarr_format, compression, cha
     src[src.bounds] = truth
     codecs = _gzip_chain("uint16") if compression else [{"name": "bytes"}]
     z = _zarr_like(tmp_path / "z.zarr", src, zarr_format, codecs)
-    assert z._layer.stored_form() == ("gzip" if compression else "raw")
+    assert z.stored_form == ("gzip" if compression else "raw")
     assert z.copy_chunks_from(src)  # the stored path, not a fallback
     theirs = zarr.open_array(str(tmp_path / "z.zarr"), mode="r")
     assert np.array_equal(theirs[...], truth.T)

@@ -886,6 +886,13 @@ class BigArray:
             return None
         return [(_point(lo), _point(hi), int(n)) for lo, hi, n in units]
 
+    @property
+    def stored_form(self) -> str | None:
+        """How this layer's chunks are stored where they could move between formats as
+        stored bytes (see :meth:`copy_chunks_from`): ``"raw"`` (the voxels as they are) or
+        ``"gzip"``; None for any other encoding, compression or sharding."""
+        return self._layer.stored_form()
+
     def copy_chunks_from(
         self, src: BigArray, key: object = None, *, only: Sequence[Box] | None = None
     ) -> bool:

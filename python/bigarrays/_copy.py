@@ -326,7 +326,7 @@ def _zarr_codecs(src: BigArray, compression: str | None) -> list[dict[str, Any]]
     """The codec chain of a Zarr copy of ``src`` (see ``_zarr_destination``); None: the
     default."""
     if compression == "auto":
-        compression = src._layer.stored_form()
+        compression = src.stored_form
         if compression is None:
             return None
     little: dict[str, Any] = {"name": "bytes"}
