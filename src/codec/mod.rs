@@ -113,6 +113,33 @@ impl FieldError {
     }
 }
 
+/// The label types seung-lab's segmentation encodings (compresso, crackle) hold.
+pub(crate) const LABEL_DTYPES: &[DType] = &[DType::U8, DType::U16, DType::U32, DType::U64];
+
+/// The check of an encoding that holds one channel of unsigned integer labels.
+pub(crate) fn check_labels(
+    encoding: &str,
+    dtype: DType,
+    channels: usize,
+) -> Result<(), FieldError> {
+    if !LABEL_DTYPES.contains(&dtype) {
+        return Err(FieldError::new(
+            "data_type",
+            format!(
+                "encoding \"{encoding}\" holds uint8, uint16, uint32 or uint64 labels only, not \
+                 {dtype}"
+            ),
+        ));
+    }
+    if channels != 1 {
+        return Err(FieldError::new(
+            "num_channels",
+            format!("encoding \"{encoding}\" holds 1 channel, not {channels}"),
+        ));
+    }
+    Ok(())
+}
+
 /// One scale encoding with its options parsed: what [`decode`] and [`encode`] dispatch to,
 /// once per chunk. Object-safe, so an [`Encoding`] holds any codec.
 pub trait Codec: Send + Sync + std::fmt::Debug {

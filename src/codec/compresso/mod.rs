@@ -64,7 +64,7 @@ impl CodecKind for Kind {
     }
     fn fuzz(&self) -> Option<FuzzSpec> {
         Some(FuzzSpec {
-            dtypes: &[DType::U8, DType::U16, DType::U32, DType::U64],
+            dtypes: super::LABEL_DTYPES,
             channels: &[1],
         })
     }
@@ -82,22 +82,7 @@ impl Codec for Compresso {
         ScaleJson::new()
     }
     fn check(&self, dtype: DType, channels: usize) -> Result<(), FieldError> {
-        if !matches!(dtype, DType::U8 | DType::U16 | DType::U32 | DType::U64) {
-            return Err(FieldError::new(
-                "data_type",
-                format!(
-                    "encoding \"compresso\" holds uint8, uint16, uint32 or uint64 labels only, \
-                     not {dtype}"
-                ),
-            ));
-        }
-        if channels != 1 {
-            return Err(FieldError::new(
-                "num_channels",
-                format!("encoding \"compresso\" holds 1 channel, not {channels}"),
-            ));
-        }
-        Ok(())
+        super::check_labels("compresso", dtype, channels)
     }
     /// CloudVolume gzips compresso chunks (`should_compress`), as it does raw ones.
     fn default_compression(&self) -> Compression {

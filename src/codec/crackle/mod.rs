@@ -46,7 +46,7 @@ impl CodecKind for Kind {
     }
     fn fuzz(&self) -> Option<FuzzSpec> {
         Some(FuzzSpec {
-            dtypes: &[DType::U8, DType::U16, DType::U32, DType::U64],
+            dtypes: super::LABEL_DTYPES,
             channels: &[1],
         })
     }
@@ -69,19 +69,7 @@ impl Codec for Crackle {
         ScaleJson::new()
     }
     fn check(&self, dtype: DType, channels: usize) -> Result<(), FieldError> {
-        if !matches!(dtype, DType::U8 | DType::U16 | DType::U32 | DType::U64) {
-            return Err(FieldError::new(
-                "data_type",
-                format!("encoding \"crackle\" holds unsigned integer labels only, not {dtype}"),
-            ));
-        }
-        if channels != 1 {
-            return Err(FieldError::new(
-                "num_channels",
-                format!("encoding \"crackle\" holds 1 channel, not {channels}"),
-            ));
-        }
-        Ok(())
+        super::check_labels("crackle", dtype, channels)
     }
     /// CloudVolume gzips crackle chunks (`should_compress`).
     fn default_compression(&self) -> Compression {
