@@ -41,8 +41,9 @@ fn run(name: &str, f: &dyn Fn(&[u8]), input: &[u8], what: &dyn std::fmt::Display
 
 #[test]
 #[cfg_attr(
-    not(feature = "jpeg"),
-    ignore = "without the jpeg feature the registry, so the harness list, lacks decode_jpeg"
+    not(all(feature = "jpeg", feature = "jxl")),
+    ignore = "without the jpeg and jxl features the registry, so the harness list, lacks \
+              decode_jpeg or decode_jxl"
 )]
 fn every_target_has_a_committed_corpus() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
@@ -58,8 +59,9 @@ fn every_target_has_a_committed_corpus() {
 /// cargo-fuzz binaries must name the same targets, so a new codec cannot miss them.
 #[test]
 #[cfg_attr(
-    not(feature = "jpeg"),
-    ignore = "without the jpeg feature the registry, so the harness list, lacks decode_jpeg"
+    not(all(feature = "jpeg", feature = "jxl")),
+    ignore = "without the jpeg and jxl features the registry, so the harness list, lacks \
+              decode_jpeg or decode_jxl"
 )]
 fn makefile_and_cargo_fuzz_list_every_target() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
