@@ -134,6 +134,26 @@ def start_moto() -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     return process([exe, "-H", "127.0.0.1", "-p", str(port)], f"http://127.0.0.1:{port}/moto-api/")
 
 
+def run_threads(targets: list[Any]) -> None:
+    """Runs each callable on its own thread, at most 180 s each, and raises the first
+    error any of them raised."""
+    errors: list[BaseException] = []
+
+    def guarded(f: Any) -> None:
+        try:
+            f()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=guarded, args=(f,)) for f in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+    if errors:
+        raise errors[0]
+
+
 @pytest.fixture(scope="session")
 def moto() -> Iterator[Moto]:
     with start_moto() as proc:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Moto
+from conftest import Moto, run_threads
 from faulty_proxy import FaultyProxy
 from volumes import SMALL_SHARDING
 
@@ -69,24 +69,6 @@ def write_boxes(url: str, worker: int, n: int, compression: str | None) -> None:
 
 def create(root: Path, **kw: Any) -> BigArray:
     return BigArray.create(str(root), shape=SHAPE, dtype="uint8", chunks=CHUNKS, **kw)
-
-
-def run_threads(targets: list[Any]) -> None:
-    errors: list[BaseException] = []
-
-    def guarded(f: Any) -> None:
-        try:
-            f()
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=guarded, args=(f,)) for f in targets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 # -- disjoint aligned writers: nothing lost -------------------------------------------------

@@ -29,7 +29,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Moto
+from conftest import Moto, run_threads
 from faulty_proxy import FaultyProxy
 
 from bigarrays import BigArray
@@ -90,24 +89,6 @@ def create(url: str, sharded: bool, options: dict[str, Any] | None = None) -> Bi
     return BigArray.create(
         url, format="zarr", shape=SHAPE, dtype="uint16", chunks=CHUNKS, fill_value=0, **kw
     )
-
-
-def run_threads(targets: list[Any]) -> None:
-    errors: list[BaseException] = []
-
-    def guarded(f: Any) -> None:
-        try:
-            f()
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=guarded, args=(f,)) for f in targets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=180)
-    if errors:
-        raise errors[0]
 
 
 # -- overlapping writers ---------------------------------------------------------------------
