@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _sampling
 from ._bigarray import BigArray
 from .errors import InvalidArgumentError
 
@@ -20,16 +21,21 @@ Batch = np.ndarray | tuple[np.ndarray, ...]
 class PatchLoader:
     """An iterable of batches of patches, read in background threads while you train.
 
-    Patches are cut at the same absolute coordinates from every array (e.g. an image and
-    its labels), so they must share a coordinate space; positions are drawn where the patch
-    fits inside all of them.
+    Patches of every array share one physical centre (absolute voxel coordinates times
+    :attr:`BigArray.resolution`): at the same coordinates for layers of one resolution (an
+    image and its labels), and e.g. a wider context patch from a lower mip beside a
+    full-resolution one. Positions are drawn only where every layer's patch fits (nothing
+    is padded).
 
     Parameters
     ----------
     arrays : BigArray or sequence of BigArray
-        The layers to cut from. One array gives batches as arrays, several as tuples.
-    patch_shape : (int, int, int)
-        Patch size in voxels (x, y, z).
+        The layers to cut from, any mips. One array gives batches as arrays, several as
+        tuples. The first is the reference: positions and centres are its voxels.
+    patch_shape : (int, int, int) or sequence of them
+        Patch size in voxels (x, y, z) of every layer, or one per layer (each in that
+        layer's own voxels). Layer ``j``'s corner is ``round(c / rj - nj / 2)`` (halves up)
+        for the physical centre ``c = (s0 + n0 / 2) * r0`` of the first layer's patch.
     batch_size : int
         Patches per batch; a batch is ``(batch_size, x, y, z)`` (plus ``c`` for
         multi-channel layers).
@@ -42,6 +48,16 @@ class PatchLoader:
         may be smaller.
     num_batches : int, optional
         Stop after this many batches.
+    mask : BigArray, optional
+        With ``sampler="random"``: centres only where this layer (one channel, any mip,
+        e.g. a coarse mip of a tissue mask) is non-zero.
+    weights : BigArray, optional
+        Centres drawn with probability proportional to this layer's (non-negative) values.
+    balance : BigArray, optional
+        A label layer: each label (of ``classes``, or every label found) is equally likely
+        to be at the centre, and within a label every voxel equally likely.
+    classes : sequence of int, optional
+        With ``balance``: the labels to draw (others are never centres).
     prefetch : int
         Batches read ahead in background threads (default 2). Each batch is one
         :meth:`BigArray.read_many` per layer; open the arrays with ``cache_bytes`` to
@@ -53,7 +69,18 @@ class PatchLoader:
     ``torch.utils.data.IterableDataset``: pass it to ``DataLoader(loader, batch_size=None,
     num_workers=N)``. Each worker then yields its own share of the batch stream (batch ``i``
     goes to worker ``i % N``); :meth:`shard` does the same by hand, e.g. for
-    ``multiprocessing``. The loader pickles (it holds only the arrays' URLs and options).
+    ``multiprocessing``. The loader pickles (it holds only the arrays' URLs and options,
+    and for ``mask``, ``weights`` or ``balance`` one weight per chunk of that layer).
+
+    ``mask``, ``weights`` and ``balance`` (at most one) weigh the voxels of their layer
+    ``S``; the first layer's voxel ``u`` is the centre (patch corner ``u - n0 // 2``) with
+    probability proportional to the weight of the ``S`` voxel holding ``u``'s centre,
+    among the ``u`` where every patch fits: exact at ``S``'s resolution, uniform inside
+    each ``S`` voxel. Making the loader reads ``S`` once over that region, 16 MiB at a
+    time, and keeps one weight per chunk (per label and chunk for ``balance``); each
+    batch then reads the ``S`` chunks its centres fall in (open ``S`` with
+    ``cache_bytes`` to keep them). Pass a coarse mip of a huge mask: its scan is that much
+    smaller. Batch ``i`` still depends only on ``(seed, i)``.
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> PatchLoader:
@@ -72,30 +99,39 @@ class PatchLoader:
         sampler: str | Any = "random",
         num_batches: int | None = None,
         prefetch: int = 2,
+        mask: BigArray | None = None,
+        weights: BigArray | None = None,
+        balance: BigArray | None = None,
+        classes: Sequence[int] | None = None,
     ) -> None:
         self.single = isinstance(arrays, BigArray)
         self.arrays: tuple[BigArray, ...] = (arrays,) if self.single else tuple(arrays)
         if not self.arrays:
             raise InvalidArgumentError("PatchLoader needs at least one array")
-        self.patch_shape = tuple(int(n) for n in patch_shape)
-        if len(self.patch_shape) != 3 or min(self.patch_shape) < 1:
-            raise InvalidArgumentError(f"patch_shape must be 3 positive ints, got {patch_shape}")
+        shapes = _sampling.patch_shapes(patch_shape, len(self.arrays))
+        self.patch_shape = shapes[0]
         if batch_size < 1 or prefetch < 0:
             raise InvalidArgumentError("batch_size must be ≥ 1 and prefetch ≥ 0")
         self.batch_size, self.seed, self.prefetch = int(batch_size), int(seed), int(prefetch)
         self.num_batches = num_batches
         self.shard_index, self.shard_count = 0, 1
-        lo = np.max([a.voxel_offset for a in self.arrays], axis=0)
-        hi = np.min([[b.stop for b in a.bounds] for a in self.arrays], axis=0)
+        # Patches of every layer share a physical centre; corners are in the first layer's
+        # voxels, and range where every layer's patch fits (inclusive).
+        self.geometry = _sampling.Geometry(self.arrays, shapes)
+        self.table: _sampling.CentreTable | None = None
         if isinstance(sampler, str):
             if sampler != "random":
                 raise InvalidArgumentError(f"sampler must be 'random' or centres, not {sampler!r}")
             self.starts: np.ndarray | None = None
-            self.lo, self.hi = lo, hi - np.array(self.patch_shape)  # inclusive upper start
-            if np.any(self.hi < self.lo):
+            self.lo, self.hi = self.geometry.lo, self.geometry.hi
+            if not self.geometry.fits:
                 raise InvalidArgumentError(
-                    f"patch {self.patch_shape} does not fit in the common bounds {lo}..{hi}"
+                    f"patch_shape {shapes}: the patch does not fit in every layer's bounds "
+                    f"around one centre (corners would range over {self.lo}..{self.hi})"
                 )
+            self.table = _sampling.build_table(self.geometry, mask, weights, balance, classes)
+        elif any(x is not None for x in (mask, weights, balance)):
+            raise InvalidArgumentError("mask=, weights= and balance= go with sampler='random'")
         else:
             centres = np.asarray(sampler, dtype=np.int64).reshape(-1, 3)
             self.starts = centres - np.array(self.patch_shape) // 2
@@ -125,7 +161,20 @@ class PatchLoader:
             return self.starts[index * self.batch_size : (index + 1) * self.batch_size]
         # One generator per batch, keyed on (seed, index): any worker can jump to any batch.
         rng = np.random.default_rng([self.seed, index])
+        if self.table is not None:
+            return self.table.draw(rng, self.batch_size) - np.array(self.patch_shape) // 2
         return rng.integers(self.lo, self.hi, size=(self.batch_size, 3), endpoint=True)
+
+    def batch_boxes(self, index: int) -> list[list[tuple[slice, slice, slice]]]:
+        """Per layer, the patch boxes of batch ``index`` (absolute voxel slices)."""
+        corners = self.batch_starts(index)
+        return [
+            [
+                tuple(slice(s, s + n) for s, n in zip(start, shape, strict=True))
+                for start in self.geometry.starts(j, corners).tolist()
+            ]
+            for j, shape in enumerate(self.geometry.shapes)
+        ]
 
     def shard(self, index: int, count: int) -> PatchLoader:
         """A copy that yields only batches ``index, index + count, ...`` of the stream."""
@@ -139,12 +188,9 @@ class PatchLoader:
 
     def read_batch(self, index: int) -> Batch:
         """The patches of batch ``index``: one (B, x, y, z[, c]) array per layer."""
-        keys = [
-            tuple(slice(s, s + n) for s, n in zip(start, self.patch_shape, strict=True))
-            for start in self.batch_starts(index).tolist()
-        ]
+        boxes = self.batch_boxes(index)
         # One call per layer: chunks shared by several patches are decoded once.
-        out = [np.stack(a.read_many(keys)) for a in self.arrays]
+        out = [np.stack(a.read_many(keys)) for a, keys in zip(self.arrays, boxes, strict=True)]
         return out[0] if self.single else tuple(out)
 
     def _indices(self) -> Iterator[int]:
