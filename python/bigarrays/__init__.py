@@ -27,6 +27,7 @@ from .errors import (
 
 __all__ = [
     "BigArray",
+    "BlendedWriter",
     "PatchLoader",
     "BigArrayError",
     "CancelledError",
@@ -41,16 +42,25 @@ __all__ = [
     "RequestTooLargeError",
     "StoreError",
     "__version__",
+    "sliding_blocks",
     "store",
+    "weight_window",
 ]
 
 if TYPE_CHECKING:
     from ._dask import store
+    from ._inference import BlendedWriter, sliding_blocks, weight_window
     from ._loader import PatchLoader
 
 #: Names served by operation modules, imported on first use so that ``import bigarrays``
 #: loads ``BigArray`` alone (operations import it, never the other way round).
-_LAZY = {"store": "._dask", "PatchLoader": "._loader"}
+_LAZY = {
+    "store": "._dask",
+    "PatchLoader": "._loader",
+    "BlendedWriter": "._inference",
+    "sliding_blocks": "._inference",
+    "weight_window": "._inference",
+}
 
 
 def __getattr__(name: str) -> Any:
