@@ -4,8 +4,10 @@ computed in memory, each chunk written once, resume, channels and types, bad arg
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import MutableMapping
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,3 +224,37 @@ def test_bad_arguments(src, tmp_path):
                             voxel_offset=OFFSET)  # fmt: skip
     with pytest.raises(InvalidArgumentError, match="region .* not inside .*small"):
         next(iter(writer.blocks(small)))
+
+
+def readme_loops() -> list[str]:
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text.split("## Training and inference")[1].split("\n## ")[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_the_readme_training_and_inference_loops_run(tmp_path):
+    pytest.importorskip(
+        "torch", reason="torch is not installed (CI does not download it: multi-GB wheels)"
+    )
+    train, infer = readme_loops()
+    assert len(train.splitlines()) < 15 and len(infer.splitlines()) < 15
+    rng = np.random.default_rng(0)
+    shape = (96, 96, 32)
+    em = BigArray.create(tmp_path / "data/em", shape=shape, dtype="uint8", chunks=(32, 32, 16),
+                         resolution=(4, 4, 40))  # fmt: skip
+    em[em.bounds] = rng.integers(0, 255, shape, dtype=np.uint8)
+    seg = BigArray.create(tmp_path / "data/seg", shape=shape, dtype="uint8", chunks=(32, 32, 16),
+                          resolution=(4, 4, 40), layer_type="segmentation")  # fmt: skip
+    labels = np.zeros(shape, dtype=np.uint8)
+    labels[10:60, 20:80, 4:20], labels[30:34, 40:44, 8:12] = 1, 2
+    seg[seg.bounds] = labels
+    em.downsample((2, 2, 1), mips=2)
+    seg.downsample((2, 2, 1), mips=2)
+    # On the tiny layers: the same code, with a few batches instead of a thousand.
+    code = (train + infer).replace('"/data/', f'"{tmp_path}/data/')
+    code = code.replace("num_batches=1000", "num_batches=4")
+    exec(compile(code, "README.md", "exec"), {})
+    pred = BigArray(str(tmp_path / "data/pred"))
+    assert pred.shape == (*shape, 3) and len(pred.stored_chunks()) == 2 * 2 * 2
+    probs = pred[pred.bounds].astype(int).sum(axis=-1)
+    assert np.all(abs(probs - 255) <= 2)  # softmax over the classes, scaled and rounded
