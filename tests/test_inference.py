@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bigarrays import BigArray, BlendedWriter, sliding_blocks
-from bigarrays.errors import InvalidArgumentError
+from bigarrays.errors import InvalidArgumentError, StoreError
 
 SHAPE, OFFSET, CHUNKS = (37, 29, 19), (5, -3, 2), (8, 8, 8)
 BLOCK, OVERLAP = (12, 10, 8), (4, 3, 2)
@@ -157,6 +157,7 @@ def test_resume_after_an_interruption(src):
         if n == 35:
             break  # interrupted: some chunks written, others half accumulated
         first.add(box, model(x))
+    first.close()  # the writes in flight finish (a crash would lose them: not stored)
     assert 0 < first.written and first.open_chunks > 0
     again = BlendedWriter(out, BLOCK, OVERLAP, resume=True)
     assert len(again.pending()) < len(again.boxes)  # finished blocks are skipped
@@ -185,6 +186,34 @@ def test_multichannel_and_integer_outputs(src, tmp_path):
         writer.add(box, 20 * x - 30)
     truth = reference(src[src.bounds], (0, 0, 0), SHAPE, lambda x: 20.0 * x - 30, "uniform")
     np.testing.assert_array_equal(u8[u8.bounds], np.clip(np.rint(truth), 0, 255))
+
+
+class FailingStore(CountingStore):
+    """Refuses puts once ``fail`` is set."""
+
+    fail = False
+
+    def __setitem__(self, key, value):
+        if self.fail:
+            raise OSError(f"disk full writing {key}")
+        super().__setitem__(key, value)
+
+
+def test_a_failed_write_raises_and_resume_finishes(src):
+    store = FailingStore()
+    out = BigArray.create("out", store=store, shape=SHAPE, dtype="float32", chunks=CHUNKS,
+                          voxel_offset=OFFSET)  # fmt: skip
+    store.fail = True
+    with pytest.raises(StoreError, match=r"out/1_1_1/.*disk full"):
+        with BlendedWriter(out, BLOCK, OVERLAP, jobs=1) as writer:  # waits for its writes
+            run(writer, src, model)
+    store.fail = False
+    again = BlendedWriter(out, BLOCK, OVERLAP, resume=True)
+    run(again, src, model)
+    assert again.finished
+    np.testing.assert_allclose(
+        out[out.bounds], reference(src[src.bounds], (0, 0, 0), SHAPE, model, "cosine"), rtol=1e-5
+    )
 
 
 def test_blocks_cover_the_region_in_x_fastest_order(src):

@@ -17,6 +17,7 @@ last block arrives.
 from __future__ import annotations
 
 import math
+import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -234,12 +235,21 @@ class BlendedWriter:
         nothing decoded): :meth:`blocks` skips the blocks all of whose chunks are done, and
         those chunks are not written again. Since each chunk is written once, whole, a
         stored chunk is a finished one; start from an empty layer to compute it all.
+    jobs : int, optional
+        Threads writing finished chunks in the background (default: one per core), with
+        at most ``2 * jobs`` writes in flight.
 
     Notes
     -----
     Feed it with ``for x, box in writer.blocks(src): writer.add(box, model(x))``, from
     one thread, blocks in any order. Integer outputs are rounded and clipped to the type's
     range (scale probabilities before adding them, e.g. ``255 * p`` for uint8).
+
+    Finished chunks are written in background threads while the next blocks compute; the
+    writer waits for them when :meth:`blocks` is exhausted or the last chunk is in. A
+    failed write raises from a later :meth:`add` or :meth:`flush`. Stopping early, call
+    :meth:`close` (or use the writer in a ``with`` block) to wait for the writes in
+    flight.
 
     Memory: for every output chunk touched but not finished, two float64 arrays of the
     chunk's size (times channels for the sums). In the blocks' order these are the chunks
@@ -258,11 +268,13 @@ class BlendedWriter:
         region: Any = None,
         window: str = "cosine",
         resume: bool = False,
+        jobs: int | None = None,
     ) -> None:
         self.out = out
         self.grid = BlockGrid(_region(out, region), block, overlap)
         self.window_name = window
-        self.window = weight_window(window, self.grid.block)
+        # x-fastest, as the arrays read from and written to the layers are.
+        self.window = np.asfortranarray(weight_window(window, self.grid.block))
         self.channels = out.num_channels
         self.origin = tuple(out.voxel_offset[:3])
         self.chunks = tuple(out.chunks[:3])
@@ -271,7 +283,8 @@ class BlendedWriter:
         self.cells_of: list[list[range]] = []
         self.blocks_per_cell: list[dict[int, int]] = []
         for a in range(3):
-            ranges, count = [], {}
+            ranges: list[range] = []
+            count: dict[int, int] = {}
             for s in self.grid.starts[a]:
                 first = (s - self.origin[a]) // self.chunks[a]
                 last = (s + self.grid.block[a] - 1 - self.origin[a]) // self.chunks[a]
@@ -285,6 +298,9 @@ class BlendedWriter:
         self.sums: dict[Cell, tuple[Box, np.ndarray, np.ndarray]] = {}
         self.done: set[Cell] = set()
         self.written = 0
+        self.jobs = max(1, int(jobs or os.cpu_count() or 1))
+        self._pool: ThreadPoolExecutor | None = None
+        self._writing: deque[tuple[Future[None], Cell]] = deque()
         if resume:
             units = out.stored_chunks(
                 tuple(slice(a, b) for a, b in zip(*self.grid.region, strict=True))
@@ -340,7 +356,11 @@ class BlendedWriter:
         ``src`` shares voxel coordinates with the output and must cover the region.
         """
         _check_covers(src, self.grid.region)
-        return _read_ahead(src, iter(self.pending()), int(prefetch))
+        return self._blocks(src, int(prefetch))
+
+    def _blocks(self, src: BigArray, prefetch: int) -> Iterator[tuple[np.ndarray, Box]]:
+        yield from _read_ahead(src, iter(self.pending()), prefetch)
+        self.flush()  # the caller's loop is over: its last chunks are on their way
 
     # -- blending ------------------------------------------------------------------------
 
@@ -374,7 +394,11 @@ class BlendedWriter:
             if cell not in self.sums:
                 shape = tuple(b - a for a, b in zip(*cbox, strict=True))
                 extra = (self.channels,) if self.channels > 1 else ()
-                self.sums[cell] = (cbox, np.zeros(shape + extra), np.zeros(shape))
+                self.sums[cell] = (
+                    cbox,
+                    np.zeros(shape + extra, order="F"),
+                    np.zeros(shape, order="F"),
+                )
                 self.remaining[cell] = math.prod(self.blocks_per_cell[a][cell[a]] for a in range(3))
             _, total, weight = self.sums[cell]
             # The overlap of the block and the chunk, in each one's own indices.
@@ -389,6 +413,8 @@ class BlendedWriter:
             self.remaining[cell] -= 1
             if self.remaining[cell] == 0:
                 self._finish(cell)
+        if len(self.done) + len(self._writing) == self._cell_count:
+            self.close()
 
     def _finish(self, cell: Cell) -> None:
         cbox, total, weight = self.sums.pop(cell)
@@ -400,21 +426,63 @@ class BlendedWriter:
             blended = np.clip(np.rint(blended), info.min, info.max)
         elif dtype.kind == "b":
             blended = blended >= 0.5
-        self.out.write(
-            tuple(slice(a, b) for a, b in zip(*cbox, strict=True)),
-            blended.astype(dtype),
-            casting="unsafe",
-        )
+        key = tuple(slice(a, b) for a, b in zip(*cbox, strict=True))
+        # Written in background threads (encoding and the store's put release the GIL),
+        # so the model computes the next blocks meanwhile; a few writes in flight at most.
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="bigarrays-blend")
+        future = self._pool.submit(self.out.write, key, blended.astype(dtype), casting="unsafe")
+        self._writing.append((future, cell))
+        while len(self._writing) > 2 * self.jobs:
+            self._collect()
+
+    def _collect(self) -> None:
+        """Waits for the oldest write in flight (raising its error)."""
+        future, cell = self._writing.popleft()
+        future.result()
         self.done.add(cell)
         self.written += 1
+
+    def flush(self) -> None:
+        """Waits for the chunk writes in flight; raises the first that failed (rerun with
+        ``resume=True`` to finish)."""
+        while self._writing:
+            self._collect()
+
+    def close(self) -> None:
+        """Waits for the chunk writes in flight and stops the writing threads; done by
+        itself when the last chunk is written. Call it (or use ``with``) when stopping
+        early."""
+        try:
+            self.flush()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+    def __enter__(self) -> BlendedWriter:
+        return self
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if kind is None:
+            self.close()
+            return
+        # Already failing: wait for the writes, but let the first error be the one seen.
+        try:
+            self.close()
+        except Exception:
+            pass
 
     # -- state ---------------------------------------------------------------------------
 
     @property
     def finished(self) -> bool:
         """Whether every output chunk of the region is written."""
-        cells = math.prod(len(c) for c in self.blocks_per_cell)
-        return len(self.done) == cells
+        return len(self.done) == self._cell_count
+
+    @property
+    def _cell_count(self) -> int:
+        return math.prod(len(c) for c in self.blocks_per_cell)
 
     @property
     def open_chunks(self) -> int:

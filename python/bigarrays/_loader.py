@@ -165,7 +165,7 @@ class PatchLoader:
             return self.table.draw(rng, self.batch_size) - np.array(self.patch_shape) // 2
         return rng.integers(self.lo, self.hi, size=(self.batch_size, 3), endpoint=True)
 
-    def batch_boxes(self, index: int) -> list[list[tuple[slice, slice, slice]]]:
+    def batch_boxes(self, index: int) -> list[list[tuple[slice, ...]]]:
         """Per layer, the patch boxes of batch ``index`` (absolute voxel slices)."""
         corners = self.batch_starts(index)
         return [

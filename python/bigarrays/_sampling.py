@@ -161,9 +161,19 @@ class CentreTable:
         high = np.minimum(edges[1:], self.hi[axis] + 1)
         return np.maximum(high - low, 0).astype(np.float64)
 
-    def _spread(self, lo: Sequence[int], hi: Sequence[int]) -> np.ndarray:
+    def _spread(self, lo: Sequence[int], hi: Sequence[int]) -> np.ndarray | float:
+        """Possible centres per S voxel of the box, flat in x-fastest order (a number when
+        they are all the same, as inside the region with whole-number mip ratios)."""
         cx, cy, cz = (self._counts(a, lo[a], hi[a]) for a in range(3))
-        return cx[:, None, None] * cy[None, :, None] * cz[None, None, :]
+        if all(c.min() == c.max() for c in (cx, cy, cz)):
+            return float(cx[0] * cy[0] * cz[0])
+        return np.multiply.outer(np.multiply.outer(cz, cy), cx).ravel()
+
+    def _piece_weights(self, values: np.ndarray, lo: Sequence[int], hi: Sequence[int]):
+        """The weights of a box of S voxels, flat in x-fastest order: the order S's arrays
+        come in, so nothing is copied."""
+        flat = np.asfortranarray(values).ravel(order="F")
+        return flat, self._voxel_weights(flat) * self._spread(lo, hi)
 
     def _voxel_weights(self, values: np.ndarray) -> np.ndarray:
         if self.kind == "mask":
@@ -192,14 +202,18 @@ class CentreTable:
             step = block_shape(layer.chunks[:3], layer.dtype.itemsize, SCAN_BYTES)
             for blo, bhi in aligned_blocks(box, layer.voxel_offset, step):  # type: ignore[arg-type]
                 values = layer[tuple(slice(a, b) for a, b in zip(blo, bhi, strict=True))]
-                spread = self._spread(blo, bhi)
-                cells = chunk_pieces((blo, bhi), layer.voxel_offset, layer.chunks[:3])
+                chunks = (layer.chunks[0], layer.chunks[1], layer.chunks[2])
+                cells = chunk_pieces((blo, bhi), layer.voxel_offset, chunks)
                 for plo, phi in cells.values():
                     at = tuple(slice(a - b, c - b) for a, b, c in zip(plo, blo, phi, strict=True))
-                    part, w = values[at], spread[at]
+                    part = values[at]
                     if self.kind == "balance":
-                        found, inverse = np.unique(part, return_inverse=True)
-                        counts = np.bincount(inverse.ravel(), weights=w.ravel())
+                        flat = np.asfortranarray(part).ravel(order="F")
+                        found, inverse = np.unique(flat, return_inverse=True)
+                        spread = self._spread(plo, phi)
+                        if isinstance(spread, float):
+                            spread = np.full(flat.size, spread)
+                        counts = np.bincount(inverse.ravel(), weights=spread)
                         if self.wanted is not None:
                             keep = np.isin(found, self.wanted)
                             found, counts = found[keep], counts[keep]
@@ -208,7 +222,7 @@ class CentreTable:
                             pieces.append((plo, phi))
                             labels.append((found[keep], counts[keep]))
                         continue
-                    total = float((self._voxel_weights(part) * w).sum())
+                    total = float(self._piece_weights(part, plo, phi)[1].sum())
                     if total > 0:
                         pieces.append((plo, phi))
                         weights.append(total)
@@ -247,16 +261,28 @@ class CentreTable:
             tuple(slice(int(a), int(b)) for a, b in zip(*self.pieces[k], strict=True))
             for k in unique
         ]
-        read = dict(zip(unique, self.layer.read_many(keys), strict=True))
+        # Per chunk drawn: its voxels' cumulative weights, or, for a mask chunk whose voxels
+        # all hold as many possible centres, just where it is non-zero (all weigh the same).
+        cumulative: dict[int, tuple[str, np.ndarray, tuple[int, ...]]] = {}
+        for k, values in zip(unique, self.layer.read_many(keys), strict=True):
+            plo, phi = self.pieces[k]
+            if self.kind == "mask" and isinstance(self._spread(plo, phi), float):
+                flat = np.asfortranarray(values).ravel(order="F")
+                cumulative[k] = "even", np.flatnonzero(flat), values.shape
+            else:
+                weights = self._piece_weights(values, plo, phi)[1]
+                cumulative[k] = "cumulative", np.cumsum(weights), values.shape
         centres = np.empty((count, 3), dtype=np.int64)
         for n, k in enumerate(picks.tolist()):
-            plo, phi = self.pieces[k]
-            w = self._voxel_weights(read[k]) * self._spread(plo, phi)
-            cum = np.cumsum(w.ravel())
-            flat = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
-            if flat >= cum.size:  # rounding reached the total: the last voxel that weighs
-                flat = int(np.flatnonzero(w.ravel())[-1])
-            v = np.array(np.unravel_index(flat, w.shape)) + plo
+            how, table, shape = cumulative[k]
+            r = rng.random()
+            if how == "even":
+                flat = int(table[min(int(r * table.size), table.size - 1)])
+            else:
+                flat = int(np.searchsorted(table, r * table[-1], side="right"))
+                if flat >= table.size:  # rounding reached the total: the last that weighs
+                    flat = int(np.flatnonzero(np.diff(table, prepend=0.0))[-1])
+            v = np.array(np.unravel_index(flat, shape, order="F")) + self.pieces[k][0]
             # The reference voxels whose centres lie in S voxel v, where centres may go.
             low = -((-(2 * v * self.fp - self.fq)) // (2 * self.fq))
             high = -((-(2 * (v + 1) * self.fp - self.fq)) // (2 * self.fq))
