@@ -287,3 +287,11 @@ def test_the_readme_training_and_inference_loops_run(tmp_path):
     assert pred.shape == (*shape, 3) and len(pred.stored_chunks()) == 2 * 2 * 2
     probs = pred[pred.bounds].astype(int).sum(axis=-1)
     assert np.all(abs(probs - 255) <= 2)  # softmax over the classes, scaled and rounded
+
+
+def test_block_order_decodes_each_input_chunk_once_with_a_slab_cache(src):
+    cached = BigArray(src.url, cache_bytes=64 << 20)
+    for _ in sliding_blocks(cached, BLOCK, OVERLAP, prefetch=0):
+        pass
+    chunks = math.prod(math.ceil(n / c) for n, c in zip(SHAPE, src.chunks, strict=True))
+    assert cached.cache_stats["misses"] == chunks and cached.cache_stats["hits"] > 0
