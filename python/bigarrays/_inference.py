@@ -9,9 +9,9 @@ are stored in, so that neighbours share decoded chunks (open the input with
 ``cache_bytes`` of at least one row of blocks to reuse them).
 
 The writer keeps, for every output chunk some block has touched and not every block has,
-two float64 arrays (the weighted sum of predictions, and of weights) over the chunk's part
-of the region; a chunk's arrays are normalised, cast, written and dropped as soon as its
-last block arrives.
+the weighted sum of the predictions over the chunk's part of the region; a chunk's sum is
+normalised (by the sum of weights, a product of one precomputed sum per axis), cast,
+written and dropped as soon as its last block arrives.
 """
 
 from __future__ import annotations
@@ -70,19 +70,19 @@ def weight_window(kind: str, shape: Sequence[int]) -> np.ndarray:
     ``"cosine"``: ``sin²(π (i + 0.5) / n)``; ``"gaussian"``: ``exp(-((i + 0.5 - n/2) /
     (n/8))² / 2)`` (σ = n/8, as nnU-Net blends); ``"uniform"``: 1.
     """
-    profiles = []
-    for n in shape:
-        i = np.arange(n) + 0.5
-        if kind == "cosine":
-            profiles.append(np.sin(np.pi * i / n) ** 2)
-        elif kind == "gaussian":
-            profiles.append(np.exp(-0.5 * ((i - n / 2) / (n / 8)) ** 2))
-        elif kind == "uniform":
-            profiles.append(np.ones(n))
-        else:
-            raise InvalidArgumentError(f"window must be one of {WINDOWS}, not {kind!r}")
-    x, y, z = profiles
+    x, y, z = (_profile(kind, n) for n in shape)
     return x[:, None, None] * y[None, :, None] * z[None, None, :]
+
+
+def _profile(kind: str, n: int) -> np.ndarray:
+    i = np.arange(n) + 0.5
+    if kind == "cosine":
+        return np.sin(np.pi * i / n) ** 2
+    if kind == "gaussian":
+        return np.exp(-0.5 * ((i - n / 2) / (n / 8)) ** 2)
+    if kind == "uniform":
+        return np.ones(n)
+    raise InvalidArgumentError(f"window must be one of {WINDOWS}, not {kind!r}")
 
 
 class BlockGrid:
@@ -251,12 +251,13 @@ class BlendedWriter:
     :meth:`close` (or use the writer in a ``with`` block) to wait for the writes in
     flight.
 
-    Memory: for every output chunk touched but not finished, two float64 arrays of the
-    chunk's size (times channels for the sums). In the blocks' order these are the chunks
-    within about ``block_z + chunk_z`` of the current z along the region's whole x-y
-    extent, plus one row of blocks: ``≈ X × Y × (block_z + chunk_z) × (8 × channels + 8)``
-    bytes; compute a region of that size at a time (with the full overlap around it) if
-    that is too much. :attr:`open_bytes` tells it.
+    Memory: for every output chunk touched but not finished, one float32 array (float64
+    for float64 outputs) of the chunk's size times channels. In the blocks' order these
+    are the chunks within about ``block_z + chunk_z`` of the current z along the region's
+    whole x-y extent, plus one row of blocks: ``≈ X × Y × (block_z + chunk_z) × 4 ×
+    channels`` bytes. :attr:`open_bytes` tells it. If that is too much, compute adjacent
+    regions with one writer each: each is blended on its own, so the seams between them
+    are predicted from block edges, as the region's own edges are.
     """
 
     def __init__(
@@ -275,6 +276,18 @@ class BlendedWriter:
         self.window_name = window
         # x-fastest, as the arrays read from and written to the layers are.
         self.window = np.asfortranarray(weight_window(window, self.grid.block))
+        # The blocks form a product grid and the window is a product of profiles, so the
+        # sum of the weights at a voxel is a product of one sum per axis: three short
+        # arrays over the region instead of a weight sum per open chunk.
+        self.norms = []
+        for a in range(3):
+            lo, n = self.grid.region[0][a], self.grid.block[a]
+            norm = np.zeros(self.grid.region[1][a] - lo)
+            for start in self.grid.starts[a]:
+                norm[start - lo : start - lo + n] += _profile(window, n)
+            self.norms.append(norm)
+        # Sums in float32 unless the output keeps more (float64): half the memory.
+        self.sum_type = np.float64 if out.dtype.itemsize > 4 else np.float32
         self.channels = out.num_channels
         self.origin = tuple(out.voxel_offset[:3])
         self.chunks = tuple(out.chunks[:3])
@@ -295,7 +308,7 @@ class BlendedWriter:
             self.blocks_per_cell.append(count)
         self.added = np.zeros(self.grid.shape, dtype=bool)
         self.remaining: dict[Cell, int] = {}
-        self.sums: dict[Cell, tuple[Box, np.ndarray, np.ndarray]] = {}
+        self.sums: dict[Cell, tuple[Box, np.ndarray]] = {}
         self.done: set[Cell] = set()
         self.written = 0
         self.jobs = max(1, int(jobs or os.cpu_count() or 1))
@@ -394,13 +407,9 @@ class BlendedWriter:
             if cell not in self.sums:
                 shape = tuple(b - a for a, b in zip(*cbox, strict=True))
                 extra = (self.channels,) if self.channels > 1 else ()
-                self.sums[cell] = (
-                    cbox,
-                    np.zeros(shape + extra, order="F"),
-                    np.zeros(shape, order="F"),
-                )
+                self.sums[cell] = cbox, np.zeros(shape + extra, self.sum_type, order="F")
                 self.remaining[cell] = math.prod(self.blocks_per_cell[a][cell[a]] for a in range(3))
-            _, total, weight = self.sums[cell]
+            _, total = self.sums[cell]
             # The overlap of the block and the chunk, in each one's own indices.
             plo = [max(a, b) for a, b in zip(lo, cbox[0], strict=True)]
             phi = [min(a, b) for a, b in zip(hi, cbox[1], strict=True)]
@@ -408,7 +417,6 @@ class BlendedWriter:
                 src = tuple(slice(a - s, b - s) for a, b, s in zip(plo, phi, lo, strict=True))
                 dst = tuple(slice(a - s, b - s) for a, b, s in zip(plo, phi, cbox[0], strict=True))
                 w = self.window[src]
-                weight[dst] += w
                 total[dst] += values[src] * (w[..., None] if self.channels > 1 else w)
             self.remaining[cell] -= 1
             if self.remaining[cell] == 0:
@@ -417,8 +425,13 @@ class BlendedWriter:
             self.close()
 
     def _finish(self, cell: Cell) -> None:
-        cbox, total, weight = self.sums.pop(cell)
+        cbox, total = self.sums.pop(cell)
         del self.remaining[cell]
+        nx, ny, nz = (
+            self.norms[a][cbox[0][a] - self.grid.region[0][a] : cbox[1][a] - self.grid.region[0][a]]
+            for a in range(3)
+        )
+        weight = np.multiply.outer(np.multiply.outer(nz, ny), nx).T  # x-fastest, as total
         blended = total / (weight[..., None] if self.channels > 1 else weight)
         dtype = self.out.dtype
         if dtype.kind in "iu":
@@ -492,7 +505,7 @@ class BlendedWriter:
     @property
     def open_bytes(self) -> int:
         """Bytes of the accumulators held now."""
-        return sum(t.nbytes + w.nbytes for _, t, w in self.sums.values())
+        return sum(t.nbytes for _, t in self.sums.values())
 
     def __repr__(self) -> str:
         return (
