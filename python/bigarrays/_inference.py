@@ -243,7 +243,8 @@ class BlendedWriter:
     -----
     Feed it with ``for x, box in writer.blocks(src): writer.add(box, model(x))``, from
     one thread, blocks in any order. Integer outputs are rounded and clipped to the type's
-    range (scale probabilities before adding them, e.g. ``255 * p`` for uint8).
+    range (scale probabilities before adding them, e.g. ``255 * p`` for uint8); bool
+    outputs are ``blend >= 0.5``.
 
     Finished chunks are written in background threads while the next blocks compute; the
     writer waits for them when :meth:`blocks` is exhausted or the last chunk is in. A
@@ -432,13 +433,13 @@ class BlendedWriter:
             for a in range(3)
         )
         weight = np.multiply.outer(np.multiply.outer(nz, ny), nx).T  # x-fastest, as total
-        blended = total / (weight[..., None] if self.channels > 1 else weight)
+        blended: np.ndarray = total / (weight[..., None] if self.channels > 1 else weight)
         dtype = self.out.dtype
         if dtype.kind in "iu":
             info = np.iinfo(dtype)
             blended = np.clip(np.rint(blended), info.min, info.max)
         elif dtype.kind == "b":
-            blended = blended >= 0.5
+            blended = np.greater_equal(blended, 0.5)
         key = tuple(slice(a, b) for a, b in zip(*cbox, strict=True))
         # Written in background threads (encoding and the store's put release the GIL),
         # so the model computes the next blocks meanwhile; a few writes in flight at most.

@@ -267,8 +267,8 @@ class CentreTable:
         for k, values in zip(unique, self.layer.read_many(keys), strict=True):
             plo, phi = self.pieces[k]
             if self.kind == "mask" and isinstance(self._spread(plo, phi), float):
-                flat = np.asfortranarray(values).ravel(order="F")
-                cumulative[k] = "even", np.flatnonzero(flat), values.shape
+                nonzero = np.flatnonzero(np.asfortranarray(values).ravel(order="F"))
+                cumulative[k] = "even", nonzero, values.shape
             else:
                 weights = self._piece_weights(values, plo, phi)[1]
                 cumulative[k] = "cumulative", np.cumsum(weights), values.shape
@@ -277,12 +277,12 @@ class CentreTable:
             how, table, shape = cumulative[k]
             r = rng.random()
             if how == "even":
-                flat = int(table[min(int(r * table.size), table.size - 1)])
+                at = int(table[min(int(r * table.size), table.size - 1)])
             else:
-                flat = int(np.searchsorted(table, r * table[-1], side="right"))
-                if flat >= table.size:  # rounding reached the total: the last that weighs
-                    flat = int(np.flatnonzero(np.diff(table, prepend=0.0))[-1])
-            v = np.array(np.unravel_index(flat, shape, order="F")) + self.pieces[k][0]
+                at = int(np.searchsorted(table, r * table[-1], side="right"))
+                if at >= table.size:  # rounding reached the total: the last that weighs
+                    at = int(np.flatnonzero(np.diff(table, prepend=0.0))[-1])
+            v = np.array(np.unravel_index(at, shape, order="F")) + self.pieces[k][0]
             # The reference voxels whose centres lie in S voxel v, where centres may go.
             low = -((-(2 * v * self.fp - self.fq)) // (2 * self.fq))
             high = -((-(2 * (v + 1) * self.fp - self.fq)) // (2 * self.fq))
