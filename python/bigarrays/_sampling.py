@@ -43,15 +43,23 @@ SCAN_BYTES = 16 << 20
 
 def patch_shapes(patch_shape: Any, count: int) -> list[tuple[int, int, int]]:
     """One (x, y, z) shape for every layer: ``patch_shape`` is one shape or one per layer."""
-    shapes = np.asarray(patch_shape, dtype=object)
-    rows = [patch_shape] * count if shapes.ndim == 1 else list(patch_shape)
+    try:
+        nested = len(patch_shape) > 0 and np.ndim(patch_shape[0]) > 0
+    except TypeError:
+        raise InvalidArgumentError(
+            f"patch_shape must be 3 positive ints, got {patch_shape}"
+        ) from None
+    rows = list(patch_shape) if nested else [patch_shape] * count
     if len(rows) != count:
         raise InvalidArgumentError(
             f"patch_shape gives {len(rows)} shapes for {count} arrays; give one or one each"
         )
     out = []
     for row in rows:
-        shape = tuple(int(n) for n in row)
+        try:
+            shape = tuple(int(n) for n in row)
+        except (TypeError, ValueError):
+            shape = ()
         if len(shape) != 3 or min(shape) < 1:
             raise InvalidArgumentError(f"patch_shape must be 3 positive ints, got {row}")
         out.append(shape)
