@@ -1,5 +1,6 @@
-"""Imports go one way: the operations (copy, pyramid, dask, loader) import ``BigArray`` and
-use its public seam; ``BigArray`` imports them only inside the methods that front them."""
+"""Imports go one way: the operations (copy, pyramid, dask, loader, sampling, inference)
+import ``BigArray`` and use its public seam; ``BigArray`` imports them only inside the methods
+that front them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import bigarrays
 
 PACKAGE = Path(bigarrays.__file__).parent
-OPERATIONS = ("_copy", "_pyramid", "_dask", "_loader")
+OPERATIONS = ("_copy", "_pyramid", "_dask", "_loader", "_sampling", "_inference")
 
 
 def test_importing_bigarray_loads_no_operation():
