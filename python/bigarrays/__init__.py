@@ -27,6 +27,7 @@ from .errors import (
 
 __all__ = [
     "BigArray",
+    "FsckReport",
     "PatchLoader",
     "BigArrayError",
     "CancelledError",
@@ -41,16 +42,23 @@ __all__ = [
     "RequestTooLargeError",
     "StoreError",
     "__version__",
+    "fsck",
     "store",
 ]
 
 if TYPE_CHECKING:
     from ._dask import store
+    from ._fsck import FsckReport, fsck
     from ._loader import PatchLoader
 
 #: Names served by operation modules, imported on first use so that ``import bigarrays``
 #: loads ``BigArray`` alone (operations import it, never the other way round).
-_LAZY = {"store": "._dask", "PatchLoader": "._loader"}
+_LAZY = {
+    "store": "._dask",
+    "PatchLoader": "._loader",
+    "fsck": "._fsck",
+    "FsckReport": "._fsck",
+}
 
 
 def __getattr__(name: str) -> Any:
