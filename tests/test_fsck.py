@@ -222,3 +222,13 @@ def test_murmur_matches_cloudvolumes_mmh3():
     for x in [0, 1, 2**32, 2**64 - 1, *rng.integers(0, 2**63, 200).tolist()]:
         want = mmh3.hash64(int(x).to_bytes(8, "little"), x64arch=False)[0] % 2**64
         assert murmurhash3_x86_128_low64(int(x)) == want, x
+
+
+def test_h5s_metadata_only_says_so(tmp_path, capsys):
+    a = BigArray.create(str(tmp_path / "h"), format="h5s", shape=(32, 32, 16), dtype="uint8",
+                        chunks=(16, 16, 16))  # fmt: skip
+    a[0:32, 0:32, 0:16] = 3
+    code, out = fsck_cli(tmp_path / "h", capsys=capsys)
+    assert code == 0, out
+    (note,) = bigarrays.fsck(str(tmp_path / "h")).problems
+    assert note.kind == "unchecked" and not note.damage

@@ -74,14 +74,15 @@ class Problem:
         ``"info"`` (metadata), ``"undecodable"``, ``"outside-bounds"``, ``"off-grid"``,
         ``"shard-index"`` (an index pointing past the end or unreadable), ``"orphaned"``
         (a chunk in a shard or minishard that readers never look in), ``"stray-shard"``,
-        ``"temporary"``, ``"read-error"`` (the store failed) or ``"unknown-key"`` (a
-        name that is no chunk key; not damage).
+        ``"temporary"``, ``"read-error"`` (the store failed), and two notes that are not
+        damage: ``"unknown-key"`` (a name that is no chunk key) and ``"unchecked"`` (a
+        format whose chunks fsck cannot list: HDF5).
     key : str
         The key, file or URL concerned.
     message : str
         What is wrong, with the decoder's or parser's own message where there is one.
     damage : bool
-        Whether it makes the layer unclean (every kind but ``"unknown-key"``).
+        Whether it makes the layer unclean (every kind but the two notes).
     """
 
     kind: str
@@ -441,8 +442,10 @@ def _engine_listed(a: BigArray, report: FsckReport) -> list[_Task]:
     except errors.StoreError as e:
         report.problems.append(Problem("read-error", a.url, str(e)))
         return []
-    if units is None:
-        return []  # HDF5 layouts: the metadata opened; chunks are not listed
+    if units is None:  # HDF5 layouts: the metadata opened; their chunks are not listed
+        note = f"{a.format} layers: the metadata was checked, the chunks were not"
+        report.problems.append(Problem("unchecked", a.url, note, damage=False))
+        return []
     boxes = [_own_axes(a, lo, hi) for lo, hi, _ in units]
     names = [f"{a.url} chunk {_span(lo, hi)}" for lo, hi, _ in units]
     return _batches(a, boxes, names)
