@@ -162,3 +162,23 @@ def test_the_checker_finds_values_from_nowhere_or_the_future():
     assert "started after the read ended" in check(writes, [read], GRID)[0].what
     data = state([(np.s_[0:1, 0:1, 0:1], 77)])
     assert "no write wrote" in check(writes, [final(data)], GRID)[0].what
+
+
+@pytest.mark.xfail(strict=True, reason=STALE_INDEX)
+@pytest.mark.parametrize("where", ["memory", "local"])
+def test_a_chunk_added_to_a_cached_minishard_is_seen(tmp_path, where):
+    """The soak's first finding, in four lines: chunks (0, 0, 0) and (8, 0, 0) share a
+    minishard; a handle that read the first before the second existed reads the second as
+    missing."""
+    from driver import CHUNKS, SHAPE, SHARDING
+
+    from bigarrays import BigArray
+
+    url = f"memory://stale-{tmp_path.name}" if where == "memory" else str(tmp_path / "l")
+    BigArray.create(url, shape=SHAPE, dtype="uint32", chunks=CHUNKS, sharding=SHARDING)
+    reader, writer = BigArray(url), BigArray(url)
+    writer[0:8, 0:8, 0:8] = 1
+    assert reader[0:8, 0:8, 0:8].max() == 1
+    writer[8:16, 0:8, 0:8] = 2
+    assert BigArray(url)[8:16, 0:8, 0:8].max() == 2
+    assert reader[8:16, 0:8, 0:8].max() == 2  # fails: 0, from the cached minishard index
