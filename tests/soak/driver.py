@@ -267,6 +267,7 @@ def run_soak(
     writers: int = 3,
     kill_every: float = 2.0,
     checkpoint_every: float = 20.0,
+    max_extent: int = 12,
     seed: int = 0,
     moto: Any = None,
     endpoint: str | None = None,
@@ -297,7 +298,7 @@ def run_soak(
     threaded = backend == "memory"
     stop: Any = threading.Event() if threaded else str(workdir / "stop")
     base = {"url": url, "storage_options": options, "origin": [0, 0, 0], "size": list(SHAPE),
-            "max_extent": 12, "stop": stop if not threaded else None}  # fmt: skip
+            "max_extent": max_extent, "stop": stop if not threaded else None}  # fmt: skip
     logs: list[Path] = []
     incarnation = 0
 
@@ -338,7 +339,7 @@ def run_soak(
                 kill(victim)
                 pool[pool.index(victim)] = spawn_writer()
             next_kill = now + rng.expovariate(1 / kill_every)
-        if now >= next_checkpoint and now + 2 < end:
+        if now >= next_checkpoint and now + 1 < end:
             if not threaded:
                 for p in pool:
                     kill(p)
