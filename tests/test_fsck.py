@@ -232,3 +232,14 @@ def test_h5s_metadata_only_says_so(tmp_path, capsys):
     assert code == 0, out
     (note,) = bigarrays.fsck(str(tmp_path / "h")).problems
     assert note.kind == "unchecked" and not note.damage
+
+
+def test_a_sharded_mapping_store():
+    store: dict[str, bytes] = {}
+    a = BigArray.create("lay", store=store, shape=SHAPE, dtype="uint16", chunks=CHUNKS,
+                        sharding=MURMUR)  # fmt: skip
+    a[a.bounds] = 5
+    assert bigarrays.fsck("lay", store=store).ok
+    shards = sorted(k for k in store if k.endswith(".shard"))
+    store[shards[1]] = store[shards[0]]
+    assert {p.kind for p in bigarrays.fsck("lay", store=store).damage} == {"orphaned"}

@@ -302,7 +302,9 @@ class _MappingKeys(_Keys):
         out = []
         for k in list(self.store.keys()):
             if k.startswith(base) and "/" not in k[len(base) :]:
-                out.append((k[len(base) :], len(self.store[k]), 0.0))
+                # Only shard files need their size here: no other value is fetched twice.
+                size = len(self.store[k]) if k.endswith(".shard") else 0
+                out.append((k[len(base) :], size, 0.0))
         return out
 
     def walk(self) -> Iterator[tuple[str, float]]:
