@@ -243,3 +243,16 @@ def test_a_sharded_mapping_store():
     shards = sorted(k for k in store if k.endswith(".shard"))
     store[shards[1]] = store[shards[0]]
     assert {p.kind for p in bigarrays.fsck("lay", store=store).damage} == {"orphaned"}
+
+
+@pytest.mark.parametrize(
+    "name, temporary",
+    [("0-16_0-16_0-8#3", True), ("1_1_1/0.shard#12", True), ("c/0/0/0#7", True),
+     ("0-16_0-16_0-8", False), ("a#", False), ("#3", False), ("a#1#2", False),
+     ("a#x1", False), ("info#1", True)],
+)  # fmt: skip
+def test_the_temporary_name_rule(name, temporary):
+    """The rule branch `localcas` has in Rust (`temporary_of`): no `#` before the one."""
+    from bigarrays._fsck import is_temporary
+
+    assert is_temporary(name) is temporary

@@ -36,16 +36,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from . import errors
+from . import _core, errors
 from ._bigarray import BigArray
 
-#: Temporary files younger than this may belong to a writer still running: not removed.
-TEMP_MIN_AGE_S = 300.0
+# A killed writer's leftover: the local store writes `<key>#<n>` and renames it over
+# `<key>`. Branch `localcas` puts the one test for that name, and the age after which the
+# next writer of a key removes one, in Rust (`_core.temporary_of`,
+# `_core.TEMPORARY_MAX_AGE_S`); fsck uses them when the extension has them, and until that
+# branch merges this same rule (a name with no `#` of its own, `#`, digits) and age.
+_RUST_TEMPORARY_OF = getattr(_core, "temporary_of", None)
+_TEMPORARY = re.compile(r"^[^#]+#[0-9]+$")
 
-# A killed writer's leftover: object_store's local store writes `<key>#<n>` and renames it
-# over `<key>`. Branch `localcas` adds the same test in Rust for the next writer of a key;
-# until that merges, this is the one place in Python that decides what a temporary file is.
-_TEMPORARY = re.compile(r"^(?P<key>.+)#(?P<n>[0-9]+)$")
+#: Temporary files younger than this may belong to a writer still running: not removed.
+TEMP_MIN_AGE_S = float(getattr(_core, "TEMPORARY_MAX_AGE_S", 300.0))
 
 _CHUNK_KEY = re.compile(
     r"^(-?[0-9]+)-(-?[0-9]+)_(-?[0-9]+)-(-?[0-9]+)_(-?[0-9]+)-(-?[0-9]+)(\.gz|\.br|\.zstd)?$"
@@ -60,8 +63,10 @@ _MAX_INDEX = 256 << 20
 
 
 def is_temporary(name: str) -> bool:
-    """Whether ``name`` (a key or file name) is a temporary file of an unfinished put."""
-    return _TEMPORARY.match(name) is not None
+    """Whether ``name`` (a key, path or file name) is a temporary file of an unfinished put."""
+    if _RUST_TEMPORARY_OF is not None:
+        return _RUST_TEMPORARY_OF(name) is not None
+    return _TEMPORARY.match(name.rsplit("/", 1)[-1]) is not None
 
 
 @dataclass(frozen=True)
@@ -326,7 +331,7 @@ def _scan_temporary(keys: _Keys | None, report: FsckReport, repair: bool, min_ag
         return
     now = time.time()
     for key, mtime in keys.walk():
-        if not is_temporary(key.rsplit("/", 1)[-1]):
+        if not is_temporary(key):
             continue
         age = now - mtime
         where = keys.describe(key)

@@ -292,7 +292,7 @@ def slice_(url: str, z: int, mip: int, output: str) -> None:
 )
 @click.option(
     "--min-age",
-    default=300.0,
+    default=300.0,  # _fsck.TEMP_MIN_AGE_S; a literal so that --help needs no import
     show_default=True,
     help="Seconds a temporary file must be old before --repair removes it.",
 )
