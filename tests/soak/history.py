@@ -216,48 +216,46 @@ def _check_state(
     def bad(what: str) -> list[Violation]:
         return [Violation(obs.label, chunk, what)]
 
-    # Painting the seen writes not yet painted: they are in S too.
+    uniq, inv, counts = np.unique(values, return_inverse=True, return_counts=True)
+    inv = inv.reshape(values.shape)
+    index = {int(v): i for i, v in enumerate(uniq)}
     own = _slices(region, chunk[0])
+    # Painting the seen writes not yet painted: they are in S too.
     local = _Latest.__new__(_Latest)
     local.top1 = latest.top1[own].copy()
     local.owner = latest.owner[own].copy()
     local.top2 = latest.top2[own].copy()
-    masks = {}
+    under: dict[int, set[int]] = {}  # the values seen under each seen write's box
     for v in ids:
         w = writes[v]
         if w.start > obs.t1:
             return bad(f"write {v} started after the read ended")
-        mask = values == v
         inside = _intersect(w.box, region)
-        allowed = np.zeros(values.shape, dtype=bool)
-        if inside is not None:
-            allowed[_slices(inside, region[0])] = True
-        if (mask & ~allowed).any():
+        if inside is None:
             return bad(f"write {v} seen outside its box {w.box}")
-        masks[v] = mask
-        if v not in painted and inside is not None:
+        part = inv[_slices(inside, region[0])]
+        if np.count_nonzero(part == index[v]) != counts[index[v]]:
+            return bad(f"write {v} seen outside its box {w.box}")
+        under[v] = {int(uniq[k]) for k in np.unique(part)}
+        if v not in painted:
             local.paint(_slices(inside, region[0]), w.start, v)
+    landed = local.top1 > -INF
     zero = values == 0
-    if (zero & (local.top1 > -INF)).any():
-        who = sorted({int(x) for x in local.owner[zero & (local.top1 > -INF)]})[:5]
+    if (zero & landed).any():
+        who = sorted({int(x) for x in local.owner[zero & landed]})[:5]
         return bad(f"voxels read 0 where writes {who} (which must have landed) wrote")
-    # G_b: the latest start of another write of S covering a voxel showing b.
-    others = np.where(local.owner == 0, -INF, local.top1)
+    # G_b: the latest start of another write of S covering a voxel showing b (the second
+    # latest where the latest is b itself).
+    other = np.where(local.owner == values, local.top2, local.top1)
+    g = np.full(len(uniq), -INF)
+    np.maximum.at(g, inv.ravel(), other.ravel())
     edges: dict[int, set[int]] = {v: set() for v in ids}
     for b in ids:
-        m = masks[b]
-        g = float(np.max(np.where(local.owner[m] == b, local.top2[m], others[m])))
-        wb = writes[b]
+        gb, wb = g[index[b]], writes[b]
         for a in ids:
             wa = writes[a]
-            if wa.end < g:
+            if wa.end < gb or (a != b and (wa.end < wb.start or b in under[a])):
                 edges[a].add(b)
-            elif a != b and wa.end < wb.start:
-                edges[a].add(b)
-            elif a != b:
-                inside = _intersect(wa.box, region)
-                if inside is not None and m[_slices(inside, region[0])].any():
-                    edges[a].add(b)
     cycle = _find_cycle(edges)
     if cycle:
         path = " -> ".join(str(c) for c in cycle)
