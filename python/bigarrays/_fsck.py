@@ -192,7 +192,7 @@ def fsck(
     StoreError
         The store failed while listing.
     """
-    opened = dict(store=store, storage_options=storage_options)
+    opened: dict[str, Any] = dict(store=store, storage_options=storage_options)
     report = FsckReport(url=str(url))
     keys = _Keys.for_url(str(url), store)
     try:
