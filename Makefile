@@ -34,7 +34,7 @@ FUZZ_TARGETS := decode_jpeg decode_png decode_compressed_segmentation decode_blo
                 parse_zarr_metadata read_zarr_array decode_jxl
 
 .PHONY: demo test bench build lint rust-test py-test demo-check clean prerequisites fuzz \
-        wheel wheel-test sdist
+        wheel wheel-test sdist soak
 
 ## prerequisites: cargo, a C compiler and nasm, each missing one named on one line
 prerequisites:
@@ -173,6 +173,16 @@ bench: build $(TEST_DEPS)
 	$(PY) benches/bench_zarr.py
 	$(PY) benches/bench_zconv.py
 	$(PY) benches/targets.py
+
+## soak: writers SIGKILLed at random while others write and read one layer, every read,
+## checkpoint and final state model-checked (docs/RELIABILITY.md, "Soak"); SOAK_SECONDS per
+## case, SOAK_CASES of s3, s3-sharded, local, local-sharded, memory, memory-sharded. Prints
+## writes, kills and violations; exits 1 on any violation. A short run of every case is in
+## `make test` (tests/soak/test_soak.py).
+SOAK_SECONDS ?= 600
+SOAK_CASES ?= s3,s3-sharded
+soak: build $(TEST_DEPS)
+	$(PY) tests/soak/driver.py --seconds $(SOAK_SECONDS) --cases $(SOAK_CASES)
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS seconds each (default 60), seeded from
 ## fuzz/corpus/; needs a nightly toolchain. New inputs go to fuzz/target/corpus, crashes to

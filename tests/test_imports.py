@@ -1,4 +1,5 @@
-"""Imports go one way: the operations (copy, pyramid, dask, loader, sampling, inference)
+"""Imports go one way: the operations (copy, pyramid, dask, loader, sampling, inference,
+fsck)
 import ``BigArray`` and use its public seam; ``BigArray`` imports them only inside the methods
 that front them."""
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import bigarrays
 
 PACKAGE = Path(bigarrays.__file__).parent
-OPERATIONS = ("_copy", "_pyramid", "_dask", "_loader", "_sampling", "_inference")
+OPERATIONS = ("_copy", "_pyramid", "_dask", "_loader", "_sampling", "_inference", "_fsck")
 
 
 def test_importing_bigarray_loads_no_operation():

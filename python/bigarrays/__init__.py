@@ -28,6 +28,7 @@ from .errors import (
 __all__ = [
     "BigArray",
     "BlendedWriter",
+    "FsckReport",
     "PatchLoader",
     "BigArrayError",
     "CancelledError",
@@ -42,6 +43,7 @@ __all__ = [
     "RequestTooLargeError",
     "StoreError",
     "__version__",
+    "fsck",
     "sliding_blocks",
     "store",
     "weight_window",
@@ -49,6 +51,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ._dask import store
+    from ._fsck import FsckReport, fsck
     from ._inference import BlendedWriter, sliding_blocks, weight_window
     from ._loader import PatchLoader
 
@@ -60,6 +63,8 @@ _LAZY = {
     "BlendedWriter": "._inference",
     "sliding_blocks": "._inference",
     "weight_window": "._inference",
+    "fsck": "._fsck",
+    "FsckReport": "._fsck",
 }
 
 

@@ -16,8 +16,9 @@ from ._bigarray import BigArray
 from ._core import __version__
 
 EXIT_CODES = """\b
-Exit codes: 0 success; 1 an error reading or writing data (store, decoding, info file);
-2 bad usage or an invalid argument; 3 layer not found; 4 layer exists; 130 interrupted.
+Exit codes: 0 success; 1 an error reading or writing data (store, decoding, info file),
+or damage `fsck` found; 2 bad usage or an invalid argument; 3 layer not found; 4 layer
+exists; 130 interrupted.
 Errors are printed on stderr as "bigarrays: error: <message>"."""
 
 
@@ -282,6 +283,37 @@ def slice_(url: str, z: int, mip: int, output: str) -> None:
     click.echo(f"wrote {output} ({plane.shape[0]}×{plane.shape[1]})", err=True)
 
 
+@main.command()
+@click.argument("url")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Remove temporary files of killed writers older than --min-age (nothing else).",
+)
+@click.option(
+    "--min-age",
+    default=300.0,  # _fsck.TEMP_MIN_AGE_S; a literal so that --help needs no import
+    show_default=True,
+    help="Seconds a temporary file must be old before --repair removes it.",
+)
+@click.option("--jobs", type=int, help="Batches of chunks decoded at once (default: CPU count).")
+@click.option("--progress/--no-progress", default=True, help="Progress bar (terminal only).")
+def fsck(url: str, repair: bool, min_age: float, jobs: int | None, progress: bool) -> None:
+    """Check the layer at URL: metadata, every stored chunk (decoded), chunk keys outside
+    the bounds or off the grid, shard indexes and orphaned chunks, temporary files of killed
+    writers. One line per problem, then a summary; exits 1 when anything is damaged."""
+    from ._fsck import fsck as check
+
+    report = check(url, repair=repair, min_age=min_age, jobs=jobs, progress=progress)
+    for problem in report.problems:
+        click.echo(str(problem))
+    for key in report.repaired:
+        click.echo(f"removed: {key}")
+    click.echo(report.summary())
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
 def _exit_code(e: BaseException) -> int:
     if isinstance(e, (errors.InvalidArgumentError, errors.OutOfBoundsError)):
         return 2
@@ -295,7 +327,10 @@ def _exit_code(e: BaseException) -> int:
 def run(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code (for tests and ``python -m bigarrays``)."""
     try:
-        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        # Without standalone mode click hands back an Exit's code (fsck's 1) as the result.
+        code = main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        if isinstance(code, int) and code:
+            return code
     except click.exceptions.Abort:
         click.echo("bigarrays: interrupted", err=True)
         return 130
