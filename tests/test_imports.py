@@ -1,7 +1,6 @@
 """Imports go one way: the operations (copy, pyramid, dask, loader, sampling, inference,
-fsck)
-import ``BigArray`` and use its public seam; ``BigArray`` imports them only inside the methods
-that front them."""
+fsck) import ``BigArray`` and use its public seam; ``BigArray`` imports them only inside the
+methods that front them."""
 
 from __future__ import annotations
 
