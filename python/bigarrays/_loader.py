@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ._batches import handout, read_batch
 from ._bigarray import BigArray
 from .errors import InvalidArgumentError
 
@@ -44,8 +45,13 @@ class PatchLoader:
         Stop after this many batches.
     prefetch : int
         Batches read ahead in background threads (default 2). Each batch is one
-        :meth:`BigArray.read_many` per layer; open the arrays with ``cache_bytes`` to
-        reuse decoded chunks across batches.
+        :meth:`BigArray.read_many` per layer, straight into the batch (no copy); open the
+        arrays with ``cache_bytes`` to reuse decoded chunks across batches.
+    pin_memory : bool
+        Hand out torch tensors instead of NumPy arrays (when torch is installed), in pinned
+        memory when CUDA is available, ready for ``.to("cuda", non_blocking=True)``. Inside
+        a ``DataLoader`` worker they are not pinned (pass ``pin_memory=True`` to the
+        DataLoader instead: it pins in the process that feeds the GPU).
 
     Notes
     -----
@@ -54,6 +60,10 @@ class PatchLoader:
     num_workers=N)``. Each worker then yields its own share of the batch stream (batch ``i``
     goes to worker ``i % N``); :meth:`shard` does the same by hand, e.g. for
     ``multiprocessing``. The loader pickles (it holds only the arrays' URLs and options).
+
+    A batch of an ``(x, y, z)`` layer is ``(B, x, y, z)`` whose memory is ``(B, z, y, x)``
+    in C order (each patch as reads lay it out): ``batch.transpose(0, 3, 2, 1)`` (a tensor's
+    ``permute``) is the contiguous ``(N, D, H, W)`` layout ``Conv3d`` takes, with no copy.
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> PatchLoader:
@@ -72,6 +82,7 @@ class PatchLoader:
         sampler: str | Any = "random",
         num_batches: int | None = None,
         prefetch: int = 2,
+        pin_memory: bool = False,
     ) -> None:
         self.single = isinstance(arrays, BigArray)
         self.arrays: tuple[BigArray, ...] = (arrays,) if self.single else tuple(arrays)
@@ -84,6 +95,7 @@ class PatchLoader:
             raise InvalidArgumentError("batch_size must be ≥ 1 and prefetch ≥ 0")
         self.batch_size, self.seed, self.prefetch = int(batch_size), int(seed), int(prefetch)
         self.num_batches = num_batches
+        self.pin_memory = bool(pin_memory)
         self.shard_index, self.shard_count = 0, 1
         lo = np.max([a.voxel_offset for a in self.arrays], axis=0)
         hi = np.min([[b.stop for b in a.bounds] for a in self.arrays], axis=0)
@@ -143,8 +155,9 @@ class PatchLoader:
             tuple(slice(s, s + n) for s, n in zip(start, self.patch_shape, strict=True))
             for start in self.batch_starts(index).tolist()
         ]
-        # One call per layer: chunks shared by several patches are decoded once.
-        out = [np.stack(a.read_many(keys)) for a in self.arrays]
+        # One call per layer, into the batch: chunks shared by patches are decoded once.
+        how, torch = handout(self.pin_memory)
+        out = [read_batch(a, keys, self.patch_shape, how, torch) for a in self.arrays]
         return out[0] if self.single else tuple(out)
 
     def _indices(self) -> Iterator[int]:
