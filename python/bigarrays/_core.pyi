@@ -13,6 +13,8 @@ __all__ = [
     "_store_conformance",
     "bind_cancel_token",
     "encoding_option_keys",
+    "get_num_threads",
+    "set_num_threads",
 ]
 
 __version__: str
@@ -41,6 +43,8 @@ class CancelToken:
     def cancelled(self) -> bool: ...
 
 def bind_cancel_token(token: CancelToken | None) -> CancelToken | None: ...
+def set_num_threads(n: int | None) -> None: ...
+def get_num_threads() -> int: ...
 
 @final
 class Layer:
