@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -94,9 +96,7 @@ def test_bad_arguments(pair):
 
 
 def test_torch_dataloader(pair):
-    torch = pytest.importorskip(
-        "torch", reason="torch is not installed (CI does not download it: multi-GB wheels)"
-    )
+    torch = pytest.importorskip("torch", reason="torch is not installed")
     a, b, img, _ = pair
     loader = PatchLoader([a, b], PATCH, 4, seed=2, num_batches=6)
     assert isinstance(loader, torch.utils.data.IterableDataset)
@@ -104,3 +104,66 @@ def test_torch_dataloader(pair):
     assert len(got) == 6
     firsts = sorted(x[0].numpy().tobytes() for x, _ in got)
     assert firsts == sorted(x[0].tobytes() for x, _ in loader)
+
+
+# -- batches read in place, and for torch ----------------------------------------------------
+
+
+def test_read_many_into_a_batch_and_its_checks(pair):
+    a, b, img, seg = pair
+    starts = [(5, -3, 2), (20, 10, 9), (37, 21, 15)]
+    keys = [tuple(slice(s, s + n) for s, n in zip(st, PATCH, strict=True)) for st in starts]
+    assert a.order == "F"
+    batch = np.empty((3, *PATCH[::-1]), np.uint64).transpose(0, 3, 2, 1)
+    views = b.read_many(keys, out=batch)
+    assert all(np.shares_memory(v, batch) for v in views)
+    np.testing.assert_array_equal(batch, np.stack(b.read_many(keys)))
+    np.testing.assert_array_equal(batch[1], seg[15:23, 13:19, 7:11])
+    with pytest.raises(InvalidArgumentError, match="F order"):  # C order: not a read's layout
+        b.read_many(keys, out=np.empty((3, *PATCH), np.uint64))
+    with pytest.raises(InvalidArgumentError, match="uint8"):
+        b.read_many(keys, out=np.empty((3, *PATCH[::-1]), np.uint8).transpose(0, 3, 2, 1))
+    with pytest.raises(InvalidArgumentError, match="2 arrays for 3 keys"):
+        b.read_many(keys, out=batch[:2])
+    with pytest.raises(InvalidArgumentError, match="whole boxes"):
+        b.read_many([(slice(5, 13, 2), slice(-3, 3), slice(2, 6))], out=batch[:1])
+    frozen = batch.copy(order="K")
+    frozen.flags.writeable = False
+    with pytest.raises(InvalidArgumentError, match="writable: False"):
+        b.read_many(keys, out=frozen)
+
+
+def test_batches_are_laid_out_for_conv3d(pair):
+    a, _, img, _ = pair
+    loader = PatchLoader(a, PATCH, 4, seed=3, num_batches=1)
+    batch = loader.read_batch(0)
+    assert batch.shape == (4, *PATCH)
+    assert batch.transpose(0, 3, 2, 1).flags.c_contiguous  # (N, D, H, W), no copy
+    np.testing.assert_array_equal(batch, expected(loader, 0, img, a.voxel_offset))
+
+
+def test_pin_memory_hands_out_torch_tensors(pair):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    a, b, img, seg = pair
+    loader = PatchLoader([a, b], PATCH, 4, seed=6, num_batches=3, pin_memory=True)
+    for i, (x, y) in enumerate(loader):
+        assert isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.shape == (4, *PATCH)
+        # Pinned where a GPU will take them; plain CPU tensors on a machine without CUDA.
+        assert x.is_pinned() == y.is_pinned() == torch.cuda.is_available()
+        assert x.permute(0, 3, 2, 1).is_contiguous()
+        np.testing.assert_array_equal(x.numpy(), expected(loader, i, img, a.voxel_offset))
+        np.testing.assert_array_equal(y.numpy(), expected(loader, i, seg, b.voxel_offset))
+
+
+def test_pin_memory_without_torch_gives_numpy(pair):
+    a, *_ = pair
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # an import of torch now fails
+        "import numpy as np; from bigarrays import BigArray, PatchLoader\n"
+        f"a = BigArray({str(a.url)!r})\n"
+        "x = next(iter(PatchLoader(a, (8, 6, 4), 2, seed=0, pin_memory=True)))\n"
+        "assert type(x) is np.ndarray and x.shape == (2, 8, 6, 4), (type(x), x.shape)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._bigarray import BigArray
 from ._core import __version__
+from ._threads import get_num_threads, set_num_threads
 from .errors import (
     BigArrayError,
     CancelledError,
@@ -44,6 +45,8 @@ __all__ = [
     "StoreError",
     "__version__",
     "fsck",
+    "get_num_threads",
+    "set_num_threads",
     "sliding_blocks",
     "store",
     "weight_window",

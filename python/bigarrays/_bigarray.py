@@ -616,6 +616,13 @@ class BigArray:
         return self._layer.num_channels
 
     @property
+    def order(self) -> str:
+        """Memory order of the arrays reads return (and ``read_many(out=...)`` takes):
+        ``"F"`` (x fastest, as stored) for ``(x, y, z[, c])`` layers, ``"C"`` for a Zarr
+        array in its own axes."""
+        return self._order
+
+    @property
     def format(self) -> str:
         """``"precomputed"``, ``"h5s"``, ``"aligned"`` or ``"hdf5"``."""
         return self._layer.format
@@ -747,7 +754,9 @@ class BigArray:
             return picked
         return np.asfortranarray(picked) if self._nd is None else np.ascontiguousarray(picked)
 
-    def read_many(self, keys: Sequence[object]) -> list[np.ndarray]:
+    def read_many(
+        self, keys: Sequence[object], *, out: Sequence[np.ndarray] | None = None
+    ) -> list[np.ndarray]:
         """Reads several cutouts in one call: ``[a[k] for k in keys]``, but faster.
 
         Every chunk the cutouts touch is fetched and decoded once, however many of them
@@ -758,15 +767,24 @@ class BigArray:
         ----------
         keys : sequence
             Index keys as for ``a[...]`` (e.g. tuples of slices, absolute coordinates).
+        out : array or sequence of arrays, optional
+            Where to read: ``out[i]`` receives ``a[keys[i]]`` with no copy on the way (e.g.
+            the patches of a batch, ``out`` a ``(B, x, y, z)`` array). Each ``out[i]`` must
+            be writable, of the array's dtype and of the shape of the box ``keys[i]``
+            selects (slices without steps), laid out as reads lay out voxels: Fortran order
+            for ``(x, y, z[, c])`` layers (``np.empty((B, z, y, x), dtype).transpose(0, 3,
+            2, 1)`` gives such a batch), C order for Zarr arrays in their own axes.
 
         Returns
         -------
         list of ndarray
-            One array per key, as ``a[key]`` would return it.
+            One array per key, as ``a[key]`` would return it (views of ``out`` when given).
         """
         sels = [self._parse(k) for k in keys]
         for s in sels:
             self._check_size(s, "reading the")
+        if out is not None:
+            return self._read_into(sels, out)
         total = sum(self._box_bytes(s) for s in sels)
         if total > memory_bytes():
             raise RequestTooLargeError(
@@ -776,6 +794,39 @@ class BigArray:
             )
         flats = self._read_flat(sels)
         return [self._pick(s, self._shaped(s, f)) for s, f in zip(sels, flats, strict=True)]
+
+    def _read_into(self, sels: Sequence[Any], out: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``read_many`` into the caller's arrays, each checked to take its box as is."""
+        if len(out) != len(sels):
+            raise InvalidArgumentError(f"out holds {len(out)} arrays for {len(sels)} keys")
+        order = self._order
+        dests, flats = [], []
+        for i, s in enumerate(sels):
+            dest = out[i]
+            shape = self._box_shape(s)
+            if not s.is_whole_box:
+                raise InvalidArgumentError(
+                    f"{self.url}: read_many(out=...) reads whole boxes; key {i} picks "
+                    "from its box (a step or an integer index)"
+                )
+            if not isinstance(dest, np.ndarray) or dest.dtype != self._dtype:
+                got = dest.dtype if isinstance(dest, np.ndarray) else type(dest).__name__
+                raise InvalidArgumentError(f"out[{i}] is {got}; the array holds {self._dtype}")
+            contiguous = dest.flags.f_contiguous if order == "F" else dest.flags.c_contiguous
+            if dest.shape != shape or not contiguous or not dest.flags.writeable:
+                raise InvalidArgumentError(
+                    f"out[{i}] must be a writable {shape} array in {order} order, got "
+                    f"shape {dest.shape} (F: {dest.flags.f_contiguous}, C: "
+                    f"{dest.flags.c_contiguous}, writable: {dest.flags.writeable})"
+                )
+            dests.append(dest)
+            flats.append(dest.reshape(-1, order=order).view(np.uint8))
+        if self._nd is not None:
+            starts, shapes = [s.start for s in sels], [s.box_shape for s in sels]
+            self._layer.read_nd_many_into(starts, shapes, flats)
+        else:
+            self._layer.read_many_into([s.start for s in sels], [s.stop for s in sels], flats)
+        return dests
 
     @property
     def cache_stats(self) -> dict[str, int] | None:

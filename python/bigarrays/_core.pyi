@@ -13,6 +13,8 @@ __all__ = [
     "_store_conformance",
     "bind_cancel_token",
     "encoding_option_keys",
+    "get_num_threads",
+    "set_num_threads",
 ]
 
 __version__: str
@@ -41,6 +43,8 @@ class CancelToken:
     def cancelled(self) -> bool: ...
 
 def bind_cancel_token(token: CancelToken | None) -> CancelToken | None: ...
+def set_num_threads(n: int | None) -> None: ...
+def get_num_threads() -> int: ...
 
 @final
 class Layer:
@@ -133,6 +137,12 @@ class Layer:
     def read_many(
         self, starts: list[tuple[int, int, int]], stops: list[tuple[int, int, int]]
     ) -> list[npt.NDArray[np.uint8]]: ...
+    def read_many_into(
+        self,
+        starts: list[tuple[int, int, int]],
+        stops: list[tuple[int, int, int]],
+        outs: Sequence[npt.NDArray[np.uint8]],
+    ) -> None: ...
     def cache_stats(self) -> dict[str, int] | None: ...
     def stored_form(self) -> str | None: ...
     def copy_stored_from(
@@ -166,6 +176,12 @@ class Layer:
     def read_nd_many(
         self, starts: Sequence[Sequence[int]], shapes: Sequence[Sequence[int]]
     ) -> list[npt.NDArray[np.uint8]]: ...
+    def read_nd_many_into(
+        self,
+        starts: Sequence[Sequence[int]],
+        shapes: Sequence[Sequence[int]],
+        outs: Sequence[npt.NDArray[np.uint8]],
+    ) -> None: ...
     def write_nd(
         self, start: Sequence[int], shape: Sequence[int], data: npt.NDArray[np.uint8]
     ) -> None: ...

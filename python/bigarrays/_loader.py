@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import _sampling
+from ._batches import handout, read_batch
 from ._bigarray import BigArray
 from .errors import InvalidArgumentError
 
@@ -60,8 +61,13 @@ class PatchLoader:
         With ``balance``: the labels to draw (others are never centres).
     prefetch : int
         Batches read ahead in background threads (default 2). Each batch is one
-        :meth:`BigArray.read_many` per layer; open the arrays with ``cache_bytes`` to
-        reuse decoded chunks across batches.
+        :meth:`BigArray.read_many` per layer, straight into the batch (no copy); open the
+        arrays with ``cache_bytes`` to reuse decoded chunks across batches.
+    pin_memory : bool
+        Hand out torch tensors instead of NumPy arrays (when torch is installed), in pinned
+        memory when CUDA is available, ready for ``.to("cuda", non_blocking=True)``. Inside
+        a ``DataLoader`` worker they are not pinned (pass ``pin_memory=True`` to the
+        DataLoader instead: it pins in the process that feeds the GPU).
 
     Notes
     -----
@@ -81,6 +87,10 @@ class PatchLoader:
     batch then reads the ``S`` chunks its centres fall in (open ``S`` with
     ``cache_bytes`` to keep them). Pass a coarse mip of a huge mask: its scan is that much
     smaller. Batch ``i`` still depends only on ``(seed, i)``.
+
+    A batch of an ``(x, y, z)`` layer is ``(B, x, y, z)`` whose memory is ``(B, z, y, x)``
+    in C order (each patch as reads lay it out): ``batch.transpose(0, 3, 2, 1)`` (a tensor's
+    ``permute``) is the contiguous ``(N, D, H, W)`` layout ``Conv3d`` takes, with no copy.
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> PatchLoader:
@@ -103,6 +113,7 @@ class PatchLoader:
         weights: BigArray | None = None,
         balance: BigArray | None = None,
         classes: Sequence[int] | None = None,
+        pin_memory: bool = False,
     ) -> None:
         self.single = isinstance(arrays, BigArray)
         self.arrays: tuple[BigArray, ...] = (arrays,) if self.single else tuple(arrays)
@@ -114,6 +125,7 @@ class PatchLoader:
             raise InvalidArgumentError("batch_size must be ≥ 1 and prefetch ≥ 0")
         self.batch_size, self.seed, self.prefetch = int(batch_size), int(seed), int(prefetch)
         self.num_batches = num_batches
+        self.pin_memory = bool(pin_memory)
         self.shard_index, self.shard_count = 0, 1
         # Patches of every layer share a physical centre; corners are in the first layer's
         # voxels, and range where every layer's patch fits (inclusive).
@@ -189,8 +201,12 @@ class PatchLoader:
     def read_batch(self, index: int) -> Batch:
         """The patches of batch ``index``: one (B, x, y, z[, c]) array per layer."""
         boxes = self.batch_boxes(index)
-        # One call per layer: chunks shared by several patches are decoded once.
-        out = [np.stack(a.read_many(keys)) for a, keys in zip(self.arrays, boxes, strict=True)]
+        # One call per layer, into the batch: chunks shared by patches are decoded once.
+        how, torch = handout(self.pin_memory)
+        out = [
+            read_batch(a, keys, shape, how, torch)
+            for a, keys, shape in zip(self.arrays, boxes, self.geometry.shapes, strict=True)
+        ]
         return out[0] if self.single else tuple(out)
 
     def _indices(self) -> Iterator[int]:

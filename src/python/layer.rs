@@ -182,6 +182,91 @@ impl Layer {
             )))
         })
     }
+
+    /// The boxes `[starts[i], stops[i])` and the bytes each needs.
+    fn boxes(
+        &self,
+        starts: Vec<[i64; 3]>,
+        stops: Vec<[i64; 3]>,
+    ) -> PyResult<(Vec<Bbox>, Vec<usize>)> {
+        if starts.len() != stops.len() {
+            return Err(to_pyerr(Error::invalid(
+                "starts and stops differ in length",
+            )));
+        }
+        let bytes_per_voxel = self.inner.dtype().itemsize() * self.inner.num_channels();
+        let mut boxes = Vec::with_capacity(starts.len());
+        let mut lens = Vec::with_capacity(starts.len());
+        for (start, stop) in starts.into_iter().zip(stops) {
+            let bbox = Bbox::new(start, stop).map_err(to_pyerr)?;
+            let len = bbox
+                .num_voxels()
+                .and_then(|n| n.checked_mul(bytes_per_voxel))
+                .ok_or_else(|| {
+                    to_pyerr(Error::invalid(format!("box {bbox:?} is too large to read")))
+                })?;
+            boxes.push(bbox);
+            lens.push(len);
+        }
+        Ok((boxes, lens))
+    }
+
+    /// The regions `[starts[i], starts[i] + shapes[i])` of the array's own axes and the
+    /// bytes each needs.
+    fn regions(
+        &self,
+        starts: Vec<Vec<u64>>,
+        shapes: Vec<Vec<u64>>,
+    ) -> PyResult<(Vec<NdBox>, Vec<usize>)> {
+        if starts.len() != shapes.len() {
+            return Err(to_pyerr(Error::invalid(
+                "starts and shapes differ in length",
+            )));
+        }
+        let itemsize = self.inner.dtype().itemsize();
+        let regions: Vec<NdBox> = starts
+            .into_iter()
+            .zip(shapes)
+            .map(|(start, shape)| NdBox::new(start, shape))
+            .collect();
+        let lens = regions
+            .iter()
+            .map(|r| {
+                r.num_bytes(itemsize).ok_or_else(|| {
+                    to_pyerr(Error::invalid(format!("box {r:?} is too large to read")))
+                })
+            })
+            .collect::<PyResult<Vec<usize>>>()?;
+        Ok((regions, lens))
+    }
+}
+
+/// Write access to the caller's output buffers, each checked to hold exactly `lens[i]`
+/// bytes; numpy refuses two that overlap (or the same array twice).
+fn writable<'py>(
+    outs: &[Bound<'py, PyArray1<u8>>],
+    lens: &[usize],
+) -> PyResult<Vec<numpy::PyReadwriteArray1<'py, u8>>> {
+    if outs.len() != lens.len() {
+        return Err(to_pyerr(Error::invalid(format!(
+            "{} output buffers for {} boxes",
+            outs.len(),
+            lens.len()
+        ))));
+    }
+    outs.iter()
+        .zip(lens)
+        .enumerate()
+        .map(|(i, (out, &len))| {
+            let have = out.len()?;
+            if have != len {
+                return Err(to_pyerr(Error::invalid(format!(
+                    "output buffer {i} holds {have} bytes; its box needs {len}"
+                ))));
+            }
+            Ok(out.try_readwrite()?)
+        })
+        .collect()
 }
 
 /// A Zarr codec chain given as v3 JSON: a list of `{"name": ..., "configuration": {...}}`.
@@ -518,25 +603,7 @@ impl Layer {
         starts: Vec<[i64; 3]>,
         stops: Vec<[i64; 3]>,
     ) -> PyResult<Vec<Bound<'py, PyArray1<u8>>>> {
-        if starts.len() != stops.len() {
-            return Err(to_pyerr(Error::invalid(
-                "starts and stops differ in length",
-            )));
-        }
-        let bytes_per_voxel = self.inner.dtype().itemsize() * self.inner.num_channels();
-        let mut boxes = Vec::with_capacity(starts.len());
-        let mut lens = Vec::with_capacity(starts.len());
-        for (start, stop) in starts.into_iter().zip(stops) {
-            let bbox = Bbox::new(start, stop).map_err(to_pyerr)?;
-            let len = bbox
-                .num_voxels()
-                .and_then(|n| n.checked_mul(bytes_per_voxel))
-                .ok_or_else(|| {
-                    to_pyerr(Error::invalid(format!("box {bbox:?} is too large to read")))
-                })?;
-            boxes.push(bbox);
-            lens.push(len);
-        }
+        let (boxes, lens) = self.boxes(starts, stops)?;
         let outputs = Outputs::new(py, &lens)?;
         let guards: Vec<_> = outputs.arrays.iter().map(|a| a.readwrite()).collect();
         let mut targets: Vec<ReadTarget<'_>> = boxes
@@ -551,6 +618,26 @@ impl Layer {
         detached(py, move || inner.read_many(&mut targets))?;
         drop(guards);
         Ok(outputs.arrays)
+    }
+
+    /// `read_many` into the caller's buffers: `outs[i]` is a writable contiguous flat uint8
+    /// array of exactly box `i`'s bytes (e.g. one patch of a batch).
+    fn read_many_into(
+        &self,
+        py: Python<'_>,
+        starts: Vec<[i64; 3]>,
+        stops: Vec<[i64; 3]>,
+        outs: Vec<Bound<'_, PyArray1<u8>>>,
+    ) -> PyResult<()> {
+        let (boxes, lens) = self.boxes(starts, stops)?;
+        let mut guards = writable(&outs, &lens)?;
+        let mut targets: Vec<ReadTarget<'_>> = boxes
+            .into_iter()
+            .zip(guards.iter_mut())
+            .map(|(bbox, out)| Ok(ReadTarget::new(bbox, out.as_slice_mut()?)))
+            .collect::<PyResult<_>>()?;
+        let inner = &self.inner;
+        detached(py, move || inner.read_many(&mut targets))
     }
 
     /// How new chunks are stored when they are the voxels as they are (`"raw"`) or one gzip
@@ -696,25 +783,7 @@ impl Layer {
         shapes: Vec<Vec<u64>>,
     ) -> PyResult<Vec<Bound<'py, PyArray1<u8>>>> {
         let nd = self.nd_or_err()?;
-        if starts.len() != shapes.len() {
-            return Err(to_pyerr(Error::invalid(
-                "starts and shapes differ in length",
-            )));
-        }
-        let itemsize = self.inner.dtype().itemsize();
-        let regions: Vec<NdBox> = starts
-            .into_iter()
-            .zip(shapes)
-            .map(|(start, shape)| NdBox::new(start, shape))
-            .collect();
-        let lens = regions
-            .iter()
-            .map(|r| {
-                r.num_bytes(itemsize).ok_or_else(|| {
-                    to_pyerr(Error::invalid(format!("box {r:?} is too large to read")))
-                })
-            })
-            .collect::<PyResult<Vec<usize>>>()?;
+        let (regions, lens) = self.regions(starts, shapes)?;
         let outputs = Outputs::new(py, &lens)?;
         let guards: Vec<_> = outputs.arrays.iter().map(|a| a.readwrite()).collect();
         let mut targets: Vec<NdTarget<'_>> = regions
@@ -728,6 +797,25 @@ impl Layer {
         detached(py, move || nd.read_regions(&mut targets))?;
         drop(guards);
         Ok(outputs.arrays)
+    }
+
+    /// `read_nd_many` into the caller's buffers, as `read_many_into`.
+    fn read_nd_many_into(
+        &self,
+        py: Python<'_>,
+        starts: Vec<Vec<u64>>,
+        shapes: Vec<Vec<u64>>,
+        outs: Vec<Bound<'_, PyArray1<u8>>>,
+    ) -> PyResult<()> {
+        let nd = self.nd_or_err()?;
+        let (regions, lens) = self.regions(starts, shapes)?;
+        let mut guards = writable(&outs, &lens)?;
+        let mut targets: Vec<NdTarget<'_>> = regions
+            .into_iter()
+            .zip(guards.iter_mut())
+            .map(|(region, out)| Ok(NdTarget::new(region, out.as_slice_mut()?)))
+            .collect::<PyResult<_>>()?;
+        detached(py, move || nd.read_regions(&mut targets))
     }
 
     /// Writes the box `[start, start + shape)` of the array's own axes from a flat uint8

@@ -6,6 +6,7 @@ mod interrupt;
 mod layer;
 mod mapping_store;
 mod store_conformance;
+mod threads;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -37,6 +38,7 @@ fn guarded<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
 /// engine waited (see `interrupt`) is raised in place of whatever the call returned: the
 /// engine stops on it, but another error may have been recorded first.
 fn detached<R: Send>(py: Python<'_>, f: impl FnOnce() -> Result<R> + Send) -> PyResult<R> {
+    threads::settle(py)?;
     let result = py.detach(|| guarded(f));
     match interrupt::take_raised() {
         Some(raised) => Err(raised),
@@ -60,6 +62,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<interrupt::CancelToken>()?;
     m.add_function(wrap_pyfunction!(interrupt::bind_cancel_token, m)?)?;
     m.add_function(wrap_pyfunction!(store_conformance::_store_conformance, m)?)?;
+    m.add_function(wrap_pyfunction!(threads::set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(threads::get_num_threads, m)?)?;
     interrupt::register();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

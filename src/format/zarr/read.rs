@@ -235,7 +235,7 @@ impl ZarrArray {
             (MIN_INFLIGHT_BYTES, AHEAD_PER_CORE)
         };
         let kib = |b: usize| u32::try_from(b.div_ceil(1024)).unwrap_or(u32::MAX);
-        let ahead = (ahead * runtime::cores()).saturating_mul(object);
+        let ahead = (ahead * runtime::threads()).saturating_mul(object);
         let total = kib(least.max(ahead)).min(Semaphore::MAX_PERMITS as u32);
         (
             Arc::new(Semaphore::new(total as usize)),

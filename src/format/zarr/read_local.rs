@@ -142,7 +142,7 @@ impl Painter<'_> {
     pub(super) fn read_local(&self, users: &BTreeMap<Vec<u64>, Vec<usize>>) -> Result<()> {
         let failure = FirstError::default();
         let (done, finished) = channel();
-        let limit = CHUNKS_PER_CORE * runtime::cores();
+        let limit = CHUNKS_PER_CORE * runtime::threads();
         runtime::cpu().in_place_scope(|scope| {
             let failure = &failure;
             let mut in_flight = 0;

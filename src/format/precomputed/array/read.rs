@@ -290,7 +290,7 @@ impl BigArray {
         } else {
             MIN_INFLIGHT_BYTES
         };
-        let budget = kib(least.max(4 * runtime::cores() * chunk));
+        let budget = kib(least.max(4 * runtime::threads() * chunk));
         let budget = budget.min(Semaphore::MAX_PERMITS as u32);
         Budget {
             permits: Arc::new(Semaphore::new(budget as usize)),
