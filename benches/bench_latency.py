@@ -295,6 +295,19 @@ def shown(c: Counter) -> str:
     return ", ".join(f"{n} {k}" for k, n in sorted(c.items())) or "none"
 
 
+def busy(session: Session) -> list[str]:
+    """A warning when other work shared the cores (the load above their number)."""
+    cores = os.cpu_count() or 1
+    end = session.load_end if session.load_end is not None else os.getloadavg()[0]
+    if max(session.load_start, end) <= cores:
+        return []
+    return [
+        f"- **Busy machine**: the load average stayed above the {cores} cores (other builds "
+        "ran beside this one): ratios within this run compare, absolute times do not, and "
+        "round trips in a row also count requests that waited for a free slot or for CPU."
+    ]
+
+
 def report(results: dict, counts: dict, bounds: dict, session: Session) -> str:
     spec, shard_shape = sharding_spec(SCALE)
     rows = [
@@ -375,6 +388,7 @@ def report(results: dict, counts: dict, bounds: dict, session: Session) -> str:
         f"`numpy.random.default_rng({PATCH_SEED})` origins, uniform over the volume, not "
         "aligned (a patch touches 1 to 8 chunks). The batch row issues all patches at once "
         "(`read_many`; TensorStore: every future before the first `result()`).",
+        *busy(session),
         "",
         "Ratio > 1: bigarrays is faster. Targets: patch rows ≥ 2× TensorStore; sharded patch "
         "reads within 1.3× of unsharded.",
