@@ -154,7 +154,8 @@ sdist: $(BUILD_DEPS)
 	maturin sdist --out $(WHEEL_DIR)
 
 ## bench: every benchmark against TensorStore and CloudVolume on the same data: cutouts
-## (local with the machine's limit, a sparse 2^40-voxel layer, sharded, S3 on loopback),
+## (local with the machine's limit, a sparse 2^40-voxel layer, sharded, S3 on loopback and
+## behind 25 ms of latency),
 ## jpeg and compressed_segmentation layers, HDF5 against h5py, batched patches and dask,
 ## cp and downsample, a whole segmentation layer with peak memory, a 64 MiB gzip write,
 ## Zarr v3 arrays against TensorStore, zarr-python and zarrs, Precomputed <-> Zarr copies;
@@ -163,6 +164,7 @@ bench: build $(TEST_DEPS)
 	$(PY) benches/bench_read.py
 	$(PY) benches/bench_sharded.py
 	$(PY) benches/bench_s3.py
+	$(PY) benches/bench_latency.py
 	$(PY) benches/bench_batch.py
 	$(PY) benches/bench_tools.py
 	$(PY) benches/bench_hdf5.py

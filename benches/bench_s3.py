@@ -21,20 +21,13 @@ report goes to ``benches/data/small/RESULTS.md``, never to the committed one.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import math
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import boto3
 import cloudfiles.paths
@@ -42,12 +35,16 @@ import numpy as np
 import tensorstore as ts
 from cloudvolume import CloudVolume
 from common import (
+    KEY,
+    SECRET,
     TS_CONTEXT,
     Session,
     bench_scale,
     cpu_model,
     medians,
+    moto_server,
     report_path,
+    server_kind,
     time_round_robin,
     version,
     vs_best,
@@ -63,17 +60,6 @@ SCALE = Scale(shape={"full": (512, 512, 256), "small": (256, 256, 128)}[SCALE_NA
 PATCH = (64, 64, 32)
 N_PATCHES, REPEATS = {"full": (256, 5), "small": (32, 2)}[SCALE_NAME]
 PATCH_SEED = 7
-KEY, SECRET = "testing", "testing-secret"
-
-# Runs in the server subprocess: moto's WSGI app behind waitress.
-WAITRESS_SERVER = """
-import logging, sys
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from waitress import serve
-logging.disable(logging.WARNING)
-serve(DomainDispatcherApplication(create_backend_app), host="127.0.0.1",
-      port=int(sys.argv[1]), threads=8, connection_limit=256, _quiet=True)
-"""
 
 # TensorStore: the local benches' context (no cache pool, two copy threads), less the file
 # IO limit, which an S3 kvstore does not use.
@@ -82,52 +68,6 @@ TS_S3_CONTEXT = {k: v for k, v in TS_CONTEXT.items() if k != "file_io_concurrenc
 Box = tuple[slice, slice, slice]
 # A reader takes a list of boxes, reads them one after another and returns the arrays.
 Reader = Callable[[list[Box]], list[np.ndarray]]
-
-
-# -- server --------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def server_kind() -> str:
-    return "waitress" if importlib.util.find_spec("waitress") else "moto_server"
-
-
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    port = free_port()
-    if server_kind() == "waitress":
-        args = [sys.executable, "-c", WAITRESS_SERVER, str(port)]
-    else:
-        exe = os.path.join(os.path.dirname(sys.executable), "moto_server")
-        exe = exe if os.path.exists(exe) else (shutil.which("moto_server") or "moto_server")
-        args = [exe, "-H", "127.0.0.1", "-p", str(port)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        end = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
-                    break
-            except urllib.error.HTTPError:
-                break  # it answers
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > end:
-                    raise SystemExit(f"moto server did not start ({args[0]})") from None
-                time.sleep(0.05)
-        yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # -- data ------------------------------------------------------------------------------------

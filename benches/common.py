@@ -1,6 +1,7 @@
 """What the benches share: the scale a run asks for, machine facts, the timers (one call,
 median of N, round-robin over readers), the peers' local readers (TensorStore spec and
-context, CloudVolume options), ratio formatting and the report, one section per script.
+context, CloudVolume options), ratio formatting and the report, one section per script; and
+for the S3 benches, moto's server in a subprocess on 127.0.0.1.
 The data the benches read is generated in ``datasets.py``.
 
 ``benches/RESULTS.md`` is the concatenation of sections, each owned by one bench script and
@@ -10,16 +11,24 @@ re-run alone without losing the others' tables.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime as dt
 import gc
 import importlib.metadata
+import importlib.util
 import math
 import os
 import platform
+import shutil
+import socket
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +248,64 @@ def record_metrics(script: str, values: dict[str, float]) -> None:
     known[script] = values
     METRICS.parent.mkdir(parents=True, exist_ok=True)
     METRICS.write_text(json.dumps(known, indent=1) + "\n")
+
+
+# -- moto's S3 server (bench_s3.py, bench_latency.py) ---------------------------------------
+
+# moto's server answers any key; these are what the S3 benches sign with.
+KEY, SECRET = "testing", "testing-secret"
+
+# Runs in the server subprocess: moto's WSGI app behind waitress.
+WAITRESS_SERVER = """
+import logging, sys
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from waitress import serve
+logging.disable(logging.WARNING)
+serve(DomainDispatcherApplication(create_backend_app), host="127.0.0.1",
+      port=int(sys.argv[1]), threads=8, connection_limit=256, _quiet=True)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_kind() -> str:
+    return "waitress" if importlib.util.find_spec("waitress") else "moto_server"
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's S3 server in a subprocess on 127.0.0.1 (waitress with 8 threads where it is
+    installed); yields its endpoint and always stops it."""
+    port = free_port()
+    if server_kind() == "waitress":
+        args = [sys.executable, "-c", WAITRESS_SERVER, str(port)]
+    else:
+        exe = os.path.join(os.path.dirname(sys.executable), "moto_server")
+        exe = exe if os.path.exists(exe) else (shutil.which("moto_server") or "moto_server")
+        args = [exe, "-H", "127.0.0.1", "-p", str(port)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        end = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
+                    break
+            except urllib.error.HTTPError:
+                break  # it answers
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > end:
+                    raise SystemExit(f"moto server did not start ({args[0]})") from None
+                time.sleep(0.05)
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

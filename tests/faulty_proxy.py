@@ -19,8 +19,8 @@ request: the next ``count`` requests that ``match`` get
 
 ``count=None`` makes a fault persistent. With ``serialize_writes``, PUT, POST and DELETE
 requests reach the server one at a time: a real store checks a conditional put atomically,
-moto does not. ``log`` records ``(method, path, fault)`` of every
-request seen.
+moto does not. ``log`` records ``(method, path, fault, range)`` of every
+request seen (``range``: its Range header, if any).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class Request:
     method: str
     path: str
     fault: str | None
+    range: str | None = None
 
 
 @dataclass
@@ -130,7 +131,7 @@ class FaultyProxy:
             self._threads = [x for x in self._threads if x.is_alive()] + [t]
             t.start()
 
-    def _choose(self, method: str, path: str) -> str | None:
+    def _choose(self, method: str, path: str, byte_range: str | None = None) -> str | None:
         with self._lock:
             fault = None
             for plan in self._plans:
@@ -139,7 +140,7 @@ class FaultyProxy:
                     if plan.count is not None:
                         plan.count -= 1
                     break
-            self.log.append(Request(method, path, fault))
+            self.log.append(Request(method, path, fault, byte_range))
             return fault
 
     def _handle(self, conn: socket.socket) -> None:
@@ -151,7 +152,15 @@ class FaultyProxy:
                     return
                 lines = head.decode("latin-1").split("\r\n")
                 method, path = (lines[0].split(" ") + ["", ""])[:2]
-                fault = self._choose(method, path)
+                byte_range = next(
+                    (
+                        line.split(":", 1)[1].strip()
+                        for line in lines[1:]
+                        if line.lower().startswith("range:")
+                    ),
+                    None,
+                )
+                fault = self._choose(method, path, byte_range)
                 if fault in ("500", "503"):
                     reason = "Internal Server Error" if fault == "500" else "Service Unavailable"
                     conn.sendall(

@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import urllib.parse
 
 import numpy as np
 import pytest
 import tensorstore as ts
 from cloudvolume import CloudVolume
 from conftest import FAST, FakeGcs, HttpServer, Moto
+from faulty_proxy import FaultyProxy
 from volumes import absolute, assert_bit_exact, random_volume, window
 
 import bigarrays
@@ -411,6 +413,71 @@ def test_sharded_over_s3(moto: Moto):
     assert shards and all(k.startswith(f"{prefix}/{KEY}/") for k in shards)
     for key in shards:  # range reads need plain objects
         assert "ContentEncoding" not in client.head_object(Bucket=bucket, Key=key)
+
+
+def test_sharded_read_many_looks_each_index_up_once_and_warm_reads_fetch_data_only(moto: Moto):
+    """Round trips, counted by kind in the proxy's log (never timed): a cold ``read_many`` of
+    patches across shards fetches each shard's index once (whole, as it is small) and each
+    minishard index it needs once; the same batch again sends chunk data requests only.
+    (tests in src/format/precomputed/source/sharded.rs count the rounds themselves.)"""
+    url = f"s3://{moto.bucket()}/layers/rounds"
+    # 8x8x4 chunks, ids of 8 bits; random voxels, so each minishard's chunks (128 KiB) keep
+    # its index and the next one's too far apart to share a request.
+    size, chunk = (256, 256, 128), (32, 32, 32)
+    ref = random_volume(12, size, "uint8")
+    spec = sharding(2, "identity", 2, 4)  # 16 shards of 4 minishards
+    a = BigArray.create(
+        url, shape=size, dtype="uint8", chunks=chunk, resolution=RESOLUTION, sharding=spec,
+        storage_options=moto.options(),
+    )  # fmt: skip
+    a[a.bounds] = ref
+    client = moto.client()
+    bucket, prefix = url[5:].split("/", 1)
+    index_len = 16 << spec["minishard_bits"]
+    minishard_indexes = {}
+    for o in client.list_objects_v2(Bucket=bucket)["Contents"]:
+        if o["Key"].endswith(".shard"):
+            got = client.get_object(Bucket=bucket, Key=o["Key"], Range=f"bytes=0-{index_len - 1}")
+            entries = np.frombuffer(got["Body"].read(), "<u8").reshape(-1, 2) + index_len
+            minishard_indexes[o["Key"]] = {(int(b), int(e)) for b, e in entries if b != e}
+    assert len(minishard_indexes) == 16
+
+    def kind(r) -> tuple[str, str, tuple[int, int]] | None:
+        """(kind, key, byte range) of a ranged GET of a shard; None for anything else."""
+        key = urllib.parse.unquote(r.path.split("?", 1)[0]).lstrip("/").split("/", 1)[1]
+        if r.method != "GET" or not r.range or key not in minishard_indexes:
+            return None
+        first, last = r.range.removeprefix("bytes=").split("-")
+        span = (int(first), int(last) + 1)
+        if span[1] <= index_len:
+            return "shard index", key, span
+        if span in minishard_indexes[key]:
+            return "minishard index", key, span
+        return "data", key, span
+
+    rng = np.random.default_rng(3)
+    starts = [rng.integers(0, np.array(size) - 20, endpoint=True) for _ in range(24)]
+    patches = [tuple(slice(int(s), int(s) + 20) for s in o) for o in starts]
+    host, port = moto.endpoint.removeprefix("http://").split(":")
+    with FaultyProxy((host, int(port))) as proxy:
+        b = BigArray(url, storage_options=moto.options(endpoint=proxy.url))
+        del proxy.log[:]
+        for p, got in zip(patches, b.read_many(patches), strict=True):
+            assert_bit_exact(got, ref[p])
+        cold = [k for k in map(kind, proxy.log) if k is not None]
+        shard_index = [k for k in cold if k[0] == "shard index"]
+        minishard_index = [k for k in cold if k[0] == "minishard index"]
+        touched = {k[1] for k in cold}
+        assert len(touched) > 4, touched  # the batch spans many shards
+        assert len(shard_index) == len(touched), shard_index  # one request per shard
+        assert all(k[2] == (0, index_len) for k in shard_index)  # the whole index
+        assert minishard_index, cold
+        assert len(set(minishard_index)) == len(minishard_index), minishard_index  # once each
+        del proxy.log[:]
+        for p, got in zip(patches, b.read_many(patches), strict=True):
+            assert_bit_exact(got, ref[p])
+        warm = [kind(r) for r in proxy.log]
+        assert warm and all(k is not None and k[0] == "data" for k in warm), warm
 
 
 def test_sharded_over_fake_gcs(tmp_path, fake_gcs: FakeGcs):

@@ -16,7 +16,7 @@ mod writer;
 use super::Encoding;
 
 pub(crate) use index::decode_minishard_index;
-pub(crate) use reader::ShardReader;
+pub(crate) use reader::{Located, ShardReader};
 pub use spec::AUTO_SHARD_BYTES;
 pub use spec::{compressed_morton, morton_bits, murmur_low64, ShardHash, ShardingSpec};
 pub use writer::{decode_shard, encode_shard};
@@ -176,6 +176,41 @@ mod tests {
             io.block_on(reader.read(0, &[0, 1])).unwrap(),
             vec![None, None]
         );
+    }
+
+    #[test]
+    fn small_shard_indexes_are_cached_whole_and_large_ones_read_by_entry() {
+        let store: Arc<dyn crate::store::Store> = Arc::new(
+            crate::store::ObjectStoreBackend::from_url("memory://shard-index-sizes", true).unwrap(),
+        );
+        let io = crate::runtime::io();
+        // 2^2 entries (64 bytes) are cached whole; 2^13 (128 KiB) are read entry by entry.
+        for minishard_bits in [2, 13] {
+            let s = ShardingSpec {
+                preshift_bits: 0,
+                hash: ShardHash::Identity,
+                ..spec(minishard_bits, true)
+            };
+            let chunks: BTreeMap<u64, Bytes> = (0..40u64)
+                .filter(|id| id % 3 != 0)
+                .map(|id| (id, Bytes::from(vec![id as u8; 10 + id as usize])))
+                .collect();
+            let reader = ShardReader::new(store.clone(), s.clone(), &format!("m{minishard_bits}"));
+            io.block_on(store.put(
+                &reader.shard_key(0),
+                Bytes::from(encode_shard(&s, &chunks).unwrap()),
+            ))
+            .unwrap();
+            for ids in [vec![1, 2, 3], (0..40).collect::<Vec<u64>>()] {
+                let got = io.block_on(reader.read(0, &ids)).unwrap();
+                for (id, bytes) in ids.iter().zip(got) {
+                    assert_eq!(bytes, chunks.get(id).cloned(), "chunk {id}");
+                }
+            }
+            assert_eq!(reader.cache().shards.contains_key(&0), minishard_bits == 2);
+            reader.forget(0);
+            assert!(reader.cache().shards.is_empty());
+        }
     }
 
     #[test]

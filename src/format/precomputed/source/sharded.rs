@@ -14,13 +14,24 @@ use super::{block_on, conflicts_after, next_unless_closed};
 use super::{Budget, ChunkEncoder, ChunkSource, Fetched};
 use crate::codec::Compression;
 use crate::error::{Error, Result};
-use crate::format::precomputed::sharding::{self, ShardReader};
+use crate::format::precomputed::sharding::{self, Located, ShardReader};
 use crate::geometry::{Bbox, ChunkGrid};
 use crate::store::{Handle, PutMode, PutOptions};
 use crate::{interrupt, runtime};
 
 /// The chunks of one shard a write touches: the shard number and `(grid cell, chunk id)`.
 type ShardCells = (u64, Vec<([u64; 3], u64)>);
+
+/// Chunks of one shard a read fetches together: the shard number, `(index in the read,
+/// chunk id)`, and where they lie (or why they could not be looked up).
+type Piece = (u64, Vec<(usize, u64)>, Result<Located>);
+
+/// Where a read's fetched chunks go ([`Fetched`] is the other end).
+type Sender = tokio::sync::mpsc::Sender<(
+    usize,
+    Result<Option<crate::format::precomputed::Stored>>,
+    super::Held,
+)>;
 
 /// The chunks of one sharded scale.
 #[derive(Debug)]
@@ -70,6 +81,91 @@ impl ShardedChunks {
                 .push((i, id));
         }
         groups
+    }
+
+    /// [`ChunkSource::fetch`]'s work, sending each chunk's bytes to `tx` as they come (a
+    /// future of its own, so tests can drive it round by round).
+    fn fetch_task(
+        &self,
+        cells: &[[u64; 3]],
+        budget: Budget,
+        tx: Sender,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let ids = self.chunk_ids(cells);
+        let concurrency = self.concurrency;
+        let groups = self.by_shard(&ids);
+        // Each shard's chunks are read in pieces of at most half the in-flight budget, so
+        // that two pieces overlap (one decoding while the next is fetched).
+        let Budget { permits, cost } = budget;
+        let per_piece = (permits.available_permits() / 2 / cost as usize).max(1);
+        let reader = self.reader.clone();
+        async move {
+            let lookups = futures::stream::iter(groups)
+                .map(|(shard, members)| {
+                    let reader = reader.clone();
+                    async move {
+                        let ids: Vec<u64> = members.iter().map(|m| m.1).collect();
+                        let located = reader.locate(shard, &ids).await;
+                        (shard, members, located)
+                    }
+                })
+                .buffer_unordered(concurrency);
+            // A shard's pieces, each with where its chunks lie; a failed lookup goes on as
+            // one piece that carries its error.
+            let pieces = lookups.flat_map(move |(shard, members, located)| {
+                let pieces: Vec<Piece> = match located {
+                    Err(e) => vec![(shard, members, Err(e))],
+                    Ok(located) => members
+                        .chunks(per_piece)
+                        .enumerate()
+                        .map(|(k, piece)| {
+                            let at = k * per_piece..k * per_piece + piece.len();
+                            (shard, piece.to_vec(), Ok(located.part(at)))
+                        })
+                        .collect(),
+                };
+                futures::stream::iter(pieces)
+            });
+            let mut results = pieces
+                .map(|(shard, members, located)| {
+                    let (reader, permits) = (reader.clone(), permits.clone());
+                    let n = u32::try_from(members.len()).unwrap_or(u32::MAX);
+                    let group_cost = cost.saturating_mul(n);
+                    async move {
+                        let located = match located {
+                            Ok(located) => located,
+                            Err(e) => return (members, Err(e), None),
+                        };
+                        let held = permits
+                            .acquire_many_owned(group_cost)
+                            .await
+                            .ok()
+                            .map(Arc::new);
+                        let ids: Vec<u64> = members.iter().map(|m| m.1).collect();
+                        let result = reader.read_located(shard, &ids, &located).await;
+                        (members, result, held)
+                    }
+                })
+                .buffer_unordered(concurrency);
+            while let Some((members, result, held)) = next_unless_closed(&tx, &mut results).await {
+                match result {
+                    Ok(found) => {
+                        for ((i, _), bytes) in members.into_iter().zip(found) {
+                            // Shard data carries no transport declaration: gzip
+                            // data_encoding is recognised by its magic, as for chunk files.
+                            let stored = bytes.map(|b| (b, Compression::None));
+                            if tx.send((i, Ok(stored), held.clone())).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send((members[0].0, Err(e), held)).await;
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Writes one batch of shards. A shard the box covers in part is read, merged and put
@@ -205,58 +301,13 @@ impl ChunkSource for ShardedChunks {
         self.reader.spec().data_compression()
     }
 
-    /// One task per shard (or piece of one), each reading just the index entries and chunk
-    /// ranges it needs.
+    /// Every shard's indexes are looked up at once (two rounds of requests at most, none
+    /// where they are cached), and each shard's chunk data is fetched as soon as its own
+    /// lookup is done, in pieces within the in-flight budget: a batch costs three round
+    /// trips in a row at most, however many shards it touches (up to `concurrency`).
     fn fetch(&self, cells: &[[u64; 3]], budget: Budget) -> Fetched {
-        let ids = self.chunk_ids(cells);
-        let concurrency = self.concurrency;
-        let (tx, rx) = tokio::sync::mpsc::channel(concurrency.max(ids.len().min(4096)));
-        let groups = self.by_shard(&ids);
-        // Each shard's chunks are read in pieces of at most half the in-flight budget, so
-        // that two pieces overlap (one decoding while the next is fetched).
-        let Budget { permits, cost } = budget;
-        let per_piece = (permits.available_permits() / 2 / cost as usize).max(1);
-        let pieces = groups.into_iter().flat_map(move |(shard, members)| {
-            let pieces: Vec<_> = members.chunks(per_piece).map(<[_]>::to_vec).collect();
-            pieces.into_iter().map(move |piece| (shard, piece))
-        });
-        let reader = self.reader.clone();
-        runtime::io().spawn(async move {
-            let mut results = futures::stream::iter(pieces)
-                .map(|(shard, members)| {
-                    let (reader, permits) = (reader.clone(), permits.clone());
-                    let n = u32::try_from(members.len()).unwrap_or(u32::MAX);
-                    let group_cost = cost.saturating_mul(n);
-                    async move {
-                        let held = permits
-                            .acquire_many_owned(group_cost)
-                            .await
-                            .ok()
-                            .map(Arc::new);
-                        let ids: Vec<u64> = members.iter().map(|m| m.1).collect();
-                        (members, reader.read(shard, &ids).await, held)
-                    }
-                })
-                .buffer_unordered(concurrency);
-            while let Some((members, result, held)) = next_unless_closed(&tx, &mut results).await {
-                match result {
-                    Ok(found) => {
-                        for ((i, _), bytes) in members.into_iter().zip(found) {
-                            // Shard data carries no transport declaration: gzip
-                            // data_encoding is recognised by its magic, as for chunk files.
-                            let stored = bytes.map(|b| (b, Compression::None));
-                            if tx.send((i, Ok(stored), held.clone())).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send((members[0].0, Err(e), held)).await;
-                        return;
-                    }
-                }
-            }
-        });
+        let (tx, rx) = tokio::sync::mpsc::channel(self.concurrency.max(cells.len().min(4096)));
+        runtime::io().spawn(self.fetch_task(cells, budget, tx));
         rx
     }
 
@@ -326,5 +377,222 @@ impl ChunkSource for ShardedChunks {
             self.write_batch(batch, &covers_shard, encode)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Round trips counted, not timed: a store that holds every request at a gate until the
+    //! read can send no more, then lets them all through as one round.
+
+    use std::ops::Range;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::format::precomputed::sharding::{encode_shard, ShardHash, ShardingSpec};
+    use crate::store::{Listed, Object, Ranged, ReadStore, Store};
+
+    #[derive(Debug, Default)]
+    struct Gate {
+        waiting: Vec<tokio::sync::oneshot::Sender<()>>,
+        round: usize,
+        /// Each request let through: its round and byte range (`None`: a whole object).
+        log: Vec<(usize, Option<Range<u64>>)>,
+    }
+
+    #[derive(Debug)]
+    struct Gated {
+        inner: Arc<dyn Store>,
+        gate: Arc<Mutex<Gate>>,
+    }
+
+    impl Gated {
+        async fn pass(&self, range: Option<Range<u64>>) {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.gate.lock().unwrap().waiting.push(tx);
+            let _ = rx.await;
+            let mut gate = self.gate.lock().unwrap();
+            let round = gate.round;
+            gate.log.push((round, range));
+        }
+    }
+
+    #[async_trait]
+    impl ReadStore for Gated {
+        fn url_of(&self, key: &str) -> String {
+            self.inner.url_of(key)
+        }
+        async fn get(&self, key: &str) -> Result<Option<Object>> {
+            self.pass(None).await;
+            self.inner.get(key).await
+        }
+        async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Option<Ranged>> {
+            self.pass(Some(range.clone())).await;
+            self.inner.get_range(key, range).await
+        }
+        async fn get_ranges(&self, key: &str, ranges: &[Range<u64>]) -> Result<Option<Vec<Bytes>>> {
+            self.pass(None).await;
+            self.inner.get_ranges(key, ranges).await
+        }
+        async fn get_range_if(
+            &self,
+            key: &str,
+            range: Range<u64>,
+            tag: Option<&str>,
+        ) -> Result<Option<Bytes>> {
+            self.pass(Some(range.clone())).await;
+            self.inner.get_range_if(key, range, tag).await
+        }
+        async fn size(&self, key: &str) -> Result<Option<u64>> {
+            self.inner.size(key).await
+        }
+        async fn list(&self, dir: &str) -> Result<Vec<Listed>> {
+            self.inner.list(dir).await
+        }
+    }
+
+    /// Fetches `cells`, letting the gate's requests through a round at a time; the rounds
+    /// it took and each cell's bytes.
+    fn fetch_in_rounds(
+        chunks: &ShardedChunks,
+        gate: &Mutex<Gate>,
+        cells: &[[u64; 3]],
+    ) -> (usize, Vec<Option<Bytes>>) {
+        crate::runtime::io().block_on(async {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(cells.len().max(1));
+            let budget = Budget {
+                permits: Arc::new(Semaphore::new(1 << 20)),
+                cost: 1,
+            };
+            let mut task = std::pin::pin!(chunks.fetch_task(cells, budget, tx));
+            let mut got = vec![None; cells.len()];
+            let (mut rounds, mut quiet, mut seen) = (0, 0, 0);
+            for _ in 0..100_000 {
+                let done = futures::poll!(task.as_mut()).is_ready();
+                let mut progressed = false;
+                while let Ok((i, found, _held)) = rx.try_recv() {
+                    got[i] = found.unwrap().map(|(bytes, _)| bytes);
+                    progressed = true;
+                }
+                if done {
+                    return (rounds, got);
+                }
+                let waiting = gate.lock().unwrap().waiting.len();
+                if progressed || waiting != seen {
+                    (quiet, seen) = (0, waiting);
+                } else if quiet < 3 {
+                    // Nothing new: poll a few more times (a stream may have yielded),
+                    // then every request the read can send now is at the gate.
+                    quiet += 1;
+                } else {
+                    assert!(waiting > 0, "the read waits on nothing at the gate");
+                    rounds += 1;
+                    let mut g = gate.lock().unwrap();
+                    g.round = rounds;
+                    for tx in g.waiting.drain(..) {
+                        let _ = tx.send(());
+                    }
+                    (quiet, seen) = (0, 0);
+                }
+                tokio::task::yield_now().await;
+            }
+            panic!("the read did not finish");
+        })
+    }
+
+    #[test]
+    fn a_batch_costs_three_rounds_cold_and_one_warm() {
+        let memory: Arc<dyn Store> = Arc::new(
+            crate::store::ObjectStoreBackend::from_url("memory://sharded-rounds", true).unwrap(),
+        );
+        let gate = Arc::new(Mutex::new(Gate::default()));
+        let gated: Arc<dyn ReadStore> = Arc::new(Gated {
+            inner: memory.clone(),
+            gate: gate.clone(),
+        });
+        // 8x8x2 chunks, ids of 7 bits: 4 shards of 4 minishards of 8 chunks.
+        let grid = ChunkGrid {
+            voxel_offset: [0; 3],
+            size: [32, 32, 8],
+            chunk: [4, 4, 4],
+        };
+        let spec = ShardingSpec {
+            preshift_bits: 3,
+            hash: ShardHash::Identity,
+            minishard_bits: 2,
+            shard_bits: 2,
+            minishard_index_gzip: true,
+            data_gzip: false,
+        };
+        let reader = Arc::new(ShardReader::new(gated.clone(), spec.clone(), "s"));
+        let chunks = ShardedChunks::new(
+            Handle::read_only(gated, "test"),
+            reader.clone(),
+            grid,
+            1,
+            64,
+        );
+        let cells: Vec<[u64; 3]> = (0..8)
+            .flat_map(|x| (0..8).flat_map(move |y| (0..2).map(move |z| [x, y, z])))
+            .collect();
+        let ids = chunks.chunk_ids(&cells);
+        let content =
+            |id: u64, version: u8| Bytes::from(vec![id as u8 ^ version; 40 + id as usize]);
+        let put = |version: u8| {
+            for shard in 0..4 {
+                // Every seventh chunk absent.
+                let packed: BTreeMap<u64, Bytes> = ids
+                    .iter()
+                    .filter(|&&id| spec.locate(id).0 == shard && id % 7 != 0)
+                    .map(|&id| (id, content(id, version)))
+                    .collect();
+                let file = Bytes::from(encode_shard(&spec, &packed).unwrap());
+                crate::runtime::io()
+                    .block_on(memory.put(&reader.shard_key(shard), file))
+                    .unwrap();
+            }
+        };
+        let expect = |version: u8| -> Vec<Option<Bytes>> {
+            ids.iter()
+                .map(|&id| (id % 7 != 0).then(|| content(id, version)))
+                .collect()
+        };
+        put(0);
+        let index_len = spec.index_len();
+        let index_requests = |gate: &Mutex<Gate>| {
+            let g = gate.lock().unwrap();
+            g.log
+                .iter()
+                .filter(|(_, r)| r.as_ref().is_some_and(|r| r.end <= index_len))
+                .count()
+        };
+
+        // Cold: shard indexes, minishard indexes, data; each shard's index in one request.
+        let (rounds, got) = fetch_in_rounds(&chunks, &gate, &cells);
+        assert_eq!(got, expect(0));
+        assert!(rounds <= 3, "a cold batch took {rounds} rounds");
+        assert_eq!(index_requests(&gate), 4, "{:?}", gate.lock().unwrap().log);
+
+        // Warm: the data alone, in one round.
+        gate.lock().unwrap().log.clear();
+        let (rounds, got) = fetch_in_rounds(&chunks, &gate, &cells);
+        assert_eq!(got, expect(0));
+        assert_eq!(rounds, 1);
+        assert_eq!(index_requests(&gate), 0);
+
+        // A part of the batch, still warm.
+        gate.lock().unwrap().log.clear();
+        let (rounds, got) = fetch_in_rounds(&chunks, &gate, &cells[..9]);
+        assert_eq!(got, expect(0)[..9].to_vec());
+        assert_eq!(rounds, 1);
+
+        // Another writer replaces every shard: the cached indexes no longer hold, and the
+        // read notices it by the version of its answers, then looks the shards up again.
+        put(1);
+        let (_, got) = fetch_in_rounds(&chunks, &gate, &cells);
+        assert_eq!(got, expect(1));
     }
 }
