@@ -8,12 +8,17 @@
 //! (grey+alpha, RGB, RGBA) also reads, channel by channel.
 //!
 //! Decoding uses the `jxl` crate (jxl-rs, the JPEG XL project's own Rust decoder, which
-//! Chromium and Firefox ship): pure Rust, conforming, as fast as libjxl on these chunks, and
-//! it caps the samples an image may declare, which bounds its memory to a small multiple of
-//! the chunk's. Lossless chunks decode to exactly libjxl's voxels. Lossy chunks decode to
-//! within one grey level of libjxl's: libjxl dithers its 8-bit output, with a pattern that
-//! changed between its versions (an 8×8 ordered matrix up to 0.11, blue noise since), and
-//! jxl-rs follows the current one; no two libjxl versions agree either.
+//! Chromium and Firefox ship): pure Rust, conforming, and it caps the samples an image may
+//! declare, which bounds its memory to a small multiple of the chunk's. On CloudVolume's
+//! 64-pixel-wide lossy chunks it executes 1.1–1.2× libjxl 0.11's instructions (callgrind),
+//! the difference mostly per-row overhead of its render pipeline; its setup per chunk is
+//! small, and reusing the decoder (below) saves its allocations. Lossless chunks decode to
+//! exactly libjxl's voxels. Lossy chunks decode to within one grey level of libjxl's: the
+//! image is the same, but libjxl dithers its 8-bit output with a pattern that changed
+//! between its versions (an 8×8 ordered matrix up to 0.11, blue noise since), jxl-rs
+//! follows the current one and offers no other, so about a third of the voxels differ by
+//! one from libjxl 0.11 (docs/SEMANTICS.md has the figures); no two libjxl versions agree
+//! either.
 //!
 //! Encoding is lossless only, with `zune-jpegxl` (pure Rust, a port of libjxl's fast
 //! lossless mode, effort 1): `jxl_quality` and `jxl_effort` are kept in the `info` for other
@@ -21,6 +26,7 @@
 //! under a licence this crate can ship encodes lossy JPEG XL.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use jxl::api::{
@@ -130,10 +136,12 @@ impl Codec for Jxl {
         layout: &ChunkLayout,
         f: &mut dyn FnMut(&[u8]),
     ) -> Result<(), DecodeError> {
-        let mut out = vec![0u8; layout.raw_len()];
-        decode_into(bytes, layout, &mut out)?;
-        f(&out);
-        Ok(())
+        // A successful decode writes every byte of `out`, so reused scratch needs no zeroing.
+        super::scratch::with_decoded(layout.raw_len(), |out| {
+            decode_into(bytes, layout, out)?;
+            f(out);
+            Ok(())
+        })
     }
     fn encode<'a>(&self, voxels: &'a [u8], layout: &ChunkLayout) -> Result<Cow<'a, [u8]>> {
         encode(voxels, layout).map(Cow::Owned)
@@ -209,15 +217,67 @@ fn decode_frames(bytes: &[u8], layout: &ChunkLayout, out: &mut [u8]) -> Result<(
             channels,
         });
     }
-    let corrupt = |e: jxl::error::Error| JxlDecodeError::Corrupt(e.to_string());
-    let mut options = JxlDecoderOptions::default();
     // The decoder refuses an image or frame header whose size reaches this cap before it
     // allocates for it. It counts 3 colour samples plus one per extra channel, and rows at
     // least 16 pixels wide, so a well-formed chunk (exactly `voxels` pixels, at most one
     // extra channel) counts at most 4·16·voxels; the header check below then holds the
     // image to exactly `voxels` pixels.
-    options.sample_limit = Some(64 * voxels + 1);
-    let mut decoder = JxlDecoder::new(options);
+    let sample_limit = 64 * voxels + 1;
+    // The thread's decoder, taken out while in use: a panic inside it drops it (its state is
+    // then unknown), and a nested use on this thread, were there one, would build its own.
+    let cached = DECODER.with(|d| d.borrow_mut().take());
+    let mut decoder = match cached {
+        Some(cached) if cached.sample_limit == sample_limit => cached,
+        _ => CachedDecoder::new(sample_limit),
+    };
+    let result = decode_with(&mut decoder.decoder, bytes, layout, out);
+    // `reset` keeps the buffers and drops what this chunk left behind (frames, sections). A
+    // decoder that failed is dropped instead: cheap, as failures are rare, and no state of
+    // a hostile chunk can reach the next one.
+    if result.is_ok() && voxels <= KEEP_DECODER_VOXELS {
+        decoder.decoder.reset();
+        DECODER.with(|d| *d.borrow_mut() = Some(decoder));
+    }
+    result
+}
+
+/// Chunks up to this many voxels leave their decoder to the thread's next chunk: 128³ (2 MiB
+/// of uint8), far above the usual 64³ and what its retained buffers cost per pool thread;
+/// a decoder that grew for a larger chunk is dropped with it.
+const KEEP_DECODER_VOXELS: usize = 1 << 21;
+
+/// A decoder and the sample limit it was built with (options cannot change on reuse).
+struct CachedDecoder {
+    decoder: JxlDecoder,
+    sample_limit: usize,
+}
+
+impl CachedDecoder {
+    fn new(sample_limit: usize) -> Self {
+        let mut options = JxlDecoderOptions::default();
+        options.sample_limit = Some(sample_limit);
+        Self {
+            decoder: JxlDecoder::new(options),
+            sample_limit,
+        }
+    }
+}
+
+thread_local! {
+    /// Each thread's last decoder: jxl-rs keeps its buffers and scratch across `reset`, so
+    /// that a pool thread decoding chunk after chunk of a layer allocates (and zeroes) them
+    /// once rather than per chunk.
+    static DECODER: RefCell<Option<CachedDecoder>> = const { RefCell::new(None) };
+}
+
+fn decode_with(
+    decoder: &mut JxlDecoder,
+    bytes: &[u8],
+    layout: &ChunkLayout,
+    out: &mut [u8],
+) -> Result<(), JxlDecodeError> {
+    let (voxels, channels) = (layout.voxels(), layout.channels);
+    let corrupt = |e: jxl::error::Error| JxlDecodeError::Corrupt(e.to_string());
     let mut input = bytes;
     // Known once the header is read: width, height, samples per pixel, frames expected.
     let mut image: Option<(usize, usize, usize, usize)> = None;
