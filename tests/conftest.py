@@ -154,6 +154,32 @@ def run_threads(targets: list[Any]) -> None:
         raise errors[0]
 
 
+class CasMapping(dict[str, bytes]):
+    """A thread-safe dict with the optional ``compare_and_set`` that gives a ``store=``
+    mapping conditional puts (docs/RELIABILITY.md): one lock around every change."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.lock = threading.Lock()
+        self.refused = 0
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        with self.lock:
+            super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        with self.lock:
+            super().__delitem__(key)
+
+    def compare_and_set(self, key: str, expected: bytes | None, value: bytes) -> bool:
+        with self.lock:
+            if self.get(key) != expected:
+                self.refused += 1
+                return False
+            super().__setitem__(key, value)
+            return True
+
+
 @pytest.fixture(scope="session")
 def moto() -> Iterator[Moto]:
     with start_moto() as proc:

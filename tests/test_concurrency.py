@@ -5,10 +5,13 @@ processes, writing disjoint chunk-aligned boxes (nothing lost, compared with a N
 readers running during writes (every chunk they see is one that was written whole); processes
 writing disjoint shards of a sharded layer.
 
-Not safe, and demonstrated here deterministically (a mapping store whose reads wait at a
-barrier, so both writers read before either writes): two writers painting different voxels
-of the same chunk (read-modify-write of a partial chunk) lose one update; two writers of
-different chunks of the same shard lose one at shard granularity (the last rewrite wins).
+Not safe in a Python mapping without ``compare_and_set``, and demonstrated here
+deterministically (a mapping store whose reads wait at a barrier, so both writers read before
+either writes): two writers painting different voxels of the same chunk (read-modify-write of
+a partial chunk) lose one update; two writers of different chunks of the same shard lose one
+at shard granularity (the last rewrite wins). Local disks, buckets, memory and mappings with
+``compare_and_set`` put conditionally and lose nothing (here for S3 and memory;
+test_local_conditional.py for local disks and mappings).
 """
 
 from __future__ import annotations
@@ -209,12 +212,13 @@ def test_cached_shard_indexes_never_outlive_the_shard(
         np.testing.assert_array_equal(reader[0:16, 0:16, 0:16], new[0:16, 0:16, 0:16])
 
 
-# -- what is not safe: overlapping read-modify-writes ---------------------------------------
+# -- what is not safe: overlapping read-modify-writes in a plain mapping ---------------------
 
 
 class GatedStore(dict):  # type: ignore[type-arg]
-    """A dict store whose reads of keys containing ``gate`` wait until ``parties`` readers
-    have read: every writer reads the old value before any writes back."""
+    """A dict store (no ``compare_and_set``, so last-writer-wins) whose reads of keys
+    containing ``gate`` wait until ``parties`` readers have read: every writer reads the old
+    value before any writes back."""
 
     def __init__(self, gate: str | None = None, parties: int = 2) -> None:
         super().__init__()

@@ -1,12 +1,13 @@
 """Overlapping Zarr writers lose nothing, and killed Zarr writers tear nothing.
 
-Overlapping writers: several writers (processes against moto's S3, threads against the
-memory store) write unaligned boxes into the same chunks and shards at once. The boxes are
-disjoint rows interleaved through every chunk (writer w owns the rows r with r % N == w), so
-each element has exactly one writer and every write is a read-modify-write racing the others.
-Every object is read with its version (ETag) and put only if unchanged (If-Match, or
-If-None-Match for a new one); a writer whose put fails reads the object again and repaints
-it. Afterwards every row reads back exactly.
+Overlapping writers: several writers (processes against moto's S3 and on a local disk,
+threads against the memory store) write unaligned boxes into the same chunks and shards at
+once. The boxes are disjoint rows interleaved through every chunk (writer w owns the rows r
+with r % N == w), so each element has exactly one writer and every write is a
+read-modify-write racing the others. Every object is read with its version (ETag; on a local
+disk the file's inode, size and time) and put only if unchanged (If-Match, or If-None-Match
+for a new one; locally compared and renamed under a lock on the directory); a writer whose
+put fails reads the object again and repaints it. Afterwards every row reads back exactly.
 
 zarr-python 3 runs the same thread workload in its own memory store below
 (``test_zarr_python_on_the_same_workload``, an expected failure that does not fail the
@@ -121,6 +122,22 @@ def test_overlapping_writer_processes_in_s3_lose_nothing(moto: Moto, sharded: bo
         redone = puts - objects_touched(n, sharded)
         print(f"{puts} chunk puts, {redone} of them redone after another writer came first")
         assert redone > 0, "the writers never raced: the test tested nothing"
+
+
+@pytest.mark.parametrize("sharded", [True, False], ids=["sharded", "chunks"])
+def test_overlapping_writer_processes_on_local_disk_lose_nothing(
+    tmp_path: Path, sharded: bool
+) -> None:
+    """Local puts are conditional too (compared and renamed under a directory lock)."""
+    url = str(tmp_path / "img.zarr")
+    create(url, sharded)
+    n = 4
+    ctx = multiprocessing.get_context("spawn")
+    start_at = time.time() + 4  # past the children's start-up
+    with ctx.Pool(n) as pool:
+        pending = pool.starmap_async(write_rows, [(url, w, n, None, start_at) for w in range(n)])
+        pending.get(timeout=120)
+    np.testing.assert_array_equal(BigArray(url)[...], model())
 
 
 @pytest.mark.parametrize("sharded", [True, False], ids=["sharded", "chunks"])
@@ -355,16 +372,14 @@ def test_two_processes_adding_levels_in_s3_both_land(moto: Moto) -> None:
         assert redone > 0, "the writers never raced: the test tested nothing"
 
 
-def test_two_processes_adding_levels_on_local_disk_keep_a_valid_group(tmp_path: Path) -> None:
-    """Local disks have no conditional puts yet (issue 22): the last writer of the group
-    wins, so one process's change of a level's scale may be lost, but the group stays
-    valid, every level is listed once, and each one opens. Only one process adds level 3:
-    two replacing the same level at once on a local disk can fail, one removing the files
-    the other is writing (issue 22 too)."""
+def test_two_processes_adding_levels_on_local_disk_both_land(tmp_path: Path) -> None:
+    """Local disks put conditionally too (a compare and rename under a directory lock): each
+    process's change of its level's scale is in the group, every level is listed once, and
+    each one opens. Only one process adds level 3: two replacing the same level at once on a
+    local disk can fail, one removing the files the other is writing (issue 22)."""
     url = str(tmp_path / "img.ome.zarr")
     got = run_level_writers(url, None, both_add_3=False)
     assert got["paths"] == ["0", "1", "2", "3"]
-    assert scale_of(got["1"]) in ([2.5, 2.5], [2.0, 2.0])
-    assert scale_of(got["2"]) in ([4.5, 4.5], [4.0, 4.0])
+    assert scale_of(got["1"]) == [2.5, 2.5] and scale_of(got["2"]) == [4.5, 4.5]
     for level in range(4):
         assert BigArray(url, mip=level).shape == LEVEL_SHAPES[level]

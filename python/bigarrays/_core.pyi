@@ -9,18 +9,25 @@ import numpy.typing as npt
 __all__ = [
     "CancelToken",
     "Layer",
+    "TEMPORARY_MAX_AGE_S",
     "__version__",
     "_store_conformance",
     "bind_cancel_token",
     "encoding_option_keys",
     "get_num_threads",
     "set_num_threads",
+    "temporary_of",
 ]
 
 __version__: str
+TEMPORARY_MAX_AGE_S: int
 
 def encoding_option_keys() -> dict[str, list[str]]:
     """Each encoding name with the ``info`` scale keys that parameterise it."""
+
+def temporary_of(name: str) -> str | None:
+    """The key a local writer's temporary file ``name`` (``<key>#<n>``) belongs to, or
+    ``None`` when it is not one."""
 
 def _store_conformance(
     url: str,

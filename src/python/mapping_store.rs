@@ -1,7 +1,15 @@
 //! Any Python `MutableMapping[str, bytes]` as a store: the "wrap any key-value store"
 //! extension point. Keys are `<prefix>/<key>` (just `<key>` with an empty prefix). A mapping
-//! hands out whole values only, keeps no metadata and has no atomic compare-and-swap: ranges
-//! are cut from the whole value, and conditional puts are refused.
+//! hands out whole values only and keeps no metadata: ranges are cut from the whole value.
+//!
+//! Conditional puts need one optional method, `compare_and_set(key, expected, value) ->
+//! bool`: store `value` only if the key holds exactly `expected` now (`None`: is absent),
+//! atomically against the mapping's other writers. It is the smallest thing a locked dict
+//! or a database (`UPDATE ... WHERE k = ? AND v = ?`) can make atomic. A version is then the
+//! value itself, named by a 128-bit hash of it: a put on a version reads the value, checks
+//! its hash and hands the value read as `expected`, so the mapping compares bytes. (Equal
+//! bytes are the same version for a read-modify-write: what it repaints is unchanged.)
+//! Without the method, conditional puts are refused and writers are last-writer-wins.
 
 use std::ops::Range;
 
@@ -18,6 +26,20 @@ use crate::store::{self, Listed, Object, PutMode, PutOptions, Ranged, ReadStore,
 pub struct MappingStore {
     mapping: Py<PyAny>,
     prefix: String,
+    /// Whether the mapping has a callable `compare_and_set` (see the module notes).
+    compare_and_set: bool,
+}
+
+/// The method a mapping offers for conditional puts.
+const COMPARE_AND_SET: &str = "compare_and_set";
+
+/// The version of a mapping's value: a hash of its bytes (see the module notes).
+fn version_of(bytes: &[u8]) -> store::Version {
+    let hash = murmur3::murmur3_x64_128(&mut &bytes[..], 0).unwrap_or(0);
+    store::Version {
+        e_tag: Some(format!("{hash:032x}-{:x}", bytes.len())),
+        version: None,
+    }
 }
 
 impl std::fmt::Debug for MappingStore {
@@ -28,10 +50,32 @@ impl std::fmt::Debug for MappingStore {
 
 impl MappingStore {
     pub fn new(mapping: Py<PyAny>, prefix: &str) -> Self {
+        let compare_and_set = Python::attach(|py| {
+            mapping
+                .bind(py)
+                .getattr(COMPARE_AND_SET)
+                .is_ok_and(|m| m.is_callable())
+        });
         MappingStore {
             mapping,
             prefix: prefix.trim_matches('/').to_string(),
+            compare_and_set,
         }
+    }
+
+    /// Calls the mapping's `compare_and_set(key, expected, value)`.
+    fn compare_and_set(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool> {
+        Python::attach(|py| {
+            let expected = expected.map(|e| PyBytes::new(py, e));
+            self.mapping
+                .bind(py)
+                .call_method1(
+                    COMPARE_AND_SET,
+                    (self.full_key(key), expected, PyBytes::new(py, value)),
+                )
+                .and_then(|stored| stored.is_truthy())
+                .map_err(|e| self.error(py, key, e))
+        })
     }
 
     fn full_key(&self, key: &str) -> String {
@@ -109,9 +153,9 @@ impl ReadStore for MappingStore {
 
     async fn get(&self, key: &str) -> Result<Option<Object>> {
         Ok(self.get_value(key)?.map(|bytes| Object {
+            version: self.compare_and_set.then(|| version_of(&bytes)),
             bytes,
             content_encoding: None,
-            version: None,
         }))
     }
 
@@ -168,21 +212,35 @@ impl ReadStore for MappingStore {
 #[async_trait]
 impl Store for MappingStore {
     fn conditional_puts(&self) -> bool {
-        false
+        self.compare_and_set
     }
 
     async fn put_opts(&self, key: &str, value: Bytes, options: PutOptions) -> Result<bool> {
-        if options.mode != PutMode::Overwrite {
-            return Err(Error::store(
-                &self.url_of(key),
-                "a mapping has no conditional puts (check Store::conditional_puts first)",
-            ));
-        }
         if options.content_encoding.is_some() {
             return Err(Error::store(
                 &self.url_of(key),
                 "a mapping keeps no per-object metadata (Content-Encoding)",
             ));
+        }
+        match &options.mode {
+            PutMode::Overwrite => {}
+            _ if !self.compare_and_set => {
+                return Err(Error::store(
+                    &self.url_of(key),
+                    "this mapping has no compare_and_set method, so no conditional puts \
+                     (check Store::conditional_puts first)",
+                ));
+            }
+            PutMode::IfAbsent => return self.compare_and_set(key, None, &value),
+            PutMode::IfVersion(version) => {
+                let Some(now) = self.get_value(key)? else {
+                    return Ok(false);
+                };
+                if version_of(&now) != *version {
+                    return Ok(false);
+                }
+                return self.compare_and_set(key, Some(&now), &value);
+            }
         }
         Python::attach(|py| {
             self.mapping

@@ -55,9 +55,18 @@ fn encoding_option_keys() -> std::collections::BTreeMap<&'static str, Vec<&'stat
         .collect()
 }
 
+/// The key a local writer's temporary file `name` belongs to (`<key>#<n>`), or `None` when
+/// `name` is not one (for `bigarrays fsck`; writers remove such files once older than
+/// `TEMPORARY_MAX_AGE_S`).
+#[pyfunction]
+fn temporary_of(name: &str) -> Option<&str> {
+    crate::store::temporary_of(name)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encoding_option_keys, m)?)?;
+    m.add_function(wrap_pyfunction!(temporary_of, m)?)?;
     m.add_class::<layer::Layer>()?;
     m.add_class::<interrupt::CancelToken>()?;
     m.add_function(wrap_pyfunction!(interrupt::bind_cancel_token, m)?)?;
@@ -66,5 +75,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(threads::get_num_threads, m)?)?;
     interrupt::register();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add(
+        "TEMPORARY_MAX_AGE_S",
+        crate::store::TEMPORARY_MAX_AGE.as_secs(),
+    )?;
     Ok(())
 }

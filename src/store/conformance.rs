@@ -79,6 +79,9 @@ pub async fn run(store: &dyn Store, dir: &str) -> Result<Vec<&'static str>, Fail
     if store.conditional_puts() {
         ran.push(races(store, dir).await?);
     }
+    if store.local_file(&format!("{dir}/x")).is_some() {
+        ran.push(leftovers(store, dir).await?);
+    }
     store.delete_dir(dir).await?;
     let left = store.list(dir).await?;
     check(left.is_empty(), || format!("delete_dir left {left:?}"))?;
@@ -351,6 +354,56 @@ async fn races(store: &dyn Store, dir: &str) -> Result<&'static str, Failure> {
     Ok("races")
 }
 
+/// Local directories: a killed writer's temporary files (`<key>#<n>`) are never listed nor
+/// read as a key, and the next put of their key removes the old ones and keeps the young
+/// ones (which may be a live writer's).
+async fn leftovers(store: &dyn Store, dir: &str) -> Result<&'static str, Failure> {
+    let key = format!("{dir}/left/key");
+    let Some(path) = store.local_file(&key) else {
+        return Ok("leftovers");
+    };
+    let io = |e: std::io::Error| Failure::Store(Error::store_caused(&key, e));
+    let temporary = |n: u32| {
+        let mut name = path.clone().into_os_string();
+        name.push(format!("#{n}"));
+        std::path::PathBuf::from(name)
+    };
+    std::fs::create_dir_all(path.parent().unwrap_or(&path)).map_err(io)?;
+    for n in 1..=3 {
+        std::fs::write(temporary(n), value(9, 17)).map_err(io)?;
+    }
+    let then = std::time::SystemTime::now()
+        - super::TEMPORARY_MAX_AGE
+        - std::time::Duration::from_secs(60);
+    for n in [1, 3] {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(temporary(n))
+            .map_err(io)?;
+        file.set_modified(then).map_err(io)?;
+    }
+    let listed = store.list(&format!("{dir}/left")).await?;
+    check(listed.is_empty(), || {
+        format!("temporary files listed: {listed:?}")
+    })?;
+    check(store.get(&key).await?.is_none(), || {
+        "a temporary file read as its key".into()
+    })?;
+    store.put(&key, value(10, 18)).await?;
+    let (old, young) = (
+        !temporary(1).exists() && !temporary(3).exists(),
+        temporary(2).exists(),
+    );
+    check(old && young, || {
+        format!("after a put: old ones removed {old}, the young one kept {young}")
+    })?;
+    let listed = store.list(&format!("{dir}/left")).await?;
+    check(listed.len() == 1, || {
+        format!("temporary files listed: {listed:?}")
+    })?;
+    Ok("leftovers")
+}
+
 /// A `Content-Encoding` is kept where the store keeps metadata, and refused elsewhere.
 async fn metadata(store: &dyn Store, dir: &str) -> Result<&'static str, Failure> {
     let key = format!("{dir}/encoded");
@@ -407,6 +460,8 @@ mod tests {
         let url = dir.path().to_str().unwrap();
         let store: Arc<dyn Store> = Arc::new(ObjectStoreBackend::from_url(url, true).unwrap());
         let ran = conforms(&*store);
-        assert!(ran.contains(&"put_modes_refused"), "{ran:?}");
+        for check in ["put_modes", "races", "leftovers"] {
+            assert!(ran.contains(&check), "{ran:?}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! traffic (a whole 512 MiB raw layer read 20% faster with buffers reused). Buffers come back
 //! to a small pool when the last `Bytes` that points into them is dropped.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{ErrorKind, Read};
 use std::path::Path;
 use std::sync::Mutex;
@@ -59,9 +59,11 @@ fn take_buffer(len: usize) -> Vec<u8> {
     }
 }
 
-/// The contents of the file at `path`, or `None` when there is no such file (or it is a
-/// directory, as object_store reports it). Blocking: run it off the async runtime.
-pub fn read_file(path: &Path) -> std::io::Result<Option<Bytes>> {
+/// The contents of the file at `path` with the metadata of the file they were read from (a
+/// rename may replace the path meanwhile; the version must describe these bytes), or `None`
+/// when there is no such file (or it is a directory, as object_store reports it). Blocking:
+/// run it off the async runtime.
+pub fn read_file(path: &Path) -> std::io::Result<Option<(Bytes, Metadata)>> {
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -76,7 +78,7 @@ pub fn read_file(path: &Path) -> std::io::Result<Option<Bytes>> {
     // still read whole (read_to_end grows the buffer then).
     let mut buf = take_buffer(len.saturating_add(1));
     file.read_to_end(&mut buf)?;
-    Ok(Some(Bytes::from_owner(Pooled(buf))))
+    Ok(Some((Bytes::from_owner(Pooled(buf)), meta)))
 }
 
 #[cfg(test)]
@@ -90,12 +92,12 @@ mod tests {
         let (a, b) = (dir.join("a"), dir.join("b"));
         std::fs::write(&a, vec![7u8; 300_000]).unwrap();
         std::fs::write(&b, b"short").unwrap();
-        let first = read_file(&a).unwrap().unwrap();
+        let (first, _) = read_file(&a).unwrap().unwrap();
         assert_eq!(first.len(), 300_000);
         assert!(first.iter().all(|&v| v == 7));
         drop(first);
         // The pooled buffer (with stale contents past the new length) is reused.
-        let second = read_file(&b).unwrap().unwrap();
+        let (second, _) = read_file(&b).unwrap().unwrap();
         assert_eq!(&second[..], b"short");
         assert!(read_file(&dir.join("missing")).unwrap().is_none());
         assert!(read_file(&dir).unwrap().is_none());

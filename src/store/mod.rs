@@ -15,6 +15,7 @@ pub mod conformance;
 mod handle;
 pub mod local_path;
 mod local_read;
+mod local_write;
 mod object;
 mod small;
 mod whole;
@@ -30,6 +31,7 @@ use crate::error::Result;
 
 pub use cloud::Scheme;
 pub use handle::Handle;
+pub use local_write::{temporary_of, TEMPORARY_MAX_AGE};
 pub use object::ObjectStoreBackend;
 pub use small::{get_small, Small};
 pub use whole::{range_of, ranges_of};
@@ -168,8 +170,8 @@ pub trait ReadStore: Send + Sync + Debug {
 /// A key-value store that can also be written.
 #[async_trait]
 pub trait Store: ReadStore {
-    /// Whether [`PutMode::IfAbsent`] and [`PutMode::IfVersion`] are atomic here (memory, S3
-    /// and GCS). Where they are not, [`Store::put_opts`] refuses them, and callers choose
+    /// Whether [`PutMode::IfAbsent`] and [`PutMode::IfVersion`] are atomic here (memory, S3,
+    /// GCS, local disks where directory locks work, mappings with `compare_and_set`). Where they are not, [`Store::put_opts`] refuses them, and callers choose
     /// what to do instead (the array writes last-writer-wins).
     fn conditional_puts(&self) -> bool;
 

@@ -20,7 +20,7 @@ use object_store::{
 };
 
 use super::cloud::{self, Scheme};
-use super::{local_path, local_read};
+use super::{local_path, local_read, local_write};
 use super::{Listed, Object, PutMode, PutOptions, Ranged, ReadStore, Store, StoreOptions, Version};
 use crate::error::{Cause, Error, Result};
 
@@ -56,12 +56,16 @@ pub struct ObjectStoreBackend {
 /// How a store names versions for conditional puts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Versions {
-    /// No conditional puts: the local file system (object_store cannot) and HTTP (read-only).
+    /// No conditional puts: HTTP (read-only), S3 look-alikes without them, and local file
+    /// systems without directory locks (NFS, Windows).
     None,
     /// By ETag (If-Match / If-None-Match): memory and S3.
     ETag,
     /// By generation (`x-goog-if-generation-match`): GCS.
     Generation,
+    /// By inode, size and time, compared and renamed under a directory lock: local disks
+    /// where directory locks work (see `local_write`).
+    Local,
 }
 
 impl fmt::Debug for ObjectStoreBackend {
@@ -142,9 +146,14 @@ impl ObjectStoreBackend {
         let inner = LocalFileSystem::new_with_prefix(&root).map_err(std::io::Error::other)?;
         let url = local_path::url_of(&root);
         let store = Self::rooted(Arc::new(inner), url.trim_end_matches('/').to_string());
+        let versions = if local_write::directory_locks_work(&root) {
+            Versions::Local
+        } else {
+            Versions::None
+        };
         Ok(ObjectStoreBackend {
             local_root: Some(root),
-            versions: Versions::None,
+            versions,
             ..store
         })
     }
@@ -300,12 +309,39 @@ impl ObjectStoreBackend {
         // `path` parsed: no `..` or empty segments, so the file lies under `root`.
         let file = root.join(path.as_ref());
         let read = tokio::task::spawn_blocking(move || local_read::read_file(&file));
+        let versioned = self.versions == Versions::Local;
         match read.await {
-            Ok(Ok(found)) => Ok(found.map(|bytes| Object {
+            Ok(Ok(found)) => Ok(found.map(|(bytes, meta)| Object {
                 bytes,
                 content_encoding: None,
-                version: None,
+                version: versioned.then(|| local_write::version_of(&meta)),
             })),
+            Ok(Err(e)) => Err(Error::store_caused(&self.url_of(key), e)),
+            Err(e) => Err(Error::store_caused(&self.url_of(key), e)),
+        }
+    }
+
+    /// A put to a local layer where directory locks work, in any mode (see `local_write`).
+    async fn put_local(
+        &self,
+        root: &FsPath,
+        key: &str,
+        value: Bytes,
+        mode: PutMode,
+    ) -> Result<bool> {
+        let path = self.path(key)?;
+        // object_store's own check: such names are temporary files, hidden from listings.
+        if local_write::temporary_of(key).is_some() {
+            return Err(Error::store(
+                &self.url_of(key),
+                "invalid key: names ending in # and digits are reserved for temporary files",
+            ));
+        }
+        // `path` parsed: no `..` or empty segments, so the file lies under `root`.
+        let file = root.join(path.as_ref());
+        let put = tokio::task::spawn_blocking(move || local_write::put(&file, &value, &mode));
+        match put.await {
+            Ok(Ok(stored)) => Ok(stored),
             Ok(Err(e)) => Err(Error::store_caused(&self.url_of(key), e)),
             Err(e) => Err(Error::store_caused(&self.url_of(key), e)),
         }
@@ -431,7 +467,7 @@ impl ReadStore for ObjectStoreBackend {
             let named = match self.versions {
                 Versions::ETag => r.meta.e_tag.is_some(),
                 Versions::Generation => r.meta.version.is_some(),
-                Versions::None => false,
+                Versions::None | Versions::Local => false,
             };
             let version = named.then(|| Version {
                 e_tag: r.meta.e_tag.clone(),
@@ -598,6 +634,9 @@ impl Store for ObjectStoreBackend {
                 &self.url_of(key),
                 "this store keeps no per-object metadata (Content-Encoding)",
             ));
+        }
+        if let (Some(root), Versions::Local) = (&self.local_root, self.versions) {
+            return self.put_local(root, key, value, options.mode).await;
         }
         let mode = match options.mode {
             PutMode::Overwrite => {

@@ -45,10 +45,8 @@ CASES = [
     pytest.param("memory", True, id="memory-threads-sharded"),
     pytest.param("s3", False, id="s3"),
     pytest.param("s3", True, id="s3-sharded"),
-    pytest.param("local", False, id="local",
-                 marks=pytest.mark.xfail(strict=False, reason=LOCALCAS)),
-    pytest.param("local", True, id="local-sharded",
-                 marks=pytest.mark.xfail(strict=False, reason=LOCALCAS)),
+    pytest.param("local", False, id="local"),
+    pytest.param("local", True, id="local-sharded"),
 ]  # fmt: skip
 
 

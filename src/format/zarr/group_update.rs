@@ -3,7 +3,8 @@
 //! version, changed, and put only if it is still that version, where the store has
 //! conditional puts; a writer who came in between makes the update read and apply again
 //! ([`conflicts_after`]), so two processes adding levels to one image both end in the group.
-//! Where the store has none (local disks, issue 22), the last writer wins.
+//! Where the store has none (a local file system without directory locks, a Python mapping
+//! without `compare_and_set`), the last writer wins.
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
