@@ -22,17 +22,6 @@ from history import INF, Grid, Observation, Write, check  # noqa: E402
 SCALE = float(os.environ.get("SOAK_TEST_SECONDS", "10")) / 10
 SECONDS = {"memory": 4 * SCALE, "s3": 20 * SCALE, "local": 6 * SCALE}
 
-LOCALCAS = (
-    "local disks are last-writer-wins for overlapping read-modify-writes until branch "
-    "`localcas` (conditional local writes, issue 22) merges"
-)
-STALE_INDEX = (
-    "a handle that cached a minishard index reads chunks added to that minishard later by "
-    "another handle as missing (ShardReader::locate answers from the cache without asking "
-    "the store's version), and a shard rewritten more than 3 times during one read is read "
-    "unchecked (ChunkDecodeError): found by this soak, to be fixed in the Rust reader"
-)
-
 
 @pytest.fixture(scope="module")
 def s3_endpoint(moto) -> Iterator[str]:
@@ -76,8 +65,6 @@ def test_soak(backend, sharded, tmp_path, request, capsys):
         # it still checks the interrupted ones, and `make soak` runs long.
         assert stats.kills > 0
     assert stats.state_violations == [], [str(v) for v in stats.state_violations[:10]]
-    if sharded and (stats.reader_violations or stats.read_errors):
-        pytest.xfail(STALE_INDEX)
     assert stats.reader_violations == [], [str(v) for v in stats.reader_violations[:10]]
     assert stats.read_errors == []
 
@@ -168,12 +155,11 @@ def test_the_checker_finds_values_from_nowhere_or_the_future():
     assert "no write wrote" in check(writes, [final(data)], GRID)[0].what
 
 
-@pytest.mark.xfail(strict=True, reason=STALE_INDEX)
 @pytest.mark.parametrize("where", ["memory", "local"])
 def test_a_chunk_added_to_a_cached_minishard_is_seen(tmp_path, where):
     """The soak's first finding, in four lines: chunks (0, 0, 0) and (8, 0, 0) share a
-    minishard; a handle that read the first before the second existed reads the second as
-    missing."""
+    minishard; a handle that read the first before the second existed read the second as
+    missing, from its cached minishard index."""
     from driver import CHUNKS, SHAPE, SHARDING
 
     from bigarrays import BigArray
@@ -185,4 +171,4 @@ def test_a_chunk_added_to_a_cached_minishard_is_seen(tmp_path, where):
     assert reader[0:8, 0:8, 0:8].max() == 1
     writer[8:16, 0:8, 0:8] = 2
     assert BigArray(url)[8:16, 0:8, 0:8].max() == 2
-    assert reader[8:16, 0:8, 0:8].max() == 2  # fails: 0, from the cached minishard index
+    assert reader[8:16, 0:8, 0:8].max() == 2

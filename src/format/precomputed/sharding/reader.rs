@@ -30,8 +30,10 @@ const RANGE_CONCURRENCY: usize = 16;
 const WHOLE_INDEX_BYTES: u64 = 64 << 10;
 /// Default bytes of decoded minishard indexes and whole shard indexes a reader keeps.
 pub const DEFAULT_INDEX_CACHE_BYTES: usize = 64 << 20;
-/// Reads of a shard that another writer replaced mid-read are restarted this often.
-const CHANGED_RETRIES: usize = 3;
+/// Reads of a shard that other writers keep replacing mid-read are restarted this often
+/// (after a pause that doubles each time) before the read fails: it is never pieced
+/// together from two versions.
+const CHANGED_RETRIES: u32 = 12;
 
 /// A whole shard index (its `2^minishard_bits` 16-byte entries) and the size of the file it
 /// came from.
@@ -146,8 +148,7 @@ pub struct Located {
     /// Each chunk's byte range in the file, in the order asked; `None`: absent.
     pub ranges: Vec<Option<Range<u64>>>,
     /// The version (ETag) of the file the indexes came from, which the data requests must
-    /// find again; `None` where the store names none, or where a shard rewritten too often
-    /// is read as it is.
+    /// find again; `None` where the store names none.
     tag: Option<String>,
 }
 
@@ -298,16 +299,35 @@ impl ShardReader {
     /// none when every index needed is cached. A shard replaced in between is looked up
     /// again, as [`ShardReader::read`] says.
     pub async fn locate(&self, shard: u64, ids: &[u64]) -> Result<Located> {
-        for _ in 0..CHANGED_RETRIES {
-            match self.locate_version(shard, ids, true).await {
-                Err(Error::Changed { .. }) => self.forget(shard),
-                done => return done,
+        self.locate_from(shard, ids, true).await
+    }
+
+    /// [`ShardReader::locate`], from the cache only where `use_cache`. A chunk the cached
+    /// indexes say is absent may have been added since (nothing fetched from that version
+    /// confirms it), so where every chunk asked for is absent by the cache's word, the
+    /// shard is looked up again from the store.
+    async fn locate_from(&self, shard: u64, ids: &[u64], mut use_cache: bool) -> Result<Located> {
+        for round in 0..CHANGED_RETRIES {
+            match self.locate_version(shard, ids, use_cache).await {
+                Ok(Lookup::Found(located)) => return Ok(located),
+                Ok(Lookup::Unconfirmed) => {}
+                Err(Error::Changed { .. }) => changed_pause(round).await,
+                Err(e) => return Err(e),
             }
+            self.forget(shard);
+            use_cache = false;
         }
-        // A shard rewritten this often: read whatever is there, as a store without
-        // versions would.
-        self.forget(shard);
-        self.locate_version(shard, ids, false).await
+        Err(self.changed_too_often(shard))
+    }
+
+    fn changed_too_often(&self, shard: u64) -> Error {
+        Error::store(
+            &self.store.url_of(&self.shard_key(shard)),
+            format!(
+                "other writers replaced this shard {CHANGED_RETRIES} times in a row while it \
+                 was being read; nothing was read from it (read again)"
+            ),
+        )
     }
 
     /// The stored bytes of the chunks `ids` of `shard` where `located` (their
@@ -324,8 +344,9 @@ impl ShardReader {
             Err(Error::Changed { .. }) => self.forget(shard),
             done => return done,
         }
-        for _ in 1..CHANGED_RETRIES {
-            let again = match self.locate_version(shard, ids, true).await {
+        for round in 1..CHANGED_RETRIES {
+            changed_pause(round - 1).await;
+            let again = match self.locate_from(shard, ids, false).await {
                 Ok(located) => self.fetch_located(shard, &located).await,
                 Err(e) => Err(e),
             };
@@ -334,17 +355,16 @@ impl ShardReader {
                 done => return done,
             }
         }
-        self.forget(shard);
-        let located = self.locate_version(shard, ids, false).await?;
-        self.fetch_located(shard, &located).await
+        Err(self.changed_too_often(shard))
     }
 
     /// The sizes in bytes of the chunks `ids` of `shard` as stored (in `data_encoding`),
     /// `None` for absent chunks, learned from the shard index and minishard indexes alone:
-    /// the chunk data is never fetched. Indexes are cached as [`ShardReader::read`] caches
-    /// them, and a shard replaced in between is looked up again.
+    /// the chunk data is never fetched, so nothing would confirm cached indexes: they are
+    /// looked up from the store (and cached for reads), and a shard replaced in between is
+    /// looked up again.
     pub async fn chunk_sizes(&self, shard: u64, ids: &[u64]) -> Result<Vec<Option<u64>>> {
-        let located = self.locate(shard, ids).await?;
+        let located = self.locate_from(shard, ids, false).await?;
         Ok(located
             .ranges
             .into_iter()
@@ -381,19 +401,24 @@ impl ShardReader {
     }
 
     /// Where the chunks `ids` of `shard` lie in the shard file, from its shard index and
-    /// minishard indexes (cached ones where they are of the same version), and the version
-    /// tag of the file they came from (kept in the answer only when `checked`).
-    async fn locate_version(&self, shard: u64, ids: &[u64], checked: bool) -> Result<Located> {
+    /// minishard indexes (cached ones where they are of the same version and `use_cache`),
+    /// and the version tag of the file they came from; [`Lookup::Unconfirmed`] where every
+    /// chunk is absent and the cache alone said so.
+    async fn locate_version(&self, shard: u64, ids: &[u64], use_cache: bool) -> Result<Lookup> {
         let key = self.shard_key(shard);
         let url = self.store.url_of(&key);
-        let absent = || Located {
-            ranges: vec![None; ids.len()],
-            tag: None,
+        let absent = || {
+            Lookup::Found(Located {
+                ranges: vec![None; ids.len()],
+                tag: None,
+            })
         };
         let mut minishards: Vec<u64> = ids.iter().map(|&id| self.spec.locate(id).1).collect();
         minishards.sort_unstable();
         minishards.dedup();
-        let (mut known, index, mut tag) = {
+        let (mut known, index, mut tag) = if !use_cache {
+            (HashMap::new(), None, None)
+        } else {
             let cache = self.cache();
             let known: HashMap<u64, Arc<MinishardIndex>> = minishards
                 .iter()
@@ -402,6 +427,9 @@ impl ShardReader {
             let index = cache.shards.get(&shard).cloned();
             (known, index, cache.tags.get(&shard).cloned())
         };
+        // Whether the store was asked about this shard in this lookup; if not, and every
+        // chunk is absent, nothing fetched later confirms the cached version is current.
+        let mut fetched = false;
         let missing: Vec<u64> = minishards
             .iter()
             .copied()
@@ -437,6 +465,7 @@ impl ShardReader {
                     else {
                         return Ok(absent());
                     };
+                    fetched = true;
                     if !known.is_empty() && fresh != tag {
                         // Indexes cached from another version of the file: start again.
                         return Err(Error::Changed { url });
@@ -463,12 +492,10 @@ impl ShardReader {
             }
             if !wanted.is_empty() {
                 let ranges: Vec<_> = wanted.iter().map(|(_, r)| r.clone()).collect();
-                let Some(parts) = self
-                    .fetch_ranges(&key, &ranges, tag.as_deref().filter(|_| checked))
-                    .await?
-                else {
+                let Some(parts) = self.fetch_ranges(&key, &ranges, tag.as_deref()).await? else {
                     return Ok(absent());
                 };
+                fetched = true; // these answers came from the version `tag` names
                 for ((m, _), part) in wanted.into_iter().zip(parts) {
                     let index = decode_minishard_index(&self.spec, &url, &part, file_len)?;
                     known.insert(m, Arc::new(index));
@@ -490,18 +517,42 @@ impl ShardReader {
                 }
             }
         }
-        let ranges = ids
+        let ranges: Vec<Option<Range<u64>>> = ids
             .iter()
             .map(|&id| {
                 let m = self.spec.locate(id).1;
                 known.get(&m).and_then(|idx| idx.find(id))
             })
             .collect();
-        Ok(Located {
-            ranges,
-            tag: tag.filter(|_| checked),
-        })
+        if !fetched && !ids.is_empty() && ranges.iter().all(Option::is_none) {
+            return Ok(Lookup::Unconfirmed);
+        }
+        Ok(Lookup::Found(Located { ranges, tag }))
     }
+}
+
+/// What one lookup of a shard's indexes found.
+enum Lookup {
+    /// Where the chunks lie, in a version the data requests will confirm (or one just
+    /// fetched).
+    Found(Located),
+    /// Every chunk absent by the cached indexes' word alone: look up again.
+    Unconfirmed,
+}
+
+/// Waits before reading a shard again that other writers replaced in round `round` (from
+/// 0): not at all after the first change (one rewrite is the common case), then 1 ms
+/// doubling each round up to 128 ms, plus jitter, so that readers of a hot shard do not
+/// all retry at once.
+async fn changed_pause(round: u32) {
+    let Some(round) = round.checked_sub(1) else {
+        return;
+    };
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_micros() % 1000);
+    let pause = (1u64 << round.min(7)) * 1000 + u64::from(jitter);
+    tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
 }
 
 /// `ranges` in offset order, those less than [`COALESCE_GAP`] apart merged: the requests
