@@ -43,6 +43,7 @@ pub(crate) mod scratch;
 #[cfg(test)]
 mod toy;
 pub mod transport;
+mod union_find;
 
 use std::borrow::Cow;
 

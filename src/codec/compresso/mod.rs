@@ -28,7 +28,7 @@
 //!
 //! The decoder works one z slice at a time and writes each slice's rows straight into the
 //! reader's output: besides the output it holds a few slices of scratch, plus (only for
-//! connectivity 6, which CloudVolume never writes) one union-find entry per 2-D component.
+//! connectivity 6, which CloudVolume never writes) one union-find element per 2-D component.
 
 mod cc;
 mod decode;
@@ -228,10 +228,19 @@ fn window_width(steps: [usize; 3]) -> usize {
 }
 
 /// The little-endian unsigned integer in `b` (1 to 8 bytes).
+#[inline]
 fn read_le(b: &[u8]) -> u64 {
-    b.iter()
-        .rev()
-        .fold(0u64, |acc, &byte| (acc << 8) | u64::from(byte))
+    // The widths a stream uses, read whole: the window words are read one per window.
+    match *b {
+        [a] => u64::from(a),
+        [a, b] => u64::from(u16::from_le_bytes([a, b])),
+        [a, b, c, d] => u64::from(u32::from_le_bytes([a, b, c, d])),
+        [a, b, c, d, e, f, g, h] => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
+        _ => b
+            .iter()
+            .rev()
+            .fold(0u64, |acc, &byte| (acc << 8) | u64::from(byte)),
+    }
 }
 
 /// An unsigned label type of the stream.

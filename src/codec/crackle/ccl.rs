@@ -5,44 +5,30 @@
 //! package does), the decoder labels runs of pixels joined left to right, far fewer.
 
 use super::cracks::{LEFT, UP};
+use crate::codec::union_find::UnionFind;
 
 /// Reused union-find buffers.
 #[derive(Default)]
 pub(super) struct Scratch {
-    parent: Vec<u32>,
+    sets: UnionFind,
     renumber: Vec<u32>,
-}
-
-/// A new provisional label, its own root.
-fn new(parent: &mut Vec<u32>) -> u32 {
-    let id = parent.len() as u32;
-    parent.push(id);
-    id
-}
-
-fn find(parent: &mut [u32], mut i: u32) -> u32 {
-    while parent[i as usize] != i {
-        let grand = parent[parent[i as usize] as usize];
-        parent[i as usize] = grand;
-        i = grand;
-    }
-    i
 }
 
 /// Labels each pixel of an `sx × sy` slice (`vcg.len() == out.len() == sx * sy`) with its
 /// component and returns how many there are.
 pub(super) fn label(vcg: &[u8], sx: usize, out: &mut [u32], s: &mut Scratch) -> usize {
-    let parent = &mut s.parent;
-    parent.clear();
-    parent.push(0);
+    let sets = &mut s.sets;
+    sets.clear();
+    // Element 0 is unused, so that a provisional label is never 0.
+    sets.push();
     if sx == 0 || out.is_empty() {
         return 0;
     }
     let (first, rest) = out.split_at_mut(sx);
-    let mut current = new(parent);
+    let mut current = sets.push();
     for (x, o) in first.iter_mut().enumerate() {
         if x > 0 && vcg[x] & LEFT == 0 {
-            current = new(parent);
+            current = sets.push();
         }
         *o = current;
     }
@@ -60,39 +46,24 @@ pub(super) fn label(vcg: &[u8], sx: usize, out: &mut [u32], s: &mut Scratch) -> 
                 // Joined left and up, with the pixel above not joined to its left: the two
                 // runs meet here for the first time.
                 if g & UP != 0 && graph_above[x] & LEFT == 0 {
-                    let (a, b) = (find(parent, left), find(parent, above[x]));
-                    if a != b {
-                        parent[a as usize] = b;
-                    }
+                    sets.union(left, above[x]);
                 }
                 left
             } else if g & UP != 0 {
                 above[x]
             } else {
-                new(parent)
+                sets.push()
             };
         }
         above = labels;
     }
     // Number the components by their smallest provisional label, which is the order of
     // their first pixels.
-    let n = parent.len();
-    let renumber = &mut s.renumber;
-    renumber.clear();
-    renumber.resize(n, 0);
-    let mut next = 0u32;
-    for i in 1..n as u32 {
-        let root = find(parent, i) as usize;
-        if renumber[root] == 0 {
-            next += 1;
-            renumber[root] = next;
-        }
-        renumber[i as usize] = renumber[root];
-    }
+    let count = sets.number(1, 0, &mut s.renumber);
     for o in out.iter_mut() {
-        *o = renumber[*o as usize] - 1;
+        *o = s.renumber[*o as usize];
     }
-    next as usize
+    count as usize
 }
 
 /// A run of pixels of one row joined left to right, with its component.
@@ -109,7 +80,7 @@ pub(super) struct Runs {
     pub runs: Vec<Run>,
     /// Where each row's runs start, and one past the last row's.
     pub rows: Vec<usize>,
-    parent: Vec<u32>,
+    sets: UnionFind,
     renumber: Vec<u32>,
 }
 
@@ -165,9 +136,9 @@ pub(super) fn label_runs(g: &super::cracks::Graph, r: &mut Runs) -> usize {
     let (sx, sy) = (g.sx, g.sy);
     r.runs.clear();
     r.rows.clear();
-    let parent = &mut r.parent;
-    parent.clear();
-    parent.push(0);
+    let sets = &mut r.sets;
+    sets.clear();
+    sets.push();
     for y in 0..sy {
         let start = r.runs.len();
         r.rows.push(start);
@@ -202,34 +173,19 @@ pub(super) fn label_runs(g: &super::cracks::Graph, r: &mut Runs) -> usize {
                         if id == 0 {
                             id = above.id;
                         } else {
-                            let (p, q) = (find(parent, id), find(parent, above.id));
-                            if p != q {
-                                parent[p.max(q) as usize] = p.min(q);
-                            }
+                            sets.union(id, above.id);
                         }
                     }
                     b += 1;
                 }
             }
-            r.runs[i].id = if id == 0 { new(parent) } else { id };
+            r.runs[i].id = if id == 0 { sets.push() } else { id };
         }
     }
     r.rows.push(r.runs.len());
-    let n = parent.len();
-    let renumber = &mut r.renumber;
-    renumber.clear();
-    renumber.resize(n, 0);
-    let mut next = 0u32;
-    for i in 1..n as u32 {
-        let root = find(parent, i) as usize;
-        if renumber[root] == 0 {
-            next += 1;
-            renumber[root] = next;
-        }
-        renumber[i as usize] = renumber[root];
-    }
+    let count = sets.number(1, 0, &mut r.renumber);
     for run in r.runs.iter_mut() {
-        run.id = renumber[run.id as usize] - 1;
+        run.id = r.renumber[run.id as usize];
     }
-    next as usize
+    count as usize
 }
