@@ -575,7 +575,23 @@ impl ReadStore for ObjectStoreBackend {
                 url: self.url_of(key),
             }),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.error(key, e)),
+            Err(e) => {
+                // A range that lay inside the version read can lie past the end of a
+                // shorter one written since, and some stores (memory, S3's 416) refuse it
+                // before showing an ETag: if the object is no longer that version, say so.
+                let changed = match self.inner.head(&path).await {
+                    Ok(meta) => meta.e_tag.as_deref().is_some_and(|t| t != tag),
+                    Err(object_store::Error::NotFound { .. }) => true,
+                    Err(_) => false,
+                };
+                Err(if changed {
+                    Error::Changed {
+                        url: self.url_of(key),
+                    }
+                } else {
+                    self.error(key, e)
+                })
+            }
         }
     }
 
