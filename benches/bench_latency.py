@@ -38,6 +38,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import boto3
 import numpy as np
@@ -212,17 +213,22 @@ def count(layer: Layer, read: Callable[[], object]) -> tuple[Counter, int, list[
     return Counter(layer.kind(r) for r in log), rounds(log), log
 
 
-def plain_gets(proxy: str, log: list[dict]) -> Callable[[], object]:
-    """The requests of ``log`` again, as plain boto3 GETs (Range as logged) through the
-    proxy, CONCURRENCY at a time: what the server and proxy serve with no decoding at all."""
-    s3 = boto3.client(
+def s3_client(endpoint: str, **options: Any) -> Any:
+    """A boto3 S3 client for the bench's server (or its proxy) at ``endpoint``."""
+    return boto3.client(
         "s3",
-        endpoint_url=proxy,
+        endpoint_url=endpoint,
         aws_access_key_id=KEY,
         aws_secret_access_key=SECRET,
         region_name="us-east-1",
-        config=Config(max_pool_connections=CONCURRENCY),
+        **options,
     )
+
+
+def plain_gets(proxy: str, log: list[dict]) -> Callable[[], object]:
+    """The requests of ``log`` again, as plain boto3 GETs (Range as logged) through the
+    proxy, CONCURRENCY at a time: what the server and proxy serve with no decoding at all."""
+    s3 = s3_client(proxy, config=Config(max_pool_connections=CONCURRENCY))
     gets = []
     for r in log:
         if r["method"] != "GET":
@@ -423,13 +429,7 @@ def main() -> None:
     with moto_server() as endpoint, delay_proxy(endpoint, DELAY) as proxy:
         print(f"server: {server_kind()} at {endpoint}, proxy at {proxy}", flush=True)
         bucket = f"bench{uuid.uuid4().hex[:8]}"
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id=KEY,
-            aws_secret_access_key=SECRET,
-            region_name="us-east-1",
-        )
+        s3 = s3_client(endpoint)
         s3.create_bucket(Bucket=bucket)
         t = time.perf_counter()
         upload(bucket, endpoint, truth)

@@ -136,12 +136,11 @@ def delay_proxy(endpoint: str, delay: float) -> Iterator[str]:
             raise SystemExit(f"the delay proxy did not start (it said {line!r})")
         yield f"http://127.0.0.1:{line}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        # Imported here: the proxy process itself runs this file and needs none of common's
+        # imports.
+        from common import stop
+
+        stop(proc)
 
 
 def proxy_log(endpoint: str) -> list[dict]:

@@ -33,6 +33,10 @@ import pytest
 
 # Small limits so that a failing server fails a test in seconds, not minutes.
 FAST = {"retries": "2", "timeout": "2", "deadline": "5"}
+# The limits of the moto and fake-GCS fixtures: those servers are single Python processes that
+# a loaded 2-core machine can stall for a few seconds (a multi-object delete timed out at 2 s
+# once), and a hung one still fails its test within 20 s.
+SERVER = {"retries": "2", "timeout": "8", "deadline": "20"}
 
 
 def free_port() -> int:
@@ -86,7 +90,7 @@ class Moto:
             "aws_access_key_id": "testing",
             "aws_secret_access_key": "testing-secret",
             "region": "us-east-1",
-            **FAST,
+            **SERVER,
             **extra,
         }
 
@@ -196,7 +200,7 @@ class FakeGcs:
         self.credentials = credentials
 
     def options(self, **extra: Any) -> dict[str, Any]:
-        return {"service_account": str(self.credentials), **FAST, **extra}
+        return {"service_account": str(self.credentials), **SERVER, **extra}
 
     def bucket(self) -> str:
         name = f"b-{uuid.uuid4().hex[:12]}"

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import FakeGcs, HttpServer, Moto, RangeHandler
+from conftest import FAST, FakeGcs, HttpServer, Moto, RangeHandler
 from faulty_proxy import FaultyProxy
 
 import bigarrays
@@ -105,7 +105,7 @@ def s3_target(moto: Moto, proxy_url: str, data: np.ndarray) -> Target:
         storage_options=moto.options(),
     )
     a[a.bounds] = data
-    return Target(url, moto.options(endpoint=proxy_url), moto.options())
+    return Target(url, moto.options(endpoint=proxy_url, **FAST), moto.options())
 
 
 def gcs_target(fake_gcs: FakeGcs, proxy_url: str, tmp: Path, data: np.ndarray) -> Target:
