@@ -16,7 +16,9 @@ generated voxels first.
 Workloads on each layer: W1, one aligned cutout; a batch of random 64x64x32 patches read
 at once (``read_many`` against all TensorStore futures issued before the first is awaited),
 on handles already used (warm: bigarrays keeps shard and minishard indexes) and on new ones
-(cold); and patches read one after another. W1 is bound by what moto and the proxy can serve
+(cold); and patches read one after another. The proxy replays answers it has given before
+(``BENCH_LATENCY_REPLAY=0`` turns that off), so moto's own rate does not cap the readers.
+W1 is bound by what the proxy (and moto, without replay) can serve
 on this machine: the same requests bigarrays sends for it, replayed as plain GETs (boto3,
 same concurrency) through the same proxy, measure that bound. The proxy's log counts each
 reader's requests and the round trips it waited for one after another.
@@ -77,6 +79,9 @@ N_BATCH, N_ONE_BY_ONE = 64, 16
 REPEATS = {"full": 5, "small": 2}[SCALE_NAME]
 PATCH_SEED = 21
 DELAY = float(os.environ.get("BENCH_LATENCY_MS", "25")) / 1000
+# The proxy answers a request it has answered before from memory (delay_proxy.py says why);
+# BENCH_LATENCY_REPLAY=0 sends every request on to moto, as before.
+REPLAY = os.environ.get("BENCH_LATENCY_REPLAY", "1") != "0"
 # Requests in flight: bigarrays' default, and the plain GETs' thread pool.
 CONCURRENCY = 64
 LAYERS = ("unsharded", "sharded")
@@ -370,11 +375,20 @@ def report(results: dict, counts: dict, bounds: dict, session: Session) -> str:
         f"- **Latency**: `benches/delay_proxy.py` (asyncio, its own process) holds every "
         f"request {DELAY * 1000:.0f} ms before passing it on to moto ({server_kind()}, 8 "
         "threads, its own process), any number at once; clients keep their connections. "
-        "**The machine's limits**: the readers, the proxy and moto share "
-        f"{os.cpu_count()} cores, and moto (Python) spends about as much CPU per request as a "
-        "reader; so whole cutouts (W1) are bound by what moto and the proxy serve, measured "
-        "below by replaying bigarrays' own W1 requests as plain GETs, and only the patch "
-        "rows are bound by latency.",
+        + (
+            "**Replay on**: a GET or HEAD the proxy has answered before (in the checking "
+            "passes, before any timing) is answered from its memory, byte for byte, after "
+            "the same delay, so moto's own rate (about 100 requests a second here; real "
+            "buckets serve thousands) does not cap the readers. "
+            if REPLAY
+            else "**Replay off**: every request goes on to moto. "
+        )
+        + "**The machine's limits**: the readers, the proxy"
+        + ("" if REPLAY else " and moto")
+        + f" share {os.cpu_count()} cores; whole cutouts (W1) are bound by what the proxy"
+        + ("" if REPLAY else " and moto")
+        + " serve, measured below by sending bigarrays' own W1 requests again as plain GETs, "
+        "and the patch rows by latency.",
         f"- **Data**: one uint8 volume {'×'.join(map(str, SCALE.shape))}, chunks "
         f"{'×'.join(map(str, SCALE.chunks))}, bench_read.py's EM-like generator (seed "
         f"{SCALE.seed}), written twice straight to moto by `BigArray.create`: unsharded (gzip "
@@ -426,7 +440,7 @@ def main() -> None:
     truth = volume()
     print(f"data: generated in {time.perf_counter() - t:.0f} s", flush=True)
     os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = KEY, SECRET
-    with moto_server() as endpoint, delay_proxy(endpoint, DELAY) as proxy:
+    with moto_server() as endpoint, delay_proxy(endpoint, DELAY, REPLAY) as proxy:
         print(f"server: {server_kind()} at {endpoint}, proxy at {proxy}", flush=True)
         bucket = f"bench{uuid.uuid4().hex[:8]}"
         s3 = s3_client(endpoint)

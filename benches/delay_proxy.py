@@ -1,12 +1,19 @@
 """A delay proxy for bench_latency.py: every request waits ``delay`` seconds before it goes on
 to the server, as if the server were that far away, and many wait at once.
 
-It runs in its own process (``python delay_proxy.py UPSTREAM_PORT DELAY_MS``, printing its
+It runs in its own process (``python delay_proxy.py UPSTREAM_PORT DELAY_MS [replay]``, printing its
 port on the first line of stdout), so that its work never takes the GIL from the readers
 being timed. asyncio keeps any number of requests in flight on one thread. Clients keep
 their connections (HTTP/1.1 keep-alive), as they would with a real store; towards the server
 each request gets a connection of its own (``Connection: close``), so an answer is simply
 everything until EOF (the idea of ``tests/faulty_proxy.py``).
+
+With ``replay`` on (the bench's default), a GET or HEAD the proxy has answered before is
+answered again from memory, byte for byte, after the same delay, without asking the server:
+the bench's layers do not change once uploaded, so the answer would be the same, and moto
+(one Python process, about 100 requests a second on 2 cores) would otherwise cap every
+reader at its own speed, which real buckets (thousands of requests a second per prefix) do
+not. The requests that fill it are the checking passes before any timing.
 
 ``GET /__proxy__/log`` answers the requests seen so far as JSON (method, path, Range header,
 arrival and answer times in seconds of ``time.monotonic``), and ``POST /__proxy__/clear``
@@ -27,10 +34,12 @@ from pathlib import Path
 
 
 class DelayProxy:
-    def __init__(self, upstream_port: int, delay: float) -> None:
+    def __init__(self, upstream_port: int, delay: float, replay: bool) -> None:
         self.upstream = ("127.0.0.1", upstream_port)
         self.delay = delay
         self.log: list[dict] = []
+        # (request line, Range, If-Match, If-None-Match) -> the server's answer
+        self.answers: dict[tuple, bytes] | None = {} if replay else None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -70,8 +79,15 @@ class DelayProxy:
             return True
         arrived = time.monotonic()
         await asyncio.sleep(self.delay)
-        response = await self.forward(lines, body)
-        writer.write(keep_alive(response, method))
+        key = tuple(headers.get(h) for h in ("range", "if-match", "if-none-match"))
+        key = (lines[0], *key)
+        if self.answers is not None and method in ("GET", "HEAD") and key in self.answers:
+            response = self.answers[key]
+        else:
+            response = keep_alive(await self.forward(lines, body), method)
+            if self.answers is not None and method in ("GET", "HEAD"):
+                self.answers[key] = response
+        writer.write(response)
         await writer.drain()
         self.log.append(
             {
@@ -114,8 +130,8 @@ def keep_alive(response: bytes, method: str) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-async def serve(upstream_port: int, delay: float) -> None:
-    proxy = DelayProxy(upstream_port, delay)
+async def serve(upstream_port: int, delay: float, replay: bool) -> None:
+    proxy = DelayProxy(upstream_port, delay, replay)
     server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0, backlog=1024)
     print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
@@ -123,11 +139,13 @@ async def serve(upstream_port: int, delay: float) -> None:
 
 
 @contextlib.contextmanager
-def delay_proxy(endpoint: str, delay: float) -> Iterator[str]:
+def delay_proxy(endpoint: str, delay: float, replay: bool = False) -> Iterator[str]:
     """A delay proxy in front of the server at ``endpoint`` (``http://127.0.0.1:PORT``), in
-    a subprocess; yields its own endpoint and always stops it."""
+    a subprocess, replaying answers it has given before if ``replay``; yields its own
+    endpoint and always stops it."""
     port = endpoint.rsplit(":", 1)[1]
     args = [sys.executable, str(Path(__file__).resolve()), port, str(delay * 1000)]
+    args += ["replay"] if replay else []
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -169,4 +187,4 @@ def rounds(log: list[dict]) -> int:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(int(sys.argv[1]), float(sys.argv[2]) / 1000))
+    asyncio.run(serve(int(sys.argv[1]), float(sys.argv[2]) / 1000, sys.argv[3:] == ["replay"]))
