@@ -168,6 +168,11 @@ pub trait NdVolume: Send + Sync {
     /// and decoded once.
     fn read_regions(&self, targets: &mut [NdTarget<'_>]) -> Result<()>;
 
+    /// The storage units (chunks, or shards of a sharded array) touching `region` that hold
+    /// data, each clipped to the array, with its stored size in bytes: learned without
+    /// fetching them (file sizes, HEAD requests or listings).
+    fn stored_units(&self, region: &NdBox) -> Result<Vec<(NdBox, u64)>>;
+
     /// Writes `data` (the box's elements, as [`NdVolume::read_regions`] returns them) into
     /// `region`, which must lie inside the array.
     fn write_region(&self, region: &NdBox, data: &[u8]) -> Result<()>;

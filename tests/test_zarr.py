@@ -4,6 +4,7 @@ dtype; errors for what the metadata cannot mean."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -322,3 +323,28 @@ def test_errors_name_what_is_wrong(tmp_path):
     (path / "c" / "0").write_bytes(b"\x01\x02")  # 2 bytes where 4 belong
     with pytest.raises(bigarrays.errors.ChunkDecodeError, match="c/0"):
         a[0:4]
+
+
+@pytest.mark.parametrize("shape, chunks", [((10, 20), (4, 8)), ((3, 10, 20, 30), (1, 4, 8, 16)),
+                                           ((10, 20, 30), (4, 8, 16)), ((7,), (3,))])  # fmt: skip
+def test_stored_chunks_in_the_arrays_own_axes(tmp_path, shape, chunks):
+    path = tmp_path / "s.zarr"
+    z = zarr.create_array(str(path), shape=shape, chunks=chunks, dtype="uint8", fill_value=0)
+    z[...] = 1
+    z[(slice(0, chunks[0]),) + (slice(None),) * (len(shape) - 1)] = 0  # first row: all fill
+    a = BigArray(str(path))
+    units = a.stored_chunks()
+    grid = [range(0, n, c) for n, c in zip(shape, chunks, strict=True)]
+    expect = sorted(
+        (lo, tuple(min(o + c, n) for o, c, n in zip(lo, chunks, shape, strict=True)))
+        for lo in itertools.product(*grid)
+        if lo[0] > 0
+    )
+    assert sorted((lo, hi) for lo, hi, _ in units) == expect
+    assert all(n > 0 for _, _, n in units)
+    # A box: the chunks touching it, whole (clipped to the array only).
+    box = tuple(slice(c, c + 1) for c in chunks)
+    inside = a.stored_chunks(box)
+    assert [(lo, hi) for lo, hi, _ in inside] == [
+        (chunks, tuple(min(2 * c, n) for c, n in zip(chunks, shape, strict=True)))
+    ]

@@ -911,7 +911,9 @@ class BigArray:
 
     # -- storage units: what operations built on BigArray (copies, pyramids) need ---------
 
-    def stored_chunks(self, key: object = None) -> list[tuple[Point, Point, int]] | None:
+    def stored_chunks(
+        self, key: object = None
+    ) -> list[tuple[tuple[int, ...], tuple[int, ...], int]] | None:
         """The storage units of the box ``key`` selects that hold data, learned without
         fetching or decoding them (file metadata, HEAD requests, listings, shard indexes).
 
@@ -924,11 +926,16 @@ class BigArray:
         Returns
         -------
         list of ((x0, y0, z0), (x1, y1, z1), nbytes), or None
-            One entry per stored chunk (per block for H5s) touching the box: its extent in
-            absolute coordinates and its stored size in bytes (0 for an empty object). None
-            when the format cannot tell without decoding (HDF5 layouts): then every unit may
-            hold data.
+            One entry per stored chunk (per block for H5s, per shard of a sharded Zarr array)
+            touching the box: its extent in absolute coordinates and its stored size in bytes
+            (0 for an empty object). Zarr arrays give extents in the array's own axis order,
+            from 0, as many axes as it has. None when the format cannot tell without
+            decoding (HDF5 layouts): then every unit may hold data.
         """
+        if self._nd is not None:
+            nd = _ndselection.parse(slice(None) if key is None else key, self._nd)
+            units = self._layer.stored_chunks_nd(nd.start, nd.box_shape)
+            return [(tuple(lo), tuple(hi), int(n)) for lo, hi, n in units]
         sel = _selection.parse(
             self.bounds if key is None else key, self._lo, self._hi, self.num_channels
         )

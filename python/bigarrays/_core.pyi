@@ -162,6 +162,9 @@ class Layer:
     def stored_chunks(
         self, start: tuple[int, int, int], stop: tuple[int, int, int]
     ) -> list[tuple[list[int], list[int], int]] | None: ...
+    def stored_chunks_nd(
+        self, start: Sequence[int], shape: Sequence[int]
+    ) -> list[tuple[list[int], list[int], int]]: ...
     def write(
         self,
         start: tuple[int, int, int],

@@ -38,6 +38,8 @@ const ZEROED_OUTPUT_MIN: usize = 32 << 20;
 
 /// A chunk the store holds: its box's start and stop, and its stored size in bytes.
 type StoredChunk = ([i64; 3], [i64; 3], u64);
+/// A stored unit of an N-dimensional array: start, stop, stored bytes.
+type StoredUnit = (Vec<u64>, Vec<u64>, u64);
 
 /// The store a layer URL names, or the Python mapping given as `store=`.
 pub(super) fn open_store(
@@ -710,6 +712,26 @@ impl Layer {
                 .map(|(b, size)| (b.start, b.stop, size))
                 .collect()
         }))
+    }
+
+    /// As `stored_chunks`, for the box `[start, start + shape)` in the array's own axis
+    /// order (Zarr).
+    fn stored_chunks_nd(
+        &self,
+        py: Python<'_>,
+        start: Vec<u64>,
+        shape: Vec<u64>,
+    ) -> PyResult<Vec<StoredUnit>> {
+        let nd = self.nd_or_err()?;
+        let region = NdBox::new(start, shape);
+        let units = detached(py, move || nd.stored_units(&region))?;
+        Ok(units
+            .into_iter()
+            .map(|(b, size)| {
+                let stop = (0..b.ndim()).map(|a| b.stop(a)).collect();
+                (b.start, stop, size)
+            })
+            .collect())
     }
 
     /// Writes `[start, stop)` from a flat uint8 buffer of Fortran-ordered voxels; with

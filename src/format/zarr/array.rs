@@ -734,6 +734,23 @@ impl NdVolume for ZarrArray {
         self.meta.fill_value.clone()
     }
 
+    fn stored_units(&self, region: &NdBox) -> Result<Vec<(NdBox, u64)>> {
+        let whole = NdBox::of_shape(&self.meta.shape);
+        let Some(inside) = region.intersect(&whole) else {
+            return Ok(Vec::new());
+        };
+        let cells = self.grid.chunks_touching(&inside);
+        let sizes = self.object_sizes(&cells)?;
+        Ok(cells
+            .iter()
+            .zip(sizes)
+            .filter_map(|(cell, size)| {
+                let size = size.filter(|&s| s > 0)?;
+                Some((self.grid.chunk_box(cell).intersect(&whole)?, size))
+            })
+            .collect())
+    }
+
     fn dimension_names(&self) -> Vec<Option<String>> {
         if let Some(level) = &self.level {
             return level
