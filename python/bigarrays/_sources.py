@@ -1,0 +1,338 @@
+"""What ``ingest`` reads: stacks of 2D images, multi-page TIFFs, NumPy and HDF5 arrays.
+
+Every source is seen in the layer's axes: ``shape`` is ``(x, y, z)``, and ``read(z0, z1,
+out)`` fills ``out``, a Fortran-ordered ``(x, y, z1 - z0[, c])`` array, with the source's
+planes ``z0 .. z1``. A 2D image is ``(y, x[, c])`` in NumPy (rows first), so its transpose is
+an ``(x, y)`` plane; a stack's planes are its z. Arrays (``.npy``, HDF5) are taken as
+``(z, y, x[, c])``, the order ``tifffile.imread`` and ``np.stack`` of images give, unless
+told ``axes="xyz"``.
+
+The image libraries (tifffile, Pillow, imagecodecs) are the ``ingest`` extra, imported when
+a source needs them; h5py only for HDF5 sources.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidArgumentError
+
+TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8", ".tf2"}
+PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg"}
+IMAGE_SUFFIXES = TIFF_SUFFIXES | PILLOW_SUFFIXES
+HDF5_SUFFIXES = {".h5", ".hdf5", ".hdf", ".he5"}
+
+#: Nanometres per unit of OME's PhysicalSize*Unit (micrometre when the unit is not given).
+_NM_PER_UNIT = {
+    "pm": 1e-3, "Å": 0.1, "nm": 1.0, "µm": 1e3, "um": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9,
+}  # fmt: skip
+
+
+def need(module: str, purpose: str) -> Any:
+    """Imports ``module`` or says which extra brings it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        extra = "h5py" if module == "h5py" else "'bigarrays[ingest]'"
+        raise InvalidArgumentError(
+            f"{purpose} needs the {module} package: pip install {extra}"
+        ) from None
+
+
+def natural_key(path: str) -> list[Any]:
+    """Sorts names as people count: ``z2`` before ``z10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path)]
+
+
+class Source:
+    """A stack seen as ``(x, y, z[, c])``; subclasses fill ``shape``, ``dtype``,
+    ``channels`` and ``read``."""
+
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    channels: int = 1
+    #: nm per voxel found in the files' metadata (OME-TIFF), or None.
+    resolution: tuple[float, float, float] | None = None
+    name: str = ""
+
+    def read(self, z0: int, z1: int, out: np.ndarray, pool: ThreadPoolExecutor) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Releases open files."""
+
+
+def _plane(image: np.ndarray) -> np.ndarray:
+    """An image ``(y, x[, c])`` as an ``(x, y[, c])`` plane (a view)."""
+    return image.transpose(1, 0, 2) if image.ndim == 3 else image.T
+
+
+class SliceFiles(Source):
+    """One 2D image per z: TIFF (tifffile), PNG or JPEG (Pillow), in the order given."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+        self.name = f"{len(self.paths)} slices ({self.paths[0]} ...)"
+        first = _header(self.paths[0])
+        for path in self.paths[1:]:
+            head = _header(path)
+            if head != first:
+                raise InvalidArgumentError(
+                    f"{path}: {_describe(head)}, but {self.paths[0]} (the first slice) is "
+                    f"{_describe(first)}; every slice must have the same size and type"
+                )
+        (height, width, self.channels), self.dtype = first[0], np.dtype(first[1])
+        self.shape = (width, height, len(self.paths))
+
+    def read(self, z0: int, z1: int, out: np.ndarray, pool: ThreadPoolExecutor) -> None:
+        def one(k: int) -> None:
+            path = self.paths[z0 + k]
+            image = _read_image(path)
+            want = (self.shape[1], self.shape[0]) + ((self.channels,) if self.channels > 1 else ())
+            if image.shape != want or image.dtype != self.dtype:
+                # The header said otherwise (a file replaced since, or a lying header).
+                raise InvalidArgumentError(
+                    f"{path}: decoded as {image.shape} {image.dtype}, expected {want} {self.dtype}"
+                )
+            out[:, :, k] = _plane(image)
+
+        for f in [pool.submit(one, k) for k in range(z1 - z0)]:
+            f.result()
+
+
+def _describe(head: tuple[tuple[int, int, int], str]) -> str:
+    (h, w, c), dtype = head
+    return f"{w}×{h} (x×y) {dtype}" + (f" with {c} channels" if c > 1 else "")
+
+
+def _header(path: str) -> tuple[tuple[int, int, int], str]:
+    """((height, width, channels), dtype) of a 2D image, from its header."""
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix in TIFF_SUFFIXES:
+            tifffile = need("tifffile", "reading TIFF")
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                shape, dtype = series.shape, series.dtype
+            if len(shape) == 2:
+                return (shape[0], shape[1], 1), dtype.name
+            if len(shape) == 3 and series.axes.endswith("S"):
+                return (shape[0], shape[1], shape[2]), dtype.name
+            raise InvalidArgumentError(
+                f"{path}: a TIFF of shape {shape} (axes {series.axes}) in a list of 2D "
+                "slices; give a multi-page stack alone"
+            )
+        pil = need("PIL.Image", "reading PNG and JPEG")
+        with pil.open(path) as im:
+            mode, (w, h) = im.mode, im.size
+            sample = np.asarray(im.crop((0, 0, 1, 1)))
+        channels = sample.shape[2] if sample.ndim == 3 else 1
+        return (h, w, channels), f"{sample.dtype.name} ({mode})"
+    except InvalidArgumentError:
+        raise
+    except Exception as e:
+        raise InvalidArgumentError(f"{path}: cannot read it as an image: {e}") from e
+
+
+def _read_image(path: str) -> np.ndarray:
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix in TIFF_SUFFIXES:
+            return need("tifffile", "reading TIFF").imread(path, maxworkers=1)
+        pil = need("PIL.Image", "reading PNG and JPEG")
+        with pil.open(path) as im:
+            return np.asarray(im)
+    except InvalidArgumentError:
+        raise
+    except Exception as e:
+        raise InvalidArgumentError(f"{path}: cannot read it as an image: {e}") from e
+
+
+class TiffStack(Source):
+    """A multi-page TIFF (BigTIFF, OME-TIFF): pages are z; OME's physical sizes are the
+    resolution."""
+
+    def __init__(self, path: str) -> None:
+        tifffile = need("tifffile", "reading TIFF")
+        self.path = self.name = path
+        try:
+            self.tif = tifffile.TiffFile(path)
+        except Exception as e:
+            raise InvalidArgumentError(f"{path}: cannot read it as a TIFF: {e}") from e
+        self.series = series = self.tif.series[0]
+        axes, shape = series.axes, series.shape
+        self.samples = axes.endswith("S")
+        core = axes[:-1] if self.samples else axes
+        if not core.endswith("YX") or len(core) > 3:
+            self.tif.close()
+            raise InvalidArgumentError(
+                f"{path}: axes {axes} (shape {shape}); ingest reads stacks of 2D planes "
+                "(YX, with one axis of pages and optional samples)"
+            )
+        depth = shape[0] if len(core) == 3 else 1
+        height, width = shape[len(core) - 2], shape[len(core) - 1]
+        self.channels = shape[-1] if self.samples else 1
+        self.dtype = np.dtype(series.dtype)
+        self.shape = (width, height, depth)
+        self.lock = threading.Lock()
+        if self.tif.is_ome and self.tif.ome_metadata:
+            self.resolution = _ome_resolution(self.tif.ome_metadata)
+
+    def read(self, z0: int, z1: int, out: np.ndarray, pool: ThreadPoolExecutor) -> None:
+        # One file handle: its reads are serialised; tifffile decodes the pages in threads.
+        with self.lock:
+            try:
+                data = self.tif.asarray(key=range(z0, z1), series=0, maxworkers=2)
+            except Exception as e:
+                raise InvalidArgumentError(f"{self.path}: pages {z0}..{z1}: {e}") from e
+        data = data.reshape((z1 - z0, self.shape[1], self.shape[0], self.channels))
+        # Assigned through a transposed view: no second copy of the slab.
+        out[...] = data[..., 0].transpose(2, 1, 0) if out.ndim == 3 else data.transpose(2, 1, 0, 3)
+
+    def close(self) -> None:
+        self.tif.close()
+
+
+def _ome_resolution(xml: str) -> tuple[float, float, float] | None:
+    """PhysicalSizeX/Y/Z of the first image of OME-XML, in nm (1 where one is missing)."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    pixels = next((e for e in root.iter() if e.tag.endswith("Pixels")), None)
+    if pixels is None:
+        return None
+    sizes = []
+    for axis in "XYZ":
+        value = pixels.get(f"PhysicalSize{axis}")
+        unit = pixels.get(f"PhysicalSize{axis}Unit", "µm")
+        if value is None or unit not in _NM_PER_UNIT:
+            sizes.append(1.0)
+        else:
+            sizes.append(float(value) * _NM_PER_UNIT[unit])
+    if sizes == [1.0, 1.0, 1.0]:
+        return None
+    return (sizes[0], sizes[1], sizes[2])
+
+
+class ArraySource(Source):
+    """An array (a memory-mapped ``.npy``, an HDF5 dataset), ``(z, y, x[, c])`` by default."""
+
+    def __init__(self, array: Any, name: str, axes: str, closer: Any = None) -> None:
+        self.array, self.name, self.axes, self.closer = array, name, axes, closer
+        if axes not in ("zyx", "xyz"):
+            raise InvalidArgumentError(f"axes={axes!r}: arrays are 'zyx' (default) or 'xyz'")
+        shape = tuple(array.shape)
+        if len(shape) not in (2, 3, 4):
+            raise InvalidArgumentError(f"{name}: shape {shape}; ingest takes 2 to 4 dimensions")
+        if len(shape) == 2:
+            shape = (1, *shape) if axes == "zyx" else (*shape, 1)
+        self.flat = len(array.shape) == 2
+        self.channels = shape[3] if len(shape) == 4 else 1
+        self.dtype = np.dtype(array.dtype)
+        self.shape = (shape[2], shape[1], shape[0]) if axes == "zyx" else shape[:3]
+
+    def read(self, z0: int, z1: int, out: np.ndarray, pool: ThreadPoolExecutor) -> None:
+        a = self.array
+        if self.flat:
+            part = np.asarray(a[...])[None] if self.axes == "zyx" else np.asarray(a[...])[..., None]
+        else:
+            part = np.asarray(a[z0:z1] if self.axes == "zyx" else a[:, :, z0:z1])
+        if self.axes == "zyx":
+            part = part.transpose((2, 1, 0, 3) if part.ndim == 4 else (2, 1, 0))
+        out[...] = part
+
+    def close(self) -> None:
+        if self.closer is not None:
+            self.closer()
+
+
+def expand(sources: Sequence[str]) -> list[str]:
+    """The files named by ``sources``: directories give their images, globs their matches;
+    each group in natural order."""
+    files: list[str] = []
+    for src in sources:
+        if os.path.isdir(src):
+            found = [str(p) for p in Path(src).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+            if not found:
+                raise InvalidArgumentError(f"{src}: no TIFF, PNG or JPEG files in this directory")
+            files += sorted(found, key=natural_key)
+        elif not os.path.exists(src) and glob.has_magic(src):
+            found = [p for p in glob.glob(src) if os.path.isfile(p)]
+            if not found:
+                raise InvalidArgumentError(f"{src}: the pattern matches no file")
+            files += sorted(found, key=natural_key)
+        else:
+            files.append(src)
+    return files
+
+
+def open_source(sources: Sequence[str], axes: str = "zyx") -> Source:
+    """The stack ``sources`` name (see the module's docstring)."""
+    files = expand(sources)
+    for f in files:
+        if not os.path.isfile(_hdf5_split(f)[0]):
+            raise InvalidArgumentError(f"{f}: no such file")
+    if len(files) == 1:
+        path = files[0]
+        suffix = Path(_hdf5_split(path)[0]).suffix.lower()
+        if suffix == ".npy":
+            try:
+                array = np.load(path, mmap_mode="r")
+            except Exception as e:
+                raise InvalidArgumentError(f"{path}: cannot read it as .npy: {e}") from e
+            return ArraySource(array, path, axes)
+        if suffix in HDF5_SUFFIXES:
+            return _hdf5(path, axes)
+        if suffix in TIFF_SUFFIXES:
+            return TiffStack(path)
+    odd = [f for f in files if Path(f).suffix.lower() not in IMAGE_SUFFIXES]
+    if odd:
+        raise InvalidArgumentError(
+            f"{odd[0]}: not a TIFF, PNG or JPEG slice (a .npy, HDF5 or multi-page TIFF "
+            "source is given alone)"
+        )
+    return SliceFiles(files)
+
+
+def _hdf5_split(path: str) -> tuple[str, str | None]:
+    """``file.h5:/group/dataset`` as the file and the dataset's path."""
+    head, sep, tail = path.rpartition(":")
+    if sep and Path(head).suffix.lower() in HDF5_SUFFIXES:
+        return head, tail
+    return path, None
+
+
+def _hdf5(path: str, axes: str) -> Source:
+    h5py = need("h5py", "reading HDF5")
+    filename, dataset = _hdf5_split(path)
+    try:
+        f = h5py.File(filename, "r")
+    except Exception as e:
+        raise InvalidArgumentError(f"{filename}: cannot open it as HDF5: {e}") from e
+    if dataset is None:
+        names: list[str] = []
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        if len(names) != 1:
+            f.close()
+            raise InvalidArgumentError(
+                f"{filename} holds {len(names)} datasets ({', '.join(names[:5])}): name one "
+                f"as {filename}:/path/to/dataset"
+            )
+        dataset = names[0]
+    if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
+        f.close()
+        raise InvalidArgumentError(f"{filename}: no dataset {dataset!r}")
+    return ArraySource(f[dataset], f"{filename}:{dataset}", axes, f.close)
