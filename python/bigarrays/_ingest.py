@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import queue
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -323,17 +324,27 @@ def _from_source(
     slabs = list(_slabs(shape, offset, height))
     todo = [s for s in slabs if not (resume and _complete(out, s, format))]
     reads = ThreadPoolExecutor(jobs or os.cpu_count() or 1, thread_name_prefix="bigarrays-read")
+    # The slabs' memory is allocated once and reused: freeing and allocating slabs of tens
+    # of MB over and over leaves the allocator holding several times that.
+    buffers: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
+    for _ in range(min(SLABS_IN_FLIGHT, len(todo))):
+        buffers.put(np.empty(shape[0] * shape[1] * height * channels, dtype))
 
     def work(box: Box) -> tuple[int, int]:
         (_, _, z0), (_, _, z1) = box
         n = z1 - z0
-        slab = np.empty(shape[:2] + (n,) + ((channels,) if channels > 1 else ()), dtype, "F")
-        source.read(z0 - offset[2], z1 - offset[2], slab, reads)
-        if format == "zarr":
-            # The array's axes are (c,) z, y, x: the Fortran (x, y, z, c) slab transposed.
-            out[(slice(None),) * (channels > 1) + (slice(z0, z1),)] = slab.T
-        else:
-            out[_slices(box)] = slab
+        flat = buffers.get()
+        try:
+            dims = shape[:2] + (n,) + ((channels,) if channels > 1 else ())
+            slab = np.ndarray(dims, dtype, buffer=flat, order="F")
+            source.read(z0 - offset[2], z1 - offset[2], slab, reads)
+            if format == "zarr":
+                # The array's axes are (c,) z, y, x: the Fortran (x, y, z, c) slab transposed.
+                out[(slice(None),) * (channels > 1) + (slice(z0, z1),)] = slab.T
+            else:
+                out[_slices(box)] = slab
+        finally:
+            buffers.put(flat)
         return slab.nbytes, n
 
     plane = shape[0] * shape[1] * voxel_bytes

@@ -112,13 +112,18 @@ class SliceFiles(Source):
             f.result()
 
 
-def _describe(head: tuple[tuple[int, int, int], str]) -> str:
-    (h, w, c), dtype = head
-    return f"{w}×{h} (x×y) {dtype}" + (f" with {c} channels" if c > 1 else "")
+Header = tuple[tuple[int, int, int], str, str]
 
 
-def _header(path: str) -> tuple[tuple[int, int, int], str]:
-    """((height, width, channels), dtype) of a 2D image, from its header."""
+def _describe(head: Header) -> str:
+    (h, w, c), dtype, mode = head
+    kind = f"{dtype} ({mode})" if mode else dtype
+    return f"{w}×{h} (x×y) {kind}" + (f" with {c} channels" if c > 1 else "")
+
+
+def _header(path: str) -> Header:
+    """((height, width, channels), dtype, Pillow's mode or "") of a 2D image, from its
+    header."""
     suffix = Path(path).suffix.lower()
     try:
         if suffix in TIFF_SUFFIXES:
@@ -127,9 +132,9 @@ def _header(path: str) -> tuple[tuple[int, int, int], str]:
                 series = tif.series[0]
                 shape, dtype = series.shape, series.dtype
             if len(shape) == 2:
-                return (shape[0], shape[1], 1), dtype.name
+                return (shape[0], shape[1], 1), dtype.name, ""
             if len(shape) == 3 and series.axes.endswith("S"):
-                return (shape[0], shape[1], shape[2]), dtype.name
+                return (shape[0], shape[1], shape[2]), dtype.name, ""
             raise InvalidArgumentError(
                 f"{path}: a TIFF of shape {shape} (axes {series.axes}) in a list of 2D "
                 "slices; give a multi-page stack alone"
@@ -139,7 +144,7 @@ def _header(path: str) -> tuple[tuple[int, int, int], str]:
             mode, (w, h) = im.mode, im.size
             sample = np.asarray(im.crop((0, 0, 1, 1)))
         channels = sample.shape[2] if sample.ndim == 3 else 1
-        return (h, w, channels), f"{sample.dtype.name} ({mode})"
+        return (h, w, channels), sample.dtype.name, mode
     except InvalidArgumentError:
         raise
     except Exception as e:
