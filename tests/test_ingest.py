@@ -169,6 +169,8 @@ def test_bad_input_names_the_file(tmp_path):
     with pytest.raises(LayerExistsError, match="--resume.*--overwrite"):
         bigarrays.ingest(src, str(tmp_path / "a"))
     bigarrays.ingest(src, str(tmp_path / "a"), mips=0, overwrite=True)
+    with pytest.raises(InvalidArgumentError, match="cannot resume.*chunks"):
+        bigarrays.ingest(src, str(tmp_path / "a"), mips=0, resume=True, chunks=(8, 8, 2))
 
 
 INGEST_CHILD = """
@@ -294,6 +296,11 @@ def test_zarr_destination_is_an_ome_zarr_image(tmp_path):
     )
     np.testing.assert_array_equal(a[:], vol)
     assert a.ome_image() is not None and a.num_mips == 2
+    # Resuming a finished image finds every slab complete and changes nothing.
+    b = bigarrays.ingest(
+        str(tmp_path / "v.npy"), str(tmp_path / "z"), format="zarr", mips=1, resume=True
+    )
+    np.testing.assert_array_equal(b[:], vol)
 
 
 def test_cli_help_lists_ingest():

@@ -421,6 +421,8 @@ def _check_same(
     format: str | None,
 ) -> None:
     """Refuses to resume into a layer that another stack (or other options) made."""
+    have: tuple[Any, ...]
+    want: tuple[Any, ...]
     if format == "zarr":
         want_shape = ((channels,) if channels > 1 else ()) + shape[::-1]
         have = (tuple(out.shape), out.dtype, (0, 0, 0))
