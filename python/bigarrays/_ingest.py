@@ -31,6 +31,8 @@ import numpy as np
 from ._bigarray import BigArray
 from ._blocks import Box, chunk_count, run_parallel
 from ._progress import progress_bar
+from ._pyramid import _put_scale, _scale_entry
+from ._reduce import METHODS, reduce_blocks
 from ._sources import ArraySource, Source, open_source
 from .errors import InvalidArgumentError, LayerExistsError, LayerNotFoundError
 
@@ -322,7 +324,16 @@ def _from_source(
                       compression, layer_type, spec, overwrite, storage_options)  # fmt: skip
 
     slabs = list(_slabs(shape, offset, height))
-    todo = [s for s in slabs if not (resume and _complete(out, s, format))]
+    levels = _auto_mips(shape, chunks, factor) if mips == "auto" else int(mips)  # type: ignore[arg-type]
+    if method not in METHODS:
+        raise InvalidArgumentError(f"method must be one of {METHODS}, got {method!r}")
+    # With no reduction in z, each slab's pyramid is computed from the slab in memory and
+    # written with it (level k's chunks are no taller than the base's, so the slab covers
+    # them whole): the base is never read back and decoded.
+    fused = format != "zarr" and levels > 0 and factor[2] == 1
+    pyramid = _add_levels(out, levels, factor) if fused else []
+    handles = [out, *pyramid]
+    todo = [s for s in slabs if not (resume and all(_complete(h, s, format) for h in handles))]
     reads = ThreadPoolExecutor(jobs or os.cpu_count() or 1, thread_name_prefix="bigarrays-read")
     # The slabs' memory is allocated once and reused: freeing and allocating slabs of tens
     # of MB over and over leaves the allocator holding several times that.
@@ -343,6 +354,7 @@ def _from_source(
                 out[(slice(None),) * (channels > 1) + (slice(z0, z1),)] = slab.T
             else:
                 out[_slices(box)] = slab
+                _cascade(slab, box, pyramid, factor, method, channels)
         finally:
             buffers.put(flat)
         return slab.nbytes, n
@@ -354,10 +366,59 @@ def _from_source(
             run_parallel(iter(todo), work, SLABS_IN_FLIGHT, bar)
         finally:
             reads.shutdown(wait=True, cancel_futures=True)
-    levels = _auto_mips(shape, chunks, factor) if mips == "auto" else int(mips)  # type: ignore[arg-type]
-    if levels > 0:
+    if levels > 0 and not fused:
         out.downsample(factor, levels, method, resume=resume, jobs=jobs, progress=progress)
     return out.reopen(mip=0)
+
+
+def _add_levels(out: BigArray, levels: int, factor: tuple[int, int, int]) -> list[BigArray]:
+    """Adds ``levels`` scales below the base to the ``info`` (the entries ``downsample``
+    writes, so that CloudVolume's ``add_scale`` agrees) and returns handles on them."""
+    info = out.info
+    scale0 = info["scales"][0]
+    indices = [
+        _put_scale(info, _scale_entry(scale0, [f**level for f in factor]))
+        for level in range(1, levels + 1)
+    ]
+    out.update_info(info)
+    return [out.reopen(mip=i) for i in indices]
+
+
+def _cascade(
+    slab: np.ndarray,
+    box: Box,
+    pyramid: list[BigArray],
+    factor: tuple[int, int, int],
+    method: str,
+    channels: int,
+) -> None:
+    """Writes the slab's part of each pyramid level, each level reduced from the one above
+    (as ``downsample`` computes it: output voxel ``i`` summarises input voxels
+    ``[i * f, (i + 1) * f)`` in absolute coordinates, voxels outside the layer not counted)."""
+    cur = slab if channels > 1 else slab[..., None]
+    lo, hi = np.array(box[0]), np.array(box[1])
+    f = np.array(factor)
+    for level in pyramid:
+        new_lo, new_hi = lo // f, -(-hi // f)
+        want_lo, want_hi = new_lo * f, new_hi * f
+        if (want_lo == lo).all() and (want_hi == hi).all():
+            # Every voxel counts: a broadcast mask costs no memory.
+            data, valid = cur, np.broadcast_to(np.True_, cur.shape[:3])
+        else:
+            shape = tuple(int(n) for n in want_hi - want_lo)
+            inner = _between(lo - want_lo, hi - want_lo)
+            data = np.zeros(shape + (cur.shape[3],), cur.dtype, order="F")
+            data[inner] = cur
+            valid = np.zeros(shape, bool, order="F")
+            valid[inner] = True
+        reduced = reduce_blocks(data, valid, factor, method)
+        del data, valid
+        # Clipped to the level's bounds (an odd voxel offset can reach one voxel past them).
+        start = np.maximum(new_lo, [b.start for b in level.bounds[:3]])
+        stop = np.minimum(new_hi, [b.stop for b in level.bounds[:3]])
+        part = reduced[_between(start - new_lo, stop - new_lo)]
+        level[_between(start, stop)] = part if channels > 1 else part[..., 0]
+        cur, lo, hi = reduced, new_lo, new_hi
 
 
 def _create(
@@ -463,6 +524,10 @@ def _complete(out: BigArray, box: Box, format: str | None) -> bool:
     if units is None:
         return False
     return sum(1 for _, _, n in units if n > 0) == want
+
+
+def _between(lo: Any, hi: Any) -> tuple[slice, ...]:
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
 
 
 def _slices(box: Box) -> tuple[slice, ...]:
