@@ -303,6 +303,19 @@ def test_zarr_destination_is_an_ome_zarr_image(tmp_path):
     np.testing.assert_array_equal(b[:], vol)
 
 
+def test_ingest_into_s3_and_the_summary_names_the_bucket(tmp_path, moto):
+    from bigarrays._ingest import summary
+
+    vol = stack((4, 20, 24))
+    np.save(tmp_path / "v.npy", vol)
+    url = f"s3://{moto.bucket()}/em"
+    a = bigarrays.ingest(str(tmp_path / "v.npy"), url, storage_options=moto.options(), mips=1)
+    np.testing.assert_array_equal(a[a.bounds], xyz(vol))
+    text = summary(url, 1.0, storage_options=moto.options())
+    assert "mip 1: 12×10×4" in text and ".s3.amazonaws.com/em" in text
+    assert "precomputed%3A%2F%2Fs3%3A%2F%2F" in text  # the link's source, URL-encoded
+
+
 def test_cli_help_lists_ingest():
     out = subprocess.run(
         [sys.executable, "-m", "bigarrays", "ingest", "--help"],

@@ -585,14 +585,19 @@ def _from_layer(
 # -- the summary and the link ---------------------------------------------------------
 
 
-def summary(url: str, seconds: float, serve_port: int = 8000) -> str:
+def summary(
+    url: str,
+    seconds: float,
+    serve_port: int = 8000,
+    storage_options: dict[str, Any] | None = None,
+) -> str:
     """What ``ingest`` wrote at ``url``: shape, chunks, mips, bytes, compression ratio, time,
     and a neuroglancer link."""
-    base = BigArray(url)
+    base = BigArray(url, storage_options=storage_options)
     lines = [f"wrote {url} ({base.format}, {base.dtype}, {base.num_channels} channel(s))"]
     voxels = stored = 0
     for mip in range(base.num_mips):
-        level = base if mip == 0 else BigArray(url, mip=mip)
+        level = base if mip == 0 else base.reopen(mip=mip)
         units = level.stored_chunks() or []
         size = sum(n for _, _, n in units)
         nbytes = math.prod(level.shape) * level.dtype.itemsize

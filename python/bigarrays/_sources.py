@@ -85,9 +85,12 @@ class SliceFiles(Source):
     def __init__(self, paths: Sequence[str]) -> None:
         self.paths = list(paths)
         self.name = f"{len(self.paths)} slices ({self.paths[0]} ...)"
-        first = _header(self.paths[0])
-        for path in self.paths[1:]:
-            head = _header(path)
+        # Every header before anything is written (threads: on network file systems each
+        # open waits on a round trip), so that an odd slice stops the ingest at once.
+        with ThreadPoolExecutor(8, thread_name_prefix="bigarrays-headers") as pool:
+            heads = list(pool.map(_header, self.paths))
+        first = heads[0]
+        for path, head in zip(self.paths[1:], heads[1:], strict=True):
             if head != first:
                 raise InvalidArgumentError(
                     f"{path}: {_describe(head)}, but {self.paths[0]} (the first slice) is "
