@@ -105,6 +105,12 @@ def test_ome_tiff_physical_sizes_become_the_resolution(tmp_path):
     assert a.resolution == pytest.approx((8, 8, 40))
     np.testing.assert_array_equal(a[a.bounds], xyz(vol))
     assert BigArray(str(tmp_path / "layer"), mip=1).resolution == pytest.approx((16, 16, 40))
+    # Channels as pages (fluorescence): C becomes the layer's channels.
+    czyx = stack((2, 5, 20, 24), "uint16")
+    tifffile.imwrite(tmp_path / "c.ome.tif", czyx, ome=True, metadata={"axes": "CZYX"})
+    b = bigarrays.ingest(str(tmp_path / "c.ome.tif"), str(tmp_path / "channels"), mips=0)
+    assert b.num_channels == 2
+    np.testing.assert_array_equal(b[b.bounds], czyx.transpose(3, 2, 1, 0))
 
 
 def test_png_16_bit_and_rgb_jpeg_as_pillow_decodes_them(tmp_path):

@@ -47,6 +47,8 @@ SHARD_ABOVE = 1 << 30
 SHARD_BYTES = 256 << 20
 
 NEUROGLANCER = "https://neuroglancer-demo.appspot.com/"
+#: Files that make a directory a layer (Precomputed, Zarr v3, Zarr v2 array or group).
+_LAYER_FILES = ("info", "zarr.json", ".zarray", ".zgroup")
 
 
 def ingest(
@@ -173,8 +175,7 @@ def _layer_source(sources: Any) -> BigArray | None:
     local = "://" not in text or text.startswith("file://")
     path = text[len("file://") :] if text.startswith("file://") else text
     if local and not (
-        os.path.isdir(path)
-        and any(os.path.exists(os.path.join(path, m)) for m in ("info", "zarr.json", ".zarray"))
+        os.path.isdir(path) and any(os.path.exists(os.path.join(path, m)) for m in _LAYER_FILES)
     ):
         return None
     return BigArray(text)

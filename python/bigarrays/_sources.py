@@ -46,8 +46,9 @@ def need(module: str, purpose: str) -> Any:
         return importlib.import_module(module)
     except ImportError:
         extra = "h5py" if module == "h5py" else "'bigarrays[ingest]'"
+        package = {"PIL.Image": "Pillow"}.get(module, module)
         raise InvalidArgumentError(
-            f"{purpose} needs the {module} package: pip install {extra}"
+            f"{purpose} needs the {package} package: pip install {extra}"
         ) from None
 
 
@@ -169,8 +170,8 @@ def _read_image(path: str) -> np.ndarray:
 
 
 class TiffStack(Source):
-    """A multi-page TIFF (BigTIFF, OME-TIFF): pages are z; OME's physical sizes are the
-    resolution."""
+    """A multi-page TIFF (BigTIFF, OME-TIFF): pages are z, or z and channels (``CZYX``,
+    ``ZCYX``); samples (RGB) are channels too; OME's physical sizes are the resolution."""
 
     def __init__(self, path: str) -> None:
         tifffile = need("tifffile", "reading TIFF")
@@ -183,29 +184,53 @@ class TiffStack(Source):
         axes, shape = series.axes, series.shape
         self.samples = axes.endswith("S")
         core = axes[:-1] if self.samples else axes
-        if not core.endswith("YX") or len(core) > 3:
+        # The page axes: depth (Z, or unnamed Q, I) becomes z, C channels; anything else
+        # (time, several unnamed axes) could be mistaken for z and is refused.
+        pages = core[:-2].replace("Q", "Z").replace("I", "Z")
+        if (
+            not core.endswith("YX")
+            or pages not in ("", "Z", "C", "CZ", "ZC")
+            or ("C" in pages and self.samples)
+        ):
             self.tif.close()
             raise InvalidArgumentError(
                 f"{path}: axes {axes} (shape {shape}); ingest reads stacks of 2D planes "
-                "(YX, with one axis of pages and optional samples)"
+                "(YX; pages Z, C, CZ or ZC; samples as channels without C)"
             )
-        depth = shape[0] if len(core) == 3 else 1
+        sizes = dict(zip(pages, shape[: len(pages)], strict=True))
+        self.pages, self.page_shape = pages, tuple(shape[: len(pages)])
         height, width = shape[len(core) - 2], shape[len(core) - 1]
-        self.channels = shape[-1] if self.samples else 1
+        self.channels = shape[-1] if self.samples else sizes.get("C", 1)
         self.dtype = np.dtype(series.dtype)
-        self.shape = (width, height, depth)
+        self.shape = (width, height, sizes.get("Z", 1))
         self.lock = threading.Lock()
         if self.tif.is_ome and self.tif.ome_metadata:
             self.resolution = _ome_resolution(self.tif.ome_metadata)
 
-    def read(self, z0: int, z1: int, out: np.ndarray, pool: ThreadPoolExecutor) -> None:
+    def _keys(self, z0: int, z1: int, c: int) -> list[int]:
+        """The page numbers of planes z0..z1 of channel c."""
+        index = {"Z": np.arange(z0, z1), "C": np.full(z1 - z0, c)}
+        if not self.pages:
+            return [0]
+        where = tuple(index[a] for a in self.pages)
+        return [int(k) for k in np.ravel_multi_index(where, self.page_shape)]
+
+    def _pages(self, keys: list[int]) -> np.ndarray:
         # One file handle: its reads are serialised; tifffile decodes the pages in threads.
         with self.lock:
             try:
-                data = self.tif.asarray(key=range(z0, z1), series=0, maxworkers=2)
+                return self.tif.asarray(key=keys, series=0, maxworkers=2)
             except Exception as e:
-                raise InvalidArgumentError(f"{self.path}: pages {z0}..{z1}: {e}") from e
-        data = data.reshape((z1 - z0, self.shape[1], self.shape[0], self.channels))
+                raise InvalidArgumentError(f"{self.path}: pages {keys[0]}..{keys[-1]}: {e}") from e
+
+    def read(self, z0: int, z1: int, out: np.ndarray, pool: ThreadPoolExecutor) -> None:
+        n, (width, height) = z1 - z0, self.shape[:2]
+        if "C" in self.pages:
+            for c in range(self.channels):
+                data = self._pages(self._keys(z0, z1, c)).reshape((n, height, width))
+                out[:, :, :, c] = data.transpose(2, 1, 0)
+            return
+        data = self._pages(self._keys(z0, z1, 0)).reshape((n, height, width, self.channels))
         # Assigned through a transposed view: no second copy of the slab.
         out[...] = data[..., 0].transpose(2, 1, 0) if out.ndim == 3 else data.transpose(2, 1, 0, 3)
 
