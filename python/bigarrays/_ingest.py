@@ -145,6 +145,11 @@ def ingest(
     if format not in (None, "precomputed", "zarr"):
         raise InvalidArgumentError(f"format={format!r}: ingest writes 'precomputed' or 'zarr'")
     layer = _layer_source(sources)
+    if layer is not None and (resolution is not None or any(offset) or layer_type is not None):
+        raise InvalidArgumentError(
+            f"{layer.url} is a layer: it keeps its own resolution, offset and type "
+            "(resolution=, offset= and layer_type= are for files and arrays)"
+        )
     if layer is not None:
         return _from_layer(layer, dst, format, chunks, sharding, encoding, mips, factor,
                            method, jobs, resume, overwrite, progress, storage_options)  # fmt: skip
