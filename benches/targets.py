@@ -58,6 +58,10 @@ TARGETS = (
            "{:.4f}× TensorStore's"),
     Target("W5 against the machine's limit", "(for reference)", "bench_write.py",
            "W5 bigarrays / limit", lambda v: True, "{:.2f}× the limit"),
+    Target("Ingest TIFF slices, sharded, 3 mips", "≥ 3× CloudVolume + tinybrain",
+           "bench_ingest.py", "ingest time ratio", lambda v: v >= 3),
+    Target("Ingest: peak memory", "below CloudVolume + tinybrain's", "bench_ingest.py",
+           "ingest peak ratio", lambda v: v < 1, "{:.2f}× theirs"),
 )  # fmt: skip
 
 

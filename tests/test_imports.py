@@ -1,6 +1,6 @@
 """Imports go one way: the operations (copy, pyramid, dask, loader, sampling, inference,
-fsck) import ``BigArray`` and use its public seam; ``BigArray`` imports them only inside the
-methods that front them."""
+fsck, ingest) import ``BigArray`` and use its public seam; ``BigArray`` imports them only
+inside the methods that front them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,17 @@ from pathlib import Path
 import bigarrays
 
 PACKAGE = Path(bigarrays.__file__).parent
-OPERATIONS = ("_copy", "_pyramid", "_dask", "_loader", "_sampling", "_inference", "_fsck")
+OPERATIONS = (
+    "_copy",
+    "_pyramid",
+    "_dask",
+    "_loader",
+    "_sampling",
+    "_inference",
+    "_fsck",
+    "_ingest",
+    "_sources",
+)
 
 
 def test_importing_bigarray_loads_no_operation():

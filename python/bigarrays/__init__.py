@@ -46,6 +46,7 @@ __all__ = [
     "__version__",
     "fsck",
     "get_num_threads",
+    "ingest",
     "set_num_threads",
     "sliding_blocks",
     "store",
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from ._dask import store
     from ._fsck import FsckReport, fsck
     from ._inference import BlendedWriter, sliding_blocks, weight_window
+    from ._ingest import ingest
     from ._loader import PatchLoader
 
 #: Names served by operation modules, imported on first use so that ``import bigarrays``
@@ -68,6 +70,7 @@ _LAZY = {
     "weight_window": "._inference",
     "fsck": "._fsck",
     "FsckReport": "._fsck",
+    "ingest": "._ingest",
 }
 
 

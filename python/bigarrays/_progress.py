@@ -11,9 +11,14 @@ Advance = Callable[[int, int], None]
 
 @contextmanager
 def progress_bar(
-    enabled: bool, desc: str, total_bytes: int | None = None, total_chunks: int | None = None
+    enabled: bool,
+    desc: str,
+    total_bytes: int | None = None,
+    total_chunks: int | None = None,
+    unit: str = "chunks",
 ) -> Iterator[Advance]:
-    """Yields a callback that advances the bar by bytes and chunks written.
+    """Yields a callback that advances the bar by bytes and chunks (or ``unit``, e.g.
+    slices) written.
 
     The bar shows bytes done, MB/s, chunks done and, when the totals are known, the ETA.
     With ``enabled`` False, or when stderr is not a terminal, nothing is printed.
@@ -33,7 +38,7 @@ def progress_bar(
         def advance(nbytes: int, nchunks: int) -> None:
             nonlocal chunks
             chunks += nchunks
-            bar.set_postfix_str(f"{chunks}{of} chunks", refresh=False)
+            bar.set_postfix_str(f"{chunks}{of} {unit}", refresh=False)
             bar.update(nbytes)
 
         yield advance

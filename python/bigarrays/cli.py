@@ -1,4 +1,5 @@
-"""The ``bigarrays`` command: inspect, create, copy, downsample, serve and look at layers."""
+"""The ``bigarrays`` command: inspect, create, copy, ingest, downsample, serve and look at
+layers."""
 
 from __future__ import annotations
 
@@ -239,6 +240,75 @@ def downsample(url: str, mip: int, **options: Any) -> None:
     """Add lower-resolution scales to the layer at URL and compute them."""
     for level in BigArray(url, mip=mip).downsample(**options):
         click.echo(f"mip {level.mip}: {_x(level.shape)} at {_x(level.resolution)} nm")
+
+
+def _mips(ctx: click.Context, param: Any, value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected 'auto' or a number of levels, got {value!r}") from None
+
+
+def _shards(ctx: click.Context, param: Any, value: str) -> Any:
+    words = {"auto": "auto", "on": True, "off": False}
+    if value in words:
+        return words[value]
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"expected auto, on, off or a JSON sharding spec: {e}") from None
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, metavar="SRC... DST")
+@click.option("--format", type=click.Choice(["precomputed", "zarr"]), help="Default: precomputed.")
+@click.option("--chunks", callback=_numbers(3), help="x,y,z (default by dtype: 128,128,32 ...).")
+@click.option(
+    "--shards",
+    "sharding",
+    default="auto",
+    show_default=True,
+    callback=_shards,
+    help="auto (sharded above 1 GiB), on, off, or a JSON sharding spec.",
+)
+@click.option(
+    "--encoding", help="Default: raw (gzip) for images, compressed_segmentation for labels."
+)
+@click.option("--compression", type=COMPRESSIONS, default="auto", callback=_compression)
+@click.option(
+    "--resolution", callback=_numbers(3, float), help="nm per voxel (default: OME's, else 1,1,1)."
+)
+@click.option("--offset", default="0,0,0", callback=_numbers(3), help="Voxel offset.")
+@click.option("--mips", default="auto", show_default=True, callback=_mips,
+              help="Pyramid levels, or auto (until one chunk covers x and y).")  # fmt: skip
+@click.option("--factor", default="2,2,1", callback=_numbers(3), show_default=True)
+@click.option("--layer-type", type=click.Choice(["image", "segmentation"]),
+              help="Default: segmentation for uint32/uint64, image otherwise.")  # fmt: skip
+@click.option("--method", type=click.Choice(["average", "mode", "min", "max", "nearest"]),
+              help="Pyramid reduction (default: mode for labels, average for images).")  # fmt: skip
+@click.option("--axes", type=click.Choice(["zyx", "xyz"]), default="zyx", show_default=True,
+              help="Axis order of .npy and HDF5 sources.")  # fmt: skip
+@click.option("--jobs", type=int, help="Threads reading slices (default: CPU count).")
+@click.option("--resume", is_flag=True, help="Finish an interrupted ingest into DST.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing layer at DST.")
+@click.option("--progress/--quiet", default=True, help="Progress bars (terminal only).")
+def ingest(paths: tuple[str, ...], **options: Any) -> None:
+    """Write image stacks into a new pyramided layer at DST and print how to view it.
+
+    SRC: a directory or glob of 2D slices (TIFF, PNG, JPEG; natural order, z2 before z10),
+    slice files in z order, a multi-page TIFF (BigTIFF, OME-TIFF), a .npy file, an HDF5
+    dataset (file.h5:/path), or an existing layer (copied and pyramided). A slice's rows
+    are y and its columns x; slices are z.
+    """
+    from ._ingest import summary, timed
+
+    if len(paths) < 2:
+        raise click.UsageError("give one or more SRC and then DST")
+    *sources, dst = paths
+    _, seconds = timed(sources, dst, **options)
+    click.echo(summary(dst, seconds))
 
 
 @main.command()
