@@ -12,7 +12,10 @@ from pathlib import Path
 import bigarrays
 
 PACKAGE = Path(bigarrays.__file__).parent
-OPERATIONS = ("_copy", "_pyramid", "_dask", "_loader", "_sampling", "_inference", "_fsck")
+OPERATIONS = (
+    "_copy", "_pyramid", "_dask", "_loader", "_sampling", "_inference", "_fsck",
+    "_xarray", "_layer_type",
+)  # fmt: skip
 
 
 def test_importing_bigarray_loads_no_operation():
