@@ -14,7 +14,7 @@ import bigarrays
 PACKAGE = Path(bigarrays.__file__).parent
 OPERATIONS = (
     "_copy", "_pyramid", "_dask", "_loader", "_sampling", "_inference", "_fsck",
-    "_xarray", "_napari", "_layer_type",
+    "_xarray", "_napari", "_neuroglancer", "_layer_type",
 )  # fmt: skip
 
 
