@@ -4,6 +4,7 @@ back with ``write_dask``."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,22 @@ def test_guessing_the_engine_and_refusals(layer, tmp_path):
     assert not entry.guess_can_open("s3://bucket/em")  # remote: only with engine=
     with pytest.raises(FileNotFoundError, match="missing"):
         xr.open_dataset(str(tmp_path / "missing"), engine="bigarrays")
+
+
+def test_the_readme_section_runs(tmp_path, capsys):
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text.split("## xarray, napari and neuroglancer")[1].split("\n## ")[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(code.splitlines()) < 15
+    truth = np.random.default_rng(6).integers(0, 255, (256, 256, 48), dtype=np.uint8)
+    em = BigArray.create(tmp_path / "data/em", shape=truth.shape, dtype="uint8",
+                         chunks=(64, 64, 16), resolution=(4, 4, 40))  # fmt: skip
+    em[em.bounds] = truth
+    em.downsample((2, 2, 1), mips=2)
+    exec(compile(code.replace('"/data/', f'"{tmp_path}/data/'), "README.md", "exec"), {})
+    mask = BigArray(str(tmp_path / "data/mask"))
+    assert np.array_equal(mask[mask.bounds], (truth > 128).astype(np.uint8))
+    link = capsys.readouterr().out.strip()
+    neuroglancer = pytest.importorskip("neuroglancer")
+    source = neuroglancer.parse_url(link).layers[0].source[0].url
+    assert source == "precomputed://http://127.0.0.1:8000/em"
