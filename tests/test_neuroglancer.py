@@ -113,6 +113,7 @@ def test_hdf5_layouts_are_refused(tmp_path):
         f["img"] = np.zeros((4, 4, 4), dtype=np.uint8)
     with pytest.raises(InvalidArgumentError, match="neuroglancer reads Precomputed and Zarr"):
         BigArray(str(tmp_path / "a.h5")).neuroglancer_url(serve="http://h:1/a")
+    assert run(["view", str(tmp_path / "a.h5")]) == 2  # refused before serving anything
 
 
 def test_view_verb_for_an_http_layer_and_open(tmp_path, http_server, capsys):

@@ -4,6 +4,7 @@ back with ``write_dask``."""
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 
@@ -82,9 +83,21 @@ def test_mean_with_dask_on_the_storage_grid(layer):
     for sizes, chunk in zip(em.chunks[:3], a.chunks, strict=True):
         assert all(s % chunk == 0 for s in sizes[:-1])  # whole storage chunks per block
     assert float(em.mean().compute()) == pytest.approx(truth.mean())
+    # Tasks pickle the layer as its URL and options, for workers in other processes.
+    assert float(pickle.loads(pickle.dumps(em)).max().compute()) == truth.max()
     profile = em.mean(dim=("x", "y")).compute()
     assert np.allclose(profile.values, truth.mean(axis=(0, 1)))
     assert np.array_equal(profile["z"].values, em["z"].values)
+
+
+def test_channels_are_a_dim_without_coordinates(tmp_path):
+    values = np.random.default_rng(8).integers(0, 255, (32, 16, 8, 3), dtype=np.uint8)
+    a = BigArray.create(tmp_path / "rgb", shape=values.shape, dtype="uint8", chunks=(16, 16, 8))
+    a[a.bounds] = values
+    rgb = xr.open_dataarray(a.url, engine="bigarrays", chunks={})
+    assert rgb.dims == ("x", "y", "z", "c") and list(rgb.coords) == ["x", "y", "z"]
+    assert rgb.encoding["chunks"] == (16, 16, 8, 3) and rgb.chunks[3] == (3,)
+    assert np.array_equal(rgb.isel(c=2).values, values[..., 2])
 
 
 def test_mip_selects_a_level(layer):

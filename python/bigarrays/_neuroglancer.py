@@ -55,7 +55,7 @@ def shown_location(a: BigArray) -> str:
     return location
 
 
-def _driver(a: BigArray) -> str:
+def source_driver(a: BigArray) -> str:
     """neuroglancer's data source for ``a``'s format (``precomputed``, ``zarr2``, ``zarr3``)."""
     if a.format == "precomputed":
         return "precomputed"
@@ -69,7 +69,7 @@ def _driver(a: BigArray) -> str:
 
 def _data_source(a: BigArray, serve: str | None) -> tuple[str, str]:
     """The layer's data source driver and location (a URL a browser reads)."""
-    driver = _driver(a)
+    driver = source_driver(a)
     location = shown_location(a)
     if serve is not None:
         served = serve.split("://", 1)[1] if serve.startswith(f"{driver}://") else serve

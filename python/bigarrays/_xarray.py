@@ -29,8 +29,9 @@ from ._blocks import block_shape
 from ._dask import ZeroBased
 from ._layer_type import layer_type
 
-#: Files whose presence makes a local directory one of ours (guess_can_open).
-_METADATA_FILES = ("info", "zarr.json", ".zarray", ".zgroup", "config.json", "registry.txt")
+#: Files whose presence makes a local directory one of ours (guess_can_open). Not the HDF5
+#: layouts' config.json and registry.txt: too common a name to claim a directory by.
+_METADATA_FILES = ("info", "zarr.json", ".zarray", ".zgroup")
 
 
 class BigArrayBackendArray(BackendArray):

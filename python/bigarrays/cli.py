@@ -298,9 +298,10 @@ def view(
     from urllib.parse import urlsplit
     from urllib.request import url2pathname
 
-    from ._neuroglancer import neuroglancer_url, shown_location
+    from ._neuroglancer import neuroglancer_url, shown_location, source_driver
 
     a = BigArray(url, mip=mip)
+    source_driver(a)  # refuses what neuroglancer cannot read before serving anything
     location = urlsplit(shown_location(a))
     server = None
     if served_at is None and location.scheme == "file":
