@@ -103,3 +103,23 @@ def test_not_ours_is_left_to_other_readers(tmp_path):
     assert get_reader(str(tmp_path / "notes.txt")) is None
     assert get_reader(str(tmp_path / "missing")) is None
     assert get_reader([str(tmp_path), str(tmp_path)]) is None
+
+
+def test_napari_opens_urls_and_directories_headless(plugins, seg, http_server, tmp_path):
+    """napari's own open path (ViewerModel is the viewer without Qt)."""
+    from napari.components import ViewerModel
+
+    a, labels = seg
+    shutil.copytree(a.url.removeprefix("file://"), http_server.root / "seg")
+    viewer = ViewerModel()
+    (local,) = viewer.open(a.url.removeprefix("file://"), plugin="bigarrays")
+    (remote,) = viewer.open(f"{http_server.url}/seg", plugin="bigarrays")
+    for layer in (local, remote):
+        assert isinstance(layer, layers.Labels) and layer.multiscale
+        assert np.array_equal(np.asarray(layer.data[0][4]), labels[:, :, 4].T)
+    BigArray.create(tmp_path / "rgb", shape=(16, 16, 4, 2), dtype="uint8", chunks=(16, 16, 4))
+    opened = viewer.open(str(tmp_path / "rgb"), plugin="bigarrays")
+    assert [layer.data.shape for layer in opened] == [(4, 16, 16)] * 2  # a layer per channel
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(ValueError, match="refused"):
+        viewer.open(str(tmp_path / "notes"), plugin="bigarrays")
