@@ -185,3 +185,14 @@ def test_the_readme_section_runs(tmp_path, capsys):
     neuroglancer = pytest.importorskip("neuroglancer")
     source = neuroglancer.parse_url(link).layers[0].source[0].url
     assert source == "precomputed://http://127.0.0.1:8000/em"
+
+
+def test_a_bucket_layer_with_storage_options(moto):
+    values = np.random.default_rng(9).integers(0, 255, (40, 24, 8), dtype=np.uint8)
+    url = f"s3://{moto.bucket()}/layers/em"
+    a = BigArray.create(url, shape=values.shape, dtype="uint8", chunks=(16, 16, 8),
+                        resolution=(8, 8, 30), storage_options=moto.options())  # fmt: skip
+    a[a.bounds] = values
+    em = xr.open_dataarray(url, engine="bigarrays", storage_options=moto.options(), chunks={})
+    assert em.attrs["url"] == url and float(em.mean()) == pytest.approx(values.mean())
+    assert np.array_equal(em.sel(x=slice(80, 160), z=30).values, values[10:21, :, 1])
