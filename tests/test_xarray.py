@@ -51,6 +51,7 @@ def test_dims_coordinates_and_attributes(layer):
         assert np.array_equal(em[axis].values, (lo + np.arange(n)) * res)
         assert em[axis].attrs["units"] == "nanometer"
     assert em.attrs["resolution"] == list(RESOLUTION)
+    assert em.attrs["resolution_units"] == "nanometer" and "units" not in em.attrs
     assert em.attrs["voxel_offset"] == list(OFFSET)
     assert em.attrs["layer_type"] == "image" and em.attrs["mip"] == 0
     assert em.encoding["chunks"] == (16, 16, 8)

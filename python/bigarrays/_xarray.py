@@ -105,10 +105,11 @@ def to_dataset(a: BigArray) -> xr.Dataset:
         "layer_type": layer_type(a),
     }
     if a.format != "zarr":
+        # Not "units": by CF convention that would be the voxel values' unit.
         attrs.update(
             resolution=list(a.resolution),
+            resolution_units="nanometer",
             voxel_offset=list(a.voxel_offset),
-            units="nanometer",
         )
     variable = xr.Variable(dims, data, attrs)
     variable.encoding = {
