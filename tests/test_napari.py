@@ -93,6 +93,7 @@ def test_image_channels_and_ome_zarr(plugins, tmp_path):
     assert kind == "image" and meta["multiscale"] and meta["channel_axis"] == 0
     assert [d.shape for d in data] == [(2, 8, 32, 32), (2, 8, 16, 16)]
     assert meta["scale"] == [0.5, 0.25, 0.25] and meta["units"] == ["micrometer"] * 3
+    assert meta["name"] == "img.ome.zarr"
 
 
 def test_not_ours_is_left_to_other_readers(tmp_path):

@@ -17,6 +17,7 @@ from typing import Any
 
 from ._bigarray import BigArray
 from ._layer_type import layer_type
+from ._neuroglancer import shown_location
 from .errors import BigArrayError
 
 #: What napari's reader hook returns: ``(data, layer keyword arguments, layer type)`` tuples.
@@ -52,7 +53,8 @@ def read_layer(a: BigArray) -> list[LayerData]:
     channel = names.index("c") if "c" in names and kind == "image" else None
     placed = [i for i in range(len(names)) if i != channel]
     meta: dict[str, Any] = {
-        "name": posixpath.basename(a.url.rstrip("/")) or a.url,
+        # An OME-Zarr level by its image's name, not the level's ("0").
+        "name": posixpath.basename(shown_location(a)) or a.url,
         "scale": [axes[i].get("scale") or 1.0 for i in placed],
         "translate": [axes[i].get("translation") or 0.0 for i in placed],
         "axis_labels": [names[i] for i in placed],
