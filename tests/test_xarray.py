@@ -79,10 +79,12 @@ def test_sel_isel_read_only_the_selection(layer):
 
 def test_mean_with_dask_on_the_storage_grid(layer):
     a, truth = layer
-    em = xr.open_dataarray(a.url, engine="bigarrays", chunks={})
-    assert em.chunks is not None
-    for sizes, chunk in zip(em.chunks[:3], a.chunks, strict=True):
-        assert all(s % chunk == 0 for s in sizes[:-1])  # whole storage chunks per block
+    em = xr.open_dataarray(a.url, engine="bigarrays", chunks="auto")
+    assert em.encoding["preferred_chunks"] == {"x": 16, "y": 16, "z": 8}
+    for chunks in ("auto", {}, {"x": 32, "z": 16}):
+        blocks = xr.open_dataarray(a.url, engine="bigarrays", chunks=chunks).chunks
+        for sizes, chunk in zip(blocks, a.chunks, strict=True):
+            assert all(s % chunk == 0 for s in sizes[:-1])  # whole storage chunks per block
     assert float(em.mean().compute()) == pytest.approx(truth.mean())
     # Tasks pickle the layer as its URL and options, for workers in other processes.
     assert float(pickle.loads(pickle.dumps(em)).max().compute()) == truth.max()

@@ -4,9 +4,10 @@ A layer becomes one lazily indexed variable. xarray indexes from 0, so index ``i
 ``voxel_offset + i`` (as in :meth:`BigArray.to_dask`), and each dimension's coordinate is
 the physical position of its indices (:attr:`BigArray.axes`: ``translation + i * scale``,
 in nanometres for Precomputed). Nothing is read when the dataset opens: without
-``chunks=``, a selection reads just its box when its values are asked for; with
-``chunks={}`` the variable is a dask array whose blocks are whole storage chunks (the
-``preferred_chunks`` below), so no two tasks decode the same chunk.
+``chunks=``, a selection reads just its box when its values are asked for. With
+``chunks=`` the variable is a dask array whose blocks xarray cuts along the storage chunks
+(the ``preferred_chunks`` below), so no two tasks decode the same chunk: ``"auto"`` for
+blocks of many chunks (dask's ``array.chunk-size``), ``{}`` for one chunk a block.
 
 xarray is not a dependency: this module is imported only through the entry point.
 """
@@ -25,7 +26,6 @@ from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
 from ._bigarray import BigArray
-from ._blocks import block_shape
 from ._dask import ZeroBased
 from ._layer_type import layer_type
 
@@ -93,9 +93,9 @@ def to_dataset(a: BigArray) -> xr.Dataset:
         else:
             values = (translation or 0.0) + (scale or 1.0) * np.arange(n, dtype=np.float64)
         coords[name] = xr.Variable(name, values, attrs)
-    spatial = len(a.chunks)
-    voxel_bytes = a.dtype.itemsize * int(np.prod(a.shape[spatial:], dtype=np.int64))
-    blocks = block_shape(a.chunks, voxel_bytes, extent=a.shape[:spatial]) + a.shape[spatial:]
+    # The storage chunks (a sharded Zarr array's shards) with channels whole: xarray warns
+    # about dask blocks that split them, and "auto" makes its blocks multiples of them.
+    stored = tuple(a.chunks) + a.shape[len(a.chunks) :]
     data = indexing.LazilyIndexedArray(BigArrayBackendArray(a))
     attrs: dict[str, Any] = {
         "url": a.url,
@@ -113,8 +113,8 @@ def to_dataset(a: BigArray) -> xr.Dataset:
         )
     variable = xr.Variable(dims, data, attrs)
     variable.encoding = {
-        "chunks": tuple(a.chunks) + a.shape[spatial:],
-        "preferred_chunks": dict(zip(dims, blocks, strict=True)),
+        "chunks": stored,
+        "preferred_chunks": dict(zip(dims, stored, strict=True)),
     }
     return xr.Dataset({_name(a): variable}, coords=coords)
 
