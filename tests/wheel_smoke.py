@@ -85,6 +85,18 @@ def version_has_one_source() -> None:
     check(bigarrays.__version__ == dist, f"__version__ {bigarrays.__version__} == wheel's {dist}")
 
 
+def integrations_are_registered() -> None:
+    """xarray and napari find the backend and the reader through entry points, and napari
+    reads the manifest from the package: both must be in the wheel (xarray and napari
+    themselves are not installed here)."""
+    groups = {"xarray.backends": "bigarrays._xarray", "napari.manifest": "bigarrays:napari.yaml"}
+    for group, target in groups.items():
+        found = [e.value for e in importlib.metadata.entry_points(group=group)]
+        check(any(v.startswith(target) for v in found), f"{group} entry point ({found})")
+    manifest = Path(bigarrays.__file__).parent / "napari.yaml"
+    check(manifest.is_file() and "bigarrays._napari" in manifest.read_text(), "napari.yaml")
+
+
 def raw_gzip_and_zstd(root: Path) -> str:
     rng = np.random.default_rng(0)
     ref = rng.integers(0, 1000, size=(96, 80, 40), dtype=np.uint16)
@@ -167,6 +179,7 @@ def main() -> None:
     installed_not_source("--isolated" in sys.argv[1:])
     links_only_system_libraries()
     version_has_one_source()
+    integrations_are_registered()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         layer = raw_gzip_and_zstd(root)

@@ -1244,6 +1244,44 @@ class BigArray:
 
         store(darray, self, offset)
 
+    # -- viewers ------------------------------------------------------------------------
+
+    def neuroglancer_url(
+        self, serve: str | None = None, viewer: str = "https://neuroglancer-demo.appspot.com"
+    ) -> str:
+        """A neuroglancer link showing this layer.
+
+        The viewer state has one layer (``segmentation`` for a Precomputed segmentation, an
+        OME-Zarr label image or 32/64-bit unsigned labels; ``image`` otherwise) with the
+        source neuroglancer reads (``precomputed://gs://...``, ``zarr3://s3://...``,
+        ``zarr2://https://...``; an OME-Zarr level through its image), the spatial
+        dimensions in metres from the resolution (OME-Zarr: the axes' scales and units), and
+        the position at the layer's centre.
+
+        Parameters
+        ----------
+        serve : str, optional
+            For a local layer, which a browser cannot read: the ``http://`` URL at which
+            ``bigarrays serve`` serves it (``bigarrays view PATH`` starts that server
+            itself). Given for a bucket layer, it replaces the layer's own location.
+        viewer : str
+            The neuroglancer deployment the link opens.
+
+        Returns
+        -------
+        str
+            ``<viewer>/#!<state as URL-encoded JSON>``.
+
+        Raises
+        ------
+        InvalidArgumentError
+            A local or ``memory://`` layer without ``serve``, or an HDF5 layout (which
+            neuroglancer does not read).
+        """
+        from ._neuroglancer import neuroglancer_url  # operations import BigArray, not back
+
+        return neuroglancer_url(self, serve=serve, viewer=viewer)
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopen, (self._url, self._init_args))
 

@@ -332,6 +332,68 @@ def serve(directory: str, port: int, host: str) -> None:
         server.server_close()
 
 
+@main.command()
+@click.argument("url")
+@click.option("--mip", default=0, show_default=True)
+@click.option(
+    "--serve",
+    "served_at",
+    default=None,
+    help="The http(s) URL at which the layer is served already (by `bigarrays serve`).",
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the link in a web browser.")
+@click.option(
+    "--viewer",
+    default="https://neuroglancer-demo.appspot.com",
+    show_default=True,
+    help="The neuroglancer deployment the link opens.",
+)
+@click.option("--port", default=0, show_default=True, help="Local layers: 0 picks a free port.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+def view(
+    url: str,
+    mip: int,
+    served_at: str | None,
+    open_browser: bool,
+    viewer: str,
+    port: int,
+    host: str,
+) -> None:
+    """Print a neuroglancer link showing the layer at URL (and open it with --open).
+
+    Bucket and HTTP layers are read by neuroglancer directly. A local layer is served over
+    HTTP as `bigarrays serve` does (its directory, or an OME-Zarr level's image) until
+    interrupted, unless --serve says where it is served already."""
+    import webbrowser
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    from ._neuroglancer import neuroglancer_url, shown_location, source_driver
+
+    a = BigArray(url, mip=mip)
+    source_driver(a)  # refuses what neuroglancer cannot read before serving anything
+    location = urlsplit(shown_location(a))
+    server = None
+    if served_at is None and location.scheme == "file":
+        from ._serve import make_server
+
+        directory = url2pathname(location.path)
+        server = make_server(directory, port, host)
+        served_at = f"http://{host}:{server.server_address[1]}"
+    link = neuroglancer_url(a, serve=served_at, viewer=viewer)
+    click.echo(link)
+    sys.stdout.flush()
+    if open_browser:
+        webbrowser.open(link)
+    if server is None:
+        return
+    click.echo(f"serving {directory} at {served_at} until interrupted (Ctrl-C)", err=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
 @main.command(name="slice")
 @click.argument("url")
 @click.option("--z", "z", type=int, required=True, help="Absolute z of the plane.")
