@@ -1,0 +1,67 @@
+"""Awaiting engine calls from asyncio.
+
+The event loop's thread only queues a call (``_core.Layer.submit_*``) and returns to the loop;
+engine threads run it with the GIL released and hand the outcome back through
+``loop.call_soon_threadsafe`` (see ``src/python/async_calls.rs``). Each call carries a
+``CancelToken``, cancelled when the awaiting task is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from . import _core
+
+#: ``submit(token, done)``: queues one engine call whose outcome goes to ``done``.
+Submit = Callable[[_core.CancelToken, Callable[[Any, BaseException | None], object]], None]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Marks an outcome nobody awaits any more as seen (asyncio would log it otherwise)."""
+    if not future.cancelled():
+        future.exception()
+
+
+async def call(submit: Submit, *, wait_when_cancelled: bool) -> Any:
+    """Runs one engine call without blocking the loop; its result, or its error raised.
+
+    When the awaiting task is cancelled, the call's token is cancelled, which stops the
+    engine within about 50 ms (between chunks). With ``wait_when_cancelled`` (writes) the
+    cancellation is raised only once the engine has stopped, so that no chunk of the write
+    is still being put when the caller regains control; reads raise at once and free their
+    buffers when the engine stops.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    token = _core.CancelToken()
+
+    def done(result: Any, error: BaseException | None) -> None:
+        try:
+            loop.call_soon_threadsafe(_settle, future, result, error)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is left to take the outcome
+
+    submit(token, done)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        token.cancel()
+        future.add_done_callback(_retrieve)
+        if wait_when_cancelled:
+            while not future.done():
+                try:
+                    await asyncio.wait([future])
+                except asyncio.CancelledError:
+                    continue  # cancelled again: the first cancellation is raised below
+        raise
