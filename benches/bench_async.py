@@ -9,7 +9,8 @@ Run from the repository root::
 Each workload awaits ``asyncio.gather`` of ``PATCHES`` random unaligned patches in one event
 loop, while a ticker task sleeps 1 ms at a time: the longest gap between its ticks is how
 long the loop was held. Every reader's output is checked against the written voxels first.
-The layer is a gzip raw Precomputed one written by ``BigArray.create``; on S3 moto serves it
+The layer is a raw Precomputed one written by ``BigArray.create`` (plain chunk files on disk,
+gzip ``Content-Encoding`` on S3); on S3 moto serves it
 and ``delay_proxy.py`` holds every request ``BENCH_LATENCY_MS`` (default 25) ms.
 
 ``BENCH_SCALE=small`` is a quick check (a smaller layer, fewer patches and repeats); its
@@ -132,7 +133,8 @@ def main() -> None:
     sections = []
     with tempfile.TemporaryDirectory(dir=DATA if DATA.exists() else None) as tmp:
         path = Path(tmp) / "layer"
-        a = BigArray.create(str(path), shape=SHAPE, dtype="uint8", chunks=CHUNKS)
+        # Plain chunk files: TensorStore reads no ".gz" chunk files.
+        a = BigArray.create(str(path), shape=SHAPE, dtype="uint8", chunks=CHUNKS, compression=None)
         a[:, :, :] = ref
         spec = {"driver": "neuroglancer_precomputed", "kvstore": f"file://{path}/"}
         t = ts.open(spec, read=True, context=ts.Context(TS_CONTEXT)).result()

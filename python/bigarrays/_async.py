@@ -9,6 +9,7 @@ engine threads run it with the GIL released and hand the outcome back through
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,28 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+#: Each event loop's calls not yet handed to the engine (see ``_defer``).
+_pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Callable[[], None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _defer(loop: asyncio.AbstractEventLoop, start: Callable[[], None]) -> None:
+    """Hands ``start`` to the engine at the loop's next turn, with every other call made
+    before it: the tasks ``asyncio.gather`` starts all make their calls in one turn, and
+    queued together they become one engine read (shared chunks fetched once)."""
+    pending = _pending.get(loop)
+    if pending is None:
+        pending = _pending[loop] = []
+        loop.call_soon(_flush, loop)
+    pending.append(start)
+
+
+def _flush(loop: asyncio.AbstractEventLoop) -> None:
+    for start in _pending.pop(loop, []):
+        start()
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -52,7 +75,13 @@ async def call(submit: Submit, *, wait_when_cancelled: bool) -> Any:
         except RuntimeError:
             pass  # the loop is closed: nobody is left to take the outcome
 
-    submit(token, done)
+    def start() -> None:
+        try:
+            submit(token, done)
+        except BaseException as e:  # noqa: BLE001 - the awaiting task raises it
+            _settle(future, None, e)
+
+    _defer(loop, start)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:

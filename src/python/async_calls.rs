@@ -164,13 +164,32 @@ fn next_batch() -> Option<Vec<Call>> {
     Some(batch)
 }
 
-/// A runner: runs batches until the queue is empty.
+/// A runner: runs batches until the queue is empty. It takes each batch holding the GIL:
+/// a thread queueing many calls in a row (an event loop starting gathered reads) holds
+/// the GIL meanwhile, so the batch waits for all of them rather than taking the first few.
 fn run_queue() {
-    while let Some(batch) = next_batch() {
+    loop {
         // `detached` already turns engine panics into errors; this catches the binding's own.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Python::attach(|py| run_batch(py, batch))
+        let more = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Python::attach(|py| match next_batch() {
+                Some(batch) => {
+                    run_batch(py, batch);
+                    true
+                }
+                None => false,
+            })
         }));
+        match more {
+            Ok(true) => {}
+            Ok(false) => return,
+            // A bug of the binding's (or no interpreter left): this runner stops, and the
+            // next call queued starts another.
+            Err(_) => {
+                let mut queue = lock();
+                queue.running = queue.running.saturating_sub(1);
+                return;
+            }
+        }
     }
 }
 
