@@ -334,6 +334,8 @@ def test_a_cancelled_write_leaves_every_chunk_old_or_new() -> None:
     async def main() -> None:
         task = asyncio.create_task(a.write_async((slice(None),) * 3, np.uint8(2)))
         await asyncio.sleep(0.5)
+        while store.calls < 2:  # a loaded machine may be slow to start the puts
+            await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -404,3 +406,50 @@ def test_reads_from_many_event_loops_at_once(tmp_path: Path) -> None:
     for t in threads:
         t.join(timeout=BOUND)
     assert not failures, failures[0]
+
+
+def test_exiting_with_reads_still_running_in_the_engine(tmp_path: Path) -> None:
+    """``asyncio.run`` ends with a read cancelled but still stopping in the engine (and a
+    timed-out one), then the interpreter exits: the engine's thread must not take the GIL
+    once finalization began (that aborts the process), so exit waits for it."""
+    import subprocess
+    import textwrap
+
+    script = tmp_path / "child.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, time
+            from bigarrays import BigArray
+
+            class Slow(dict):
+                def __getitem__(self, key):
+                    if not key.endswith("info"):
+                        time.sleep(0.04)
+                    return super().__getitem__(key)
+
+            data = {}
+            a = BigArray.create("l", store=data, shape=(256, 256, 32), dtype="uint8",
+                                chunks=(16, 16, 16), compression=None)
+            a[:, :, :] = 1
+            slow = BigArray("l", store=Slow(data))
+
+            async def main():
+                try:
+                    await asyncio.wait_for(slow.read_async(...), 0.2)
+                except asyncio.TimeoutError:
+                    print("timed out")
+                asyncio.create_task(slow.read_async(...))
+                await asyncio.sleep(0.2)
+
+            asyncio.run(main())
+            print("exiting", flush=True)
+            """
+        )
+    )
+    for _ in range(2):
+        child = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+        )
+        assert child.returncode == 0, child.stderr[-2000:]
+        assert child.stdout.split() == ["timed", "out", "exiting"]

@@ -9,6 +9,8 @@ engine threads run it with the GIL released and hand the outcome back through
 from __future__ import annotations
 
 import asyncio
+import atexit
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +28,35 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+#: The tokens of the calls handed to the engine and not yet settled.
+_live: set[_core.CancelToken] = set()
+#: When the engine last settled a call (``time.monotonic``).
+_last_settled = 0.0
+_exit_hook: list[bool] = []
+
+
+def _stop_at_exit_once() -> None:
+    if not _exit_hook:
+        _exit_hook.append(True)
+        atexit.register(_stop_at_exit)
+
+
+def _stop_at_exit() -> None:
+    """At interpreter exit, cancels the calls still running (an ``asyncio.run`` that ended
+    leaves cancelled reads to stop on their own) and waits, up to 10 s, until the engine's
+    threads are done with Python: one that takes the GIL once the interpreter is finalizing
+    aborts the process. A cancelled write's chunks are each old or new, as after a kill."""
+    for token in list(_live):
+        token.cancel()
+    deadline = time.monotonic() + 10
+    while _live and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The last callback has returned; its thread lets go of the GIL right after.
+    rest = _last_settled + 0.1 - time.monotonic()
+    if rest > 0:
+        time.sleep(rest)
 
 
 #: Each event loop's calls not yet handed to the engine (see ``_defer``).
@@ -70,15 +101,21 @@ async def call(submit: Submit, *, wait_when_cancelled: bool) -> Any:
     token = _core.CancelToken()
 
     def done(result: Any, error: BaseException | None) -> None:
+        global _last_settled
+        _live.discard(token)
+        _last_settled = time.monotonic()
         try:
             loop.call_soon_threadsafe(_settle, future, result, error)
         except RuntimeError:
             pass  # the loop is closed: nobody is left to take the outcome
 
     def start() -> None:
+        _stop_at_exit_once()
+        _live.add(token)
         try:
             submit(token, done)
         except BaseException as e:  # noqa: BLE001 - the awaiting task raises it
+            _live.discard(token)
             _settle(future, None, e)
 
     _defer(loop, start)
