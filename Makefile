@@ -158,8 +158,8 @@ sdist: $(BUILD_DEPS)
 ## behind 25 ms of latency),
 ## jpeg and compressed_segmentation layers, HDF5 against h5py, batched patches and dask,
 ## cp and downsample, a whole segmentation layer with peak memory, a 64 MiB gzip write,
-## Zarr v3 arrays against TensorStore, zarr-python and zarrs, Precomputed <-> Zarr copies;
-## each writes its own section of benches/RESULTS.md
+## Zarr v3 arrays against TensorStore, zarr-python and zarrs, Precomputed <-> Zarr copies,
+## gathered reads under asyncio; each writes its own section of benches/RESULTS.md
 bench: build $(TEST_DEPS)
 	$(PY) benches/bench_read.py
 	$(PY) benches/bench_sharded.py
@@ -174,6 +174,7 @@ bench: build $(TEST_DEPS)
 	$(PY) benches/bench_scaling.py
 	$(PY) benches/bench_zarr.py
 	$(PY) benches/bench_zconv.py
+	$(PY) benches/bench_async.py
 	$(PY) benches/targets.py
 
 ## soak: writers SIGKILLed at random while others write and read one layer, every read,

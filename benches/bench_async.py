@@ -185,8 +185,8 @@ def main() -> None:
     )
     print(body)
     write_section(
-        "bench_async: concurrent reads under asyncio",
-        body,
+        "bench_async.py",
+        "## Concurrent reads under asyncio (bench_async.py)\n\n" + body,
         report_path(SCALE, DATA / "small" / "RESULTS.md"),
     )
 
