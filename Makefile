@@ -159,7 +159,7 @@ sdist: $(BUILD_DEPS)
 ## jpeg and compressed_segmentation layers, HDF5 against h5py, batched patches and dask,
 ## cp and downsample, a whole segmentation layer with peak memory, a 64 MiB gzip write,
 ## Zarr v3 arrays against TensorStore, zarr-python and zarrs, Precomputed <-> Zarr copies,
-## TIFF slices ingested against CloudVolume + tinybrain;
+## TIFF slices ingested against CloudVolume + tinybrain; gathered reads under asyncio;
 ## each writes its own section of benches/RESULTS.md
 bench: build $(TEST_DEPS)
 	$(PY) benches/bench_read.py
@@ -176,6 +176,7 @@ bench: build $(TEST_DEPS)
 	$(PY) benches/bench_zarr.py
 	$(PY) benches/bench_zconv.py
 	$(PY) benches/bench_ingest.py
+	$(PY) benches/bench_async.py
 	$(PY) benches/targets.py
 
 ## soak: writers SIGKILLed at random while others write and read one layer, every read,

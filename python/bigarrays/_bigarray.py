@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, _ndselection, _selection
+from . import _async, _core, _ndselection, _selection
 from ._memory import memory_bytes
 from .errors import InvalidArgumentError, RequestTooLargeError
 
@@ -875,6 +875,25 @@ class BigArray:
             (no steps, every channel). Formats that cannot write part of a box write all of
             it.
         """
+        planned = self._plan_write(key, value, casting, only)
+        if planned is None:
+            return
+        sel, values = planned
+        # Steps or a subset of channels keep the other voxels: read them first.
+        old = None if sel.is_whole_box else self._read_box(sel)
+        flat = self._flat_to_write(sel, values, old, own=False)
+        if self._nd is not None:
+            self._layer.write_nd(sel.start, sel.box_shape, flat)
+        elif only is None:
+            self._layer.write(sel.start, sel.stop, flat)
+        else:
+            self._layer.write(sel.start, sel.stop, flat, [_box(b) for b in only])
+
+    def _plan_write(
+        self, key: object, value: Any, casting: str, only: Sequence[Box] | None
+    ) -> tuple[Any, np.ndarray] | None:
+        """The selection and the values a write takes, checked; None when it selects
+        nothing."""
         sel = self._parse(key)
         if only is not None and self._nd is not None:
             raise InvalidArgumentError(
@@ -886,28 +905,145 @@ class BigArray:
                 f"{self.url}: write(..., only=...) needs a whole box (no steps, every channel)"
             )
         values = _values_to_write(value, self._dtype, casting, self.url)
-        shape = self._box_shape(sel)
-        if 0 in shape:
-            return
+        if 0 in self._box_shape(sel):
+            return None
         self._check_size(sel, "writing the")
-        order = self._order
+        return sel, values
+
+    def _flat_to_write(
+        self, sel: Any, values: np.ndarray, old: np.ndarray | None, *, own: bool
+    ) -> np.ndarray:
+        """The bytes of the whole box a write puts: ``values`` as they are when they fill it
+        (copied with ``own``, so that the caller may change its array meanwhile), else
+        painted over ``old`` (the box's voxels as read) or over nothing."""
+        order, shape = self._order, self._box_shape(sel)
         if sel.is_whole_box and values.dtype == self._dtype and values.shape == shape:
-            box = np.asarray(values, order=order)
-        else:
-            # Steps or a subset of channels keep the other voxels: read them first.
             box = (
-                np.empty(shape, self._dtype, order=order)
-                if sel.is_whole_box
-                else self._read_box(sel)
+                np.array(values, order=order, copy=True) if own else np.asarray(values, order=order)
             )
-            box[sel.index] = values  # checked above; NumPy's broadcasting rules
-        flat = box.reshape(-1, order=order).view(np.uint8)
-        if self._nd is not None:
-            self._layer.write_nd(sel.start, sel.box_shape, flat)
-        elif only is None:
-            self._layer.write(sel.start, sel.stop, flat)
         else:
-            self._layer.write(sel.start, sel.stop, flat, [_box(b) for b in only])
+            box = np.empty(shape, self._dtype, order=order) if old is None else old
+            box[sel.index] = values  # checked by _plan_write; NumPy's broadcasting rules
+        return box.reshape(-1, order=order).view(np.uint8)
+
+    # -- asyncio ------------------------------------------------------------------------
+
+    def _read_flat_async(self, sels: Sequence[Any]) -> Any:
+        """``_read_flat`` for asyncio: an awaitable of the flat arrays."""
+        if self._nd is not None:
+            starts, shapes = [s.start for s in sels], [s.box_shape for s in sels]
+            return _async.call(
+                lambda token, done: self._layer.submit_read_nd_many(starts, shapes, token, done),
+                wait_when_cancelled=False,
+            )
+        starts, stops = [s.start for s in sels], [s.stop for s in sels]
+        return _async.call(
+            lambda token, done: self._layer.submit_read_many(starts, stops, token, done),
+            wait_when_cancelled=False,
+        )
+
+    async def read_async(self, key: object) -> np.ndarray:
+        """``a[key]`` for asyncio: awaits the read without blocking the event loop.
+
+        The read runs on the engine's threads with the GIL released; the loop keeps running
+        meanwhile, and reads awaited together (``asyncio.gather``) share engine calls, so
+        many concurrent reads need no thread each and fetch the chunks they share once.
+        Cancelling the awaiting task (or an ``asyncio.wait_for`` timeout) stops the read
+        within about 50 ms and frees its buffers.
+
+        Parameters
+        ----------
+        key : index
+            As for ``a[key]``: absolute coordinates, slices with positive steps, ``...``.
+
+        Returns
+        -------
+        ndarray
+            What ``a[key]`` returns.
+        """
+        sel = self._parse(key)
+        self._check_size(sel, "reading the")
+        (flat,) = await self._read_flat_async([sel])
+        return self._pick(sel, self._shaped(sel, flat))
+
+    async def read_many_async(self, keys: Sequence[object]) -> list[np.ndarray]:
+        """``read_many(keys)`` for asyncio, as :meth:`read_async`.
+
+        Parameters
+        ----------
+        keys : sequence
+            Index keys as for ``a[...]``.
+
+        Returns
+        -------
+        list of ndarray
+            One array per key, as ``a[key]`` would return it.
+        """
+        sels = [self._parse(k) for k in keys]
+        for s in sels:
+            self._check_size(s, "reading the")
+        total = sum(self._box_bytes(s) for s in sels)
+        if total > memory_bytes():
+            raise RequestTooLargeError(
+                f"{self.url}: read_many_async of {len(sels)} boxes needs {total} bytes "
+                f"({_human(total)}) in all, more than this machine's "
+                f"{_human(memory_bytes())} of memory; read them in smaller batches"
+            )
+        if not sels:
+            return []
+        flats = await self._read_flat_async(sels)
+        return [self._pick(s, self._shaped(s, f)) for s, f in zip(sels, flats, strict=True)]
+
+    async def write_async(
+        self,
+        key: object,
+        value: Any,
+        *,
+        casting: str = "same_kind",
+        only: Sequence[Box] | None = None,
+    ) -> None:
+        """``a.write(key, value)`` for asyncio: awaits the write without blocking the event
+        loop.
+
+        ``value`` is copied first when the write would otherwise use its memory, so the
+        caller may change it while the write runs. A selection with steps or a subset of
+        channels reads the box first (awaited too), as :meth:`write` does.
+
+        Cancelling the awaiting task (or an ``asyncio.wait_for`` timeout) stops the write
+        between chunk puts, and the cancellation is raised once the engine has stopped.
+        Each chunk put is atomic, so every chunk of the box is then either as it was or as
+        written, never torn; which chunks were written is not said, so write the box again
+        to be sure of it.
+
+        Parameters
+        ----------
+        key, value, casting, only
+            As for :meth:`write`.
+        """
+        planned = self._plan_write(key, value, casting, only)
+        if planned is None:
+            return
+        sel, values = planned
+        old = None
+        if not sel.is_whole_box:
+            (flat_old,) = await self._read_flat_async([sel])
+            old = self._shaped(sel, flat_old)
+        own = isinstance(value, np.ndarray) and np.may_share_memory(values, value)
+        flat = self._flat_to_write(sel, values, old, own=own)
+        if self._nd is not None:
+            start, shape = sel.start, sel.box_shape
+            await _async.call(
+                lambda token, done: self._layer.submit_write_nd(start, shape, flat, token, done),
+                wait_when_cancelled=True,
+            )
+            return
+        boxes = None if only is None else [_box(b) for b in only]
+        await _async.call(
+            lambda token, done: self._layer.submit_write(
+                sel.start, sel.stop, flat, token, done, boxes
+            ),
+            wait_when_cancelled=True,
+        )
 
     # -- storage units: what operations built on BigArray (copies, pyramids) need ---------
 

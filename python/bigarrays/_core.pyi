@@ -1,7 +1,7 @@
 """Type stubs for the Rust extension module ``bigarrays._core``."""
 
-from collections.abc import MutableMapping, Sequence
-from typing import final
+from collections.abc import Callable, MutableMapping, Sequence
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,9 @@ def _store_conformance(
     mapping ``store``, under the prefix ``url``); the names of the checks that ran."""
 
 _Box = tuple[tuple[int, int, int], tuple[int, int, int]]
+#: The callback of the ``submit_*`` methods: ``done(result, None)`` or ``done(None, error)``,
+#: called from an engine thread.
+_Done = Callable[[Any, BaseException | None], object]
 
 @final
 class CancelToken:
@@ -149,6 +152,37 @@ class Layer:
         starts: list[tuple[int, int, int]],
         stops: list[tuple[int, int, int]],
         outs: Sequence[npt.NDArray[np.uint8]],
+    ) -> None: ...
+    def submit_read_many(
+        self,
+        starts: list[tuple[int, int, int]],
+        stops: list[tuple[int, int, int]],
+        token: CancelToken,
+        done: _Done,
+    ) -> None: ...
+    def submit_read_nd_many(
+        self,
+        starts: Sequence[Sequence[int]],
+        shapes: Sequence[Sequence[int]],
+        token: CancelToken,
+        done: _Done,
+    ) -> None: ...
+    def submit_write(
+        self,
+        start: tuple[int, int, int],
+        stop: tuple[int, int, int],
+        data: npt.NDArray[np.uint8],
+        token: CancelToken,
+        done: _Done,
+        only: list[_Box] | None = None,
+    ) -> None: ...
+    def submit_write_nd(
+        self,
+        start: Sequence[int],
+        shape: Sequence[int],
+        data: npt.NDArray[np.uint8],
+        token: CancelToken,
+        done: _Done,
     ) -> None: ...
     def cache_stats(self) -> dict[str, int] | None: ...
     def stored_form(self) -> str | None: ...

@@ -24,6 +24,9 @@ thread_local! {
     static MAIN: Cell<Option<bool>> = const { Cell::new(None) };
     /// The token that cancels this thread's engine calls.
     static TOKEN: RefCell<Option<Py<CancelToken>>> = const { RefCell::new(None) };
+    /// The tokens of the asyncio calls this thread runs as one engine call: it stops once
+    /// every one of them is cancelled (see `async_calls`).
+    static BATCH: RefCell<Vec<Py<CancelToken>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Registers the hook with the engine (at module import).
@@ -54,6 +57,13 @@ fn hook() -> bool {
 
 fn token_cancelled() -> bool {
     TOKEN.with_borrow(|t| t.as_ref().is_some_and(|t| t.get().is_cancelled()))
+        || BATCH.with_borrow(|b| !b.is_empty() && b.iter().all(|t| t.get().is_cancelled()))
+}
+
+/// Binds the tokens of a batch of asyncio calls to the calling thread's engine calls (see
+/// `BATCH`); returns the ones bound before.
+pub(crate) fn bind_batch(tokens: Vec<Py<CancelToken>>) -> Vec<Py<CancelToken>> {
+    BATCH.replace(tokens)
 }
 
 /// Whether the calling thread is Python's main thread (asked once per thread).
@@ -123,7 +133,7 @@ pub struct CancelToken {
 }
 
 impl CancelToken {
-    fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.flag.load(Ordering::Relaxed)
     }
 }

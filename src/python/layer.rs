@@ -9,7 +9,9 @@ use std::sync::Arc;
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 
+use super::async_calls::{self, Call, Work};
 use super::errors::to_pyerr;
+use super::interrupt::CancelToken;
 use super::mapping_store::MappingStore;
 use super::{detached, zeros};
 use crate::codec::{registry, Compression, Encoding};
@@ -163,6 +165,51 @@ impl<'py> Outputs<'py> {
     }
 }
 
+/// Reads `boxes` (needing `lens` bytes each) into new flat uint8 arrays, the GIL released
+/// meanwhile: the sync `read_many` and the async batches share it.
+pub(super) fn read_boxes<'py>(
+    py: Python<'py>,
+    volume: &dyn Volume,
+    boxes: Vec<Bbox>,
+    lens: &[usize],
+) -> PyResult<Vec<Bound<'py, PyArray1<u8>>>> {
+    let outputs = Outputs::new(py, lens)?;
+    let guards: Vec<_> = outputs.arrays.iter().map(|a| a.readwrite()).collect();
+    let mut targets: Vec<ReadTarget<'_>> = boxes
+        .into_iter()
+        .enumerate()
+        .map(|(i, bbox)| match outputs.buffer(i) {
+            Buffer::Zeroed(out) => ReadTarget::zeroed(bbox, out),
+            Buffer::Uninit(out) => ReadTarget::uninit(bbox, out),
+        })
+        .collect();
+    detached(py, move || volume.read_many(&mut targets))?;
+    drop(guards);
+    Ok(outputs.arrays)
+}
+
+/// Reads `regions` of the array's own axes into new flat uint8 arrays, as [`read_boxes`].
+pub(super) fn read_nd<'py>(
+    py: Python<'py>,
+    nd: &dyn NdVolume,
+    regions: Vec<NdBox>,
+    lens: &[usize],
+) -> PyResult<Vec<Bound<'py, PyArray1<u8>>>> {
+    let outputs = Outputs::new(py, lens)?;
+    let guards: Vec<_> = outputs.arrays.iter().map(|a| a.readwrite()).collect();
+    let mut targets: Vec<NdTarget<'_>> = regions
+        .into_iter()
+        .enumerate()
+        .map(|(i, region)| match outputs.buffer(i) {
+            Buffer::Zeroed(out) => NdTarget::zeroed(region, out),
+            Buffer::Uninit(out) => NdTarget::uninit(region, out),
+        })
+        .collect();
+    detached(py, move || nd.read_regions(&mut targets))?;
+    drop(guards);
+    Ok(outputs.arrays)
+}
+
 /// One scale of a layer in any format, as the engine sees it. Use `bigarrays.BigArray`.
 #[pyclass(frozen, module = "bigarrays._core")]
 pub struct Layer {
@@ -170,6 +217,15 @@ pub struct Layer {
 }
 
 impl Layer {
+    fn submit(&self, work: Work, token: Py<CancelToken>, done: Py<PyAny>) {
+        async_calls::submit(Call {
+            volume: self.inner.clone(),
+            work,
+            token,
+            done,
+        });
+    }
+
     fn precomputed(&self) -> Option<&BigArray> {
         self.inner.as_any().downcast_ref::<BigArray>()
     }
@@ -606,20 +662,7 @@ impl Layer {
         stops: Vec<[i64; 3]>,
     ) -> PyResult<Vec<Bound<'py, PyArray1<u8>>>> {
         let (boxes, lens) = self.boxes(starts, stops)?;
-        let outputs = Outputs::new(py, &lens)?;
-        let guards: Vec<_> = outputs.arrays.iter().map(|a| a.readwrite()).collect();
-        let mut targets: Vec<ReadTarget<'_>> = boxes
-            .into_iter()
-            .enumerate()
-            .map(|(i, bbox)| match outputs.buffer(i) {
-                Buffer::Zeroed(out) => ReadTarget::zeroed(bbox, out),
-                Buffer::Uninit(out) => ReadTarget::uninit(bbox, out),
-            })
-            .collect();
-        let inner = &self.inner;
-        detached(py, move || inner.read_many(&mut targets))?;
-        drop(guards);
-        Ok(outputs.arrays)
+        read_boxes(py, &*self.inner, boxes, &lens)
     }
 
     /// `read_many` into the caller's buffers: `outs[i]` is a writable contiguous flat uint8
@@ -640,6 +683,70 @@ impl Layer {
             .collect::<PyResult<_>>()?;
         let inner = &self.inner;
         detached(py, move || inner.read_many(&mut targets))
+    }
+
+    /// `read_many` for asyncio: queues the read and returns at once. From an engine thread,
+    /// later, `done(arrays, None)` gets the flat uint8 arrays or `done(None, exception)`
+    /// the error; cancelling `token` stops the read (see `async_calls`).
+    fn submit_read_many(
+        &self,
+        starts: Vec<[i64; 3]>,
+        stops: Vec<[i64; 3]>,
+        token: Py<CancelToken>,
+        done: Py<PyAny>,
+    ) -> PyResult<()> {
+        let (boxes, lens) = self.boxes(starts, stops)?;
+        self.submit(Work::Read(boxes, lens), token, done);
+        Ok(())
+    }
+
+    /// `read_nd_many` for asyncio, as `submit_read_many`.
+    fn submit_read_nd_many(
+        &self,
+        starts: Vec<Vec<u64>>,
+        shapes: Vec<Vec<u64>>,
+        token: Py<CancelToken>,
+        done: Py<PyAny>,
+    ) -> PyResult<()> {
+        self.nd_or_err()?;
+        let (regions, lens) = self.regions(starts, shapes)?;
+        self.submit(Work::ReadNd(regions, lens), token, done);
+        Ok(())
+    }
+
+    /// `write` for asyncio, as `submit_read_many`: `done(None, None)` once written. `data`
+    /// must not change until then.
+    #[pyo3(signature = (start, stop, data, token, done, only = None))]
+    fn submit_write(
+        &self,
+        start: [i64; 3],
+        stop: [i64; 3],
+        data: Bound<'_, PyArray1<u8>>,
+        token: Py<CancelToken>,
+        done: Py<PyAny>,
+        only: Option<Vec<([i64; 3], [i64; 3])>>,
+    ) -> PyResult<()> {
+        let bbox = Bbox::new(start, stop).map_err(to_pyerr)?;
+        let only = boxes(only)?;
+        let data = data.unbind();
+        self.submit(Work::Write { bbox, data, only }, token, done);
+        Ok(())
+    }
+
+    /// `write_nd` for asyncio, as `submit_write`.
+    fn submit_write_nd(
+        &self,
+        start: Vec<u64>,
+        shape: Vec<u64>,
+        data: Bound<'_, PyArray1<u8>>,
+        token: Py<CancelToken>,
+        done: Py<PyAny>,
+    ) -> PyResult<()> {
+        self.nd_or_err()?;
+        let region = NdBox::new(start, shape);
+        let data = data.unbind();
+        self.submit(Work::WriteNd { region, data }, token, done);
+        Ok(())
     }
 
     /// How new chunks are stored when they are the voxels as they are (`"raw"`) or one gzip
@@ -806,19 +913,7 @@ impl Layer {
     ) -> PyResult<Vec<Bound<'py, PyArray1<u8>>>> {
         let nd = self.nd_or_err()?;
         let (regions, lens) = self.regions(starts, shapes)?;
-        let outputs = Outputs::new(py, &lens)?;
-        let guards: Vec<_> = outputs.arrays.iter().map(|a| a.readwrite()).collect();
-        let mut targets: Vec<NdTarget<'_>> = regions
-            .into_iter()
-            .enumerate()
-            .map(|(i, region)| match outputs.buffer(i) {
-                Buffer::Zeroed(out) => NdTarget::zeroed(region, out),
-                Buffer::Uninit(out) => NdTarget::uninit(region, out),
-            })
-            .collect();
-        detached(py, move || nd.read_regions(&mut targets))?;
-        drop(guards);
-        Ok(outputs.arrays)
+        read_nd(py, nd, regions, &lens)
     }
 
     /// `read_nd_many` into the caller's buffers, as `read_many_into`.

@@ -1,6 +1,7 @@
 //! PyO3 bindings: argument conversion and error mapping only. The logic is in the engine;
 //! the Python-facing API (`BigArray`, indexing) is in `python/bigarrays/`.
 
+mod async_calls;
 mod errors;
 mod interrupt;
 mod layer;
