@@ -232,6 +232,17 @@ def test_h5s_metadata_only_says_so(tmp_path, capsys):
     assert code == 0, out
     (note,) = bigarrays.fsck(str(tmp_path / "h")).problems
     assert note.kind == "unchecked" and not note.damage
+    # A killed writer's copy of a block (H5s writes build <block>.h5#<n>, then rename).
+    block = sorted((tmp_path / "h").glob("*.h5"))[0]
+    leftover = block.with_name(block.name + "#1")
+    leftover.write_bytes(block.read_bytes()[:100])
+    old = time.time() - 3600
+    os.utime(leftover, (old, old))
+    report = bigarrays.fsck(str(tmp_path / "h"))
+    assert [p.kind for p in report.damage] == ["temporary"], report
+    assert leftover.name in str(report)
+    assert bigarrays.fsck(str(tmp_path / "h"), repair=True).repaired
+    assert not leftover.exists() and bigarrays.fsck(str(tmp_path / "h")).problems == [note]
 
 
 def test_a_sharded_mapping_store():

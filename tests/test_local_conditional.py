@@ -7,7 +7,8 @@ absent): the same read-modify-write protocol as S3's If-Match (``src/store/local
 
 Overlapping writers: four processes each own every fourth x-plane of a layer and write them
 one plane at a time (unaligned boxes, so every write read-modify-writes chunks or shards the
-others are writing too); afterwards every voxel reads back as its owner wrote it. Python
+others are writing too; in an H5s layer, block files, which are replaced the same way:
+``src/format/hdf5/h5s.rs``); afterwards every voxel reads back as its owner wrote it. Python
 mappings with ``compare_and_set`` get the same guarantee (a deterministic interleaving: both
 writers read before either writes, and the second repaints).
 
@@ -72,11 +73,17 @@ def write_planes(url: str, worker: int, start_at: float) -> None:
             a[x : x + 1, 20:32, :] = values[x : x + 1, 20:32, :]
 
 
-@pytest.mark.parametrize("sharded", [False, True], ids=["chunks", "sharded"])
-def test_overlapping_writer_processes_lose_nothing(tmp_path: Path, sharded: bool) -> None:
+@pytest.mark.parametrize("layout", ["chunks", "sharded", "h5s"])
+def test_overlapping_writer_processes_lose_nothing(tmp_path: Path, layout: str) -> None:
     url = str(tmp_path / "layer")
-    sharding = SMALL_SHARDING if sharded else None
-    BigArray.create(url, shape=SHAPE, dtype="uint8", chunks=CHUNKS, sharding=sharding)
+    if layout == "h5s":
+        # Two block files of 32³, so the four writers share each block and every write
+        # rebuilds a block file the others are rebuilding too.
+        BigArray.create(url, format="h5s", shape=SHAPE, dtype="uint8", chunks=(32, 32, 32),
+                        encoding_options={"chunk_size": CHUNKS})  # fmt: skip
+    else:
+        sharding = SMALL_SHARDING if layout == "sharded" else None
+        BigArray.create(url, shape=SHAPE, dtype="uint8", chunks=CHUNKS, sharding=sharding)
     ctx = multiprocessing.get_context("spawn")
     start_at = time.time() + 4  # past the children's start-up
     with ctx.Pool(WRITERS) as pool:

@@ -1130,6 +1130,15 @@ class BigArray:
         The data type, channel count and full-resolution scale must stay the same;
         other handles on the layer keep the ``info`` they opened with (:meth:`reopen`
         them to see the new one).
+
+        Where the store has conditional puts (local disks, S3, GCS, ``memory://``,
+        mappings with ``compare_and_set``), scales other writers added to the stored
+        ``info`` since this handle opened it are kept where they are (this handle's new
+        scales go after them, so find a scale by its key or resolution, not its index),
+        and the write is retried if ``info`` changes while it is being written, so writers
+        adding scales at once never lose one another's. A scale this handle changed or removed
+        wins over the stored one; top-level fields are this ``info``'s. Elsewhere the last
+        writer's ``info`` wins.
         """
         self._layer = self._layer.update_info(json.dumps(info))
         self._setup()

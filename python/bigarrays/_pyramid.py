@@ -79,7 +79,12 @@ def downsample(
         n = len(info["scales"])
         indices.append(_put_scale(info, _scale_entry(scale0, total)))
         existed.append(indices[-1] < n)
+    keys = [info["scales"][i]["key"] for i in indices]
     a.update_info(info)
+    # Other writers' scales added meanwhile are kept, before ours (update_info merges with
+    # what is stored): our scales are found by key in the info as stored.
+    stored = [s["key"] for s in a.info["scales"]]
+    indices = [stored.index(k) for k in keys]
     levels = [a] + [a.reopen(mip=i) for i in indices]
     for src, dst, old in zip(levels, levels[1:], existed, strict=False):
         step = tuple(round(d / s) for d, s in zip(dst.resolution, src.resolution, strict=True))

@@ -101,9 +101,21 @@ fn write_and_publish(
     mode: &PutMode,
 ) -> std::io::Result<bool> {
     file.write_all(value)?;
-    // A precise time, so that the version tells this file from any earlier one that had
-    // the same inode (see the module notes).
-    file.set_modified(SystemTime::now())?;
+    stamp(file)?;
+    publish(temporary, path, mode)
+}
+
+/// Sets the modification time of a finished temporary file from the precise clock, so that
+/// its version tells it from any earlier file that had the same inode (see the module
+/// notes). Every file published with [`publish`] must be stamped last.
+pub(crate) fn stamp(file: &File) -> std::io::Result<()> {
+    file.set_modified(SystemTime::now())
+}
+
+/// Renames the finished (and [stamped](stamp)) temporary file `temporary` over `path` if
+/// `mode`'s condition holds, checked and renamed under the lock on `path`'s directory:
+/// `false`, having changed nothing, when it does not. The caller removes `temporary` then.
+pub(crate) fn publish(temporary: &Path, path: &Path, mode: &PutMode) -> std::io::Result<bool> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let lock = File::open(dir)?;
     // Threads of one process exclude each other too: each put opens the directory anew,
@@ -132,7 +144,7 @@ fn write_and_publish(
 
 /// `<path>#<n>` for the first free `n`, created and opened (with the directories above it);
 /// killed writers' files met on the way, and just after, are removed when old.
-fn create_temporary(path: &Path) -> std::io::Result<(File, PathBuf)> {
+pub(crate) fn create_temporary(path: &Path) -> std::io::Result<(File, PathBuf)> {
     let mut n = 1u32;
     let mut made_dirs = false;
     loop {

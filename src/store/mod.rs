@@ -32,6 +32,10 @@ use crate::error::Result;
 pub use cloud::Scheme;
 pub use handle::Handle;
 pub use local_write::{temporary_of, TEMPORARY_MAX_AGE};
+// For formats that write files of their own beside a store (H5s blocks), with the same
+// temporary names, directory lock and versions as the local store's puts.
+#[cfg(feature = "hdf5")]
+pub(crate) use local_write::{create_temporary, directory_locks_work, publish, stamp, version_of};
 pub use object::ObjectStoreBackend;
 pub use small::{get_small, Small};
 pub use whole::{range_of, ranges_of};

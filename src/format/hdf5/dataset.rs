@@ -583,7 +583,7 @@ fn unshuffle(bytes: &[u8], itemsize: usize) -> Vec<u8> {
 
 /// Writes the Fortran box `data` (extent `ext`) at `start` of dataset `name` in `path`
 /// through libhdf5, creating the file and the dataset (`create` gives shape, chunking and
-/// filters) when absent.
+/// filters) when absent. `fresh`: start a new file even if one is there (truncating it).
 pub fn write_box(
     path: &Path,
     name: &str,
@@ -591,8 +591,9 @@ pub fn write_box(
     start: Dims,
     ext: Dims,
     data: &[u8],
+    fresh: bool,
 ) -> Result<()> {
-    let file = if path.exists() {
+    let file = if !fresh && path.exists() {
         hdf5::File::open_rw(path)
             .map_err(|e| h5_error(path, "cannot open HDF5 file for writing", e))?
     } else {
@@ -713,6 +714,7 @@ mod tests {
                 [0; 4],
                 shape,
                 bytemuck::cast_slice(&values),
+                true,
             )
             .unwrap();
             let ds = H5Dataset::open(&path, "img").unwrap();

@@ -7,6 +7,8 @@
 //! bounds are the union of the blocks found in the directory and, for layers bigarrays
 //! created, the `size` key it adds to `config.json` (an extension BigArrays.jl ignores).
 
+use std::fs::File;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,7 +21,7 @@ use super::open_files::OpenFiles;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
-use crate::store::local_path;
+use crate::store::{self, local_path, PutMode};
 use crate::volume::{read_each, write_each, ReadTarget, Volume};
 use crate::{interrupt, runtime};
 
@@ -34,6 +36,9 @@ const MAX_COORD: u64 = 1 << 62;
 /// The largest block (HDF5 file) edge and channel count a config may declare.
 const MAX_BLOCK_EDGE: u64 = 1 << 32;
 const MAX_CHANNELS: u64 = 65536;
+/// How many times a block write rebuilds a block that other writers replaced meanwhile
+/// before it gives up (each rebuild means another writer's write of that block landed).
+const WRITE_RETRIES: usize = 64;
 
 /// Julia type names of `dataType`.
 const JULIA_TYPES: [(&str, DType); 10] = [
@@ -281,13 +286,16 @@ pub struct H5sArray {
     config: H5sConfig,
     bounds: Bbox,
     fill_missing: bool,
+    /// Whether block files are replaced under the directory lock (see `write_block`).
+    locks: bool,
     /// Open block datasets with their chunk indexes (indexing a block costs a full scan of
     /// its chunk B-tree, so each is indexed once).
     open: OpenFiles<H5Dataset>,
 }
 
 /// Removes the block files of the H5s layer in `dir` before it is overwritten, so the new
-/// layer starts empty: the files named as blocks (`<prefix>a-b_c-d_e-f[_g-h].h5`) with the
+/// layer starts empty: the files named as blocks (`<prefix>a-b_c-d_e-f[_g-h].h5`, and their
+/// temporary files `...h5#<n>`) with the
 /// old `config.json`'s prefix (read leniently: any JSON naming `h5FilePrefix` or `prefix`)
 /// and with the prefix new layers get. Other files, and subdirectories, stay.
 fn remove_blocks(dir: &Path) -> Result<()> {
@@ -315,7 +323,11 @@ fn remove_blocks(dir: &Path) -> Result<()> {
         let Some(name) = name.to_str() else {
             continue;
         };
-        let is_block = prefixes.iter().any(|p| parse_block_name(p, name).is_some());
+        // Killed writers' temporary files of blocks go too.
+        let block = store::temporary_of(name).unwrap_or(name);
+        let is_block = prefixes
+            .iter()
+            .any(|p| parse_block_name(p, block).is_some());
         if is_block && entry.file_type().is_ok_and(|t| t.is_file()) {
             std::fs::remove_file(entry.path())
                 .map_err(|e| Error::store(&entry.path().display().to_string(), e))?;
@@ -385,6 +397,7 @@ impl H5sArray {
             Bbox::new(lo, hi)?
         };
         Ok(H5sArray {
+            locks: store::directory_locks_work(&dir),
             dir,
             config,
             bounds,
@@ -589,8 +602,8 @@ impl H5sArray {
         Ok(())
     }
 
-    /// Writes `data` (Fortran `[x, y, z, c]`) into `bbox`, which must lie inside the bounds:
-    /// hyperslab writes into existing block files, new files for new blocks. Not atomic.
+    /// Writes `data` (Fortran `[x, y, z, c]`) into `bbox`, which must lie inside the bounds,
+    /// block after block, each block file replaced whole (see [`Self::write_block`]).
     fn write_box(&self, bbox: &Bbox, data: &[u8]) -> Result<()> {
         interrupt::begin();
         if !self.bounds.contains(bbox) {
@@ -628,8 +641,8 @@ impl H5sArray {
             deflate_level: 5,
         };
         for (g, block_box) in self.blocks_touching(bbox) {
-            // Between blocks only: a block is one libhdf5 write, never left half done by
-            // an interruption (a crash is another matter, see the README).
+            // Between blocks only: each block is replaced whole or not at all, by an
+            // interruption as by a crash.
             interrupt::check()?;
             let Some(part) = block_box.intersect(bbox) else {
                 continue;
@@ -648,24 +661,132 @@ impl H5sArray {
                 )?
             };
             let path = self.block_path(g);
-            let name = if path.exists() {
-                dataset_name(&path)?
-            } else {
-                DATASET_NAMES[0].to_string()
-            };
             let start = [0, 1, 2].map(|i| (part.start[i] - block_box.start[i]) as u64);
-            // The cached index would no longer match the file.
-            self.open.forget(&path);
-            dataset::write_box(
+            // Voxels of the block outside the bounds are never read, so a write covering the
+            // rest makes a new block file without reading the old one.
+            let whole = block_box.intersect(&self.bounds) == Some(part);
+            self.write_block(
                 &path,
-                &name,
                 &spec,
                 [start[0], start[1], start[2], 0],
                 ext,
                 &piece,
+                whole,
             )?;
+            // Only to free it now: a later lookup would notice the new version anyway.
+            self.open.forget(&path);
         }
         Ok(())
+    }
+
+    /// Writes the Fortran box `piece` (extent `ext`, at `start` in the block) into the block
+    /// file at `path` so that a kill at any moment leaves the old file or the new one, and
+    /// two writers of one block (threads or processes) never lose each other's voxels.
+    ///
+    /// The new block is built in a temporary file `<block>#<n>` beside it (the local
+    /// store's names, so `bigarrays fsck` and the next writer clean up a killed writer's),
+    /// from a copy of the old file modified in place by libhdf5, or from nothing when the
+    /// write covers the block or the block is new. It then replaces the block by a rename
+    /// made, like the local store's conditional puts, under the lock on the directory and
+    /// only if the block is still the version that was copied (or still absent): otherwise
+    /// another writer replaced it meanwhile, and the copy is made again from the new one.
+    /// A write covering the block replaces whatever is there, as in buckets. Where
+    /// directory locks do not work (NFS) the rename is unconditional: still whole against
+    /// a crash, but the last of two overlapping writers of one block wins.
+    fn write_block(
+        &self,
+        path: &Path,
+        spec: &DatasetSpec,
+        start: Dims,
+        ext: Dims,
+        piece: &[u8],
+        whole: bool,
+    ) -> Result<()> {
+        let label = path.display().to_string();
+        for _ in 0..WRITE_RETRIES {
+            let (mut file, temporary) =
+                store::create_temporary(path).map_err(|e| Error::store(&label, e))?;
+            let published = self
+                .build_block(path, &mut file, &temporary, spec, start, ext, piece, whole)
+                .and_then(|mode| {
+                    drop(file);
+                    let published = if self.locks {
+                        store::publish(&temporary, path, &mode)
+                    } else {
+                        std::fs::rename(&temporary, path).map(|()| true)
+                    };
+                    published.map_err(|e| Error::store(&label, e))
+                });
+            match published {
+                Ok(true) => return Ok(()),
+                // Replaced by another writer since it was copied: nothing was published.
+                Ok(false) => {
+                    let _ = std::fs::remove_file(&temporary);
+                    interrupt::check()?;
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&temporary);
+                    return Err(e);
+                }
+            }
+        }
+        Err(Error::store(
+            &label,
+            format!(
+                "replaced by other writers {WRITE_RETRIES} times while this write rebuilt it; \
+                 this block was not written"
+            ),
+        ))
+    }
+
+    /// Builds the new block file in `temporary` (open as `file`) and returns the condition
+    /// under which it may replace the one at `path`.
+    #[allow(clippy::too_many_arguments)]
+    fn build_block(
+        &self,
+        path: &Path,
+        file: &mut File,
+        temporary: &Path,
+        spec: &DatasetSpec,
+        start: Dims,
+        ext: Dims,
+        piece: &[u8],
+        whole: bool,
+    ) -> Result<PutMode> {
+        let label = path.display().to_string();
+        let old = match File::open(path) {
+            Ok(old) => Some(old),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::store(&label, e)),
+        };
+        let (mode, name, fresh) = match old {
+            // A block of 2016 data keeps its dataset name; one that does not open is
+            // replaced all the same, being covered.
+            Some(_) if whole => (
+                PutMode::Overwrite,
+                dataset_name(path).unwrap_or_else(|_| DATASET_NAMES[0].to_string()),
+                true,
+            ),
+            None if whole => (PutMode::Overwrite, DATASET_NAMES[0].to_string(), true),
+            None => (PutMode::IfAbsent, DATASET_NAMES[0].to_string(), true),
+            Some(mut old) => {
+                // The version is that of the descriptor copied from, so a rename over the
+                // block between the open and the copy fails the condition.
+                let meta = old.metadata().map_err(|e| Error::store(&label, e))?;
+                // `io::copy` between files is `copy_file_range` on Linux: in the kernel,
+                // and a reflink on file systems that share extents.
+                std::io::copy(&mut old, file).map_err(|e| Error::store(&label, e))?;
+                (
+                    PutMode::IfVersion(store::version_of(&meta)),
+                    dataset_name(temporary)?,
+                    false,
+                )
+            }
+        };
+        dataset::write_box(temporary, &name, spec, start, ext, piece, fresh)?;
+        // libhdf5 has closed it: the time set now is the file's last change.
+        store::stamp(file).map_err(|e| Error::store(&label, e))?;
+        Ok(mode)
     }
 
     fn is_4d(&self) -> bool {
@@ -803,6 +924,92 @@ mod tests {
             321
         );
         assert!(a.open.len() <= crate::format::hdf5::open_files::CAPACITY);
+    }
+
+    fn small_layer(dir: &Path, compression: H5Compression) -> String {
+        let url = dir.join("layer").display().to_string();
+        H5sArray::create(
+            &url,
+            DType::U16,
+            [0, 0, 0],
+            [16, 16, 8],
+            [16, 16, 8],
+            [4, 4, 4],
+            1,
+            compression,
+            false,
+        )
+        .unwrap();
+        url
+    }
+
+    #[test]
+    fn writers_of_one_block_in_other_handles_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = small_layer(dir.path(), H5Compression::Deflate);
+        // Four threads with a handle each paint their own voxels of the one block, unaligned
+        // to its HDF5 chunks, each write a read-modify-write of the whole block file.
+        std::thread::scope(|s| {
+            for t in 0..4i64 {
+                let url = url.clone();
+                s.spawn(move || {
+                    let a = H5sArray::open(&url, true).unwrap();
+                    for round in 0..6i64 {
+                        let at = [t * 4 + 1, round * 2 + 1, round % 4 + 1];
+                        let bbox = Bbox::new(at, [at[0] + 3, at[1] + 2, at[2] + 3]).unwrap();
+                        let v = vec![(t * 100 + round + 1) as u16; 18];
+                        a.write_from(&bbox, bytemuck::cast_slice(&v)).unwrap();
+                    }
+                });
+            }
+        });
+        let a = H5sArray::open(&url, false).unwrap();
+        for t in 0..4i64 {
+            for round in 0..6i64 {
+                let at = [t * 4 + 1, round * 2 + 1, round % 4 + 1];
+                let bbox = Bbox::new(at, [at[0] + 3, at[1] + 2, at[2] + 3]).unwrap();
+                let mut out = vec![0u16; 18];
+                a.read_into(&bbox, bytemuck::cast_slice_mut(&mut out))
+                    .unwrap();
+                assert!(
+                    out.iter().all(|&v| v == (t * 100 + round + 1) as u16),
+                    "{t} {round}: {out:?}"
+                );
+            }
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("layer"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "temporary files left: {names:?}");
+    }
+
+    #[test]
+    fn a_handle_reads_a_block_another_handle_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = small_layer(dir.path(), H5Compression::Blosc);
+        let (reader, writer) = (
+            H5sArray::open(&url, true).unwrap(),
+            H5sArray::open(&url, true).unwrap(),
+        );
+        let all = Bbox::new([0, 0, 0], [16, 16, 8]).unwrap();
+        let one = Bbox::new([3, 4, 5], [4, 5, 6]).unwrap();
+        let mut out = vec![0u16; 1];
+        for value in [7u16, 8, 9] {
+            // Whole (a new file), then a part of it (a modified copy), then whole again.
+            if value == 8 {
+                writer
+                    .write_from(&one, bytemuck::cast_slice(&[value]))
+                    .unwrap();
+            } else {
+                let v = vec![value; 16 * 16 * 8];
+                writer.write_from(&all, bytemuck::cast_slice(&v)).unwrap();
+            }
+            reader
+                .read_into(&one, bytemuck::cast_slice_mut(&mut out))
+                .unwrap();
+            assert_eq!(out, [value]);
+        }
     }
 
     #[test]

@@ -32,6 +32,46 @@ mod write;
 
 /// `info` files larger than this are refused rather than read into memory.
 const MAX_INFO_BYTES: usize = 64 << 20;
+/// How many times `update_info` merges again after other writers changed `info` between its
+/// read and its put (each time, another writer's update landed), before it gives up.
+const INFO_RETRIES: usize = 32;
+
+/// The `scales` of an `info` update `ours` made from `base` (the `info` its handle read),
+/// merged into `stored` (the `info` there now): the stored scales in their order, each
+/// replaced by ours where we changed it and dropped where we removed it, then the scales
+/// only we have. Scales are told apart by `key`. The stored scales keep their indexes, so
+/// a handle that added one finds it where it put it for as long as nobody removes one.
+fn merge_scales(
+    base: &serde_json::Map<String, serde_json::Value>,
+    ours: &serde_json::Map<String, serde_json::Value>,
+    stored: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    use serde_json::Value;
+    let scales = |info: &serde_json::Map<String, Value>| -> Vec<Value> {
+        info.get("scales")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let key = |scale: &Value| scale.get("key").and_then(Value::as_str).map(str::to_owned);
+    let find = |list: &[Value], k: &Option<String>| list.iter().find(|s| key(s) == *k).cloned();
+    let (base, ours, stored) = (scales(base), scales(ours), scales(stored));
+    let mut out = Vec::new();
+    for theirs in &stored {
+        let k = key(theirs);
+        match (find(&ours, &k), find(&base, &k)) {
+            (Some(mine), before) if Some(&mine) != before.as_ref() => out.push(mine),
+            (None, Some(_)) => {}
+            _ => out.push(theirs.clone()),
+        }
+    }
+    for mine in &ours {
+        if find(&stored, &key(mine)).is_none() {
+            out.push(mine.clone());
+        }
+    }
+    Value::Array(out)
+}
 /// One scale of a Neuroglancer Precomputed layer. Cloning is cheap and shares the store,
 /// shard reader and cache.
 #[derive(Debug, Clone)]
@@ -146,15 +186,77 @@ impl BigArray {
     /// returns a handle on the new `info` with this handle's options. The data type, channel
     /// count and full-resolution scale must stay as they are: rewriting those would
     /// reinterpret every chunk already stored.
+    ///
+    /// Where the store has conditional puts, scales that other writers added to the stored
+    /// `info` since this handle read it are kept (see [`merge_scales`]), and the put is made
+    /// only if `info` is still the version merged with, else merged again: two processes
+    /// adding scales at once both keep theirs. Elsewhere the last writer wins.
     pub fn update_info(&self, json: &str) -> Result<Self> {
         interrupt::begin();
         let store = self.store.clone();
         let url = store.url_of("info");
         let new = Info::parse(&url, json.as_bytes())?;
-        let (old0, new0) = (&self.info.scales[0], &new.scales[0]);
+        Self::check_kept(&url, &self.info, &new)?;
+        let writer = store.writer("info")?;
+        if !writer.conditional_puts() {
+            block_on(writer.put("info", Bytes::from(new.to_json())))?;
+            return Self::with_info(store, new, self.options.clone());
+        }
+        let base = self.info.json();
+        for _ in 0..INFO_RETRIES {
+            let (merged, mode) = match block_on(writer.get("info"))? {
+                // Removed meanwhile: this info is the layer's again, unless one comes first.
+                None => (new.clone(), store::PutMode::IfAbsent),
+                Some(object) => {
+                    let text = transport::decompress_small(&url, &object.bytes, MAX_INFO_BYTES)
+                        .map_err(|e| match e {
+                            Error::ChunkDecode { reason, .. } => Error::info(&url, "info", reason),
+                            e => e,
+                        })?;
+                    let stored = Info::parse(&url, &text)?;
+                    let merged = if stored.json() == base {
+                        new.clone()
+                    } else {
+                        let scales = merge_scales(base, new.json(), stored.json());
+                        let mut json = new.json().clone();
+                        json.insert("scales".into(), scales);
+                        let text = serde_json::to_vec(&json)
+                            .map_err(|e| Error::internal(e.to_string()))?;
+                        let merged = Info::parse(&url, &text)?;
+                        Self::check_kept(&url, &stored, &merged)?;
+                        merged
+                    };
+                    let mode = object
+                        .version
+                        .map_or(store::PutMode::Overwrite, store::PutMode::IfVersion);
+                    (merged, mode)
+                }
+            };
+            let options = store::PutOptions {
+                mode,
+                content_encoding: None,
+            };
+            if block_on(writer.put_opts("info", Bytes::from(merged.to_json()), options))? {
+                return Self::with_info(store, merged, self.options.clone());
+            }
+            // Another writer's info landed between the read and the put: merge again.
+            interrupt::check()?;
+        }
+        Err(Error::store(
+            &url,
+            format!(
+                "changed by other writers {INFO_RETRIES} times while this update was merged \
+                 into it; it was not updated"
+            ),
+        ))
+    }
+
+    /// Refuses an `info` that changes what the stored chunks mean.
+    fn check_kept(url: &str, old: &Info, new: &Info) -> Result<()> {
+        let (old0, new0) = (&old.scales[0], &new.scales[0]);
         let kept = [
-            ("data_type", new.data_type == self.info.data_type),
-            ("num_channels", new.num_channels == self.info.num_channels),
+            ("data_type", new.data_type == old.data_type),
+            ("num_channels", new.num_channels == old.num_channels),
             ("scales[0].key", new0.key == old0.key),
             ("scales[0].size", new0.grid.size == old0.grid.size),
             (
@@ -163,15 +265,10 @@ impl BigArray {
             ),
             ("scales[0].chunk_sizes", new0.grid.chunk == old0.grid.chunk),
         ];
-        if let Some((field, _)) = kept.iter().find(|(_, same)| !same) {
-            return Err(Error::info(&url, *field, "an info update cannot change it"));
+        match kept.iter().find(|(_, same)| !same) {
+            Some((field, _)) => Err(Error::info(url, *field, "an info update cannot change it")),
+            None => Ok(()),
         }
-        block_on(
-            store
-                .writer("info")?
-                .put("info", Bytes::from(new.to_json())),
-        )?;
-        Self::with_info(store, new, self.options.clone())
     }
 
     fn with_info(store: Handle, info: Info, options: OpenOptions) -> Result<Self> {
@@ -447,4 +544,55 @@ fn scale_dirs(old: Option<&[u8]>, new: &Info) -> Vec<String> {
                 && k.split('/').all(|part| !matches!(part, "" | "." | ".."))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_scales;
+    use serde_json::{json, Map, Value};
+
+    fn info(scales: &[(&str, u64)]) -> Map<String, Value> {
+        let scales: Vec<Value> = scales
+            .iter()
+            .map(|(k, size)| json!({"key": k, "size": [*size, 1, 1]}))
+            .collect();
+        let Value::Object(map) = json!({ "scales": scales }) else {
+            unreachable!()
+        };
+        map
+    }
+
+    fn keys(scales: &Value) -> Vec<(String, u64)> {
+        scales
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["key"].as_str().unwrap().to_string(),
+                    s["size"][0].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scales_others_added_stay_where_they_are_and_ours_follow() {
+        let base = info(&[("1", 64), ("2", 32)]);
+        // We changed "2", removed nothing, added "8"; they added "4" and "16".
+        let ours = info(&[("1", 64), ("2", 33), ("8", 8)]);
+        let stored = info(&[("1", 64), ("2", 32), ("4", 16), ("16", 4)]);
+        let merged = keys(&merge_scales(&base, &ours, &stored));
+        let want = [("1", 64), ("2", 33), ("4", 16), ("16", 4), ("8", 8)];
+        assert_eq!(merged, want.map(|(k, n)| (k.to_string(), n)));
+        // A scale we removed goes; one they changed and we did not keeps their change.
+        let ours = info(&[("1", 64)]);
+        let stored = info(&[("1", 64), ("2", 31), ("4", 16)]);
+        let merged = keys(&merge_scales(&base, &ours, &info(&[("1", 64), ("2", 32)])));
+        assert_eq!(merged, [("1".to_string(), 64)]);
+        let ours = info(&[("1", 64), ("2", 32), ("8", 8)]);
+        let merged = keys(&merge_scales(&base, &ours, &stored));
+        let want = [("1", 64), ("2", 31), ("4", 16), ("8", 8)];
+        assert_eq!(merged, want.map(|(k, n)| (k.to_string(), n)));
+    }
 }
