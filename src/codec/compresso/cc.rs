@@ -129,6 +129,8 @@ pub(super) struct Runs {
     pub(super) rows: Vec<usize>,
     sets: UnionFind,
     renumber: Vec<u32>,
+    /// The number of components [`Runs::label`] found.
+    count: u32,
 }
 
 impl Runs {
@@ -184,7 +186,13 @@ impl Runs {
         for run in &mut self.runs {
             run.2 = self.renumber[run.2 as usize];
         }
+        self.count = count;
         count
+    }
+
+    /// The number of components the last [`Runs::label`] found.
+    pub(super) fn count(&self) -> u32 {
+        self.count
     }
 
     /// The runs of row `y`.

@@ -1,7 +1,10 @@
 //! The compresso decoder. It reads the stream one z slice at a time: the slice's boundary
 //! bits from the run-length coded windows, its components and their ids, then the
 //! boundary voxels from their neighbours and the locations. A slice's boundary voxels may
-//! copy the next slice's non-boundary ones, so each slice is finished one slice behind.
+//! copy the next slice's non-boundary ones, so each slice is labelled one slice ahead; the
+//! rare location that points there looks the voxel up in the next slice's runs, so a slice
+//! is painted, settled and handed to the output one row at a time, while the row is in
+//! cache.
 
 use super::cc::{Runs, Slices3d};
 use super::{read_le, ChunkLayout, ChunkRows, CompressoDecodeError, Header, Label, HEADER_LEN};
@@ -220,10 +223,12 @@ impl<'a> Windows<'a> {
     }
 }
 
-/// One slice's state: its boundary bytes, the runs of the other voxels, and its labels.
+/// One slice's state: its boundary bytes, the runs of the other voxels, the global number
+/// of its first component, and (once settled) its labels.
 struct Slice<T> {
     boundary: Vec<u8>,
     runs: Runs,
+    base: u64,
     labels: Vec<T>,
 }
 
@@ -241,6 +246,14 @@ const SPREAD: [u64; 256] = {
     }
     table
 };
+
+/// The component (from 1) of the run of `runs` that holds `x`, if any.
+fn run_at(runs: &[(u32, u32, u32)], x: usize) -> Option<u32> {
+    runs.iter()
+        .find(|r| x < r.1 as usize)
+        .filter(|r| r.0 as usize <= x)
+        .map(|r| r.2)
+}
 
 struct Decoder<'a, T: Label> {
     h: &'a Header,
@@ -276,37 +289,28 @@ impl<'a, T: Label> Decoder<'a, T> {
         let new_slice = || Slice::<T> {
             boundary: vec![0; sxy],
             runs: Runs::default(),
+            base: 0,
             labels: vec![T::default(); sxy],
         };
+        // `cur` is settled row by row while `next` is only labelled (a location may name
+        // one of its voxels); `prev`, settled, is what `cur`'s locations see below.
         let (mut prev, mut cur, mut next) = (new_slice(), new_slice(), new_slice());
         let mut windows = Windows::new(s, h.window_width());
         let mut base = 0u64;
         let mut locations = s.locations.chunks_exact(T::WIDTH);
         if sz > 0 {
             d.boundaries(0, &mut windows, &mut cur.boundary)?;
-            base = d.interior(&mut cur, base)?;
+            base = d.label(&mut cur, base);
         }
         for z in 0..sz {
             if z + 1 < sz {
                 d.boundaries(z + 1, &mut windows, &mut next.boundary)?;
-                base = d.interior(&mut next, base)?;
+                base = d.label(&mut next, base);
             }
+            d.fill_table(&cur)?;
             let below = (z > 0).then_some(&prev);
             let above = (z + 1 < sz).then_some(&next);
-            d.settle(&mut cur, below, above, &mut locations)?;
-            for (y, labels) in cur.labels.chunks_exact(sx).enumerate() {
-                let row = rows.row(0, y, z);
-                if cfg!(target_endian = "little") {
-                    // The labels' own bytes are the little-endian row.
-                    let bytes: &[u8] = bytemuck::cast_slice(labels);
-                    let n = bytes.len().min(row.len());
-                    row[..n].copy_from_slice(&bytes[..n]);
-                } else {
-                    for (out, &label) in row.chunks_exact_mut(T::WIDTH).zip(labels) {
-                        label.write(out);
-                    }
-                }
-            }
+            d.settle(&mut cur, below, above, &mut locations, rows, z)?;
             std::mem::swap(&mut prev, &mut cur);
             std::mem::swap(&mut cur, &mut next);
         }
@@ -380,62 +384,65 @@ impl<'a, T: Label> Decoder<'a, T> {
         Ok(slices.numbering().0)
     }
 
-    /// Labels slice `slice`'s non-boundary voxels from the ids (boundary voxels get 0, as
-    /// in the package) and returns the number of 2-D components so far.
-    fn interior(&mut self, slice: &mut Slice<T>, base: u64) -> Result<u64, String> {
-        let count = slice.runs.label(&slice.boundary, self.sx);
+    /// Finds slice `slice`'s components, numbered from `base`; returns the number of 2-D
+    /// components so far.
+    fn label(&mut self, slice: &mut Slice<T>, base: u64) -> u64 {
+        slice.base = base;
+        base + u64::from(slice.runs.label(&slice.boundary, self.sx))
+    }
+
+    /// The id of 2-D component `global` (counted across slices from 0).
+    fn id(&self, global: u64) -> Result<T, String> {
+        let id = match &self.number {
+            Some(number) => usize::try_from(global)
+                .ok()
+                .and_then(|g| number.get(g))
+                .map(|&n| u64::from(n))
+                .ok_or("a component outside the 3-D numbering")?,
+            None => global,
+        };
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.s.ids.get(i.checked_mul(T::WIDTH)?..)?.get(..T::WIDTH))
+            .map(T::read)
+            .ok_or_else(|| {
+                format!(
+                    "component {id} has no id ({} ids)",
+                    self.s.ids.len() / T::WIDTH
+                )
+            })
+    }
+
+    /// The ids of `slice`'s components, from index 1 (index 0 is the boundary's 0).
+    fn fill_table(&mut self, slice: &Slice<T>) -> Result<(), String> {
+        let count = slice.runs.count();
         self.table.clear();
         self.table.push(T::default());
         for c in 0..u64::from(count) {
-            let global = base + c;
-            let id = match &self.number {
-                Some(number) => usize::try_from(global)
-                    .ok()
-                    .and_then(|g| number.get(g))
-                    .map(|&n| u64::from(n))
-                    .ok_or("a component outside the 3-D numbering")?,
-                None => global,
-            };
-            let label = usize::try_from(id)
-                .ok()
-                .and_then(|i| self.s.ids.get(i.checked_mul(T::WIDTH)?..)?.get(..T::WIDTH))
-                .map(T::read)
-                .ok_or_else(|| {
-                    format!(
-                        "component {id} has no id ({} ids)",
-                        self.s.ids.len() / T::WIDTH
-                    )
-                })?;
+            let label = self.id(slice.base + c)?;
             self.table.push(label);
         }
-        // Runs take their component's id; boundary voxels 0 until settled.
-        for (y, labels) in slice.labels.chunks_exact_mut(self.sx).enumerate() {
-            let mut x = 0;
-            for &(start, end, c) in slice.runs.row(y) {
-                let (start, end) = (start as usize, end as usize);
-                labels[x..start].fill(T::default());
-                labels[start..end].fill(self.table[c as usize]);
-                x = end;
-            }
-            labels[x..].fill(T::default());
-        }
-        Ok(base + u64::from(count))
+        Ok(())
     }
 
-    /// Settles slice `cur`'s boundary voxels in raster order from their neighbours or the
-    /// next locations.
-    fn settle(
+    /// Paints slice `cur`'s runs with their ids and settles its boundary voxels in raster
+    /// order from their neighbours or the next locations, one row at a time, handing each
+    /// row to `rows` while it is still in cache. A voxel not settled yet reads as 0 (the
+    /// package's labels start so), wherever a location points at it.
+    fn settle<R: ChunkRows + ?Sized>(
         &self,
         cur: &mut Slice<T>,
         prev: Option<&Slice<T>>,
         next: Option<&Slice<T>>,
         locations: &mut std::slice::ChunksExact<u8>,
+        rows: &mut R,
+        z: usize,
     ) -> Result<(), String> {
         let (sx, sy) = (self.sx, self.sy);
         let six = self.h.connectivity == 6;
         let b = &cur.boundary;
         let runs = &cur.runs;
-        let labels = &mut cur.labels;
+        let table = &self.table;
         let mut take = || {
             locations
                 .next()
@@ -443,8 +450,18 @@ impl<'a, T: Label> Decoder<'a, T> {
                 .ok_or("the locations run out before the boundary voxels")
         };
         for y in 0..sy {
-            // The boundary voxels are the gaps between the row's runs.
+            let (done, rest) = cur.labels.split_at_mut(y * sx);
+            let line = &mut rest[..sx];
+            let up = if y > 0 {
+                &done[(y - 1) * sx..]
+            } else {
+                &[][..]
+            };
             let row = runs.row(y);
+            for &(start, end, c) in row {
+                line[start as usize..end as usize].fill(table[c as usize]);
+            }
+            // The boundary voxels are the gaps between the row's runs.
             let gaps = (0..=row.len()).map(|k| {
                 let start = if k == 0 { 0 } else { row[k - 1].1 as usize };
                 let end = row.get(k).map_or(sx, |r| r.0 as usize);
@@ -453,32 +470,58 @@ impl<'a, T: Label> Decoder<'a, T> {
             for x in gaps.flatten() {
                 let i = x + sx * y;
                 if x > 0 && b[i - 1] == 0 {
-                    labels[i] = labels[i - 1];
+                    line[x] = line[x - 1];
                     continue;
                 }
                 if y > 0 && b[i - sx] == 0 {
-                    labels[i] = labels[i - sx];
+                    line[x] = up[x];
                     continue;
                 }
                 if let (true, Some(p)) = (six, prev) {
                     if p.boundary[i] == 0 {
-                        labels[i] = p.labels[i];
+                        line[x] = p.labels[i];
                         continue;
                     }
                 }
                 let code = take()?.to_u64();
                 let bad = |what: &str| format!("location {code} points {what} the chunk");
-                labels[i] = match code {
-                    0 if x > 0 => labels[i - 1],
-                    1 if x + 1 < sx => labels[i + 1],
-                    2 if y > 0 => labels[i - sx],
-                    3 if y + 1 < sy => labels[i + sx],
+                line[x] = match code {
+                    0 if x > 0 => line[x - 1],
+                    1 if x + 1 < sx => {
+                        if b[i + 1] == 0 {
+                            line[x + 1]
+                        } else {
+                            T::default()
+                        }
+                    }
+                    2 if y > 0 => up[x],
+                    3 if y + 1 < sy => match run_at(runs.row(y + 1), x) {
+                        Some(c) => table[c as usize],
+                        None => T::default(),
+                    },
                     4 => prev.map(|p| p.labels[i]).ok_or_else(|| bad("below"))?,
-                    5 => next.map(|n| n.labels[i]).ok_or_else(|| bad("above"))?,
+                    5 => {
+                        let n = next.ok_or_else(|| bad("above"))?;
+                        match run_at(n.runs.row(y), x) {
+                            Some(c) => self.id(n.base + u64::from(c) - 1)?,
+                            None => T::default(),
+                        }
+                    }
                     0..=3 => return Err(bad("outside")),
                     6 => take()?,
                     _ => T::from_u64(code - 7),
                 };
+            }
+            let out = rows.row(0, y, z);
+            if cfg!(target_endian = "little") {
+                // The labels' own bytes are the little-endian row.
+                let bytes: &[u8] = bytemuck::cast_slice(line);
+                let n = bytes.len().min(out.len());
+                out[..n].copy_from_slice(&bytes[..n]);
+            } else {
+                for (o, &label) in out.chunks_exact_mut(T::WIDTH).zip(line.iter()) {
+                    label.write(o);
+                }
             }
         }
         Ok(())
