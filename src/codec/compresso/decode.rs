@@ -223,29 +223,21 @@ impl<'a> Windows<'a> {
     }
 }
 
-/// One slice's state: its boundary bytes, the runs of the other voxels, the global number
-/// of its first component, and (once settled) its labels.
+/// One slice's state: its boundary bits (a row of `words` words a row, as
+/// [`Runs::label`] reads them), the runs of the other voxels, the global number of its
+/// first component, and (once settled) its labels.
 struct Slice<T> {
-    boundary: Vec<u8>,
+    bits: Vec<u64>,
     runs: Runs,
     base: u64,
     labels: Vec<T>,
 }
 
-/// Byte `j` of `SPREAD[v]` is bit `j` of `v`.
-const SPREAD: [u64; 256] = {
-    let mut table = [0u64; 256];
-    let mut v = 0;
-    while v < 256 {
-        let mut j = 0;
-        while j < 8 {
-            table[v] |= ((v as u64 >> j) & 1) << (8 * j);
-            j += 1;
-        }
-        v += 1;
-    }
-    table
-};
+/// Whether voxel `x` of the row of boundary bits `row` is a boundary voxel.
+#[inline]
+fn is_boundary(row: &[u64], x: usize) -> bool {
+    (row[x / 64] >> (x % 64)) & 1 != 0
+}
 
 /// The component (from 1) of the run of `runs` that holds `x`, if any.
 fn run_at(runs: &[(u32, u32, u32)], x: usize) -> Option<u32> {
@@ -262,6 +254,8 @@ struct Decoder<'a, T: Label> {
     sy: usize,
     sz: usize,
     nx: usize,
+    /// Words of boundary bits a row.
+    words: usize,
     window_row: Vec<u64>,
     /// For connectivity 6: the 3-D component of each 2-D one.
     number: Option<Vec<u32>>,
@@ -271,6 +265,10 @@ struct Decoder<'a, T: Label> {
 impl<'a, T: Label> Decoder<'a, T> {
     fn run<R: ChunkRows + ?Sized>(h: &Header, s: &Sections, rows: &mut R) -> Result<(), String> {
         let [sx, sy, sz] = h.shape;
+        if sx == 0 || sy == 0 || sz == 0 {
+            // No voxels, so no rows to write (and no row of bits to chunk by).
+            return Ok(());
+        }
         let sxy = sx * sy;
         let mut d = Decoder::<T> {
             h,
@@ -279,6 +277,7 @@ impl<'a, T: Label> Decoder<'a, T> {
             sy,
             sz,
             nx: sx.div_ceil(h.steps[0]),
+            words: sx.div_ceil(64),
             window_row: vec![0; sx.div_ceil(h.steps[0]) * sy.div_ceil(h.steps[1])],
             number: None,
             table: Vec::new(),
@@ -287,7 +286,7 @@ impl<'a, T: Label> Decoder<'a, T> {
             d.number = Some(d.join_slices()?);
         }
         let new_slice = || Slice::<T> {
-            boundary: vec![0; sxy],
+            bits: vec![0; sx.div_ceil(64) * sy],
             runs: Runs::default(),
             base: 0,
             labels: vec![T::default(); sxy],
@@ -299,12 +298,12 @@ impl<'a, T: Label> Decoder<'a, T> {
         let mut base = 0u64;
         let mut locations = s.locations.chunks_exact(T::WIDTH);
         if sz > 0 {
-            d.boundaries(0, &mut windows, &mut cur.boundary)?;
+            d.boundaries(0, &mut windows, &mut cur.bits)?;
             base = d.label(&mut cur, base);
         }
         for z in 0..sz {
             if z + 1 < sz {
-                d.boundaries(z + 1, &mut windows, &mut next.boundary)?;
+                d.boundaries(z + 1, &mut windows, &mut next.bits)?;
                 base = d.label(&mut next, base);
             }
             d.fill_table(&cur)?;
@@ -317,44 +316,45 @@ impl<'a, T: Label> Decoder<'a, T> {
         Ok(())
     }
 
-    /// The boundary bytes of slice `z`, reading the next row of windows where `z` starts
-    /// one.
+    /// The boundary bits of slice `z`, reading the next row of windows where `z` starts
+    /// one. The bits past `sx` are set, so that runs end there.
     fn boundaries(
         &mut self,
         z: usize,
         windows: &mut Windows,
-        out: &mut [u8],
+        out: &mut [u64],
     ) -> Result<(), String> {
         let [xs, ys, zs] = self.h.steps;
         if z.is_multiple_of(zs) {
             windows.fill(&mut self.window_row)?;
         }
+        let (sx, words) = (self.sx, self.words);
         let zshift = xs * ys * (z % zs);
-        for (y, row) in out.chunks_exact_mut(self.sx).enumerate() {
+        // A window holds at most 64 bits, so a block row's bits and their shift fit a word.
+        let mask = u64::MAX >> (64 - xs);
+        let pad = if sx % 64 == 0 {
+            0
+        } else {
+            u64::MAX << (sx % 64)
+        };
+        for (y, row) in out.chunks_exact_mut(words).enumerate() {
             let shift = zshift + xs * (y % ys);
             let blocks = &self.window_row[(y / ys) * self.nx..][..self.nx];
-            if xs <= 8 {
-                // Eight bits at once, each spread to a byte, stored whole (the bytes past
-                // this block's are rewritten by the next block) except at the row's end.
-                for (xb, &w) in blocks.iter().enumerate() {
-                    let bytes = SPREAD[((w >> shift) & 0xff) as usize].to_le_bytes();
-                    let x = xb * xs;
-                    match row.get_mut(x..x + 8) {
-                        Some(cells) => cells.copy_from_slice(&bytes),
-                        None => {
-                            let tail = &mut row[x..];
-                            let n = tail.len();
-                            tail.copy_from_slice(&bytes[..n]);
-                        }
+            row.fill(0);
+            for (xb, &w) in blocks.iter().enumerate() {
+                let bits = (w >> shift) & mask;
+                let x = xb * xs;
+                let (i, at) = (x / 64, x % 64);
+                row[i] |= bits << at;
+                // A block that straddles two words (widths that do not divide 64).
+                if at + xs > 64 {
+                    if let Some(word) = row.get_mut(i + 1) {
+                        *word |= bits >> (64 - at);
                     }
                 }
-            } else {
-                for (cells, &w) in row.chunks_mut(xs).zip(blocks) {
-                    let w = w >> shift;
-                    for (i, cell) in cells.iter_mut().enumerate() {
-                        *cell = ((w >> i) & 1) as u8;
-                    }
-                }
+            }
+            if let Some(last) = row.last_mut() {
+                *last |= pad;
             }
         }
         Ok(())
@@ -363,16 +363,15 @@ impl<'a, T: Label> Decoder<'a, T> {
     /// Connectivity 6: labels every slice and joins their components in 3-D, giving the
     /// 3-D component of each 2-D one.
     fn join_slices(&mut self) -> Result<Vec<u32>, String> {
-        let sxy = self.sx * self.sy;
         let mut windows = Windows::new(self.s, self.h.window_width());
-        let mut boundary = vec![0u8; sxy];
+        let mut bits = vec![0u64; self.words * self.sy];
         let (mut below, mut here) = (Runs::default(), Runs::default());
         let mut slices = Slices3d::default();
         let (mut base, mut below_base) = (0u32, 0u32);
         let too_many = || "more than 2^32 components".to_string();
         for z in 0..self.sz {
-            self.boundaries(z, &mut windows, &mut boundary)?;
-            let count = here.label(&boundary, self.sx);
+            self.boundaries(z, &mut windows, &mut bits)?;
+            let count = here.label(&bits, self.words, self.sx);
             slices.add(count).ok_or_else(too_many)?;
             if z > 0 {
                 slices.join_runs(&below, below_base, &here, base);
@@ -388,7 +387,7 @@ impl<'a, T: Label> Decoder<'a, T> {
     /// components so far.
     fn label(&mut self, slice: &mut Slice<T>, base: u64) -> u64 {
         slice.base = base;
-        base + u64::from(slice.runs.label(&slice.boundary, self.sx))
+        base + u64::from(slice.runs.label(&slice.bits, self.words, self.sx))
     }
 
     /// The id of 2-D component `global` (counted across slices from 0).
@@ -440,7 +439,8 @@ impl<'a, T: Label> Decoder<'a, T> {
     ) -> Result<(), String> {
         let (sx, sy) = (self.sx, self.sy);
         let six = self.h.connectivity == 6;
-        let b = &cur.boundary;
+        let words = self.words;
+        let bits = &cur.bits;
         let runs = &cur.runs;
         let table = &self.table;
         let mut take = || {
@@ -461,56 +461,62 @@ impl<'a, T: Label> Decoder<'a, T> {
             for &(start, end, c) in row {
                 line[start as usize..end as usize].fill(table[c as usize]);
             }
-            // The boundary voxels are the gaps between the row's runs.
-            let gaps = (0..=row.len()).map(|k| {
+            let above = match y {
+                0 => &[][..],
+                _ => &bits[(y - 1) * words..][..words],
+            };
+            let below = prev.map(|p| (&p.bits[y * words..][..words], &p.labels[y * sx..]));
+            // The boundary voxels are the gaps between the row's runs: a gap's first voxel
+            // has a non-boundary voxel on its left (unless it starts the row), the others a
+            // boundary voxel; its last one a non-boundary voxel on its right (unless it
+            // ends the row).
+            for k in 0..=row.len() {
                 let start = if k == 0 { 0 } else { row[k - 1].1 as usize };
                 let end = row.get(k).map_or(sx, |r| r.0 as usize);
-                start..end
-            });
-            for x in gaps.flatten() {
-                let i = x + sx * y;
-                if x > 0 && b[i - 1] == 0 {
-                    line[x] = line[x - 1];
-                    continue;
-                }
-                if y > 0 && b[i - sx] == 0 {
-                    line[x] = up[x];
-                    continue;
-                }
-                if let (true, Some(p)) = (six, prev) {
-                    if p.boundary[i] == 0 {
-                        line[x] = p.labels[i];
+                for x in start..end {
+                    if x == start && x > 0 {
+                        line[x] = line[x - 1];
                         continue;
                     }
-                }
-                let code = take()?.to_u64();
-                let bad = |what: &str| format!("location {code} points {what} the chunk");
-                line[x] = match code {
-                    0 if x > 0 => line[x - 1],
-                    1 if x + 1 < sx => {
-                        if b[i + 1] == 0 {
-                            line[x + 1]
-                        } else {
-                            T::default()
+                    if y > 0 && !is_boundary(above, x) {
+                        line[x] = up[x];
+                        continue;
+                    }
+                    if let (true, Some((bits, labels))) = (six, below) {
+                        if !is_boundary(bits, x) {
+                            line[x] = labels[x];
+                            continue;
                         }
                     }
-                    2 if y > 0 => up[x],
-                    3 if y + 1 < sy => match run_at(runs.row(y + 1), x) {
-                        Some(c) => table[c as usize],
-                        None => T::default(),
-                    },
-                    4 => prev.map(|p| p.labels[i]).ok_or_else(|| bad("below"))?,
-                    5 => {
-                        let n = next.ok_or_else(|| bad("above"))?;
-                        match run_at(n.runs.row(y), x) {
-                            Some(c) => self.id(n.base + u64::from(c) - 1)?,
+                    let code = take()?.to_u64();
+                    let bad = |what: &str| format!("location {code} points {what} the chunk");
+                    line[x] = match code {
+                        0 if x > 0 => line[x - 1],
+                        // Painted already where it is the next run's first voxel.
+                        1 if x + 1 < sx => match x + 1 == end {
+                            true => line[x + 1],
+                            false => T::default(),
+                        },
+                        2 if y > 0 => up[x],
+                        3 if y + 1 < sy => match run_at(runs.row(y + 1), x) {
+                            Some(c) => table[c as usize],
                             None => T::default(),
+                        },
+                        4 => below
+                            .map(|(_, labels)| labels[x])
+                            .ok_or_else(|| bad("below"))?,
+                        5 => {
+                            let n = next.ok_or_else(|| bad("above"))?;
+                            match run_at(n.runs.row(y), x) {
+                                Some(c) => self.id(n.base + u64::from(c) - 1)?,
+                                None => T::default(),
+                            }
                         }
-                    }
-                    0..=3 => return Err(bad("outside")),
-                    6 => take()?,
-                    _ => T::from_u64(code - 7),
-                };
+                        0..=3 => return Err(bad("outside")),
+                        6 => take()?,
+                        _ => T::from_u64(code - 7),
+                    };
+                }
             }
             let out = rows.row(0, y, z);
             if cfg!(target_endian = "little") {
