@@ -94,26 +94,27 @@ impl Slices3d {
     }
 }
 
-/// Eight boundary bytes of 1.
-const ONES: u64 = 0x0101_0101_0101_0101;
-
-/// The first index from `x` on where `row`'s byte (0 or 1) differs from the bytes of
-/// `same` (0 or [`ONES`]), or `row.len()`; reads eight bytes at a time.
-fn skip(row: &[u8], mut x: usize, same: u64) -> usize {
-    while let Some(word) = row.get(x..x + 8) {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(word);
-        let diff = u64::from_le_bytes(a) ^ same;
-        if diff != 0 {
-            return x + diff.trailing_zeros() as usize / 8;
+/// The first `x` from `x` on whose bit in `row` is 1 (`one`) or 0, or `64 · row.len()`;
+/// reads 64 bits at a time.
+fn find(row: &[u64], x: usize, one: bool) -> usize {
+    let flip = if one { 0 } else { u64::MAX };
+    let mut w = x / 64;
+    let Some(&first) = row.get(w) else {
+        return 64 * row.len();
+    };
+    let word = (first ^ flip) >> (x % 64);
+    if word != 0 {
+        return x + word.trailing_zeros() as usize;
+    }
+    w += 1;
+    while let Some(&word) = row.get(w) {
+        let word = word ^ flip;
+        if word != 0 {
+            return 64 * w + word.trailing_zeros() as usize;
         }
-        x += 8;
+        w += 1;
     }
-    let b = (same & 1) as u8;
-    while x < row.len() && row[x] == b {
-        x += 1;
-    }
-    x
+    64 * row.len()
 }
 
 /// One z slice's non-boundary voxels as runs along x, labelled 4-connected: the decoder's
@@ -129,29 +130,32 @@ pub(super) struct Runs {
     pub(super) rows: Vec<usize>,
     sets: UnionFind,
     renumber: Vec<u32>,
+    /// The number of components [`Runs::label`] found.
+    count: u32,
 }
 
 impl Runs {
-    /// Finds and labels the runs of an `sx`-wide slice's `boundary` bytes (0: not a
-    /// boundary voxel); returns the number of components.
-    pub(super) fn label(&mut self, boundary: &[u8], sx: usize) -> u32 {
+    /// Finds and labels the runs of an `sx`-wide slice's boundary bits (1: a boundary
+    /// voxel; row `y` is `bits[y · words..][..words]`, bit `x % 64` of word `x / 64`, the
+    /// bits past `sx` set); returns the number of components.
+    pub(super) fn label(&mut self, bits: &[u64], words: usize, sx: usize) -> u32 {
         self.runs.clear();
         self.rows.clear();
         self.sets.clear();
         self.sets.push();
         let mut above = 0..0;
-        for row in boundary.chunks_exact(sx) {
+        for row in bits.chunks_exact(words.max(1)) {
             let here = self.runs.len();
             self.rows.push(here);
             let mut p = above.start;
             let mut x = 0;
-            while x < sx {
-                x = skip(row, x, ONES);
-                if x == sx {
+            loop {
+                x = find(row, x, false);
+                if x >= sx {
                     break;
                 }
                 let start = x;
-                x = skip(row, x, 0);
+                x = find(row, x, true).min(sx);
                 let (start, end) = (start as u32, x as u32);
                 // The runs above that overlap this one (4-connected: sharing an x).
                 while p < above.end && self.runs[p].1 <= start {
@@ -184,7 +188,13 @@ impl Runs {
         for run in &mut self.runs {
             run.2 = self.renumber[run.2 as usize];
         }
+        self.count = count;
         count
+    }
+
+    /// The number of components the last [`Runs::label`] found.
+    pub(super) fn count(&self) -> u32 {
+        self.count
     }
 
     /// The runs of row `y`.
@@ -221,7 +231,7 @@ mod tests {
     use super::*;
 
     /// Runs and voxels give the same components, numbered the same, on random slices of
-    /// every density and width (across the labeller's eight-byte reads).
+    /// every density and width (across the labeller's 64-bit words).
     #[test]
     fn runs_label_as_voxels_do() {
         let mut s = 0x2545_f491_4f6c_dd1du64;
@@ -241,7 +251,18 @@ mod tests {
                 .collect();
             let mut voxels = vec![0u32; sx * sy];
             let count = labeler.label(&boundary, sx, &mut voxels);
-            assert_eq!(runs.label(&boundary, sx), count, "round {round}");
+            let words = sx.div_ceil(64);
+            let mut bits = vec![0u64; words * sy];
+            for (i, &b) in boundary.iter().enumerate() {
+                let (x, y) = (i % sx, i / sx);
+                bits[y * words + x / 64] |= u64::from(b) << (x % 64);
+            }
+            for y in 0..sy {
+                if !sx.is_multiple_of(64) {
+                    bits[y * words + words - 1] |= u64::MAX << (sx % 64);
+                }
+            }
+            assert_eq!(runs.label(&bits, words, sx), count, "round {round}");
             let mut painted = vec![0u32; sx * sy];
             for y in 0..sy {
                 for &(start, end, c) in runs.row(y) {

@@ -1,7 +1,10 @@
 //! The compresso decoder. It reads the stream one z slice at a time: the slice's boundary
 //! bits from the run-length coded windows, its components and their ids, then the
 //! boundary voxels from their neighbours and the locations. A slice's boundary voxels may
-//! copy the next slice's non-boundary ones, so each slice is finished one slice behind.
+//! copy the next slice's non-boundary ones, so each slice is labelled one slice ahead; the
+//! rare location that points there looks the voxel up in the next slice's runs, so a slice
+//! is painted, settled and handed to the output one row at a time, while the row is in
+//! cache.
 
 use super::cc::{Runs, Slices3d};
 use super::{read_le, ChunkLayout, ChunkRows, CompressoDecodeError, Header, Label, HEADER_LEN};
@@ -220,27 +223,29 @@ impl<'a> Windows<'a> {
     }
 }
 
-/// One slice's state: its boundary bytes, the runs of the other voxels, and its labels.
+/// One slice's state: its boundary bits (a row of `words` words a row, as
+/// [`Runs::label`] reads them), the runs of the other voxels, the global number of its
+/// first component, and (once settled) its labels.
 struct Slice<T> {
-    boundary: Vec<u8>,
+    bits: Vec<u64>,
     runs: Runs,
+    base: u64,
     labels: Vec<T>,
 }
 
-/// Byte `j` of `SPREAD[v]` is bit `j` of `v`.
-const SPREAD: [u64; 256] = {
-    let mut table = [0u64; 256];
-    let mut v = 0;
-    while v < 256 {
-        let mut j = 0;
-        while j < 8 {
-            table[v] |= ((v as u64 >> j) & 1) << (8 * j);
-            j += 1;
-        }
-        v += 1;
-    }
-    table
-};
+/// Whether voxel `x` of the row of boundary bits `row` is a boundary voxel.
+#[inline]
+fn is_boundary(row: &[u64], x: usize) -> bool {
+    (row[x / 64] >> (x % 64)) & 1 != 0
+}
+
+/// The component (from 1) of the run of `runs` that holds `x`, if any.
+fn run_at(runs: &[(u32, u32, u32)], x: usize) -> Option<u32> {
+    runs.iter()
+        .find(|r| x < r.1 as usize)
+        .filter(|r| r.0 as usize <= x)
+        .map(|r| r.2)
+}
 
 struct Decoder<'a, T: Label> {
     h: &'a Header,
@@ -249,6 +254,8 @@ struct Decoder<'a, T: Label> {
     sy: usize,
     sz: usize,
     nx: usize,
+    /// Words of boundary bits a row.
+    words: usize,
     window_row: Vec<u64>,
     /// For connectivity 6: the 3-D component of each 2-D one.
     number: Option<Vec<u32>>,
@@ -258,6 +265,10 @@ struct Decoder<'a, T: Label> {
 impl<'a, T: Label> Decoder<'a, T> {
     fn run<R: ChunkRows + ?Sized>(h: &Header, s: &Sections, rows: &mut R) -> Result<(), String> {
         let [sx, sy, sz] = h.shape;
+        if sx == 0 || sy == 0 || sz == 0 {
+            // No voxels, so no rows to write (and no row of bits to chunk by).
+            return Ok(());
+        }
         let sxy = sx * sy;
         let mut d = Decoder::<T> {
             h,
@@ -266,6 +277,7 @@ impl<'a, T: Label> Decoder<'a, T> {
             sy,
             sz,
             nx: sx.div_ceil(h.steps[0]),
+            words: sx.div_ceil(64),
             window_row: vec![0; sx.div_ceil(h.steps[0]) * sy.div_ceil(h.steps[1])],
             number: None,
             table: Vec::new(),
@@ -274,83 +286,75 @@ impl<'a, T: Label> Decoder<'a, T> {
             d.number = Some(d.join_slices()?);
         }
         let new_slice = || Slice::<T> {
-            boundary: vec![0; sxy],
+            bits: vec![0; sx.div_ceil(64) * sy],
             runs: Runs::default(),
+            base: 0,
             labels: vec![T::default(); sxy],
         };
+        // `cur` is settled row by row while `next` is only labelled (a location may name
+        // one of its voxels); `prev`, settled, is what `cur`'s locations see below.
         let (mut prev, mut cur, mut next) = (new_slice(), new_slice(), new_slice());
         let mut windows = Windows::new(s, h.window_width());
         let mut base = 0u64;
         let mut locations = s.locations.chunks_exact(T::WIDTH);
         if sz > 0 {
-            d.boundaries(0, &mut windows, &mut cur.boundary)?;
-            base = d.interior(&mut cur, base)?;
+            d.boundaries(0, &mut windows, &mut cur.bits)?;
+            base = d.label(&mut cur, base);
         }
         for z in 0..sz {
             if z + 1 < sz {
-                d.boundaries(z + 1, &mut windows, &mut next.boundary)?;
-                base = d.interior(&mut next, base)?;
+                d.boundaries(z + 1, &mut windows, &mut next.bits)?;
+                base = d.label(&mut next, base);
             }
+            d.fill_table(&cur)?;
             let below = (z > 0).then_some(&prev);
             let above = (z + 1 < sz).then_some(&next);
-            d.settle(&mut cur, below, above, &mut locations)?;
-            for (y, labels) in cur.labels.chunks_exact(sx).enumerate() {
-                let row = rows.row(0, y, z);
-                if cfg!(target_endian = "little") {
-                    // The labels' own bytes are the little-endian row.
-                    let bytes: &[u8] = bytemuck::cast_slice(labels);
-                    let n = bytes.len().min(row.len());
-                    row[..n].copy_from_slice(&bytes[..n]);
-                } else {
-                    for (out, &label) in row.chunks_exact_mut(T::WIDTH).zip(labels) {
-                        label.write(out);
-                    }
-                }
-            }
+            d.settle(&mut cur, below, above, &mut locations, rows, z)?;
             std::mem::swap(&mut prev, &mut cur);
             std::mem::swap(&mut cur, &mut next);
         }
         Ok(())
     }
 
-    /// The boundary bytes of slice `z`, reading the next row of windows where `z` starts
-    /// one.
+    /// The boundary bits of slice `z`, reading the next row of windows where `z` starts
+    /// one. The bits past `sx` are set, so that runs end there.
     fn boundaries(
         &mut self,
         z: usize,
         windows: &mut Windows,
-        out: &mut [u8],
+        out: &mut [u64],
     ) -> Result<(), String> {
         let [xs, ys, zs] = self.h.steps;
         if z.is_multiple_of(zs) {
             windows.fill(&mut self.window_row)?;
         }
+        let (sx, words) = (self.sx, self.words);
         let zshift = xs * ys * (z % zs);
-        for (y, row) in out.chunks_exact_mut(self.sx).enumerate() {
+        // A window holds at most 64 bits, so a block row's bits and their shift fit a word.
+        let mask = u64::MAX >> (64 - xs);
+        let pad = if sx % 64 == 0 {
+            0
+        } else {
+            u64::MAX << (sx % 64)
+        };
+        for (y, row) in out.chunks_exact_mut(words).enumerate() {
             let shift = zshift + xs * (y % ys);
             let blocks = &self.window_row[(y / ys) * self.nx..][..self.nx];
-            if xs <= 8 {
-                // Eight bits at once, each spread to a byte, stored whole (the bytes past
-                // this block's are rewritten by the next block) except at the row's end.
-                for (xb, &w) in blocks.iter().enumerate() {
-                    let bytes = SPREAD[((w >> shift) & 0xff) as usize].to_le_bytes();
-                    let x = xb * xs;
-                    match row.get_mut(x..x + 8) {
-                        Some(cells) => cells.copy_from_slice(&bytes),
-                        None => {
-                            let tail = &mut row[x..];
-                            let n = tail.len();
-                            tail.copy_from_slice(&bytes[..n]);
-                        }
+            row.fill(0);
+            for (xb, &w) in blocks.iter().enumerate() {
+                let bits = (w >> shift) & mask;
+                let x = xb * xs;
+                let (i, at) = (x / 64, x % 64);
+                row[i] |= bits << at;
+                // A block that straddles two words (widths that do not divide 64).
+                if at + xs > 64 {
+                    if let Some(word) = row.get_mut(i + 1) {
+                        *word |= bits >> (64 - at);
                     }
                 }
-            } else {
-                for (cells, &w) in row.chunks_mut(xs).zip(blocks) {
-                    let w = w >> shift;
-                    for (i, cell) in cells.iter_mut().enumerate() {
-                        *cell = ((w >> i) & 1) as u8;
-                    }
-                }
+            }
+            if let Some(last) = row.last_mut() {
+                *last |= pad;
             }
         }
         Ok(())
@@ -359,16 +363,15 @@ impl<'a, T: Label> Decoder<'a, T> {
     /// Connectivity 6: labels every slice and joins their components in 3-D, giving the
     /// 3-D component of each 2-D one.
     fn join_slices(&mut self) -> Result<Vec<u32>, String> {
-        let sxy = self.sx * self.sy;
         let mut windows = Windows::new(self.s, self.h.window_width());
-        let mut boundary = vec![0u8; sxy];
+        let mut bits = vec![0u64; self.words * self.sy];
         let (mut below, mut here) = (Runs::default(), Runs::default());
         let mut slices = Slices3d::default();
         let (mut base, mut below_base) = (0u32, 0u32);
         let too_many = || "more than 2^32 components".to_string();
         for z in 0..self.sz {
-            self.boundaries(z, &mut windows, &mut boundary)?;
-            let count = here.label(&boundary, self.sx);
+            self.boundaries(z, &mut windows, &mut bits)?;
+            let count = here.label(&bits, self.words, self.sx);
             slices.add(count).ok_or_else(too_many)?;
             if z > 0 {
                 slices.join_runs(&below, below_base, &here, base);
@@ -380,62 +383,66 @@ impl<'a, T: Label> Decoder<'a, T> {
         Ok(slices.numbering().0)
     }
 
-    /// Labels slice `slice`'s non-boundary voxels from the ids (boundary voxels get 0, as
-    /// in the package) and returns the number of 2-D components so far.
-    fn interior(&mut self, slice: &mut Slice<T>, base: u64) -> Result<u64, String> {
-        let count = slice.runs.label(&slice.boundary, self.sx);
+    /// Finds slice `slice`'s components, numbered from `base`; returns the number of 2-D
+    /// components so far.
+    fn label(&mut self, slice: &mut Slice<T>, base: u64) -> u64 {
+        slice.base = base;
+        base + u64::from(slice.runs.label(&slice.bits, self.words, self.sx))
+    }
+
+    /// The id of 2-D component `global` (counted across slices from 0).
+    fn id(&self, global: u64) -> Result<T, String> {
+        let id = match &self.number {
+            Some(number) => usize::try_from(global)
+                .ok()
+                .and_then(|g| number.get(g))
+                .map(|&n| u64::from(n))
+                .ok_or("a component outside the 3-D numbering")?,
+            None => global,
+        };
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.s.ids.get(i.checked_mul(T::WIDTH)?..)?.get(..T::WIDTH))
+            .map(T::read)
+            .ok_or_else(|| {
+                format!(
+                    "component {id} has no id ({} ids)",
+                    self.s.ids.len() / T::WIDTH
+                )
+            })
+    }
+
+    /// The ids of `slice`'s components, from index 1 (index 0 is the boundary's 0).
+    fn fill_table(&mut self, slice: &Slice<T>) -> Result<(), String> {
+        let count = slice.runs.count();
         self.table.clear();
         self.table.push(T::default());
         for c in 0..u64::from(count) {
-            let global = base + c;
-            let id = match &self.number {
-                Some(number) => usize::try_from(global)
-                    .ok()
-                    .and_then(|g| number.get(g))
-                    .map(|&n| u64::from(n))
-                    .ok_or("a component outside the 3-D numbering")?,
-                None => global,
-            };
-            let label = usize::try_from(id)
-                .ok()
-                .and_then(|i| self.s.ids.get(i.checked_mul(T::WIDTH)?..)?.get(..T::WIDTH))
-                .map(T::read)
-                .ok_or_else(|| {
-                    format!(
-                        "component {id} has no id ({} ids)",
-                        self.s.ids.len() / T::WIDTH
-                    )
-                })?;
+            let label = self.id(slice.base + c)?;
             self.table.push(label);
         }
-        // Runs take their component's id; boundary voxels 0 until settled.
-        for (y, labels) in slice.labels.chunks_exact_mut(self.sx).enumerate() {
-            let mut x = 0;
-            for &(start, end, c) in slice.runs.row(y) {
-                let (start, end) = (start as usize, end as usize);
-                labels[x..start].fill(T::default());
-                labels[start..end].fill(self.table[c as usize]);
-                x = end;
-            }
-            labels[x..].fill(T::default());
-        }
-        Ok(base + u64::from(count))
+        Ok(())
     }
 
-    /// Settles slice `cur`'s boundary voxels in raster order from their neighbours or the
-    /// next locations.
-    fn settle(
+    /// Paints slice `cur`'s runs with their ids and settles its boundary voxels in raster
+    /// order from their neighbours or the next locations, one row at a time, handing each
+    /// row to `rows` while it is still in cache. A voxel not settled yet reads as 0 (the
+    /// package's labels start so), wherever a location points at it.
+    fn settle<R: ChunkRows + ?Sized>(
         &self,
         cur: &mut Slice<T>,
         prev: Option<&Slice<T>>,
         next: Option<&Slice<T>>,
         locations: &mut std::slice::ChunksExact<u8>,
+        rows: &mut R,
+        z: usize,
     ) -> Result<(), String> {
         let (sx, sy) = (self.sx, self.sy);
         let six = self.h.connectivity == 6;
-        let b = &cur.boundary;
+        let words = self.words;
+        let bits = &cur.bits;
         let runs = &cur.runs;
-        let labels = &mut cur.labels;
+        let table = &self.table;
         let mut take = || {
             locations
                 .next()
@@ -443,42 +450,84 @@ impl<'a, T: Label> Decoder<'a, T> {
                 .ok_or("the locations run out before the boundary voxels")
         };
         for y in 0..sy {
-            // The boundary voxels are the gaps between the row's runs.
+            let (done, rest) = cur.labels.split_at_mut(y * sx);
+            let line = &mut rest[..sx];
+            let up = if y > 0 {
+                &done[(y - 1) * sx..]
+            } else {
+                &[][..]
+            };
             let row = runs.row(y);
-            let gaps = (0..=row.len()).map(|k| {
+            for &(start, end, c) in row {
+                line[start as usize..end as usize].fill(table[c as usize]);
+            }
+            let above = match y {
+                0 => &[][..],
+                _ => &bits[(y - 1) * words..][..words],
+            };
+            let below = prev.map(|p| (&p.bits[y * words..][..words], &p.labels[y * sx..]));
+            // The boundary voxels are the gaps between the row's runs: a gap's first voxel
+            // has a non-boundary voxel on its left (unless it starts the row), the others a
+            // boundary voxel; its last one a non-boundary voxel on its right (unless it
+            // ends the row).
+            for k in 0..=row.len() {
                 let start = if k == 0 { 0 } else { row[k - 1].1 as usize };
                 let end = row.get(k).map_or(sx, |r| r.0 as usize);
-                start..end
-            });
-            for x in gaps.flatten() {
-                let i = x + sx * y;
-                if x > 0 && b[i - 1] == 0 {
-                    labels[i] = labels[i - 1];
-                    continue;
-                }
-                if y > 0 && b[i - sx] == 0 {
-                    labels[i] = labels[i - sx];
-                    continue;
-                }
-                if let (true, Some(p)) = (six, prev) {
-                    if p.boundary[i] == 0 {
-                        labels[i] = p.labels[i];
+                for x in start..end {
+                    if x == start && x > 0 {
+                        line[x] = line[x - 1];
                         continue;
                     }
+                    if y > 0 && !is_boundary(above, x) {
+                        line[x] = up[x];
+                        continue;
+                    }
+                    if let (true, Some((bits, labels))) = (six, below) {
+                        if !is_boundary(bits, x) {
+                            line[x] = labels[x];
+                            continue;
+                        }
+                    }
+                    let code = take()?.to_u64();
+                    let bad = |what: &str| format!("location {code} points {what} the chunk");
+                    line[x] = match code {
+                        0 if x > 0 => line[x - 1],
+                        // Painted already where it is the next run's first voxel.
+                        1 if x + 1 < sx => match x + 1 == end {
+                            true => line[x + 1],
+                            false => T::default(),
+                        },
+                        2 if y > 0 => up[x],
+                        3 if y + 1 < sy => match run_at(runs.row(y + 1), x) {
+                            Some(c) => table[c as usize],
+                            None => T::default(),
+                        },
+                        4 => below
+                            .map(|(_, labels)| labels[x])
+                            .ok_or_else(|| bad("below"))?,
+                        5 => {
+                            let n = next.ok_or_else(|| bad("above"))?;
+                            match run_at(n.runs.row(y), x) {
+                                Some(c) => self.id(n.base + u64::from(c) - 1)?,
+                                None => T::default(),
+                            }
+                        }
+                        0..=3 => return Err(bad("outside")),
+                        6 => take()?,
+                        _ => T::from_u64(code - 7),
+                    };
                 }
-                let code = take()?.to_u64();
-                let bad = |what: &str| format!("location {code} points {what} the chunk");
-                labels[i] = match code {
-                    0 if x > 0 => labels[i - 1],
-                    1 if x + 1 < sx => labels[i + 1],
-                    2 if y > 0 => labels[i - sx],
-                    3 if y + 1 < sy => labels[i + sx],
-                    4 => prev.map(|p| p.labels[i]).ok_or_else(|| bad("below"))?,
-                    5 => next.map(|n| n.labels[i]).ok_or_else(|| bad("above"))?,
-                    0..=3 => return Err(bad("outside")),
-                    6 => take()?,
-                    _ => T::from_u64(code - 7),
-                };
+            }
+            let out = rows.row(0, y, z);
+            if cfg!(target_endian = "little") {
+                // The labels' own bytes are the little-endian row.
+                let bytes: &[u8] = bytemuck::cast_slice(line);
+                let n = bytes.len().min(out.len());
+                out[..n].copy_from_slice(&bytes[..n]);
+            } else {
+                for (o, &label) in out.chunks_exact_mut(T::WIDTH).zip(line.iter()) {
+                    label.write(o);
+                }
             }
         }
         Ok(())
