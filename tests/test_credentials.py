@@ -129,6 +129,9 @@ def test_role_arn_with_source_profile(moto: Moto, clean_env: Path, monkeypatch) 
     np.testing.assert_array_equal(BigArray(url, storage_options=options)[:, :, :], data)
     with pytest.raises(bigarrays.InvalidArgumentError, match='source_profile "nowhere"'):
         BigArray(url, storage_options={**options, "profile": "orphan"})
+    # ...unless keys with precedence make the profile's role moot.
+    keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing-secret"}
+    assert BigArray(url, storage_options={**options, **keys, "profile": "orphan"})[0, 0, 0] == 0
     # STS refusing (here: not answering) is an error naming STS and the role, no secret.
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9")
     with pytest.raises(bigarrays.StoreError, match="STS at http://127.0.0.1:9") as e:

@@ -115,12 +115,23 @@ impl std::fmt::Debug for Source {
 
 /// What a profile gives: configuration keys (static keys, region, endpoint) and a
 /// credential source for object_store to be handed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Profile {
     /// `(object_store key, value)` pairs.
     pub settings: Vec<(&'static str, String)>,
-    /// A role or process in place of static keys.
-    pub source: Option<Source>,
+    /// A role or process in place of static keys, or why the profile's role cannot be
+    /// used: an error only once nothing with precedence (keys in `storage_options` or
+    /// the environment) gave credentials.
+    pub source: Result<Option<Source>>,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            settings: Vec::new(),
+            source: Ok(None),
+        }
+    }
 }
 
 /// The two profile files' texts.
@@ -253,19 +264,19 @@ pub fn settings(name: Option<&str>) -> Result<Profile> {
             None => Ok(Profile::default()),
         };
     };
-    let source = source(&files, &profile, &pairs, 0)?;
+    let source = source(&files, &profile, &pairs, 0);
     let mut out = Profile::default();
     for (ini_key, config_key) in WANTED {
         // A role or a process replaces the profile's static keys, as in the AWS CLI.
         let is_key = ini_key.starts_with("aws_");
-        if is_key && !matches!(source, None | Some(Source::Keys { .. })) {
+        if is_key && !matches!(source, Ok(None | Some(Source::Keys { .. }))) {
             continue;
         }
         if let Some(v) = pairs.iter().find(|(k, _)| k == ini_key).map(|(_, v)| v) {
             out.settings.push((config_key, v.clone()));
         }
     }
-    out.source = source.filter(|s| !matches!(s, Source::Keys { .. }));
+    out.source = source.map(|s| s.filter(|s| !matches!(s, Source::Keys { .. })));
     Ok(out)
 }
 

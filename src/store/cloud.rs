@@ -340,9 +340,7 @@ pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Resul
             }
             if limits.anonymous {
                 b = b.with_skip_signature(true);
-            } else if let Some(provider) =
-                aws_provider(&b, profile.source, &limits).map_err(|e| build_error(&shown, e))?
-            {
+            } else if let Some(provider) = aws_provider(&b, profile.source, &limits, &shown)? {
                 b = b.with_credentials(provider);
             } else if !has_credentials(&b) {
                 let message = missing_credentials(&b, limits.profile.as_deref());
@@ -481,15 +479,17 @@ const DEFAULT_METADATA_ENDPOINT: &str = "http://169.254.169.254";
 /// environment or options. `None`: static keys or nothing of the kind.
 fn aws_provider(
     b: &AmazonS3Builder,
-    profile: Option<Source>,
+    profile: Result<Option<Source>>,
     limits: &Limits,
-) -> object_store::Result<Option<AwsCredentialProvider>> {
+    shown: &str,
+) -> Result<Option<AwsCredentialProvider>> {
     use AmazonS3ConfigKey as K;
     let value = |key: K| b.get_config_value(&key).filter(|v| !v.is_empty());
     if value(K::AccessKeyId).is_some() {
         return Ok(None);
     }
-    let source = match profile {
+    // The profile's role is an error only here, where nothing with precedence gave keys.
+    let source = match profile? {
         Some(source) => source,
         None => match (value(K::WebIdentityTokenFile), value(K::RoleArn)) {
             (Some(token_file), Some(role_arn)) => Source::WebIdentity {
@@ -502,12 +502,9 @@ fn aws_provider(
     };
     let region = value(K::Region).unwrap_or_else(|| "us-east-1".to_string());
     let endpoint = aws_sts::endpoint(value(K::StsEndpoint), &region);
-    Ok(Some(provider_for(
-        source,
-        &endpoint,
-        &region,
-        &limits.client_options(),
-    )?))
+    let provider = provider_for(source, &endpoint, &region, &limits.client_options())
+        .map_err(|e| build_error(shown, e))?;
+    Ok(Some(provider))
 }
 
 /// The provider for one credential source (roles recursively: a role's source is signed
