@@ -346,10 +346,14 @@ def open_in_child(url: str, options: dict[str, object], env: dict[str, str]) -> 
     return "\n".join(message) + out.stderr, float(seconds)
 
 
-def test_no_credentials_anywhere_says_so_at_once(moto: Moto, tmp_path: Path) -> None:
+def test_no_credentials_anywhere_goes_unsigned_at_once(moto: Moto, tmp_path: Path) -> None:
     # An S3-compatible endpoint that is not AWS: the instance-metadata service cannot be the
-    # answer, so nothing waits on it.
+    # answer, so nothing waits on it; requests go unsigned, and a private bucket's refusal
+    # says where credentials were looked for (public buckets: tests/test_credentials.py).
     bucket = moto.bucket()
+    BigArray.create(
+        f"s3://{bucket}/l", shape=(8, 8, 8), dtype="uint8", storage_options=moto.options()
+    )
     message, seconds = open_in_child(
         f"s3://{bucket}/l", {"endpoint": moto.endpoint, **FAST_ONLY}, no_aws_environment(tmp_path)
     )

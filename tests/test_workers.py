@@ -180,13 +180,17 @@ def test_dataloader_and_pool_workers_after_the_parent_read(tmp_path, moto: Moto,
             _layer(tmp_path, f"s3://{moto.bucket()}/em", "s3", moto.options()),
         ]
     }
+    # Workers re-open from pickles, which never carry secrets: they find the keys where
+    # cluster workers would, in their environment.
+    options = spec["layers"][1]["options"]
+    keys = {k.upper(): options.pop(k) for k in ("aws_access_key_id", "aws_secret_access_key")}
     try:
         done = subprocess.run(
             [sys.executable, str(CHILD), method, json.dumps(spec)],
             capture_output=True,
             text=True,
             timeout=RUN_SECONDS,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            env={**os.environ, **keys, "PYTHONPATH": os.pathsep.join(sys.path)},
         )
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"{method}: no result in {RUN_SECONDS} s (a hang?)\n{e.stderr!r}")

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _async, _core, _ndselection, _selection
+from . import _async, _core, _ndselection, _secrets, _selection
 from ._memory import memory_bytes
 from .errors import InvalidArgumentError, RequestTooLargeError
 
@@ -1428,7 +1428,8 @@ class BigArray:
         return neuroglancer_url(self, serve=serve, viewer=viewer)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_reopen, (self._url, self._init_args))
+        # Never secrets: the worker re-opens with its own credentials (see _secrets.py).
+        return (_reopen, _secrets.for_pickle(self._url, self._init_args))
 
     def __copy__(self) -> BigArray:
         # The same handle (cache included), not a reopened one: pickling reopens, because a
@@ -1445,5 +1446,10 @@ class BigArray:
         )
 
 
-def _reopen(url: str, kwargs: dict[str, Any]) -> BigArray:
-    return BigArray(url, **kwargs)
+def _reopen(url: str, kwargs: dict[str, Any], dropped: list[str] | None = None) -> BigArray:
+    try:
+        return BigArray(url, **kwargs)
+    except Exception as e:
+        if dropped and hasattr(e, "add_note"):  # Python 3.11+
+            e.add_note(_secrets.note(dropped))
+        raise

@@ -10,13 +10,20 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsCredential, AwsCredentialProvider};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::http::HttpBuilder;
 use object_store::path::Path;
-use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{
+    BackoffConfig, ClientConfigKey, ClientOptions, HeaderMap, HeaderValue, ObjectStore,
+    RetryConfig, StaticCredentialProvider,
+};
 
-use super::aws_profile;
+use super::aws_process::ProcessProvider;
+use super::aws_profile::{self, Source};
+use super::aws_sts::{self, Grant, StsProvider};
+use super::cloud_host;
+use super::gcp_user::{self, AuthorizedUserProvider};
 use crate::error::{Error, Result};
 
 /// Options of our own, understood for every cloud scheme (the rest go to object_store).
@@ -92,6 +99,9 @@ pub struct Cloud {
     /// S3 with no credentials but the instance-metadata service: its endpoint, and the
     /// message that explains a failure to get credentials there.
     pub missing_credentials: Option<(String, String)>,
+    /// No credentials were found anywhere, so requests go unsigned: what a refusal should
+    /// add (where credentials were looked for).
+    pub unsigned: Option<String>,
 }
 
 /// The retry/timeout settings parsed from the options.
@@ -104,6 +114,12 @@ struct Limits {
     anonymous: bool,
     /// S3 only: the shared-config profile to read (else `AWS_PROFILE`, else `default`).
     profile: Option<String>,
+    /// GCS only: the project billed for requests (`x-goog-user-project`), for
+    /// requester-pays buckets.
+    user_project: Option<String>,
+    /// Requester pays: S3 sends `x-amz-request-payer`; GCS bills `user_project`, else
+    /// `GOOGLE_CLOUD_PROJECT`, else the credentials file's quota project.
+    requester_pays: bool,
 }
 
 fn seconds(key: &str, value: &str) -> Result<Duration> {
@@ -139,6 +155,8 @@ fn split(scheme: Scheme, options: &[(String, String)]) -> Result<(Limits, Vec<(S
         deadline: Duration::from_secs_f64(DEFAULT_DEADLINE_S),
         anonymous: false,
         profile: None,
+        user_project: None,
+        requester_pays: false,
     };
     let mut rest = Vec::new();
     for (key, value) in options {
@@ -147,11 +165,19 @@ fn split(scheme: Scheme, options: &[(String, String)]) -> Result<(Limits, Vec<(S
             limits.profile = Some(value.clone());
             continue;
         }
+        if scheme == Scheme::Gcs && lower == "user_project" {
+            limits.user_project = Some(value.trim().to_string()).filter(|p| !p.is_empty());
+            continue;
+        }
+        if scheme != Scheme::Http && lower == "requester_pays" {
+            limits.requester_pays = flag(key, value)?;
+            continue;
+        }
         if !scheme.knows(&lower) {
             return Err(Error::invalid(format!(
                 "storage_options: unknown key {key:?} for {scheme:?} stores (known: concurrency, \
-                 retries, timeout, connect_timeout, deadline, anonymous, and object_store's \
-                 configuration keys)"
+                 retries, timeout, connect_timeout, deadline, anonymous, requester_pays, \
+                 profile (S3), user_project (GCS), and object_store's configuration keys)"
             )));
         }
         match lower.as_str() {
@@ -189,6 +215,15 @@ impl Limits {
             self.timeout
                 .min(Duration::from_secs_f64(DEFAULT_CONNECT_TIMEOUT_S))
         })
+    }
+
+    /// The client options our own credential requests (STS, token refresh) go out with.
+    fn client_options(&self) -> ClientOptions {
+        let mut options = ClientOptions::new();
+        for (key, value) in self.client_config() {
+            options = options.with_config(key, value);
+        }
+        options
     }
 
     /// Client timeouts as object_store config strings (humantime has no fractions).
@@ -261,6 +296,7 @@ pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Resul
     let (limits, rest) = split(scheme, options)?;
     let shown = redact(url);
     let mut missing = None;
+    let mut unsigned = None;
     let mut conditional_puts = true;
     let (store, prefix, read_only): (Arc<dyn ObjectStore>, Path, bool) = match scheme {
         Scheme::S3 => {
@@ -268,7 +304,8 @@ pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Resul
             // Precedence as in the AWS CLI: storage_options, then AWS_* variables, then the
             // shared profile files.
             let mut b = AmazonS3Builder::new();
-            for (key, value) in aws_profile::settings(limits.profile.as_deref())? {
+            let profile = aws_profile::settings(limits.profile.as_deref())?;
+            for (key, value) in profile.settings {
                 let key = AmazonS3ConfigKey::from_str(key).map_err(|e| build_error(&shown, e))?;
                 b = b.with_config(key, value);
             }
@@ -298,24 +335,28 @@ pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Resul
             for (key, value) in limits.client_config() {
                 b = b.with_config(AmazonS3ConfigKey::Client(key), value);
             }
+            if limits.requester_pays {
+                b = b.with_config(AmazonS3ConfigKey::RequestPayer, "true");
+            }
             if limits.anonymous {
                 b = b.with_skip_signature(true);
-            }
-            if !has_credentials(&b) {
+            } else if let Some(provider) = aws_provider(&b, profile.source, &limits, &shown)? {
+                b = b.with_credentials(provider);
+            } else if !has_credentials(&b) {
                 let message = missing_credentials(&b, limits.profile.as_deref());
-                if !asks_instance_metadata(&b) {
-                    // Nothing could answer: say so now rather than fail on the first request.
-                    return Err(Error::PermissionDenied {
-                        url: shown,
-                        reason: message,
-                        source: None,
-                    });
+                if asks_instance_metadata(&b) {
+                    // On EC2 an instance role may answer; if it does not, errors say this.
+                    let endpoint = b
+                        .get_config_value(&AmazonS3ConfigKey::MetadataEndpoint)
+                        .unwrap_or_else(|| DEFAULT_METADATA_ENDPOINT.to_string());
+                    missing = Some((endpoint, message));
+                } else {
+                    // Off EC2 no metadata service can answer, and waiting for it to time
+                    // out would stall every public-bucket read: go unsigned at once, as
+                    // `anonymous` would, and say where we looked if the bucket refuses.
+                    b = b.with_skip_signature(true);
+                    unsigned = Some(message);
                 }
-                // On AWS an instance role may answer; if it does not, errors say this.
-                let endpoint = b
-                    .get_config_value(&AmazonS3ConfigKey::MetadataEndpoint)
-                    .unwrap_or_else(|| DEFAULT_METADATA_ENDPOINT.to_string());
-                missing = Some((endpoint, message));
             }
             conditional_puts = b
                 .get_config_value(&AmazonS3ConfigKey::ConditionalPut)
@@ -335,6 +376,31 @@ pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Resul
                 let key = GoogleConfigKey::from_str(key).map_err(|e| build_error(&shown, e))?;
                 b = b.with_config(key, value);
             }
+            let credentials = if limits.anonymous {
+                GcsCredentials::Anonymous
+            } else {
+                gcs_credentials(&b)
+                    .map_err(|reason| Error::invalid(format!("{shown}: {reason}")))?
+            };
+            if let Some(project) = billed_project(&limits, &credentials)
+                .map_err(|reason| Error::invalid(format!("{shown}: {reason}")))?
+            {
+                // Every request names the billed project: the XML API's form of
+                // `userProject`. Set before the client keys below, which this would reset.
+                let value = HeaderValue::from_str(&project).map_err(|_| {
+                    Error::invalid(format!(
+                        "{shown}: user_project {project:?} is not a project id"
+                    ))
+                })?;
+                let mut headers = HeaderMap::new();
+                headers.insert("x-goog-user-project", value);
+                b = b.with_client_options(ClientOptions::new().with_default_headers(headers));
+                for (key, value) in &rest {
+                    if let Ok(GoogleConfigKey::Client(key)) = GoogleConfigKey::from_str(key) {
+                        b = b.with_config(GoogleConfigKey::Client(key), value);
+                    }
+                }
+            }
             let base = b.get_config_value(&GoogleConfigKey::BaseUrl);
             if base.is_some_and(|e| e.starts_with("http://"))
                 && !rest.iter().any(|(k, _)| k.ends_with("allow_http"))
@@ -344,9 +410,26 @@ pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Resul
             for (key, value) in limits.client_config() {
                 b = b.with_config(GoogleConfigKey::Client(key), value);
             }
-            if limits.anonymous {
-                // Reads only: object_store 0.14 still asks the credential provider on writes.
-                b = b.with_skip_signature(true);
+            match credentials {
+                GcsCredentials::Anonymous => {
+                    // Reads only: object_store 0.14 still asks the credential provider on
+                    // writes.
+                    b = b.with_skip_signature(true);
+                }
+                GcsCredentials::Unsigned(message) => {
+                    b = b.with_skip_signature(true);
+                    unsigned = Some(message);
+                }
+                GcsCredentials::AuthorizedUser(path, _) => {
+                    let provider =
+                        AuthorizedUserProvider::from_file(&path, &limits.client_options())
+                            .map_err(|reason| Error::invalid(format!("{shown}: {reason}")))?;
+                    b = b.with_credentials(Arc::new(provider));
+                }
+                GcsCredentials::File(path, _) => {
+                    b = b.with_config(GoogleConfigKey::ApplicationCredentials, path);
+                }
+                GcsCredentials::ObjectStore => {}
             }
             let s = b
                 .with_bucket_name(bucket)
@@ -384,20 +467,183 @@ pub fn connect(url: &str, scheme: Scheme, options: &[(String, String)]) -> Resul
         read_only,
         conditional_puts,
         missing_credentials: missing,
+        unsigned,
     })
 }
 
 /// Where object_store asks for an EC2 instance role's credentials when it has no others.
 const DEFAULT_METADATA_ENDPOINT: &str = "http://169.254.169.254";
 
+/// The credential provider for what object_store cannot fetch itself, in the AWS CLI's
+/// order after static keys: the profile's role or process, then web identity from the
+/// environment or options. `None`: static keys or nothing of the kind.
+fn aws_provider(
+    b: &AmazonS3Builder,
+    profile: Result<Option<Source>>,
+    limits: &Limits,
+    shown: &str,
+) -> Result<Option<AwsCredentialProvider>> {
+    use AmazonS3ConfigKey as K;
+    let value = |key: K| b.get_config_value(&key).filter(|v| !v.is_empty());
+    if value(K::AccessKeyId).is_some() {
+        return Ok(None);
+    }
+    // The profile's role is an error only here, where nothing with precedence gave keys.
+    let source = match profile? {
+        Some(source) => source,
+        None => match (value(K::WebIdentityTokenFile), value(K::RoleArn)) {
+            (Some(token_file), Some(role_arn)) => Source::WebIdentity {
+                role_arn,
+                token_file,
+                session_name: value(K::RoleSessionName),
+            },
+            _ => return Ok(None),
+        },
+    };
+    let region = value(K::Region).unwrap_or_else(|| "us-east-1".to_string());
+    let endpoint = aws_sts::endpoint(value(K::StsEndpoint), &region);
+    let provider = provider_for(source, &endpoint, &region, &limits.client_options())
+        .map_err(|e| build_error(shown, e))?;
+    Ok(Some(provider))
+}
+
+/// The provider for one credential source (roles recursively: a role's source is signed
+/// for by its own provider).
+fn provider_for(
+    source: Source,
+    endpoint: &str,
+    region: &str,
+    options: &ClientOptions,
+) -> object_store::Result<AwsCredentialProvider> {
+    Ok(match source {
+        Source::Keys {
+            key_id,
+            secret,
+            token,
+        } => Arc::new(StaticCredentialProvider::new(AwsCredential {
+            key_id,
+            secret_key: secret,
+            token,
+        })),
+        Source::Process { command, profile } => Arc::new(ProcessProvider::new(&command, &profile)),
+        Source::Role {
+            role_arn,
+            session_name,
+            external_id,
+            source,
+        } => {
+            let source = provider_for(*source, endpoint, region, options)?;
+            let grant = Grant::AssumeRole {
+                source,
+                external_id,
+            };
+            Arc::new(StsProvider::new(
+                endpoint.to_string(),
+                region.to_string(),
+                role_arn,
+                session_name,
+                grant,
+                options,
+            )?)
+        }
+        Source::WebIdentity {
+            role_arn,
+            token_file,
+            session_name,
+        } => Arc::new(StsProvider::new(
+            endpoint.to_string(),
+            region.to_string(),
+            role_arn,
+            session_name,
+            Grant::WebIdentity { token_file },
+            options,
+        )?),
+    })
+}
+
+/// How a GCS store authenticates.
+enum GcsCredentials {
+    /// `anonymous`: unsigned, as asked.
+    Anonymous,
+    /// Nothing found anywhere and not on Google Cloud: unsigned, with the message for a
+    /// refusal.
+    Unsigned(String),
+    /// An authorized-user ADC file (path, quota project): refreshed by us.
+    AuthorizedUser(String, Option<String>),
+    /// Another ADC file (a service account): object_store reads it.
+    File(String, Option<String>),
+    /// Configured in object_store's own keys, or the metadata server on Google Cloud.
+    ObjectStore,
+}
+
+/// Where this GCS store's credentials come from: keys given to object_store, else the
+/// ADC file (`GOOGLE_APPLICATION_CREDENTIALS`, `application_credentials`, then gcloud's
+/// well-known file, `CLOUDSDK_CONFIG` honoured), else the metadata server on Google Cloud,
+/// else none (unsigned).
+fn gcs_credentials(b: &GoogleCloudStorageBuilder) -> std::result::Result<GcsCredentials, String> {
+    use GoogleConfigKey as K;
+    let set = |key: K| b.get_config_value(&key).is_some_and(|v| !v.is_empty());
+    if set(K::ServiceAccount) || set(K::ServiceAccountKey) || set(K::BearerToken) {
+        return Ok(GcsCredentials::ObjectStore);
+    }
+    let file = b
+        .get_config_value(&K::ApplicationCredentials)
+        .filter(|v| !v.is_empty())
+        .or_else(|| gcp_user::well_known_file().map(|p| p.display().to_string()));
+    if let Some(path) = file {
+        let adc = gcp_user::read_kind(&path)?;
+        return Ok(if adc.kind == "authorized_user" {
+            GcsCredentials::AuthorizedUser(path, adc.quota_project_id)
+        } else {
+            GcsCredentials::File(path, adc.quota_project_id)
+        });
+    }
+    if cloud_host::on_gcp() {
+        return Ok(GcsCredentials::ObjectStore);
+    }
+    Ok(GcsCredentials::Unsigned(
+        "no Google credentials found: looked in storage_options (service_account, \
+         service_account_key, application_credentials), the environment \
+         (GOOGLE_SERVICE_ACCOUNT, GOOGLE_APPLICATION_CREDENTIALS), gcloud's \
+         application_default_credentials.json (in CLOUDSDK_CONFIG or ~/.config/gcloud), \
+         not the metadata server (not on Google Cloud); requests were sent unsigned, as \
+         with storage_options={\"anonymous\": True}"
+            .to_string(),
+    ))
+}
+
+/// The project a GCS store bills: `user_project`, or for `requester_pays`
+/// `GOOGLE_CLOUD_PROJECT`, else the credentials file's quota project.
+fn billed_project(
+    limits: &Limits,
+    credentials: &GcsCredentials,
+) -> std::result::Result<Option<String>, String> {
+    if limits.user_project.is_some() || !limits.requester_pays {
+        return Ok(limits.user_project.clone());
+    }
+    let quota = match credentials {
+        GcsCredentials::AuthorizedUser(_, q) | GcsCredentials::File(_, q) => q.clone(),
+        _ => None,
+    };
+    std::env::var("GOOGLE_CLOUD_PROJECT")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .or(quota)
+        .map(Some)
+        .ok_or_else(|| {
+            "requester_pays needs a project to bill: storage_options user_project, \
+             GOOGLE_CLOUD_PROJECT, or quota_project_id in the credentials file"
+                .to_string()
+        })
+}
+
 /// Whether the S3 builder has a credential source other than the instance-metadata
-/// service: keys (from options, environment or profile), web identity, a container
-/// endpoint, or none needed (anonymous).
+/// service: keys (from options, environment or profile), a container endpoint, or none
+/// needed (anonymous). Roles, processes and web identity are [`aws_provider`]'s.
 fn has_credentials(b: &AmazonS3Builder) -> bool {
     use AmazonS3ConfigKey as K;
     let set = |key: K| b.get_config_value(&key).is_some_and(|v| !v.is_empty());
     set(K::AccessKeyId)
-        || (set(K::WebIdentityTokenFile) && set(K::RoleArn))
         || set(K::ContainerCredentialsRelativeUri)
         || set(K::ContainerCredentialsFullUri)
         || b.get_config_value(&K::SkipSignature)
@@ -405,9 +651,10 @@ fn has_credentials(b: &AmazonS3Builder) -> bool {
 }
 
 /// Whether, lacking other credentials, asking the instance-metadata service can help: only
-/// for AWS itself (no endpoint, or an amazonaws.com one), and not where the AWS SDKs' own
-/// switch (`AWS_EC2_METADATA_DISABLED`) turns it off. A custom metadata endpoint counts as
-/// asked for.
+/// for AWS itself (no endpoint, or an amazonaws.com one) on an EC2 instance (told from
+/// local files, see `cloud_host`), and not where the AWS SDKs' own switch
+/// (`AWS_EC2_METADATA_DISABLED`) turns it off. A custom metadata endpoint counts as asked
+/// for.
 fn asks_instance_metadata(b: &AmazonS3Builder) -> bool {
     let disabled = std::env::var("AWS_EC2_METADATA_DISABLED")
         .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
@@ -420,23 +667,29 @@ fn asks_instance_metadata(b: &AmazonS3Builder) -> bool {
             let host = e.split("://").nth(1).unwrap_or(&e).split(['/', ':']).next();
             host.is_some_and(|h| h.ends_with(".amazonaws.com") || h.ends_with(".amazonaws.com.cn"))
         });
-    !disabled && (on_aws || custom_metadata)
+    !disabled && (custom_metadata || (on_aws && cloud_host::on_aws()))
 }
 
 /// The message for a store with no credentials: where they were looked for, and what reads
 /// public buckets.
 fn missing_credentials(b: &AmazonS3Builder, profile: Option<&str>) -> String {
-    let metadata = if asks_instance_metadata(b) {
-        "and the EC2 instance metadata service"
+    let (metadata, then) = if asks_instance_metadata(b) {
+        (
+            "and the EC2 instance metadata service",
+            "storage_options={\"anonymous\": True} reads public buckets",
+        )
     } else {
-        "not the EC2 instance metadata service (the endpoint is not AWS)"
+        (
+            "not the EC2 instance metadata service (not on EC2, or the endpoint is not AWS)",
+            "requests were sent unsigned, as with storage_options={\"anonymous\": True}",
+        )
     };
     format!(
         "no AWS credentials found: looked in storage_options (aws_access_key_id, \
          aws_secret_access_key), the environment (AWS_ACCESS_KEY_ID and \
          AWS_SECRET_ACCESS_KEY, AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, \
-         AWS_CONTAINER_CREDENTIALS_RELATIVE_URI), {}, {metadata}; \
-         storage_options={{\"anonymous\": True}} reads public buckets",
+         AWS_CONTAINER_CREDENTIALS_RELATIVE_URI), {} (keys, role_arn, credential_process), \
+         {metadata}; {then}",
         aws_profile::searched(profile)
     )
 }

@@ -8,15 +8,20 @@
 //! implementation against the contract written here. The Python-mapping adapter lives in
 //! `python/` because it needs the GIL.
 
+mod aws_process;
 mod aws_profile;
+mod aws_sts;
 mod cloud;
+mod cloud_host;
 #[doc(hidden)]
 pub mod conformance;
+mod gcp_user;
 mod handle;
 pub mod local_path;
 mod local_read;
 mod local_write;
 mod object;
+mod refresh;
 mod small;
 mod whole;
 

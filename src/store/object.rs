@@ -51,6 +51,8 @@ pub struct ObjectStoreBackend {
     /// S3 relying on the instance-metadata service for credentials: its endpoint, and what
     /// to say when a request fails there (see `cloud::missing_credentials`).
     missing_credentials: Option<(String, String)>,
+    /// No credentials were found, so requests go unsigned: what a refusal adds.
+    unsigned: Option<String>,
 }
 
 /// How a store names versions for conditional puts.
@@ -107,6 +109,7 @@ impl ObjectStoreBackend {
                 local_root: None,
                 read_only: c.read_only,
                 missing_credentials: c.missing_credentials,
+                unsigned: c.unsigned,
                 versions: match scheme {
                     // S3 look-alikes without If-Match, configured `conditional_put: disabled`.
                     Scheme::S3 if !c.conditional_puts => Versions::None,
@@ -172,6 +175,7 @@ impl ObjectStoreBackend {
             read_only: false,
             versions: Versions::ETag,
             missing_credentials: None,
+            unsigned: None,
         }
     }
 
@@ -206,6 +210,10 @@ impl ObjectStoreBackend {
             }
         }
         if denied {
+            let reason = match &self.unsigned {
+                Some(note) => format!("{reason}; {note}"),
+                None => reason,
+            };
             Error::PermissionDenied {
                 url,
                 reason,
