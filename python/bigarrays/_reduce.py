@@ -117,14 +117,27 @@ def _block_sums(data: np.ndarray, factor: tuple[int, int, int], accumulator: typ
     Summing the ``fx * fy * fz`` strided views one after another reads every input voxel
     through a strided, casting loop; summing along x first shrinks the data before y and z
     are summed with whole contiguous columns. Integer sums are exact in any order, so the
-    result is the same. For unsigned bytes halved in x (uint8 and bool images, the common
-    case), the
-    two voxels of a pair are the two bytes of a uint16 read contiguously: their sum is its
-    low byte plus its high byte, whatever the machine's byte order.
+    result is the same. The work goes a few MB of input at a time (whole blocks in z), so
+    the temporaries stay small (the input may be a slab of hundreds of MB) and in cache.
     """
     fx, fy, fz = factor
+    x, y, z, c = data.shape
+    out = np.empty((x // fx, y // fy, z // fz, c), accumulator, order="F")
+    plane = max(1, x * y * c * data.itemsize * fz)
+    step = max(1, (4 << 20) // plane)
+    for k in range(0, z // fz, step):
+        stop = min(k + step, z // fz)
+        out[:, :, k:stop] = _piece_sums(data[:, :, k * fz : stop * fz], factor, accumulator)
+    return out
+
+
+def _piece_sums(data: np.ndarray, factor: tuple[int, int, int], accumulator: type) -> np.ndarray:
+    """``_block_sums`` of one piece. For unsigned bytes halved in x (uint8 and bool images,
+    the common case), the two voxels of a pair are the two bytes of a uint16 read
+    contiguously: their sum is its low byte plus its high byte, whatever the byte order."""
+    fx, fy, fz = factor
     unsigned_bytes = data.dtype.kind in "ub" and data.dtype.itemsize == 1
-    if fx == 2 and unsigned_bytes and data.flags.f_contiguous and data.shape[0] % 2 == 0:
+    if fx == 2 and unsigned_bytes and data.strides[0] == 1 and data.shape[0] % 2 == 0:
         pairs = data.T.view(np.uint16).T  # (X/2, Y, Z, C), x fastest, as data
         total = np.bitwise_and(pairs, 0xFF, dtype=accumulator, order="F")
         np.add(total, pairs >> 8, out=total, casting="unsafe")
