@@ -88,7 +88,7 @@ def _reduce_full(data: np.ndarray, factor: tuple[int, int, int], method: str) ->
     if kind == "f":
         # Floats are summed in block order (x fastest), as they always were: another order
         # could round differently.
-        total = views[0].astype(accumulator, order="F")
+        total: np.ndarray = views[0].astype(accumulator, order="F")
         for v in views[1:]:
             np.add(total, v, out=total, casting="unsafe")
     else:
