@@ -169,3 +169,27 @@ def test_info_updates_cannot_reinterpret_stored_chunks(tmp_path):
         with pytest.raises(InfoError, match=re.escape(field)):
             a.update_info(info)
     assert BigArray(tmp_path / "l").info == a.info
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "bool"])
+@pytest.mark.parametrize("factor", [(2, 2, 1), (2, 2, 2), (3, 2, 2)])
+def test_average_of_large_blocks_matches_exact_sums(dtype, factor):
+    """Blocks of several MB with channels: the fast path sums them a piece at a time (and
+    uint8 x pairs as uint16s); every piece must agree with an exact int64 mean."""
+    from bigarrays._reduce import reduce_blocks
+
+    rng = np.random.default_rng(7)
+    shape = (factor[0] * 120, factor[1] * 100, factor[2] * 60, 2)
+    if dtype == "bool":
+        data = rng.random(shape) < 0.5
+    else:
+        info = np.iinfo(dtype)
+        data = rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+    data = np.asfortranarray(data)
+    got = reduce_blocks(data, np.broadcast_to(np.True_, shape[:3]), factor, "average")
+    (x, y, z, c), (fx, fy, fz) = shape, factor
+    blocks = data.reshape(fx, x // fx, fy, y // fy, fz, z // fz, c, order="F")
+    total = blocks.sum(axis=(0, 2, 4), dtype=np.int64)
+    n = fx * fy * fz
+    want = 2 * total >= n if dtype == "bool" else ((2 * total + n) // (2 * n)).astype(dtype)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
