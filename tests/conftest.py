@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import os
 import re
@@ -37,6 +38,22 @@ FAST = {"retries": "2", "timeout": "2", "deadline": "5"}
 # a loaded 2-core machine can stall for a few seconds (a multi-object delete timed out at 2 s
 # once), and a hung one still fails its test within 20 s.
 SERVER = {"retries": "2", "timeout": "8", "deadline": "20"}
+
+
+@pytest.fixture(autouse=True)
+def hang_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In tests marked ``hang_after(seconds)``: kills the run with every thread's traceback
+    if the test takes longer (there is no pytest-timeout here), so a hang fails fast and
+    says where it hung."""
+    marker = request.node.get_closest_marker("hang_after")
+    if marker is None:
+        yield
+        return
+    faulthandler.dump_traceback_later(marker.args[0], exit=True, file=sys.stderr)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 def free_port() -> int:
@@ -400,3 +417,39 @@ def http_range_server(tmp_path: Path) -> Iterator[HttpServer]:
         yield server
     finally:
         server.stop()
+
+
+def clean_child_env(home: Path) -> dict[str, str]:
+    """This environment minus every cloud credential source (variables; HOME is `home`, so
+    no profile or gcloud files)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "GOOGLE_", "CLOUDSDK_", "GCE_"))
+    }
+    env["HOME"] = str(home)
+    return env
+
+
+def first_voxel_in_child(
+    url: str, options: dict[str, Any], env: dict[str, str]
+) -> tuple[str, float]:
+    """Opens ``url`` in a fresh interpreter with environment ``env`` and reads voxel
+    (0, 0, 0): what it printed (the voxel, or the error's type and message) and the
+    seconds the open and read took."""
+    code = (
+        "import json, sys, time\n"
+        "from bigarrays import BigArray\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        f"    print(int(BigArray({url!r}, storage_options=json.loads(sys.argv[1]))[0, 0, 0]))\n"
+        "except Exception as e:\n"
+        "    print(type(e).__name__ + ': ' + str(e))\n"
+        "print(time.monotonic() - t)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(options)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    *lines, seconds = out.stdout.strip().splitlines() or [out.stderr, "nan"]
+    return "\n".join(lines) + out.stderr, float(seconds)

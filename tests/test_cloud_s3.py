@@ -8,15 +8,13 @@ import gzip
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import cloudfiles.paths
 import numpy as np
 import pytest
 from cloudvolume import CloudVolume
-from conftest import Moto
+from conftest import Moto, clean_child_env, first_voxel_in_child
 
 import bigarrays
 from bigarrays import BigArray
@@ -320,32 +318,6 @@ def test_aws_profile_files(moto: Moto, monkeypatch: pytest.MonkeyPatch, tmp_path
         BigArray(url, storage_options={"profile": "nope", **FAST_ONLY})
 
 
-def no_aws_environment(tmp_path: Path) -> dict[str, str]:
-    """This environment minus every AWS credential source (variables, profile files)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["HOME"] = str(tmp_path)  # no ~/.aws
-    return env
-
-
-def open_in_child(url: str, options: dict[str, object], env: dict[str, str]) -> tuple[str, float]:
-    code = (
-        "import sys, time, json\n"
-        "from bigarrays import BigArray\n"
-        "t = time.monotonic()\n"
-        "try:\n"
-        f"    BigArray({url!r}, storage_options=json.loads(sys.argv[1]))[0, 0, 0]\n"
-        "except Exception as e:\n"
-        "    print(type(e).__name__ + ': ' + str(e))\n"
-        "print(time.monotonic() - t)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(options)],
-        capture_output=True, text=True, timeout=120, env=env,
-    )  # fmt: skip
-    *message, seconds = out.stdout.strip().splitlines() or [out.stderr]
-    return "\n".join(message) + out.stderr, float(seconds)
-
-
 def test_no_credentials_anywhere_goes_unsigned_at_once(moto: Moto, tmp_path: Path) -> None:
     # An S3-compatible endpoint that is not AWS: the instance-metadata service cannot be the
     # answer, so nothing waits on it; requests go unsigned, and a private bucket's refusal
@@ -354,8 +326,8 @@ def test_no_credentials_anywhere_goes_unsigned_at_once(moto: Moto, tmp_path: Pat
     BigArray.create(
         f"s3://{bucket}/l", shape=(8, 8, 8), dtype="uint8", storage_options=moto.options()
     )
-    message, seconds = open_in_child(
-        f"s3://{bucket}/l", {"endpoint": moto.endpoint, **FAST_ONLY}, no_aws_environment(tmp_path)
+    message, seconds = first_voxel_in_child(
+        f"s3://{bucket}/l", {"endpoint": moto.endpoint, **FAST_ONLY}, clean_child_env(tmp_path)
     )
     assert message.startswith("PermissionDeniedError"), message
     assert "no AWS credentials" in message and '"anonymous": True' in message, message
@@ -370,7 +342,9 @@ def test_no_credentials_on_aws_names_the_sources_after_the_metadata_service(
     # On AWS itself an instance role may answer, so the metadata service is asked; where it
     # does not answer (here: no network), the error says what was looked for.
     options = {"region": "us-east-1", "metadata_endpoint": "http://127.0.0.1:9", **FAST_ONLY}
-    message, seconds = open_in_child("s3://some-bucket/l", options, no_aws_environment(tmp_path))
+    message, seconds = first_voxel_in_child(
+        "s3://some-bucket/l", options, clean_child_env(tmp_path)
+    )
     assert message.startswith("PermissionDeniedError"), message
     assert "no AWS credentials" in message and "instance metadata" in message, message
     assert seconds < 30, seconds

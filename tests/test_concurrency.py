@@ -16,11 +16,8 @@ test_local_conditional.py for local disks and mappings).
 
 from __future__ import annotations
 
-import faulthandler
 import multiprocessing
-import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +35,8 @@ N = 8  # writers
 SHARDING = SMALL_SHARDING  # 16 shards of 4 × 2 × 2 chunks
 
 
-@pytest.fixture(autouse=True)
-def hang_guard() -> Iterator[None]:
-    faulthandler.dump_traceback_later(120, exit=True, file=sys.stderr)
-    try:
-        yield
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+# Kills the run with every thread's traceback if a test hangs (conftest.hang_guard).
+pytestmark = pytest.mark.hang_after(120)
 
 
 def model(seed: int = 0) -> np.ndarray:

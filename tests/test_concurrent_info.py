@@ -10,11 +10,8 @@ once both keep theirs; elsewhere the last writer's ``info`` wins, as before.
 
 from __future__ import annotations
 
-import faulthandler
 import multiprocessing
-import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -28,13 +25,8 @@ CHUNKS = (16, 16, 8)
 FACTORS = [(2, 2, 1), (4, 4, 1), (2, 2, 2), (8, 8, 2)]
 
 
-@pytest.fixture(autouse=True)
-def hang_guard() -> Iterator[None]:
-    faulthandler.dump_traceback_later(150, exit=True, file=sys.stderr)
-    try:
-        yield
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+# Kills the run with every thread's traceback if a test hangs (conftest.hang_guard).
+pytestmark = pytest.mark.hang_after(150)
 
 
 def model() -> np.ndarray:

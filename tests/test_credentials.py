@@ -21,7 +21,6 @@ import os
 import pickle
 import re
 import stat
-import subprocess
 import sys
 import textwrap
 import threading
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import FakeGcs, Moto
+from conftest import FakeGcs, Moto, clean_child_env, first_voxel_in_child
 from volumes import INFO, values
 
 import bigarrays
@@ -53,16 +52,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     return home
-
-
-def clean_child_env(home: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AWS_", "GOOGLE_", "CLOUDSDK_", "GCE_"))
-    }
-    env["HOME"] = str(home)
-    return env
 
 
 def private_layer(moto: Moto, name: str = "l") -> tuple[str, np.ndarray]:
@@ -368,27 +357,6 @@ def test_gcs_refresh_refused_says_so_without_secrets(
 
 
 # -- no credentials anywhere: unsigned at once ----------------------------------------------
-
-
-def first_voxel_in_child(
-    url: str, options: dict[str, Any], env: dict[str, str]
-) -> tuple[str, float]:
-    code = (
-        "import json, sys, time\n"
-        "from bigarrays import BigArray\n"
-        "t = time.monotonic()\n"
-        "try:\n"
-        f"    print(int(BigArray({url!r}, storage_options=json.loads(sys.argv[1]))[0, 0, 0]))\n"
-        "except Exception as e:\n"
-        "    print(type(e).__name__ + ': ' + str(e))\n"
-        "print(time.monotonic() - t)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(options)],
-        capture_output=True, text=True, timeout=120, env=env,
-    )  # fmt: skip
-    *lines, seconds = out.stdout.strip().splitlines() or [out.stderr, "nan"]
-    return "\n".join(lines) + out.stderr, float(seconds)
 
 
 def public_policy(bucket: str) -> str:

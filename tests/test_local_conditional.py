@@ -19,7 +19,6 @@ keeps the young ones, which may be a live writer's.
 
 from __future__ import annotations
 
-import faulthandler
 import multiprocessing
 import os
 import random
@@ -29,7 +28,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +44,8 @@ WRITERS = 4
 OLD = _core.TEMPORARY_MAX_AGE_S + 60
 
 
-@pytest.fixture(autouse=True)
-def hang_guard() -> Iterator[None]:
-    faulthandler.dump_traceback_later(150, exit=True, file=sys.stderr)
-    try:
-        yield
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+# Kills the run with every thread's traceback if a test hangs (conftest.hang_guard).
+pytestmark = pytest.mark.hang_after(150)
 
 
 def model() -> np.ndarray:

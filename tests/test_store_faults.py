@@ -11,9 +11,7 @@ a hang guard (``faulthandler``) so a hang is a failure with tracebacks, not a st
 
 from __future__ import annotations
 
-import faulthandler
 import json
-import sys
 import time
 import urllib.parse
 from collections import Counter
@@ -46,14 +44,8 @@ def print_figures() -> Iterator[None]:
         print(f"{k}: {SEEN[k]}")
 
 
-@pytest.fixture(autouse=True)
-def hang_guard() -> Iterator[None]:
-    """Kills the run with every thread's traceback if one test hangs (no pytest-timeout)."""
-    faulthandler.dump_traceback_later(60, exit=True, file=sys.stderr)
-    try:
-        yield
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+# Kills the run with every thread's traceback if a test hangs (conftest.hang_guard).
+pytestmark = pytest.mark.hang_after(60)
 
 
 def is_chunk(method: str, path: str) -> bool:

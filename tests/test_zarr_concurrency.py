@@ -22,7 +22,6 @@ temporary file and renames it over the object, so an object is old or new, never
 
 from __future__ import annotations
 
-import faulthandler
 import multiprocessing
 import os
 import random
@@ -31,7 +30,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +46,8 @@ SHARDS = (16, 16)  # 3 × 3 shards (the last ones partial) of 2 × 2 chunks each
 SPLITS = (0, 13, 29, SHAPE[1])  # each row is written as three unaligned boxes
 
 
-@pytest.fixture(autouse=True)
-def hang_guard() -> Iterator[None]:
-    faulthandler.dump_traceback_later(240, exit=True, file=sys.stderr)
-    try:
-        yield
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+# Kills the run with every thread's traceback if a test hangs (conftest.hang_guard).
+pytestmark = pytest.mark.hang_after(240)
 
 
 def model() -> np.ndarray:

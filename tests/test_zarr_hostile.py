@@ -12,15 +12,12 @@ bomb may allocate.
 
 from __future__ import annotations
 
-import faulthandler
 import gzip
 import json
 import resource
 import struct
-import sys
 import time
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +30,8 @@ from bigarrays.errors import ChunkDecodeError, InfoError, InvalidArgumentError
 METADATA_ERRORS = (InfoError, InvalidArgumentError)
 
 
-@pytest.fixture(autouse=True)
-def hang_guard() -> Iterator[None]:
-    faulthandler.dump_traceback_later(120, exit=True, file=sys.stderr)
-    try:
-        yield
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+# Kills the run with every thread's traceback if a test hangs (conftest.hang_guard).
+pytestmark = pytest.mark.hang_after(120)
 
 
 def v3(shape: list[Any], chunks: list[Any], **kw: Any) -> dict[str, Any]:
