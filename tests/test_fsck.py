@@ -213,6 +213,14 @@ def test_zarr(tmp_path, capsys):
     kinds = sorted(p.kind for p in bigarrays.fsck(str(tmp_path / "z.zarr")).damage)
     assert kinds == ["temporary", "undecodable"]
     assert "c/1/2/0" in out and "0#7" in out
+    # Any rank: chunks are listed and read in the array's own axes.
+    flat = BigArray.create(str(tmp_path / "f.zarr"), format="zarr", shape=(20, 30),
+                           dtype="uint8", chunks=(8, 16))  # fmt: skip
+    flat[:, :] = 1
+    assert bigarrays.fsck(str(tmp_path / "f.zarr")).chunks == 3 * 2
+    (tmp_path / "f.zarr" / "c" / "2" / "1").write_bytes(b"garbage")
+    (damage,) = bigarrays.fsck(str(tmp_path / "f.zarr")).damage
+    assert damage.kind == "undecodable" and "c/2/1" in str(damage)
 
 
 def test_murmur_matches_cloudvolumes_mmh3():

@@ -295,18 +295,21 @@ def test_existing_layer_is_copied_and_pyramided(tmp_path):
 
 
 def test_zarr_destination_is_an_ome_zarr_image(tmp_path):
-    vol = stack((6, 20, 24))
+    vol = stack((6, 20, 300))  # 3 chunks along x (the last axis), 1 along z
     np.save(tmp_path / "v.npy", vol)
     a = bigarrays.ingest(
         str(tmp_path / "v.npy"), str(tmp_path / "z"), format="zarr", mips=1, resolution=(4, 4, 40)
     )
     np.testing.assert_array_equal(a[:], vol)
     assert a.ome_image() is not None and a.num_mips == 2
-    # Resuming a finished image finds every slab complete and changes nothing.
+    # Resuming a finished image finds every slab complete and rewrites no chunk.
+    files = {p: p.stat().st_mtime_ns for p in (tmp_path / "z").rglob("*") if p.is_file()}
     b = bigarrays.ingest(
         str(tmp_path / "v.npy"), str(tmp_path / "z"), format="zarr", mips=1, resume=True
     )
     np.testing.assert_array_equal(b[:], vol)
+    chunks = [p for p in files if not p.name.startswith(("zarr.json", ".z"))]
+    assert chunks and all(p.stat().st_mtime_ns == files[p] for p in chunks)
 
 
 def test_ingest_into_s3_and_the_summary_names_the_bucket(tmp_path, moto):

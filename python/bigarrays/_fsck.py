@@ -440,9 +440,7 @@ def _x(v: Sequence[int]) -> str:
 def _engine_listed(a: BigArray, report: FsckReport) -> list[_Task]:
     """Decode tasks for the chunks the engine lists (stores Python cannot list itself)."""
     try:
-        # Explicit (x, y, z) slices: the default key is a Zarr array's own axes, which
-        # stored_chunks would take as (x, y, z) and clip (see the report of branch soak).
-        units = a.stored_chunks((slice(None),) * 3)
+        units = a.stored_chunks()
     except errors.ChunkDecodeError as e:
         report.problems.append(Problem("shard-index", a.url, str(e)))
         return []
@@ -453,27 +451,11 @@ def _engine_listed(a: BigArray, report: FsckReport) -> list[_Task]:
         note = f"{a.format} layers: the metadata was checked, the chunks were not"
         report.problems.append(Problem("unchecked", a.url, note, damage=False))
         return []
-    boxes = [_own_axes(a, lo, hi) for lo, hi, _ in units]
+    # Each unit's box indexes ``a`` as it is: (x, y, z) absolute coordinates, or a Zarr
+    # array's own axes.
+    boxes = [_box(lo, hi) for lo, hi, _ in units]
     names = [f"{a.url} chunk {_span(lo, hi)}" for lo, hi, _ in units]
     return _batches(a, boxes, names)
-
-
-def _own_axes(a: BigArray, lo: Sequence[int], hi: Sequence[int]) -> tuple[slice, ...]:
-    """The (x, y, z) box of ``stored_chunks`` as an index of ``a`` (a Zarr array's own
-    axes: leading axes of extent 1 dropped, the last up to four reversed, the fourth from
-    the end being channels, read whole)."""
-    if a.format != "zarr":
-        return _box(lo, hi)
-    shape = a.shape
-    lead = 0
-    while lead < len(shape) - 1 and shape[lead] == 1:
-        lead += 1
-    rest = len(shape) - lead
-    index: list[slice] = [slice(0, 1)] * lead
-    for j in range(rest):
-        p = rest - 1 - j  # 0: x (the last axis), 1: y, 2: z, 3: channels
-        index.append(slice(lo[p], hi[p]) if p < 3 else slice(0, shape[lead + j]))
-    return tuple(index)
 
 
 # -- Precomputed sharding --------------------------------------------------------------------

@@ -519,9 +519,10 @@ def _complete(out: BigArray, box: Box, format: str | None) -> bool:
     """Whether every storage chunk of the slab exists with a nonzero size."""
     key = _slices(box)
     if format == "zarr":
-        # A Zarr handle lists its chunks in the (x, y, z) view, from 0 (no voxel offset).
+        # A Zarr handle lists its chunks in its own axes (..., z, y, x), from 0 (no voxel
+        # offset).
         z0, z1 = box[0][2], box[1][2]
-        key = (slice(None), slice(None), slice(z0, z1))
+        key = (slice(None),) * (out.ndim - 3) + (slice(z0, z1), slice(None), slice(None))
         grid = tuple(out.chunks)[-3:][::-1]
         want = chunk_count(box, (0, 0, 0), grid)
     else:
