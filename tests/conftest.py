@@ -111,6 +111,21 @@ class Moto:
             **extra,
         }
 
+    def make_public(self, bucket: str) -> None:
+        """Lets anyone read and list ``bucket`` (a bucket policy), as public datasets do."""
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": ["s3:GetObject", "s3:ListBucket"],
+                    "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                }
+            ],
+        }
+        self.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+
     def client(self) -> Any:
         import boto3
 

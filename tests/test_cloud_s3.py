@@ -5,7 +5,6 @@ errors, and reading after ``os.fork()``."""
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import signal
 from pathlib import Path
@@ -152,18 +151,7 @@ def test_anonymous_public_bucket_and_forbidden(moto: Moto) -> None:
     with pytest.raises(bigarrays.PermissionDeniedError, match=f"s3://{bucket}/pub/info") as e:
         BigArray(url, storage_options=anonymous)
     assert isinstance(e.value, PermissionError) and isinstance(e.value, bigarrays.StoreError)
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": "*",
-                "Action": ["s3:GetObject", "s3:ListBucket"],
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-            }
-        ],
-    }
-    moto.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    moto.make_public(bucket)
     assert BigArray(url, storage_options=anonymous)[7, 7, 7] == 4
 
 

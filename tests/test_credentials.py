@@ -359,22 +359,6 @@ def test_gcs_refresh_refused_says_so_without_secrets(
 # -- no credentials anywhere: unsigned at once ----------------------------------------------
 
 
-def public_policy(bucket: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": "*",
-                    "Action": ["s3:GetObject", "s3:ListBucket"],
-                    "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-                }
-            ],
-        }
-    )
-
-
 def test_public_s3_bucket_with_no_credentials_reads_at_once(moto: Moto, tmp_path: Path) -> None:
     url, data = private_layer(moto)
     bucket = url.split("/")[2]
@@ -383,7 +367,7 @@ def test_public_s3_bucket_with_no_credentials_reads_at_once(moto: Moto, tmp_path
     message, _ = first_voxel_in_child(url, {"endpoint": moto.endpoint, **FAST}, env)
     assert message.startswith("PermissionDeniedError"), message
     assert "no AWS credentials found" in message and "unsigned" in message, message
-    moto.client().put_bucket_policy(Bucket=bucket, Policy=public_policy(bucket))
+    moto.make_public(bucket)
     message, seconds = first_voxel_in_child(url, {"endpoint": moto.endpoint, **FAST}, env)
     assert message == str(data[0, 0, 0]), message
     print(f"s3 time to first voxel, no credentials: {seconds:.3f} s")
