@@ -15,7 +15,7 @@ import faulthandler
 import json
 import os
 import re
-import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +38,12 @@ FAST = {"retries": "2", "timeout": "2", "deadline": "5"}
 # a loaded 2-core machine can stall for a few seconds (a multi-object delete timed out at 2 s
 # once), and a hung one still fails its test within 20 s.
 SERVER = {"retries": "2", "timeout": "8", "deadline": "20"}
+
+# A shell without job control starts a background command (`pytest &`) with SIGINT ignored,
+# and the processes the tests start would inherit that: the Ctrl-C tests would then see no
+# KeyboardInterrupt. A handled signal is reset to the default in a child, so handle it here.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
@@ -164,10 +170,10 @@ class Moto:
 
 
 def start_moto() -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """moto's S3 server with atomic conditional writes (tests/moto_server.py says why)."""
     port = free_port()
-    exe = os.path.join(os.path.dirname(sys.executable), "moto_server")
-    exe = exe if os.path.exists(exe) else (shutil.which("moto_server") or "moto_server")
-    return process([exe, "-H", "127.0.0.1", "-p", str(port)], f"http://127.0.0.1:{port}/moto-api/")
+    server = str(Path(__file__).with_name("moto_server.py"))
+    return process([sys.executable, server, str(port)], f"http://127.0.0.1:{port}/moto-api/")
 
 
 def run_threads(targets: list[Any]) -> None:
