@@ -231,6 +231,26 @@ def test_options_follow_cloudvolumes_names_and_are_kept(tmp_path):
     assert CloudVolume(f"file://{tmp_path}").meta.compression_params(0)["jxl_effort"] == 3
 
 
+@pytest.mark.parametrize("made_by", ["CloudVolume", "bigarrays"])
+def test_a_lossy_layer_written_by_bigarrays_gets_lossless_chunks(tmp_path, made_by):
+    """No pure-Rust lossy JPEG XL encoder can ship under this crate's licence, so chunks we
+    write are lossless whatever ``jxl_quality`` says (docs/SEMANTICS.md): into CloudVolume's
+    quality-85 layer, or one created here asking for 85, they read back exactly, by
+    CloudVolume and libjxl too, and the info keeps the quality for other writers."""
+    ref = smooth_volume(5, (*SIZE, 1))
+    if made_by == "CloudVolume":
+        cv_create(tmp_path, 1, jxl_quality=85)
+        a = BigArray(str(tmp_path))
+    else:
+        a = ba_create(tmp_path, 1, encoding_options={"jxl_quality": 85})
+    assert a.info["scales"][0]["jxl_quality"] == 85
+    write_all(a, ref)
+    assert_exact(read_all(BigArray(str(tmp_path))), ref)
+    assert_exact(np.asarray(CloudVolume(f"file://{tmp_path}", progress=False)[bounds_key()]), ref)
+    assert_exact(libjxl_decode(tmp_path, 1), ref)
+    assert BigArray(str(tmp_path)).info["scales"][0]["jxl_quality"] == 85
+
+
 def test_cp_to_and_from_jxl(tmp_path):
     ref = smooth_volume(11, (*SIZE, 1))
     src = BigArray.create(str(tmp_path / "raw"), shape=(*SIZE, 1), dtype="uint8", chunks=CHUNKS,

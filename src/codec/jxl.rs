@@ -10,9 +10,13 @@
 //! Decoding uses the `jxl` crate (jxl-rs, the JPEG XL project's own Rust decoder, which
 //! Chromium and Firefox ship): pure Rust, conforming, and it caps the samples an image may
 //! declare, which bounds its memory to a small multiple of the chunk's. On CloudVolume's
-//! 64-pixel-wide lossy chunks it executes 1.1–1.2× libjxl 0.11's instructions (callgrind),
-//! the difference mostly per-row overhead of its render pipeline; its setup per chunk is
-//! small, and reusing the decoder (below) saves its allocations. Lossless chunks decode to
+//! lossy chunks (quality 85: one frame of 64×4096 pixels per 64³ chunk, so 16 groups of
+//! 64×256) jxl-rs 0.8.0 executes 1.12× libjxl 0.11's instructions (callgrind, 32 chunks of
+//! the bench's voxels): its entropy decoding, LF image and filters (gaborish, EPF, XYB) cost
+//! what libjxl's do, and the excess is its render pipeline's bookkeeping on 64-pixel rows
+//! (mirroring the row ends, row buffers), which no decoder option changes. jxl-oxide 0.12.6
+//! executes 4.6× libjxl's on the same chunks. Its setup per chunk is small, and reusing the
+//! decoder (below) saves its allocations. Lossless chunks decode to
 //! exactly libjxl's voxels. Lossy chunks decode to within one grey level of libjxl's: the
 //! image is the same, but libjxl dithers its 8-bit output with a pattern that changed
 //! between its versions (an 8×8 ordered matrix up to 0.11, blue noise since), jxl-rs
@@ -22,8 +26,9 @@
 //!
 //! Encoding is lossless only, with `zune-jpegxl` (pure Rust, a port of libjxl's fast
 //! lossless mode, effort 1): `jxl_quality` and `jxl_effort` are kept in the `info` for other
-//! writers, and chunks are always lossless, hence bit-exact. No maintained pure-Rust crate
-//! under a licence this crate can ship encodes lossy JPEG XL.
+//! writers, and chunks are always lossless, hence bit-exact. No pure-Rust crate under a
+//! licence this crate can ship encodes lossy JPEG XL: `jxl-encoder` (VarDCT, pure Rust) is
+//! AGPL-3.0 or commercial, and binding libjxl would add its C++ build to every install.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
