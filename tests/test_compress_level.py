@@ -134,6 +134,8 @@ def test_a_bad_level_names_the_field(tmp_path):
         bigarrays.ingest(vol, str(tmp_path / "i"), compress_level=13)
     with pytest.raises(InvalidArgumentError, match="compress_level=10"):
         bigarrays.ingest(vol, str(tmp_path / "iz"), format="zarr", compress_level=10)
+    with pytest.raises(InvalidArgumentError, match="compress_level"):
+        bigarrays.ingest(a.url, str(tmp_path / "lz"), format="zarr", compress_level=2)
     result = CliRunner().invoke(main, ["cp", a.url, str(tmp_path / "c"), "--compress-level", "0"])
     assert result.exit_code == 2 and "--compress-level" in result.output
 

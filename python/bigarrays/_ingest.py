@@ -167,6 +167,11 @@ def ingest(
             "(resolution=, offset= and layer_type= are for files and arrays)"
         )
     level = _level(compress_level, format)
+    if layer is not None and format == "zarr" and compress_level is not None:
+        raise InvalidArgumentError(
+            f"{layer.url} is a layer: a Zarr copy of it takes its codecs from compression= "
+            "(compress_level= is for Precomputed destinations and Zarr ingests of files)"
+        )
     if layer is not None:
         return _from_layer(layer, dst, format, chunks, sharding, encoding, mips, factor,
                            method, jobs, resume, overwrite, progress, storage_options,
