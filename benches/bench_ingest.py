@@ -17,7 +17,9 @@ written shard by shard (CloudVolume writes a sharded scale one whole shard per c
 ``tinybrain.downsample_with_averaging(img, (2, 2, 1), num_mips=3)`` and each level written
 to a scale from ``add_scale`` (unsharded gzip, as bigarrays' pyramid levels). Each tool runs
 in a fresh interpreter; its peak memory is how far the resident set rose above the level
-after imports (VmHWM).
+after imports (VmHWM). Each output's size (bytes of its files) is reported beside the times,
+so that speed bought with gzip level shows its cost: bigarrays ingests at its default gzip
+level (``bigarrays._ingest.GZIP_LEVEL``), CloudVolume compresses at its own default (9).
 """
 
 from __future__ import annotations
@@ -152,7 +154,8 @@ def child(tool: str, src: str, dst: str) -> None:
     print(time.perf_counter() - t, (kib("VmHWM") - base) * 1024, cpu() - c)
 
 
-def measure(tool: str, src: Path, dst: Path) -> tuple[float, int, float]:
+def measure(tool: str, src: Path, dst: Path) -> tuple[float, int, float, int]:
+    """Seconds, peak memory, CPU seconds and the output's bytes on disk."""
     shutil.rmtree(dst, ignore_errors=True)
     out = subprocess.run(
         [sys.executable, __file__, "--child", tool, str(src), str(dst)],
@@ -161,7 +164,12 @@ def measure(tool: str, src: Path, dst: Path) -> tuple[float, int, float]:
         text=True,
         cwd=HERE,
     ).stdout.split()
-    return float(out[-3]), int(out[-2]), float(out[-1])
+    return float(out[-3]), int(out[-2]), float(out[-1]), stored_bytes(dst)
+
+
+def stored_bytes(root: Path) -> int:
+    """The sizes of every file under ``root`` (chunks, shards, info)."""
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
 def check_same(a: Path, b: Path) -> None:
@@ -201,18 +209,22 @@ def main() -> None:
         f"{version('tinybrain')}. Both results compared: the base bit for bit, level k "
         "within k (bigarrays rounds averages half up, tinybrain truncates).",
         "",
-        "| tool | seconds | CPU seconds | MB/s | peak memory (MB) | peak ÷ stack |",
-        "|---|---|---|---|---|---|",
+        "| tool | seconds | CPU seconds | MB/s | peak memory (MB) | peak ÷ stack | output (MB) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for tool, (seconds, peak, cpu) in runs.items():
+    for tool, (seconds, peak, cpu, size) in runs.items():
         lines.append(
             f"| {tool} | {seconds:.2f} | {cpu:.2f} | {nbytes / seconds / 1e6:.0f} | "
-            f"{peak / 1e6:.0f} | {peak / nbytes:.2f} |"
+            f"{peak / 1e6:.0f} | {peak / nbytes:.2f} | {size / 1e6:.1f} |"
         )
+    from bigarrays._ingest import GZIP_LEVEL
+
     lines += [
         "",
         f"bigarrays is {ratio(theirs[0], ours[0])} faster than CloudVolume + tinybrain, with "
-        f"{ours[1] / theirs[1]:.2f}× its peak memory and {ours[2] / theirs[2]:.2f}× its CPU time.",
+        f"{ours[1] / theirs[1]:.2f}× its peak memory and {ours[2] / theirs[2]:.2f}× its CPU "
+        f"time; its output (gzip level {GZIP_LEVEL}, CloudVolume's 9) is "
+        f"{ours[3] / theirs[3]:.3f}× the size of CloudVolume's.",
     ]
     text = "\n".join(lines)
     print(text)
@@ -220,7 +232,11 @@ def main() -> None:
     if scale == "full":
         record_metrics(
             "bench_ingest.py",
-            {"ingest time ratio": theirs[0] / ours[0], "ingest peak ratio": ours[1] / theirs[1]},
+            {
+                "ingest time ratio": theirs[0] / ours[0],
+                "ingest peak ratio": ours[1] / theirs[1],
+                "ingest size ratio": ours[3] / theirs[3],
+            },
         )
 
 

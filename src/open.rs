@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::codec::Compression;
+use crate::codec::{Compression, GzipLevel};
 use crate::error::{Error, Result};
 #[cfg(feature = "hdf5")]
 use crate::format::hdf5::aligned::AlignedArray;
@@ -94,6 +94,9 @@ pub struct OpenOptions {
     /// default ([`crate::codec::default_compression`]: gzip for raw and
     /// compressed_segmentation, none for jpeg, png and blosc, as CloudVolume does).
     pub compression: Option<Compression>,
+    /// The gzip level of what this handle compresses with gzip (chunk transport, shard data,
+    /// minishard indexes); chunks copied as their stored bytes keep theirs.
+    pub gzip_level: GzipLevel,
     /// Store requests in flight at once.
     pub concurrency: usize,
     /// Bytes of decoded chunks kept for later reads on this handle (0: no cache).
@@ -113,6 +116,7 @@ impl Default for OpenOptions {
             mip: 0,
             fill_missing: true,
             compression: None,
+            gzip_level: GzipLevel::DEFAULT,
             concurrency: 64,
             cache_bytes: 0,
             format: None,

@@ -14,7 +14,7 @@
 use bytes::Bytes;
 use rayon::prelude::*;
 
-use crate::codec::{transport, Compression};
+use crate::codec::{transport, Compression, GzipLevel};
 use crate::error::{Error, Result};
 use crate::geometry::{Bbox, BoxCopy};
 use crate::volume::Volume;
@@ -59,6 +59,12 @@ pub trait StoredChunks {
     /// Stores chunks given as bytes in the layout's form, each replacing the chunk of its
     /// full grid-cell box, which must lie inside the bounds.
     fn put_stored(&self, chunks: Vec<(Bbox, Bytes)>) -> Result<()>;
+
+    /// The gzip level chunks are compressed with when they come to this volume inflated
+    /// (the handle's choice where it has one).
+    fn gzip_level(&self) -> GzipLevel {
+        GzipLevel::DEFAULT
+    }
 }
 
 /// A chunk's stored bytes, their form, and where they are stored (for messages).
@@ -126,6 +132,7 @@ pub fn copy_stored(
         )));
     }
     let voxel_bytes = src.dtype().itemsize() * src.num_channels();
+    let level = dst_io.gzip_level();
     let (channels, itemsize) = (src.num_channels(), src.dtype().itemsize());
     let present: Vec<(Bbox, StoredChunk)> = cells
         .into_iter()
@@ -160,7 +167,9 @@ pub fn copy_stored(
                 if interior {
                     let stored = match to.form {
                         StoredForm::Raw => Bytes::from(voxels),
-                        StoredForm::Gzip => Bytes::from(Compression::Gzip.compress(&voxels)?),
+                        StoredForm::Gzip => {
+                            Bytes::from(Compression::Gzip.compress_at(&voxels, level)?)
+                        }
                     };
                     return Ok(Made::Stored(cell, stored));
                 }

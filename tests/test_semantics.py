@@ -149,7 +149,7 @@ def test_properties_and_info():
     assert b.nbytes == 100 * 50 * 10 * 4
     info = b.info
     assert info["type"] == "segmentation" and info["data_type"] == "uint32"
-    assert info["scales"][0]["key"] == "4_4.5_40"
+    assert info["scales"][0]["key"] == "4.0_4.5_40.0"  # as CloudVolume's create_new_info
     assert "BigArray('memory://" in repr(a)
 
 

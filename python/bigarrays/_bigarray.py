@@ -167,6 +167,15 @@ class BigArray:
         ``"gzip"`` for the ``raw`` and ``compressed_segmentation`` encodings (CloudVolume's
         ``<key>.gz`` files) and ``None`` for ``jpeg``, ``png`` and ``blosc``, as CloudVolume
         does; ``None`` writes plain chunks that TensorStore and a static web server can read.
+    compress_level : int, optional
+        The gzip level of the chunks this handle writes (Precomputed: gzip transport, shard
+        ``data_encoding`` and minishard indexes), as CloudVolume's ``compress_level``: 1
+        (fastest) to 12 (smallest; libdeflate's levels); default 6. It only changes how
+        small the gzip streams are and how long writing takes: any level reads the same,
+        and it is not stored in the ``info`` (Precomputed has no field for it), so each
+        handle chooses it when it writes. Chunks copied as their stored bytes keep theirs;
+        zstd and brotli keep their own levels, and a Zarr array's gzip level is its codec's
+        configuration.
     storage_options : dict, optional
         ``"concurrency"``: store requests in flight at once (default 64). For ``s3://``,
         ``gs://`` and ``http(s)://`` URLs also ``"retries"`` (default 5), ``"timeout"``
@@ -205,6 +214,7 @@ class BigArray:
         storage_options: Mapping[str, Any] | None = None,
         cache_bytes: int = 0,
         dataset: str | None = None,
+        compress_level: int | None = None,
     ) -> None:
         _check_cache_bytes(cache_bytes)
         self._init_args = dict(
@@ -216,6 +226,7 @@ class BigArray:
             compression=compression,
             storage_options=storage_options,
             cache_bytes=cache_bytes,
+            compress_level=compress_level,
         )
         self._url = str(url)
         self._layer = _core.Layer.open(
@@ -225,6 +236,7 @@ class BigArray:
             mip=mip,
             fill_missing=fill_missing,
             compression=compression,
+            compress_level=compress_level,
             store=store,
             cache_bytes=cache_bytes,
             **_engine_options(storage_options),
@@ -254,6 +266,7 @@ class BigArray:
         encoding: str = "raw",
         encoding_options: Mapping[str, Any] | None = None,
         compression: str | None = "auto",
+        compress_level: int | None = None,
         layer_type: str = "image",
         sharding: Any = None,
         overwrite: bool = False,
@@ -312,6 +325,9 @@ class BigArray:
             ``jxl_decodingspeed`` (default 0), both kept for other writers.
         compression : {"auto", "gzip", "zstd", "br", None}
             Transport compression of written chunks (see :class:`BigArray`).
+        compress_level : int, optional
+            The gzip level this handle writes with, 1 (fastest) to 12 (smallest), default 6
+            (see :class:`BigArray`). Precomputed only; not stored in the ``info``.
         layer_type : str
             ``"image"`` or ``"segmentation"`` (neuroglancer's default rendering).
         sharding : None, "auto" or dict
@@ -397,6 +413,16 @@ class BigArray:
         shape = tuple(int(n) for n in shape)
         if format != "zarr" and (ome or axes is not None):
             raise InvalidArgumentError("ome= and axes= make OME-Zarr images: pass format='zarr'")
+        if format in ("zarr", "h5s") and compress_level is not None:
+            raise InvalidArgumentError(
+                f"compress_level applies to Precomputed layers; format={format!r} takes "
+                "its compression level from "
+                + (
+                    "its codecs= (gzip's configuration level)"
+                    if format == "zarr"
+                    else "h5s' filter"
+                )
+            )
         if format == "zarr":
             if encoding != "raw" or encoding_options or sharding is not None:
                 raise InvalidArgumentError(
@@ -482,11 +508,11 @@ class BigArray:
                 compression=compression,
                 store=store,
                 sharding=None if sharding is None else json.dumps(sharding),
+                compress_level=compress_level,
                 **_engine_options(storage_options),
             )
-        return cls._opened(
-            url, layer, format, store, fill_missing, compression, storage_options, cache_bytes
-        )
+        return cls._opened(url, layer, format, store, fill_missing, compression,
+                           storage_options, cache_bytes, compress_level)  # fmt: skip
 
     @classmethod
     def _opened(
@@ -499,6 +525,7 @@ class BigArray:
         compression: str | None,
         storage_options: Mapping[str, Any] | None,
         cache_bytes: int,
+        compress_level: int | None = None,
     ) -> BigArray:
         """A handle on the layer ``create`` made, with the options it was asked for."""
         self = cls.__new__(cls)
@@ -512,6 +539,7 @@ class BigArray:
             compression=compression,
             storage_options=storage_options,
             cache_bytes=cache_bytes,
+            compress_level=compress_level,
         )
         self._layer = layer
         self._setup()
@@ -1268,6 +1296,7 @@ class BigArray:
         bbox: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None,
         encoding: str | None = None,
         compression: str | None = "auto",
+        compress_level: int | None = None,
         sharding: Any = None,
         chunks: tuple[int, int, int] | None = None,
         resume: bool = False,
@@ -1301,6 +1330,10 @@ class BigArray:
             codecs: ``bytes`` plus that compressor (``bytes`` alone for None); ``"auto"``
             stores chunks as a ``raw`` Precomputed source does (plain or gzip), so they are
             copied as stored bytes, and ``bytes`` + ``zstd`` otherwise.
+        compress_level : int, optional
+            The gzip level of the chunks a Precomputed destination gets, 1 (fastest) to 12
+            (smallest), default 6 (see :class:`BigArray`). Chunks copied as their stored
+            bytes (same grid, encoding and compression) keep the source's.
         sharding : optional
             Passed to :meth:`BigArray.create` for a new destination.
         chunks : (int, int, int), optional
@@ -1343,6 +1376,7 @@ class BigArray:
             bbox=bbox,
             encoding=encoding,
             compression=compression,
+            compress_level=compress_level,
             sharding=sharding,
             chunks=chunks,
             resume=resume,

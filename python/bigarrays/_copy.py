@@ -53,6 +53,7 @@ def copy(
     bbox: Box | None = None,
     encoding: str | None = None,
     compression: str | None = "auto",
+    compress_level: int | None = None,
     sharding: Any = None,
     chunks: tuple[int, int, int] | None = None,
     resume: bool = False,
@@ -70,9 +71,8 @@ def copy(
     box = _clip(src, bbox)
     if ome and format != "zarr":
         raise InvalidArgumentError("ome=True makes an OME-Zarr image: pass format='zarr'")
-    dst, created = _destination(
-        src, dst_url, encoding, compression, sharding, chunks, storage_options, format, ome
-    )
+    dst, created = _destination(src, dst_url, encoding, compression, sharding, chunks,
+                                storage_options, format, ome, compress_level)  # fmt: skip
     resume = resume or verify
     plan = _Plan(src, dst, created, resume, verify)
     # Formats whose chunks may move as stored bytes (see _copy_block): Precomputed to
@@ -210,9 +210,16 @@ def _destination(
     storage_options: dict[str, Any] | None,
     format: str | None,
     ome: bool = False,
+    compress_level: int | None = None,
 ) -> tuple[BigArray, bool]:
     """The destination layer, and whether this copy created it."""
-    options = dict(compression=compression, storage_options=storage_options)
+    if compress_level is not None and format in ("zarr", "h5s"):
+        raise InvalidArgumentError(
+            f"compress_level applies to Precomputed destinations, not format={format!r}"
+        )
+    options = dict(
+        compression=compression, storage_options=storage_options, compress_level=compress_level
+    )
     try:
         dst = BigArray(url, **options)._xyz()
     except LayerNotFoundError:

@@ -73,6 +73,7 @@ class Layer:
         cache_bytes: int = 0,
         format: str | None = None,
         dataset: str | None = None,
+        compress_level: int | None = None,
     ) -> Layer: ...
     @staticmethod
     def create(
@@ -93,6 +94,7 @@ class Layer:
         store: MutableMapping[str, bytes] | None = None,
         storage_options: dict[str, str] | None = None,
         sharding: str | None = None,
+        compress_level: int | None = None,
     ) -> Layer: ...
     @staticmethod
     def create_h5s(

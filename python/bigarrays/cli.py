@@ -57,6 +57,8 @@ def _sharding(ctx: click.Context, param: Any, value: str | None) -> Any:
 
 
 COMPRESSIONS = click.Choice(["auto", "gzip", "zstd", "blosc", "none"])
+#: libdeflate's gzip levels (a Zarr gzip codec takes 1 to 9, checked by ingest).
+GZIP_LEVELS = click.IntRange(1, 12)
 
 
 @click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
@@ -202,6 +204,11 @@ def create(url: str, **options: Any) -> None:
 @click.option("--mip", default=0, show_default=True, help="Source scale to copy.")
 @click.option("--encoding", help="Destination encoding (default: the source's).")
 @click.option("--compression", type=COMPRESSIONS, default="auto", callback=_compression)
+@click.option(
+    "--compress-level",
+    type=GZIP_LEVELS,
+    help="gzip level of a Precomputed DST, 1 (fastest) to 12 (smallest); default 6.",
+)
 @click.option("--chunks", callback=_numbers(3), help="Destination chunk size.")
 @click.option("--sharding", callback=_sharding, help="'auto' or a JSON sharding spec")
 @click.option(
@@ -277,6 +284,11 @@ def _shards(ctx: click.Context, param: Any, value: str) -> Any:
     "--encoding", help="Default: raw (gzip) for images, compressed_segmentation for labels."
 )
 @click.option("--compression", type=COMPRESSIONS, default="auto", callback=_compression)
+@click.option(
+    "--compress-level",
+    type=GZIP_LEVELS,
+    help="gzip level, 1 (fastest) to 12 (smallest; Zarr: 9); default 1 (Zarr: 5).",
+)
 @click.option(
     "--resolution", callback=_numbers(3, float), help="nm per voxel (default: OME's, else 1,1,1)."
 )

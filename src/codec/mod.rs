@@ -52,7 +52,7 @@ use serde_json::{Map, Value};
 pub use encoding::Encoding;
 pub use registry::{CodecKind, FuzzSpec, REGISTRY};
 pub use scratch::with_scratch;
-pub use transport::Compression;
+pub use transport::{Compression, GzipLevel};
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -350,12 +350,13 @@ pub fn decode_rows_as(
 }
 
 /// The stored bytes of a chunk: `voxels` (Fortran `[x, y, z, c]`) encoded, then wrapped in
-/// `compression`.
+/// `compression` (gzip at `level`).
 pub fn encode(
     encoding: &Encoding,
     voxels: &[u8],
     layout: &ChunkLayout,
     compression: Compression,
+    level: GzipLevel,
 ) -> Result<Vec<u8>> {
     if voxels.len() != layout.raw_len() {
         return Err(Error::internal(format!(
@@ -365,7 +366,7 @@ pub fn encode(
         )));
     }
     let encoded = encoding.codec().encode(voxels, layout)?;
-    compression.compress(&encoded)
+    compression.compress_at(&encoded, level)
 }
 
 /// The transport compression a handle uses when none was asked for: gzip where it pays
@@ -487,7 +488,8 @@ mod tests {
                 continue;
             }
             for compression in Compression::PROBE_ORDER {
-                let stored = encode(&encoding, &voxels, &layout, compression).unwrap();
+                let stored =
+                    encode(&encoding, &voxels, &layout, compression, GzipLevel::DEFAULT).unwrap();
                 let back = decode_as(&encoding, "k", &stored, compression, &layout, |v| {
                     v.to_vec()
                 });

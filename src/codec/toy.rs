@@ -125,7 +125,8 @@ mod tests {
         );
         let voxels: Vec<u8> = (0..layout.raw_len() as u8).collect();
         for compression in Compression::PROBE_ORDER {
-            let stored = codec::encode(&toy, &voxels, &layout, compression).unwrap();
+            let stored =
+                codec::encode(&toy, &voxels, &layout, compression, Default::default()).unwrap();
             let back = codec::decode_as(&toy, "k", &stored, compression, &layout, |v| v.to_vec());
             assert_eq!(back.unwrap(), voxels);
         }

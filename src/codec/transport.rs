@@ -13,13 +13,50 @@ use crate::error::{Error, Result};
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-/// libdeflate level 6: the best measured speed/ratio trade-off for whole chunks.
-const GZIP_LEVEL: i32 = 6;
 const ZSTD_LEVEL: i32 = 3;
 /// CloudVolume's (cloudfiles') default brotli quality, "a good balance between compression
 /// speed and compression rate"; 22 is brotli's default window (4 MiB).
 const BROTLI_QUALITY: u32 = 5;
 const BROTLI_WINDOW: u32 = 22;
+
+/// A libdeflate gzip level, 1 (fastest) to 12 (smallest): how hard the gzip a handle writes
+/// (chunk transport, shard data, minishard indexes) works. A write-time choice: the stored
+/// bytes do not record it, and any level reads the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GzipLevel(u8);
+
+impl GzipLevel {
+    /// Level 6: the best measured speed/ratio trade-off for whole chunks.
+    pub const DEFAULT: GzipLevel = GzipLevel(6);
+    /// The fastest level.
+    pub const MIN: u8 = 1;
+    /// The smallest output (libdeflate's slowest level).
+    pub const MAX: u8 = 12;
+
+    /// The level `level`; an error naming `field` (the option it came from) outside
+    /// [`MIN`](Self::MIN)..=[`MAX`](Self::MAX).
+    pub fn new(level: i64, field: &str) -> Result<Self> {
+        match u8::try_from(level) {
+            Ok(n) if (Self::MIN..=Self::MAX).contains(&n) => Ok(GzipLevel(n)),
+            _ => Err(Error::invalid(format!(
+                "{field}={level} is not a gzip level: {} (fastest) to {} (smallest)",
+                Self::MIN,
+                Self::MAX
+            ))),
+        }
+    }
+
+    /// The level as a number.
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl Default for GzipLevel {
+    fn default() -> Self {
+        GzipLevel::DEFAULT
+    }
+}
 
 /// Byte-level compression applied to a whole chunk when it is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,18 +136,16 @@ impl Compression {
         }
     }
 
-    /// Compresses `data`.
+    /// Compresses `data` (gzip at [`GzipLevel::DEFAULT`]).
     pub fn compress(self, data: &[u8]) -> Result<Vec<u8>> {
+        self.compress_at(data, GzipLevel::DEFAULT)
+    }
+
+    /// Compresses `data`, gzip at `level` (zstd and brotli keep their fixed levels).
+    pub fn compress_at(self, data: &[u8], level: GzipLevel) -> Result<Vec<u8>> {
         match self {
             Compression::None => Ok(data.to_vec()),
-            Compression::Gzip => COMPRESSOR.with_borrow_mut(|c| {
-                let mut out = vec![0; c.gzip_compress_bound(data.len())];
-                let n = c
-                    .gzip_compress(data, &mut out)
-                    .map_err(|e| Error::invalid(format!("gzip compression failed: {e}")))?;
-                out.truncate(n);
-                Ok(out)
-            }),
+            Compression::Gzip => gzip_at(data, level),
             Compression::Zstd => zstd::bulk::compress(data, ZSTD_LEVEL)
                 .map_err(|e| Error::invalid(format!("zstd compression failed: {e}"))),
             Compression::Brotli => {
@@ -142,10 +177,38 @@ impl Compression {
     }
 }
 
+/// A gzip stream of `data` at `level`, made with this thread's compressor for that level.
+fn gzip_at(data: &[u8], level: GzipLevel) -> Result<Vec<u8>> {
+    COMPRESSORS.with_borrow_mut(|slots| {
+        let i = usize::from(level.get() - GzipLevel::MIN);
+        let c = match &mut slots[i] {
+            Some(c) => c,
+            slot => {
+                // GzipLevel holds only levels libdeflate takes, so this never fails.
+                let lvl = CompressionLvl::new(i32::from(level.get()))
+                    .map_err(|_| Error::internal(format!("gzip level {}", level.get())))?;
+                slot.insert(Compressor::new(lvl))
+            }
+        };
+        let mut out = vec![0; c.gzip_compress_bound(data.len())];
+        let n = c
+            .gzip_compress(data, &mut out)
+            .map_err(|e| Error::invalid(format!("gzip compression failed: {e}")))?;
+        out.truncate(n);
+        Ok(out)
+    })
+}
+
+/// Levels a thread may hold a compressor for.
+const LEVELS: usize = GzipLevel::MAX as usize - GzipLevel::MIN as usize + 1;
+
 thread_local! {
-    static COMPRESSOR: RefCell<Compressor> = RefCell::new(Compressor::new(
-        CompressionLvl::new(GZIP_LEVEL).unwrap_or_default(),
-    ));
+    /// Each thread's libdeflate compressor per level, made on first use: a compressor holds
+    /// its level's match-finder tables (up to about a MB at the top levels), so making one
+    /// per chunk would cost more than compressing a small chunk, and most threads only ever
+    /// use one level.
+    static COMPRESSORS: RefCell<[Option<Compressor>; LEVELS]> =
+        const { RefCell::new([const { None }; LEVELS]) };
     static DECOMPRESSOR: RefCell<Decompressor> = RefCell::new(Decompressor::new());
     /// Each thread's zstd decompression context, made on first use: a fresh one per chunk
     /// (what `zstd::bulk::decompress_to_buffer` does) allocates and initialises its tables
@@ -353,6 +416,34 @@ mod tests {
             assert_eq!(got, data);
             let got = with_decompressed_bounded("k", &packed, kind, data.len(), |b| b.to_vec());
             assert_eq!(got.unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn gzip_levels_change_the_bytes_not_the_data_and_are_checked() {
+        let data: Vec<u8> = (0..200_000u64).map(|i| ((i * i) % 253) as u8).collect();
+        let at = |n| Compression::Gzip.compress_at(&data, GzipLevel::new(n, "lvl").unwrap());
+        let (fast, default, small) = (at(1).unwrap(), at(6).unwrap(), at(12).unwrap());
+        // The default level is what `compress` writes, bit for bit.
+        assert_eq!(default, Compression::Gzip.compress(&data).unwrap());
+        assert_ne!(fast, default);
+        assert!(small.len() <= default.len() && default.len() <= fast.len());
+        for packed in [&fast, &default, &small, &at(1).unwrap()] {
+            let got = with_decompressed("k", packed, Compression::None, data.len(), |b| b.to_vec());
+            assert_eq!(got.unwrap(), data);
+        }
+        // zstd and brotli ignore it.
+        let level = GzipLevel::new(1, "lvl").unwrap();
+        let zstd = Compression::Zstd;
+        assert_eq!(
+            zstd.compress_at(&data, level).unwrap(),
+            zstd.compress(&data).unwrap()
+        );
+        for bad in [0, 13, -1, 1 << 40] {
+            let err = GzipLevel::new(bad, "compress_level")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("compress_level={bad}")), "{err}");
         }
     }
 

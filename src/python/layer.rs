@@ -14,7 +14,7 @@ use super::errors::to_pyerr;
 use super::interrupt::CancelToken;
 use super::mapping_store::MappingStore;
 use super::{detached, zeros};
-use crate::codec::{registry, Compression, Encoding};
+use crate::codec::{registry, Compression, Encoding, GzipLevel};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 #[cfg(feature = "hdf5")]
@@ -76,6 +76,13 @@ fn compression(name: Option<&str>) -> Result<Option<Compression>> {
         Some("auto") => Ok(None),
         other => Ok(Some(Compression::parse(other.unwrap_or("none"))?)),
     }
+}
+
+/// `compress_level=` as the engine takes it: `None` is [`GzipLevel::DEFAULT`].
+fn gzip_level(level: Option<i64>) -> Result<GzipLevel> {
+    level.map_or(Ok(GzipLevel::DEFAULT), |n| {
+        GzipLevel::new(n, "compress_level")
+    })
 }
 
 /// H5s's `compression=`: the HDF5 filter of new block files.
@@ -356,7 +363,8 @@ impl Layer {
     /// Opens the layer at `url` in its format (detected unless `format` names it).
     #[staticmethod]
     #[pyo3(signature = (url, *, compression, mip = 0, fill_missing = true, concurrency = 64, store = None,
-                        storage_options = None, cache_bytes = 0, format = None, dataset = None))]
+                        storage_options = None, cache_bytes = 0, format = None, dataset = None,
+                        compress_level = None))]
     #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
@@ -370,11 +378,13 @@ impl Layer {
         cache_bytes: usize,
         format: Option<&str>,
         dataset: Option<String>,
+        compress_level: Option<i64>,
     ) -> PyResult<Layer> {
         let options = OpenOptions {
             mip,
             fill_missing,
             compression: self::compression(compression).map_err(to_pyerr)?,
+            gzip_level: gzip_level(compress_level).map_err(to_pyerr)?,
             concurrency,
             cache_bytes,
             format: format.map(Format::parse).transpose().map_err(to_pyerr)?,
@@ -406,7 +416,7 @@ impl Layer {
     #[staticmethod]
     #[pyo3(signature = (url, *, shape, dtype, chunks, voxel_offset, resolution, num_channels, encoding,
                         layer_type, overwrite, compression, encoding_options = None, concurrency = 64,
-                        store = None, storage_options = None, sharding = None))]
+                        store = None, storage_options = None, sharding = None, compress_level = None))]
     #[allow(clippy::too_many_arguments)]
     fn create(
         py: Python<'_>,
@@ -426,6 +436,7 @@ impl Layer {
         store: Option<Py<PyAny>>,
         storage_options: Option<HashMap<String, String>>,
         sharding: Option<&str>,
+        compress_level: Option<i64>,
     ) -> PyResult<Layer> {
         let sharding = match sharding {
             None => None,
@@ -451,6 +462,7 @@ impl Layer {
             .ok_or_else(|| to_pyerr(Error::invalid(format!("dtype {dtype:?} is not supported"))))?;
         let options = OpenOptions {
             compression: self::compression(compression).map_err(to_pyerr)?,
+            gzip_level: gzip_level(compress_level).map_err(to_pyerr)?,
             concurrency,
             ..OpenOptions::default()
         };

@@ -140,8 +140,24 @@ impl Info {
                 spec.dtype.name()
             )));
         }
-        let [rx, ry, rz] = spec.resolution;
-        let key = format!("{}_{}_{}", fmt_res(rx), fmt_res(ry), fmt_res(rz));
+        // As CloudVolume's `create_new_info` (and so igneous) writes them: integral
+        // resolutions as integers, otherwise all three as floats; the key is the three
+        // numbers joined, so `add_scale` and `downsample` then name the levels below
+        // `8_8_40`, not `8.0_8.0_40.0`.
+        let integral = spec
+            .resolution
+            .iter()
+            .all(|r| r.fract() == 0.0 && r.abs() < 1e15);
+        let resolution: Vec<Value> = spec
+            .resolution
+            .iter()
+            .map(|&r| if integral { json!(r as i64) } else { json!(r) })
+            .collect();
+        let key = resolution
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("_");
         let mut json = json!({
             "@type": "neuroglancer_multiscale_volume",
             "type": spec.layer_type,
@@ -151,7 +167,7 @@ impl Info {
                 "key": key,
                 "size": spec.shape,
                 "voxel_offset": spec.voxel_offset,
-                "resolution": spec.resolution,
+                "resolution": resolution,
                 "chunk_sizes": [spec.chunks],
                 "encoding": spec.encoding.name(),
             }],
@@ -219,14 +235,6 @@ impl Info {
 }
 
 /// Resolutions print as integers when they are integers, as CloudVolume names its keys.
-fn fmt_res(r: f64) -> String {
-    if r.fract() == 0.0 && r.abs() < 1e15 {
-        format!("{}", r as i64)
-    } else {
-        format!("{r}")
-    }
-}
-
 fn parse_scale(url: &str, i: usize, s: &Value, bytes_per_voxel: u64) -> Result<Scale> {
     let name = |field: &str| format!("scales[{i}].{field}");
     let err = |field: &str, reason: &str| Error::info(url, name(field), reason);
@@ -433,8 +441,17 @@ mod tests {
             layer_type: "image".into(),
             sharding: None,
         };
+        // CloudVolume's `create_new_info` names these `4.0_4.5_40.0` and `4_4_40`.
         let i = Info::new("u", &spec).unwrap();
-        assert_eq!(i.scales[0].key, "4_4.5_40");
+        assert_eq!(i.scales[0].key, "4.0_4.5_40.0");
+        assert_eq!(i.json()["scales"][0]["resolution"], json!([4.0, 4.5, 40.0]));
+        let whole = LayerSpec {
+            resolution: [4.0, 4.0, 40.0],
+            ..spec.clone()
+        };
+        let i = Info::new("u", &whole).unwrap();
+        assert_eq!(i.scales[0].key, "4_4_40");
+        assert_eq!(i.json()["scales"][0]["resolution"], json!([4, 4, 40]));
         let complex = LayerSpec {
             dtype: DType::C64,
             ..spec

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::array::BigArray;
 use super::source::stop_fetching;
-use crate::codec::{self, Compression};
+use crate::codec::{self, Compression, GzipLevel};
 use crate::error::{Error, Result};
 use crate::geometry::Bbox;
 use crate::stored::{StoredChunk, StoredChunks, StoredForm, StoredLayout};
@@ -215,6 +215,10 @@ impl StoredChunks for BigArray {
             }
         }
         result
+    }
+
+    fn gzip_level(&self) -> GzipLevel {
+        self.options().gzip_level
     }
 }
 

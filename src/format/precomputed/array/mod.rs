@@ -294,6 +294,7 @@ impl BigArray {
                     scale.grid,
                     voxel_bytes,
                     options.concurrency,
+                    options.gzip_level,
                 ))
             }
             // An invalid sharding spec fails every read and write (`check_supported`).

@@ -84,7 +84,8 @@ impl BigArray {
                 }
             }
             paint.copy(data, voxels);
-            codec::encode(encoding, voxels, &layout, compression).map_err(|e| match e {
+            let level = self.options.gzip_level;
+            codec::encode(encoding, voxels, &layout, compression, level).map_err(|e| match e {
                 Error::InvalidArgument { reason } => Error::invalid(format!("{url}: {reason}")),
                 other => other,
             })

@@ -33,6 +33,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::codec::GzipLevel;
     use crate::error::Error;
     use crate::geometry::ChunkGrid;
 
@@ -77,7 +78,7 @@ mod tests {
             let chunks: BTreeMap<u64, Bytes> = (0..40u64)
                 .map(|id| (id * 3, Bytes::from(vec![id as u8; id as usize + 1])))
                 .collect();
-            let file = Bytes::from(encode_shard(&s, &chunks).unwrap());
+            let file = Bytes::from(encode_shard(&s, &chunks, GzipLevel::DEFAULT).unwrap());
             assert_eq!(decode_shard(&s, "f", &file).unwrap(), chunks);
         }
     }
@@ -88,7 +89,7 @@ mod tests {
         let chunks: BTreeMap<u64, Bytes> = (0..8u64)
             .map(|id| (id, Bytes::from(vec![1u8; 10])))
             .collect();
-        let good = encode_shard(&s, &chunks).unwrap();
+        let good = encode_shard(&s, &chunks, GzipLevel::DEFAULT).unwrap();
         let check = |file: Vec<u8>, what: &str| {
             let e = decode_shard(&s, "the/0.shard", &Bytes::from(file)).unwrap_err();
             assert!(matches!(e, Error::ChunkDecode { .. }), "{e}");
@@ -157,7 +158,7 @@ mod tests {
         let io = crate::runtime::io();
         io.block_on(store.put(
             &reader.shard_key(1),
-            Bytes::from(encode_shard(&s, &chunks).unwrap()),
+            Bytes::from(encode_shard(&s, &chunks, GzipLevel::DEFAULT).unwrap()),
         ))
         .unwrap();
         let ids: Vec<u64> = (0..64u64).filter(|id| s.locate(*id).0 == 1).collect();
@@ -198,7 +199,7 @@ mod tests {
             let reader = ShardReader::new(store.clone(), s.clone(), &format!("m{minishard_bits}"));
             io.block_on(store.put(
                 &reader.shard_key(0),
-                Bytes::from(encode_shard(&s, &chunks).unwrap()),
+                Bytes::from(encode_shard(&s, &chunks, GzipLevel::DEFAULT).unwrap()),
             ))
             .unwrap();
             for ids in [vec![1, 2, 3], (0..40).collect::<Vec<u64>>()] {
@@ -231,7 +232,7 @@ mod tests {
         let io = crate::runtime::io();
         let put = |ids: &[u64]| {
             let chunks: BTreeMap<u64, Bytes> = ids.iter().map(|&id| (id, chunk(id))).collect();
-            let file = Bytes::from(encode_shard(&s, &chunks).unwrap());
+            let file = Bytes::from(encode_shard(&s, &chunks, GzipLevel::DEFAULT).unwrap());
             io.block_on(store.put(&reader.shard_key(0), file)).unwrap();
         };
         put(&[1, 5]);

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::index::{check_no_overlap, decode_minishard_index, minishard_range};
 use super::{ShardingSpec, ENTRY, ROW};
-use crate::codec::Compression;
+use crate::codec::{Compression, GzipLevel};
 use crate::error::{Error, Result};
 
 /// Writers build the shard index in memory: at most 16 MiB of it.
@@ -42,8 +42,12 @@ pub fn decode_shard(spec: &ShardingSpec, url: &str, file: &Bytes) -> Result<BTre
 
 /// A shard file holding `chunks` (id → bytes already in `data_encoding`), laid out as
 /// TensorStore writes it: the shard index, then for each minishard its chunks in id order
-/// followed by its index.
-pub fn encode_shard(spec: &ShardingSpec, chunks: &BTreeMap<u64, Bytes>) -> Result<Vec<u8>> {
+/// followed by its index (gzipped at `level` where the spec says so).
+pub fn encode_shard(
+    spec: &ShardingSpec,
+    chunks: &BTreeMap<u64, Bytes>,
+    level: GzipLevel,
+) -> Result<Vec<u8>> {
     if spec.minishard_bits > MAX_WRITE_MINISHARD_BITS {
         return Err(Error::invalid(format!(
             "sharding: minishard_bits {} is above {MAX_WRITE_MINISHARD_BITS}, too large a \
@@ -77,7 +81,7 @@ pub fn encode_shard(spec: &ShardingSpec, chunks: &BTreeMap<u64, Bytes>) -> Resul
         }
         let mut index: Vec<u8> = rows.iter().flat_map(|w| w.to_le_bytes()).collect();
         if spec.minishard_index_gzip {
-            index = Compression::Gzip.compress(&index)?;
+            index = Compression::Gzip.compress_at(&index, level)?;
         }
         let start = out.len() - index_len;
         out.extend_from_slice(&index);

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::{block_on, conflicts_after, next_unless_closed};
 use super::{Budget, ChunkEncoder, ChunkSource, Fetched};
-use crate::codec::Compression;
+use crate::codec::{Compression, GzipLevel};
 use crate::error::{Error, Result};
 use crate::format::precomputed::sharding::{self, Located, ShardReader};
 use crate::geometry::{Bbox, ChunkGrid};
@@ -42,6 +42,8 @@ pub(crate) struct ShardedChunks {
     /// Bytes of one decoded chunk (all channels), for sizing write batches.
     chunk_bytes: u64,
     concurrency: usize,
+    /// The gzip level of shard data and minishard indexes written.
+    gzip_level: GzipLevel,
 }
 
 impl ShardedChunks {
@@ -51,6 +53,7 @@ impl ShardedChunks {
         grid: ChunkGrid,
         voxel_bytes: usize,
         concurrency: usize,
+        gzip_level: GzipLevel,
     ) -> Self {
         let chunk_bytes = grid.chunk.iter().product::<u64>() * voxel_bytes as u64;
         ShardedChunks {
@@ -59,6 +62,7 @@ impl ShardedChunks {
             grid,
             chunk_bytes,
             concurrency,
+            gzip_level,
         }
     }
 
@@ -247,7 +251,11 @@ impl ShardedChunks {
                     todo.par_iter()
                         .map(|&i| {
                             let shard = reader.shard_key(batch[i].0);
-                            Ok((i, shard, sharding::encode_shard(spec, &existing[i])?))
+                            Ok((
+                                i,
+                                shard,
+                                sharding::encode_shard(spec, &existing[i], self.gzip_level)?,
+                            ))
                         })
                         .collect::<Result<_>>()
                 })?;
@@ -534,6 +542,7 @@ mod tests {
             grid,
             1,
             64,
+            GzipLevel::DEFAULT,
         );
         let cells: Vec<[u64; 3]> = (0..8)
             .flat_map(|x| (0..8).flat_map(move |y| (0..2).map(move |z| [x, y, z])))
@@ -549,7 +558,7 @@ mod tests {
                     .filter(|&&id| spec.locate(id).0 == shard && id % 7 != 0)
                     .map(|&id| (id, content(id, version)))
                     .collect();
-                let file = Bytes::from(encode_shard(&spec, &packed).unwrap());
+                let file = Bytes::from(encode_shard(&spec, &packed, GzipLevel::DEFAULT).unwrap());
                 crate::runtime::io()
                     .block_on(memory.put(&reader.shard_key(shard), file))
                     .unwrap();
