@@ -33,7 +33,7 @@ FUZZ_TARGETS := decode_jpeg decode_png decode_compressed_segmentation decode_blo
                 parse_minishard_index decode_zarr_chain parse_zarr_shard_index \
                 parse_zarr_metadata read_zarr_array decode_jxl
 
-.PHONY: demo test bench build lint rust-test py-test demo-check clean prerequisites fuzz \
+.PHONY: demo test bench build lint lint-rust lint-py rust-test py-test demo-check clean prerequisites fuzz \
         wheel wheel-test sdist soak
 
 ## prerequisites: cargo, a C compiler and nasm, each missing one named on one line
@@ -68,10 +68,14 @@ build: $(BUILD_DEPS)
 demo: build
 	$(PY) examples/demo.py demo-data
 
-lint: $(TEST_DEPS)
+lint: lint-rust lint-py
+
+lint-rust: $(BUILD_DEPS)
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --features python,hdf5,jpeg -- -D warnings
+
+lint-py: $(TEST_DEPS)
 	ruff check python tests benches examples
 	ruff format --check python tests benches examples
 
@@ -103,7 +107,12 @@ demo-check: build
 ## test: lint, Rust tests, Python tests (interop with CloudVolume and TensorStore included),
 ## and the demo's set-up. Not the wheel: `make wheel-test` compiles everything again with
 ## zig (see wheel), which would double the time of a clean `make test`.
-test: lint rust-test py-test demo-check
+## The test stack (torch alone is about 3 GB) downloads while clippy compiles the C libraries:
+## on a fresh machine that hides most of pip's minutes. --output-sync keeps each one's output
+## in one piece.
+test:
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint-rust $(TEST_DEPS)
+	$(MAKE) --no-print-directory lint-py rust-test py-test demo-check
 
 ## wheel: the wheel `pip install bigarrays` gets on Linux x86_64: abi3 (CPython >= 3.10), every
 ## feature linked in statically, stripped, manylinux_2_28. This machine's glibc (2.36) is too

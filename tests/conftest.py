@@ -391,6 +391,10 @@ class RangeHandler(Handler):
 
 class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops the connections of a client sending dozens
+    # of requests at once (a probe of every chunk), and each dropped one waits a second for
+    # its SYN to be sent again.
+    request_queue_size = 256
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # After the first failure the client drops its other requests: expected, not news.
