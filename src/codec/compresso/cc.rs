@@ -116,6 +116,9 @@ impl Runs {
     /// voxel; row `y` is `bits[y · words..][..words]`, bit `x % 64` of word `x / 64`, the
     /// bits past `sx` set); returns the number of components.
     pub(super) fn label(&mut self, bits: &[u64], words: usize, sx: usize) -> u32 {
+        if words == 1 {
+            return self.label_narrow(bits);
+        }
         self.rows.clear();
         let mut row_runs = RowRuns {
             runs: std::mem::take(&mut self.runs),
@@ -182,6 +185,67 @@ impl Runs {
         count
     }
 
+    /// [`Runs::label`] for rows of one word (`sx <= 64`, CloudVolume's default chunks),
+    /// a run at a time with bit masks: the runs above that a run overlaps are the one
+    /// holding its first voxel with a non-boundary voxel above, and those that start
+    /// further inside it (almost never any).
+    fn label_narrow(&mut self, bits: &[u64]) -> u32 {
+        let (runs, sets) = (&mut self.runs, &mut self.sets);
+        runs.clear();
+        self.rows.clear();
+        sets.clear();
+        sets.push();
+        runs.reserve(33 * bits.len());
+        // The non-boundary voxels of the row above, and the index of its first run.
+        let (mut above, mut p) = (0u64, 0usize);
+        for &word in bits {
+            let here = runs.len();
+            self.rows.push(here);
+            let inside = !word;
+            let (mut starts, mut ends) = (inside & !(inside << 1), !inside & (inside << 1));
+            // Where the runs above start, each past the first overlapping a run here.
+            let above_starts = above & !(above << 1);
+            while starts != 0 {
+                let start = starts.trailing_zeros();
+                starts &= starts - 1;
+                // A run whose end no bit marks reaches the end of the word.
+                let end = match ends {
+                    0 => 64,
+                    _ => ends.trailing_zeros(),
+                };
+                ends &= ends.wrapping_sub(1);
+                let span = (u64::MAX << start) & u64::MAX.checked_shl(end).map_or(u64::MAX, |m| !m);
+                let overlap = span & above;
+                let label = if overlap == 0 {
+                    sets.push()
+                } else {
+                    let first = overlap.trailing_zeros();
+                    while runs[p].1 <= first {
+                        p += 1;
+                    }
+                    let label = runs[p].2;
+                    let mut more = above_starts & span & ((u64::MAX << first) << 1);
+                    while more != 0 {
+                        more &= more - 1;
+                        p += 1;
+                        sets.union(label, runs[p].2);
+                    }
+                    label
+                };
+                runs.push((start, end, label));
+            }
+            above = inside;
+            p = here;
+        }
+        self.rows.push(runs.len());
+        let count = sets.number(1, 1, &mut self.renumber);
+        for run in runs.iter_mut() {
+            run.2 = self.renumber[run.2 as usize];
+        }
+        self.count = count;
+        count
+    }
+
     /// The number of components the last [`Runs::label`] found.
     pub(super) fn count(&self) -> u32 {
         self.count
@@ -209,8 +273,7 @@ impl RowRuns {
     fn add(&mut self, start: u32, end: u32) {
         let above = &self.runs[..self.above_end];
         let mut p = self.p;
-        while let Some(r) = above.get(p).filter(|r| r.1 <= start) {
-            let _ = r;
+        while above.get(p).is_some_and(|r| r.1 <= start) {
             p += 1;
         }
         let mut label = 0;

@@ -189,24 +189,40 @@ impl<'a> Windows<'a> {
     /// Fills `row` with the next blocks' bit patterns. Blocks past the end of the words
     /// are index 0, as in the package (its window array starts zeroed).
     fn fill(&mut self, row: &mut [u64]) -> Result<(), String> {
+        match self.width {
+            // The default 4×4×1 windows' 16 bits: the words read as `u16`s.
+            2 => self.fill_with::<2>(row),
+            _ => self.fill_with::<0>(row),
+        }
+    }
+
+    /// [`Windows::fill`] for words of `W` bytes (0: any width).
+    #[inline(always)]
+    fn fill_with<const W: usize>(&mut self, row: &mut [u64]) -> Result<(), String> {
         let zero = self.value(0)?;
+        let width = if W == 0 { self.width } else { W };
         let mut i = 0;
         while i < row.len() {
             if self.zeros > 0 {
                 let n = usize::try_from(self.zeros)
                     .unwrap_or(usize::MAX)
                     .min(row.len() - i);
-                row[i..i + n].fill(zero);
+                for v in &mut row[i..i + n] {
+                    *v = zero;
+                }
                 i += n;
                 self.zeros -= n as u64;
                 continue;
             }
-            let Some(word) = self.words.get(self.pos..self.pos + self.width) else {
+            let Some(word) = self.words.get(self.pos..self.pos + width) else {
                 row[i..].fill(zero);
                 return Ok(());
             };
-            self.pos += self.width;
-            let word = read_le(word);
+            self.pos += width;
+            let word = match word {
+                &[a, b] if W == 2 => u64::from(u16::from_le_bytes([a, b])),
+                _ => read_le(word),
+            };
             if word & 1 == 1 {
                 self.zeros = word >> 1;
             } else {
