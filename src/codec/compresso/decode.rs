@@ -35,7 +35,8 @@ pub(super) fn decode_into(
         sy: layout.shape[1],
         row_len,
     };
-    decode_rows(bytes, layout, &mut rows)
+    // The caller reads the chunk back at once: its rows should stay in cache.
+    decode_checked(bytes, layout, &mut rows, false)
 }
 
 /// The rows of one contiguous Fortran-ordered single-channel chunk.
@@ -53,11 +54,26 @@ impl ChunkRows for Contiguous<'_> {
 }
 
 /// Decodes a chunk into wherever `rows` puts each row: no decoded copy of the chunk is
-/// made. Every voxel of every row is written when this succeeds.
+/// made. Every voxel of every row is written when this succeeds. On x86-64 the rows are
+/// written with non-temporal stores, which skip the cache: a reader's output is written
+/// once and, when large, is not read back while it would still be in cache, and a store
+/// that misses the cache otherwise first reads the line it overwrites.
 pub fn decode_rows<R: ChunkRows + ?Sized>(
     bytes: &[u8],
     layout: &ChunkLayout,
     rows: &mut R,
+) -> Result<(), CompressoDecodeError> {
+    let result = decode_checked(bytes, layout, rows, true);
+    stream::fence();
+    result
+}
+
+/// [`decode_rows`], its rows written with non-temporal stores where `streaming`.
+fn decode_checked<R: ChunkRows + ?Sized>(
+    bytes: &[u8],
+    layout: &ChunkLayout,
+    rows: &mut R,
+    streaming: bool,
 ) -> Result<(), CompressoDecodeError> {
     let header = Header::parse(bytes).map_err(CompressoDecodeError)?;
     if layout.channels != 1 {
@@ -80,10 +96,10 @@ pub fn decode_rows<R: ChunkRows + ?Sized>(
     }
     let sections = Sections::split(bytes, &header).map_err(CompressoDecodeError)?;
     let result = match header.width {
-        1 => Decoder::<u8>::run(&header, &sections, rows),
-        2 => Decoder::<u16>::run(&header, &sections, rows),
-        4 => Decoder::<u32>::run(&header, &sections, rows),
-        _ => Decoder::<u64>::run(&header, &sections, rows),
+        1 => Decoder::<u8>::run(&header, &sections, rows, streaming),
+        2 => Decoder::<u16>::run(&header, &sections, rows, streaming),
+        4 => Decoder::<u32>::run(&header, &sections, rows, streaming),
+        _ => Decoder::<u64>::run(&header, &sections, rows, streaming),
     };
     result.map_err(CompressoDecodeError)
 }
@@ -271,10 +287,17 @@ struct Decoder<'a, T: Label> {
     /// For connectivity 6: the 3-D component of each 2-D one.
     number: Option<Vec<u32>>,
     table: Vec<T>,
+    /// Whether rows go to the output with non-temporal stores.
+    streaming: bool,
 }
 
 impl<'a, T: Label> Decoder<'a, T> {
-    fn run<R: ChunkRows + ?Sized>(h: &Header, s: &Sections, rows: &mut R) -> Result<(), String> {
+    fn run<R: ChunkRows + ?Sized>(
+        h: &Header,
+        s: &Sections,
+        rows: &mut R,
+        streaming: bool,
+    ) -> Result<(), String> {
         let [sx, sy, sz] = h.shape;
         if sx == 0 || sy == 0 || sz == 0 {
             // No voxels, so no rows to write (and no row of bits to chunk by).
@@ -291,6 +314,7 @@ impl<'a, T: Label> Decoder<'a, T> {
             window_row: vec![0; sx.div_ceil(h.steps[0]) * sy.div_ceil(h.steps[1])],
             number: None,
             table: Vec::new(),
+            streaming,
         };
         if h.connectivity == 6 {
             d.number = Some(d.join_slices()?);
@@ -555,7 +579,11 @@ impl<'a, T: Label> Decoder<'a, T> {
                 // The labels' own bytes are the little-endian row.
                 let bytes: &[u8] = bytemuck::cast_slice(line);
                 let n = bytes.len().min(out.len());
-                out[..n].copy_from_slice(&bytes[..n]);
+                if self.streaming {
+                    stream::copy(&mut out[..n], &bytes[..n]);
+                } else {
+                    out[..n].copy_from_slice(&bytes[..n]);
+                }
             } else {
                 for (o, &label) in out.chunks_exact_mut(T::WIDTH).zip(line.iter()) {
                     label.write(o);
@@ -621,4 +649,48 @@ struct Near<'s> {
     prev: Option<&'s Slice>,
     cur: &'s Slice,
     next: Option<&'s Slice>,
+}
+
+/// Copies with non-temporal stores (x86-64's SSE2, which every x86-64 CPU has; a plain copy
+/// elsewhere), by hand because no well-kept crate offers a streaming `memcpy`.
+mod stream {
+    /// Copies `src` into `dst` (of the same length), the 16-byte aligned part of `dst` with
+    /// non-temporal stores. [`fence`] must follow before another thread reads `dst`.
+    #[inline]
+    pub(super) fn copy(dst: &mut [u8], src: &[u8]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
+            let head = dst.as_ptr().align_offset(16).min(dst.len());
+            let (dst_head, dst) = dst.split_at_mut(head);
+            let (src_head, src) = src.split_at(head);
+            dst_head.copy_from_slice(src_head);
+            let mut d = dst.chunks_exact_mut(16);
+            let mut s = src.chunks_exact(16);
+            for (d, s) in (&mut d).zip(&mut s) {
+                // SAFETY: SSE2 is part of x86-64. `s` and `d` are 16 bytes each (chunks
+                // of `src` and `dst`, valid for reads and writes by the borrows); `d`
+                // starts 16-byte aligned (`dst` does, past `head`, and the chunks are 16
+                // bytes), as the streaming store requires; the load is unaligned.
+                unsafe {
+                    let v = _mm_loadu_si128(s.as_ptr().cast::<__m128i>());
+                    _mm_stream_si128(d.as_mut_ptr().cast::<__m128i>(), v);
+                }
+            }
+            d.into_remainder().copy_from_slice(s.remainder());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        dst.copy_from_slice(src);
+    }
+
+    /// Orders this thread's non-temporal stores before its later stores, so that whatever
+    /// hands the output to another thread (a lock, a channel) comes after them.
+    #[inline]
+    pub(super) fn fence() {
+        // SAFETY: SSE (for `sfence`) is part of x86-64; the fence has no other effect.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            std::arch::x86_64::_mm_sfence()
+        };
+    }
 }
