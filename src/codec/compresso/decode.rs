@@ -654,30 +654,35 @@ struct Near<'s> {
 /// Copies with non-temporal stores (x86-64's SSE2, which every x86-64 CPU has; a plain copy
 /// elsewhere), by hand because no well-kept crate offers a streaming `memcpy`.
 mod stream {
-    /// Copies `src` into `dst` (of the same length), the 16-byte aligned part of `dst` with
-    /// non-temporal stores. [`fence`] must follow before another thread reads `dst`.
+    /// Copies `src` into `dst` (of the same length), the whole 64-byte cache lines of `dst`
+    /// with non-temporal stores and its ends, which may share a line with a neighbouring
+    /// chunk's row (an unaligned cutout), with plain ones: a non-temporal store of part of
+    /// a line costs the memory a read, and another core's copy of the line. [`fence`] must
+    /// follow before another thread reads `dst`.
     #[inline]
     pub(super) fn copy(dst: &mut [u8], src: &[u8]) {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
-            let head = dst.as_ptr().align_offset(16).min(dst.len());
+            let head = dst.as_ptr().align_offset(64).min(dst.len());
             let (dst_head, dst) = dst.split_at_mut(head);
             let (src_head, src) = src.split_at(head);
             dst_head.copy_from_slice(src_head);
-            let mut d = dst.chunks_exact_mut(16);
-            let mut s = src.chunks_exact(16);
-            for (d, s) in (&mut d).zip(&mut s) {
+            let lines = dst.len() / 64 * 64;
+            let (dst, dst_tail) = dst.split_at_mut(lines);
+            let (src, src_tail) = src.split_at(lines);
+            for (d, s) in dst.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
                 // SAFETY: SSE2 is part of x86-64. `s` and `d` are 16 bytes each (chunks
                 // of `src` and `dst`, valid for reads and writes by the borrows); `d`
-                // starts 16-byte aligned (`dst` does, past `head`, and the chunks are 16
-                // bytes), as the streaming store requires; the load is unaligned.
+                // starts 16-byte aligned (`dst` starts a cache line, past `head`, and the
+                // chunks are 16 bytes), as the streaming store requires; the load is
+                // unaligned.
                 unsafe {
                     let v = _mm_loadu_si128(s.as_ptr().cast::<__m128i>());
                     _mm_stream_si128(d.as_mut_ptr().cast::<__m128i>(), v);
                 }
             }
-            d.into_remainder().copy_from_slice(s.remainder());
+            dst_tail.copy_from_slice(src_tail);
         }
         #[cfg(not(target_arch = "x86_64"))]
         dst.copy_from_slice(src);
