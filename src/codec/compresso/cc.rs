@@ -94,29 +94,6 @@ impl Slices3d {
     }
 }
 
-/// The first `x` from `x` on whose bit in `row` is 1 (`one`) or 0, or `64 · row.len()`;
-/// reads 64 bits at a time.
-fn find(row: &[u64], x: usize, one: bool) -> usize {
-    let flip = if one { 0 } else { u64::MAX };
-    let mut w = x / 64;
-    let Some(&first) = row.get(w) else {
-        return 64 * row.len();
-    };
-    let word = (first ^ flip) >> (x % 64);
-    if word != 0 {
-        return x + word.trailing_zeros() as usize;
-    }
-    w += 1;
-    while let Some(&word) = row.get(w) {
-        let word = word ^ flip;
-        if word != 0 {
-            return 64 * w + word.trailing_zeros() as usize;
-        }
-        w += 1;
-    }
-    64 * row.len()
-}
-
 /// One z slice's non-boundary voxels as runs along x, labelled 4-connected: the decoder's
 /// labeller, whose work grows with the runs rather than the voxels. Numbers components
 /// as [`Labeler`] does: a component's first run in raster order has no run above it in the
@@ -139,53 +116,130 @@ impl Runs {
     /// voxel; row `y` is `bits[y · words..][..words]`, bit `x % 64` of word `x / 64`, the
     /// bits past `sx` set); returns the number of components.
     pub(super) fn label(&mut self, bits: &[u64], words: usize, sx: usize) -> u32 {
-        self.runs.clear();
-        self.rows.clear();
-        self.sets.clear();
-        self.sets.push();
-        let mut above = 0..0;
-        for row in bits.chunks_exact(words.max(1)) {
-            let here = self.runs.len();
-            self.rows.push(here);
-            let mut p = above.start;
-            let mut x = 0;
-            loop {
-                x = find(row, x, false);
-                if x >= sx {
-                    break;
-                }
-                let start = x;
-                x = find(row, x, true).min(sx);
-                let (start, end) = (start as u32, x as u32);
-                // The runs above that overlap this one (4-connected: sharing an x).
-                while p < above.end && self.runs[p].1 <= start {
-                    p += 1;
-                }
-                let mut label = 0;
-                let mut q = p;
-                while q < above.end && self.runs[q].0 < end {
-                    let l = self.runs[q].2;
-                    if label == 0 {
-                        label = l;
-                    } else {
-                        self.sets.union(label, l);
-                    }
-                    q += 1;
-                }
-                // The last run above that overlaps may overlap the next run too.
-                if q > p {
-                    p = q - 1;
-                }
-                if label == 0 {
-                    label = self.sets.push();
-                }
-                self.runs.push((start, end, label));
-            }
-            above = here..self.runs.len();
+        if words == 1 {
+            return self.label_narrow(bits);
         }
+        self.rows.clear();
+        let mut row_runs = RowRuns {
+            runs: std::mem::take(&mut self.runs),
+            sets: std::mem::take(&mut self.sets),
+            p: 0,
+            above_end: 0,
+        };
+        row_runs.runs.clear();
+        row_runs.sets.clear();
+        row_runs.sets.push();
+        // At most one run per two voxels, plus one, a row: reserved once, so that adding a
+        // run never moves the runs.
+        row_runs
+            .runs
+            .reserve((sx / 2 + 1) * (bits.len() / words.max(1)));
+        for row in bits.chunks_exact(words.max(1)) {
+            let here = row_runs.runs.len();
+            self.rows.push(here);
+            // Runs start where a voxel is not a boundary voxel and its left neighbour is
+            // (or it starts the row), and end where it is the other way round: both read
+            // off a word of bits at a time, the lowest first, alternating. A word of
+            // boundary bits past the row ends a run that reaches its end (where `sx` fills
+            // the last word: the bits past `sx` are boundary bits otherwise).
+            let mut open: Option<u32> = None;
+            let mut carry = 0u64;
+            for w in 0..=row.len() {
+                let inside = row.get(w).map_or(0, |&word| !word);
+                let left = (inside << 1) | carry;
+                carry = inside >> 63;
+                let (mut starts, mut ends) = (inside & !left, !inside & left);
+                let base = 64 * w as u32;
+                loop {
+                    let start = match open {
+                        Some(start) => start,
+                        None if starts != 0 => {
+                            let start = base + starts.trailing_zeros();
+                            starts &= starts - 1;
+                            start
+                        }
+                        None => break,
+                    };
+                    if ends == 0 {
+                        open = Some(start);
+                        break;
+                    }
+                    let end = base + ends.trailing_zeros();
+                    ends &= ends - 1;
+                    open = None;
+                    row_runs.add(start, end);
+                }
+            }
+            row_runs.p = here;
+            row_runs.above_end = row_runs.runs.len();
+        }
+        let RowRuns { runs, mut sets, .. } = row_runs;
+        self.runs = runs;
         self.rows.push(self.runs.len());
-        let count = self.sets.number(1, 1, &mut self.renumber);
-        for run in &mut self.runs {
+        let count = sets.number(1, 1, &mut self.renumber);
+        self.sets = sets;
+        for run in self.runs.iter_mut() {
+            run.2 = self.renumber[run.2 as usize];
+        }
+        self.count = count;
+        count
+    }
+
+    /// [`Runs::label`] for rows of one word (`sx <= 64`, CloudVolume's default chunks),
+    /// a run at a time with bit masks: the runs above that a run overlaps are the one
+    /// holding its first voxel with a non-boundary voxel above, and those that start
+    /// further inside it (almost never any).
+    fn label_narrow(&mut self, bits: &[u64]) -> u32 {
+        let (runs, sets) = (&mut self.runs, &mut self.sets);
+        runs.clear();
+        self.rows.clear();
+        sets.clear();
+        sets.push();
+        runs.reserve(33 * bits.len());
+        // The non-boundary voxels of the row above, and the index of its first run.
+        let (mut above, mut p) = (0u64, 0usize);
+        for &word in bits {
+            let here = runs.len();
+            self.rows.push(here);
+            let inside = !word;
+            let (mut starts, mut ends) = (inside & !(inside << 1), !inside & (inside << 1));
+            // Where the runs above start, each past the first overlapping a run here.
+            let above_starts = above & !(above << 1);
+            while starts != 0 {
+                let start = starts.trailing_zeros();
+                starts &= starts - 1;
+                // A run whose end no bit marks reaches the end of the word.
+                let end = match ends {
+                    0 => 64,
+                    _ => ends.trailing_zeros(),
+                };
+                ends &= ends.wrapping_sub(1);
+                let span = (u64::MAX << start) & u64::MAX.checked_shl(end).map_or(u64::MAX, |m| !m);
+                let overlap = span & above;
+                let label = if overlap == 0 {
+                    sets.push()
+                } else {
+                    let first = overlap.trailing_zeros();
+                    while runs[p].1 <= first {
+                        p += 1;
+                    }
+                    let label = runs[p].2;
+                    let mut more = above_starts & span & ((u64::MAX << first) << 1);
+                    while more != 0 {
+                        more &= more - 1;
+                        p += 1;
+                        sets.union(label, runs[p].2);
+                    }
+                    label
+                };
+                runs.push((start, end, label));
+            }
+            above = inside;
+            p = here;
+        }
+        self.rows.push(runs.len());
+        let count = sets.number(1, 1, &mut self.renumber);
+        for run in runs.iter_mut() {
             run.2 = self.renumber[run.2 as usize];
         }
         self.count = count;
@@ -200,6 +254,44 @@ impl Runs {
     /// The runs of row `y`.
     pub(super) fn row(&self, y: usize) -> &[(u32, u32, u32)] {
         &self.runs[self.rows[y]..self.rows[y + 1]]
+    }
+}
+
+/// The runs of a slice as [`Runs::label`] adds them, row by row: `runs[p..above_end]` are
+/// the runs of the row above not yet passed.
+struct RowRuns {
+    runs: Vec<(u32, u32, u32)>,
+    sets: UnionFind,
+    p: usize,
+    above_end: usize,
+}
+
+impl RowRuns {
+    /// Adds run `[start, end)` of the current row, joined to the runs above that overlap
+    /// it (4-connected: sharing an x).
+    #[inline(always)]
+    fn add(&mut self, start: u32, end: u32) {
+        let above = &self.runs[..self.above_end];
+        let mut p = self.p;
+        while above.get(p).is_some_and(|r| r.1 <= start) {
+            p += 1;
+        }
+        let mut label = 0;
+        let mut q = p;
+        while let Some(r) = above.get(q).filter(|r| r.0 < end) {
+            if label == 0 {
+                label = r.2;
+            } else if r.2 != label {
+                self.sets.union(label, r.2);
+            }
+            q += 1;
+        }
+        // The last run above that overlaps may overlap the next run too.
+        self.p = if q > p { q - 1 } else { p };
+        if label == 0 {
+            label = self.sets.push();
+        }
+        self.runs.push((start, end, label));
     }
 }
 

@@ -35,7 +35,8 @@ pub(super) fn decode_into(
         sy: layout.shape[1],
         row_len,
     };
-    decode_rows(bytes, layout, &mut rows)
+    // The caller reads the chunk back at once: its rows should stay in cache.
+    decode_checked(bytes, layout, &mut rows, false)
 }
 
 /// The rows of one contiguous Fortran-ordered single-channel chunk.
@@ -53,11 +54,26 @@ impl ChunkRows for Contiguous<'_> {
 }
 
 /// Decodes a chunk into wherever `rows` puts each row: no decoded copy of the chunk is
-/// made. Every voxel of every row is written when this succeeds.
+/// made. Every voxel of every row is written when this succeeds. On x86-64 the rows are
+/// written with non-temporal stores, which skip the cache: a reader's output is written
+/// once and, when large, is not read back while it would still be in cache, and a store
+/// that misses the cache otherwise first reads the line it overwrites.
 pub fn decode_rows<R: ChunkRows + ?Sized>(
     bytes: &[u8],
     layout: &ChunkLayout,
     rows: &mut R,
+) -> Result<(), CompressoDecodeError> {
+    let result = decode_checked(bytes, layout, rows, true);
+    stream::fence();
+    result
+}
+
+/// [`decode_rows`], its rows written with non-temporal stores where `streaming`.
+fn decode_checked<R: ChunkRows + ?Sized>(
+    bytes: &[u8],
+    layout: &ChunkLayout,
+    rows: &mut R,
+    streaming: bool,
 ) -> Result<(), CompressoDecodeError> {
     let header = Header::parse(bytes).map_err(CompressoDecodeError)?;
     if layout.channels != 1 {
@@ -80,10 +96,10 @@ pub fn decode_rows<R: ChunkRows + ?Sized>(
     }
     let sections = Sections::split(bytes, &header).map_err(CompressoDecodeError)?;
     let result = match header.width {
-        1 => Decoder::<u8>::run(&header, &sections, rows),
-        2 => Decoder::<u16>::run(&header, &sections, rows),
-        4 => Decoder::<u32>::run(&header, &sections, rows),
-        _ => Decoder::<u64>::run(&header, &sections, rows),
+        1 => Decoder::<u8>::run(&header, &sections, rows, streaming),
+        2 => Decoder::<u16>::run(&header, &sections, rows, streaming),
+        4 => Decoder::<u32>::run(&header, &sections, rows, streaming),
+        _ => Decoder::<u64>::run(&header, &sections, rows, streaming),
     };
     result.map_err(CompressoDecodeError)
 }
@@ -148,7 +164,10 @@ impl<'a> Sections<'a> {
 /// Reads the run-length coded windows in block order, one z row of blocks at a time.
 struct Windows<'a> {
     words: &'a [u8],
-    values: &'a [u8],
+    /// The window values, read once per chunk (a chunk has at most as many as its stream
+    /// has bytes, so this is bounded by the input). Empty when the stream has none: the
+    /// package then gives no boundaries at all.
+    values: Vec<u64>,
     width: usize,
     pos: usize,
     zeros: u64,
@@ -158,7 +177,7 @@ impl<'a> Windows<'a> {
     fn new(s: &Sections<'a>, width: usize) -> Self {
         Windows {
             words: s.windows,
-            values: s.values,
+            values: s.values.chunks_exact(width).map(read_le).collect(),
             width,
             pos: 0,
             zeros: 0,
@@ -166,23 +185,19 @@ impl<'a> Windows<'a> {
     }
 
     /// The bit pattern of window value `index`.
+    #[inline]
     fn value(&self, index: u64) -> Result<u64, String> {
-        let w = self.width;
         if self.values.is_empty() {
-            // The package gives no boundaries at all when the stream has no values.
             return Ok(0);
         }
         usize::try_from(index)
             .ok()
-            .and_then(|i| {
-                let at = i.checked_mul(w)?;
-                self.values.get(at..at.checked_add(w)?)
-            })
-            .map(read_le)
+            .and_then(|i| self.values.get(i))
+            .copied()
             .ok_or_else(|| {
                 format!(
                     "window value {index} is past the {} values",
-                    self.values.len() / w
+                    self.values.len()
                 )
             })
     }
@@ -190,32 +205,44 @@ impl<'a> Windows<'a> {
     /// Fills `row` with the next blocks' bit patterns. Blocks past the end of the words
     /// are index 0, as in the package (its window array starts zeroed).
     fn fill(&mut self, row: &mut [u64]) -> Result<(), String> {
+        match self.width {
+            // The default 4×4×1 windows' 16 bits: the words read as `u16`s.
+            2 => self.fill_with::<2>(row),
+            _ => self.fill_with::<0>(row),
+        }
+    }
+
+    /// [`Windows::fill`] for words of `W` bytes (0: any width).
+    #[inline(always)]
+    fn fill_with<const W: usize>(&mut self, row: &mut [u64]) -> Result<(), String> {
         let zero = self.value(0)?;
+        let width = if W == 0 { self.width } else { W };
         let mut i = 0;
         while i < row.len() {
             if self.zeros > 0 {
                 let n = usize::try_from(self.zeros)
                     .unwrap_or(usize::MAX)
                     .min(row.len() - i);
-                row[i..i + n].fill(zero);
+                for v in &mut row[i..i + n] {
+                    *v = zero;
+                }
                 i += n;
                 self.zeros -= n as u64;
                 continue;
             }
-            let Some(word) = self.words.get(self.pos..self.pos + self.width) else {
+            let Some(word) = self.words.get(self.pos..self.pos + width) else {
                 row[i..].fill(zero);
                 return Ok(());
             };
-            self.pos += self.width;
-            let word = read_le(word);
+            self.pos += width;
+            let word = match word {
+                &[a, b] if W == 2 => u64::from(u16::from_le_bytes([a, b])),
+                _ => read_le(word),
+            };
             if word & 1 == 1 {
                 self.zeros = word >> 1;
             } else {
-                row[i] = if word >> 1 == 0 {
-                    zero
-                } else {
-                    self.value(word >> 1)?
-                };
+                row[i] = self.value(word >> 1)?;
                 i += 1;
             }
         }
@@ -224,13 +251,13 @@ impl<'a> Windows<'a> {
 }
 
 /// One slice's state: its boundary bits (a row of `words` words a row, as
-/// [`Runs::label`] reads them), the runs of the other voxels, the global number of its
-/// first component, and (once settled) its labels.
-struct Slice<T> {
+/// [`Runs::label`] reads them), the runs of the other voxels and the global number of its
+/// first component. Its labels go straight to the output; the few locations that read a
+/// settled voxel of the slice below read it back from there.
+struct Slice {
     bits: Vec<u64>,
     runs: Runs,
     base: u64,
-    labels: Vec<T>,
 }
 
 /// Whether voxel `x` of the row of boundary bits `row` is a boundary voxel.
@@ -260,16 +287,22 @@ struct Decoder<'a, T: Label> {
     /// For connectivity 6: the 3-D component of each 2-D one.
     number: Option<Vec<u32>>,
     table: Vec<T>,
+    /// Whether rows go to the output with non-temporal stores.
+    streaming: bool,
 }
 
 impl<'a, T: Label> Decoder<'a, T> {
-    fn run<R: ChunkRows + ?Sized>(h: &Header, s: &Sections, rows: &mut R) -> Result<(), String> {
+    fn run<R: ChunkRows + ?Sized>(
+        h: &Header,
+        s: &Sections,
+        rows: &mut R,
+        streaming: bool,
+    ) -> Result<(), String> {
         let [sx, sy, sz] = h.shape;
         if sx == 0 || sy == 0 || sz == 0 {
             // No voxels, so no rows to write (and no row of bits to chunk by).
             return Ok(());
         }
-        let sxy = sx * sy;
         let mut d = Decoder::<T> {
             h,
             s,
@@ -281,19 +314,21 @@ impl<'a, T: Label> Decoder<'a, T> {
             window_row: vec![0; sx.div_ceil(h.steps[0]) * sy.div_ceil(h.steps[1])],
             number: None,
             table: Vec::new(),
+            streaming,
         };
         if h.connectivity == 6 {
             d.number = Some(d.join_slices()?);
         }
-        let new_slice = || Slice::<T> {
+        let new_slice = || Slice {
             bits: vec![0; sx.div_ceil(64) * sy],
             runs: Runs::default(),
             base: 0,
-            labels: vec![T::default(); sxy],
         };
         // `cur` is settled row by row while `next` is only labelled (a location may name
-        // one of its voxels); `prev`, settled, is what `cur`'s locations see below.
+        // one of its voxels); `prev`'s boundary bits are what connectivity 6 sees below.
         let (mut prev, mut cur, mut next) = (new_slice(), new_slice(), new_slice());
+        // The row being settled and the one settled before it.
+        let mut lines = (vec![T::default(); sx], vec![T::default(); sx]);
         let mut windows = Windows::new(s, h.window_width());
         let mut base = 0u64;
         let mut locations = s.locations.chunks_exact(T::WIDTH);
@@ -307,9 +342,12 @@ impl<'a, T: Label> Decoder<'a, T> {
                 base = d.label(&mut next, base);
             }
             d.fill_table(&cur)?;
-            let below = (z > 0).then_some(&prev);
-            let above = (z + 1 < sz).then_some(&next);
-            d.settle(&mut cur, below, above, &mut locations, rows, z)?;
+            let near = Near {
+                prev: (z > 0).then_some(&prev),
+                cur: &cur,
+                next: (z + 1 < sz).then_some(&next),
+            };
+            d.settle(&near, &mut locations, rows, z, &mut lines)?;
             std::mem::swap(&mut prev, &mut cur);
             std::mem::swap(&mut cur, &mut next);
         }
@@ -329,14 +367,18 @@ impl<'a, T: Label> Decoder<'a, T> {
             windows.fill(&mut self.window_row)?;
         }
         let (sx, words) = (self.sx, self.words);
-        let zshift = xs * ys * (z % zs);
-        // A window holds at most 64 bits, so a block row's bits and their shift fit a word.
-        let mask = u64::MAX >> (64 - xs);
         let pad = if sx % 64 == 0 {
             0
         } else {
             u64::MAX << (sx % 64)
         };
+        if self.h.steps == [4, 4, 1] {
+            self.boundaries_4x4(out, pad);
+            return Ok(());
+        }
+        let zshift = xs * ys * (z % zs);
+        // A window holds at most 64 bits, so a block row's bits and their shift fit a word.
+        let mask = u64::MAX >> (64 - xs);
         for (y, row) in out.chunks_exact_mut(words).enumerate() {
             let shift = zshift + xs * (y % ys);
             let blocks = &self.window_row[(y / ys) * self.nx..][..self.nx];
@@ -358,6 +400,47 @@ impl<'a, T: Label> Decoder<'a, T> {
             }
         }
         Ok(())
+    }
+
+    /// [`Decoder::boundaries`] for the package's default 4×4×1 windows: each word of four
+    /// rows' bits is sixteen windows' 16 bits transposed, a 4-bit nibble per window and
+    /// row, which two delta swaps per four windows do instead of a shift per window and row.
+    fn boundaries_4x4(&self, out: &mut [u64], pad: u64) {
+        let (nx, words) = (self.nx, self.words);
+        for (yb, rows) in out.chunks_mut(4 * words).enumerate() {
+            let blocks = &self.window_row[yb * nx..][..nx];
+            for w in 0..words {
+                // The sixteen windows of this word (fewer in a row's last word: the rest
+                // are no voxels, and their bits are the padding's).
+                let mut group = [0u64; 16];
+                let here = &blocks[16 * w..nx.min(16 * w + 16)];
+                group[..here.len()].copy_from_slice(here);
+                // Four windows to a u64, window j in bits 16j.., its row r in nibble r;
+                // transposed, bits 16r.. hold row r of the four windows, window j in
+                // nibble j: the 16 bits of row r at x = 16k.. for the k-th four windows.
+                let lanes = [0, 1, 2, 3].map(|k| {
+                    let mut a = group[4 * k..4 * k + 4]
+                        .iter()
+                        .enumerate()
+                        .fold(0u64, |a, (j, &v)| a | ((v & 0xffff) << (16 * j)));
+                    let t = (a ^ (a >> 12)) & 0x0000_f0f0_0000_f0f0;
+                    a ^= t ^ (t << 12);
+                    let t = (a ^ (a >> 24)) & 0x0000_0000_ff00_ff00;
+                    a ^= t ^ (t << 24);
+                    a
+                });
+                for (r, row) in rows.chunks_exact_mut(words).enumerate() {
+                    row[w] = lanes.iter().enumerate().fold(0u64, |acc, (k, &a)| {
+                        acc | ((a >> (16 * r)) & 0xffff) << (16 * k)
+                    });
+                }
+            }
+            for row in rows.chunks_exact_mut(words) {
+                if let Some(last) = row.last_mut() {
+                    *last |= pad;
+                }
+            }
+        }
     }
 
     /// Connectivity 6: labels every slice and joins their components in 3-D, giving the
@@ -385,7 +468,7 @@ impl<'a, T: Label> Decoder<'a, T> {
 
     /// Finds slice `slice`'s components, numbered from `base`; returns the number of 2-D
     /// components so far.
-    fn label(&mut self, slice: &mut Slice<T>, base: u64) -> u64 {
+    fn label(&mut self, slice: &mut Slice, base: u64) -> u64 {
         slice.base = base;
         base + u64::from(slice.runs.label(&slice.bits, self.words, self.sx))
     }
@@ -413,7 +496,7 @@ impl<'a, T: Label> Decoder<'a, T> {
     }
 
     /// The ids of `slice`'s components, from index 1 (index 0 is the boundary's 0).
-    fn fill_table(&mut self, slice: &Slice<T>) -> Result<(), String> {
+    fn fill_table(&mut self, slice: &Slice) -> Result<(), String> {
         let count = slice.runs.count();
         self.table.clear();
         self.table.push(T::default());
@@ -424,25 +507,33 @@ impl<'a, T: Label> Decoder<'a, T> {
         Ok(())
     }
 
-    /// Paints slice `cur`'s runs with their ids and settles its boundary voxels in raster
-    /// order from their neighbours or the next locations, one row at a time, handing each
-    /// row to `rows` while it is still in cache. A voxel not settled yet reads as 0 (the
+    /// Paints slice `cur`'s runs with their ids and settles its boundary voxels, one row at
+    /// a time in a row of scratch (in cache), then hands the row to `rows`. The package
+    /// settles boundary voxels in raster order from the left neighbour, else the upper one,
+    /// else (connectivity 6) the one below, where that is not a boundary voxel, else from
+    /// the next location. The first two need no location and no order, so they go by bit
+    /// masks a word at a time: a run's paint reaches one voxel past it (the boundary voxel
+    /// right of a run copies it), and stretches under non-boundary voxels copy the row
+    /// above. Only the rest, the few voxels at corners, go one by one, in raster order (a
+    /// location may read the voxel before). A voxel not settled yet reads as 0 (the
     /// package's labels start so), wherever a location points at it.
     fn settle<R: ChunkRows + ?Sized>(
         &self,
-        cur: &mut Slice<T>,
-        prev: Option<&Slice<T>>,
-        next: Option<&Slice<T>>,
+        near: &Near,
         locations: &mut std::slice::ChunksExact<u8>,
         rows: &mut R,
         z: usize,
+        lines: &mut (Vec<T>, Vec<T>),
     ) -> Result<(), String> {
-        let (sx, sy) = (self.sx, self.sy);
-        let six = self.h.connectivity == 6;
-        let words = self.words;
-        let bits = &cur.bits;
+        let (sx, sy, words) = (self.sx, self.sy, self.words);
+        let cur = near.cur;
         let runs = &cur.runs;
         let table = &self.table;
+        // The bits of voxels inside the row, per word.
+        let valid = |w: usize| match sx - 64 * w {
+            n if n >= 64 => u64::MAX,
+            n => (1u64 << n) - 1,
+        };
         let mut take = || {
             locations
                 .next()
@@ -450,72 +541,37 @@ impl<'a, T: Label> Decoder<'a, T> {
                 .ok_or("the locations run out before the boundary voxels")
         };
         for y in 0..sy {
-            let (done, rest) = cur.labels.split_at_mut(y * sx);
-            let line = &mut rest[..sx];
-            let up = if y > 0 {
-                &done[(y - 1) * sx..]
-            } else {
-                &[][..]
-            };
-            let row = runs.row(y);
-            for &(start, end, c) in row {
-                line[start as usize..end as usize].fill(table[c as usize]);
+            let (line, up) = (&mut lines.0[..sx], &lines.1[..sx]);
+            for &(start, end, c) in runs.row(y) {
+                let end = (end as usize + 1).min(sx);
+                line[start as usize..end].fill(table[c as usize]);
             }
-            let above = match y {
-                0 => &[][..],
-                _ => &bits[(y - 1) * words..][..words],
-            };
-            let below = prev.map(|p| (&p.bits[y * words..][..words], &p.labels[y * sx..]));
-            // The boundary voxels are the gaps between the row's runs: a gap's first voxel
-            // has a non-boundary voxel on its left (unless it starts the row), the others a
-            // boundary voxel; its last one a non-boundary voxel on its right (unless it
-            // ends the row).
-            for k in 0..=row.len() {
-                let start = if k == 0 { 0 } else { row[k - 1].1 as usize };
-                let end = row.get(k).map_or(sx, |r| r.0 as usize);
-                for x in start..end {
-                    if x == start && x > 0 {
-                        line[x] = line[x - 1];
-                        continue;
-                    }
-                    if y > 0 && !is_boundary(above, x) {
-                        line[x] = up[x];
-                        continue;
-                    }
-                    if let (true, Some((bits, labels))) = (six, below) {
-                        if !is_boundary(bits, x) {
-                            line[x] = labels[x];
-                            continue;
-                        }
-                    }
-                    let code = take()?.to_u64();
-                    let bad = |what: &str| format!("location {code} points {what} the chunk");
-                    line[x] = match code {
-                        0 if x > 0 => line[x - 1],
-                        // Painted already where it is the next run's first voxel.
-                        1 if x + 1 < sx => match x + 1 == end {
-                            true => line[x + 1],
-                            false => T::default(),
-                        },
-                        2 if y > 0 => up[x],
-                        3 if y + 1 < sy => match run_at(runs.row(y + 1), x) {
-                            Some(c) => table[c as usize],
-                            None => T::default(),
-                        },
-                        4 => below
-                            .map(|(_, labels)| labels[x])
-                            .ok_or_else(|| bad("below"))?,
-                        5 => {
-                            let n = next.ok_or_else(|| bad("above"))?;
-                            match run_at(n.runs.row(y), x) {
-                                Some(c) => self.id(n.base + u64::from(c) - 1)?,
-                                None => T::default(),
-                            }
-                        }
-                        0..=3 => return Err(bad("outside")),
-                        6 => take()?,
-                        _ => T::from_u64(code - 7),
-                    };
+            let bits = &cur.bits[y * words..][..words];
+            let above = (y > 0).then(|| &cur.bits[(y - 1) * words..][..words]);
+            // A boundary voxel's left neighbour is a boundary voxel (or it starts the row).
+            let mut carry = 1;
+            for (w, &b) in bits.iter().enumerate() {
+                let rest = b & ((b << 1) | carry) & valid(w);
+                carry = b >> 63;
+                let mut ups = match above {
+                    Some(a) => rest & !a[w],
+                    None => 0,
+                };
+                while ups != 0 {
+                    let from = 64 * w + ups.trailing_zeros() as usize;
+                    let n = (!(ups >> (from % 64))).trailing_zeros() as usize;
+                    line[from..from + n].copy_from_slice(&up[from..from + n]);
+                    // Clears the lowest stretch of ones.
+                    ups &= ups.wrapping_add(ups & ups.wrapping_neg());
+                }
+                let mut corners = match above {
+                    Some(a) => rest & a[w],
+                    None => rest,
+                };
+                while corners != 0 {
+                    let x = 64 * w + corners.trailing_zeros() as usize;
+                    corners &= corners - 1;
+                    line[x] = self.corner([x, y, z], (line, up), near, &mut take, rows)?;
                 }
             }
             let out = rows.row(0, y, z);
@@ -523,13 +579,123 @@ impl<'a, T: Label> Decoder<'a, T> {
                 // The labels' own bytes are the little-endian row.
                 let bytes: &[u8] = bytemuck::cast_slice(line);
                 let n = bytes.len().min(out.len());
-                out[..n].copy_from_slice(&bytes[..n]);
+                if self.streaming {
+                    stream::copy(&mut out[..n], &bytes[..n]);
+                } else {
+                    out[..n].copy_from_slice(&bytes[..n]);
+                }
             } else {
                 for (o, &label) in out.chunks_exact_mut(T::WIDTH).zip(line.iter()) {
                     label.write(o);
                 }
             }
+            std::mem::swap(&mut lines.0, &mut lines.1);
         }
         Ok(())
+    }
+
+    /// The label of boundary voxel `(x, y)` of slice `z` that neither its left nor its
+    /// upper neighbour settles: the one below's (connectivity 6) or the next location's.
+    #[inline(never)]
+    fn corner<R: ChunkRows + ?Sized>(
+        &self,
+        [x, y, z]: [usize; 3],
+        (line, up): (&[T], &[T]),
+        near: &Near,
+        take: &mut impl FnMut() -> Result<T, &'static str>,
+        rows: &mut R,
+    ) -> Result<T, String> {
+        let (sx, sy, words) = (self.sx, self.sy, self.words);
+        // The settled label of voxel `(x, y)` of the slice below, read back from the output.
+        let mut below = |x: usize| T::read(&rows.row(0, y, z - 1)[x * T::WIDTH..]);
+        if let (6, Some(p)) = (self.h.connectivity, near.prev) {
+            if !is_boundary(&p.bits[y * words..][..words], x) {
+                return Ok(below(x));
+            }
+        }
+        let code = take()?.to_u64();
+        let bad = |what: &str| format!("location {code} points {what} the chunk");
+        let cur = near.cur;
+        Ok(match code {
+            0 if x > 0 => line[x - 1],
+            // Painted already where it is a run's first voxel; not settled yet otherwise.
+            1 if x + 1 < sx => match is_boundary(&cur.bits[y * words..][..words], x + 1) {
+                false => line[x + 1],
+                true => T::default(),
+            },
+            2 if y > 0 => up[x],
+            3 if y + 1 < sy => match run_at(cur.runs.row(y + 1), x) {
+                Some(c) => self.table[c as usize],
+                None => T::default(),
+            },
+            4 if z > 0 => below(x),
+            4 => return Err(bad("below")),
+            5 => {
+                let n = near.next.ok_or_else(|| bad("above"))?;
+                match run_at(n.runs.row(y), x) {
+                    Some(c) => self.id(n.base + u64::from(c) - 1)?,
+                    None => T::default(),
+                }
+            }
+            0..=3 => return Err(bad("outside")),
+            6 => take()?,
+            _ => T::from_u64(code - 7),
+        })
+    }
+}
+
+/// The slice being settled and its neighbours along z, where the chunk has them.
+struct Near<'s> {
+    prev: Option<&'s Slice>,
+    cur: &'s Slice,
+    next: Option<&'s Slice>,
+}
+
+/// Copies with non-temporal stores (x86-64's SSE2, which every x86-64 CPU has; a plain copy
+/// elsewhere), by hand because no well-kept crate offers a streaming `memcpy`.
+mod stream {
+    /// Copies `src` into `dst` (of the same length), the whole 64-byte cache lines of `dst`
+    /// with non-temporal stores and its ends, which may share a line with a neighbouring
+    /// chunk's row (an unaligned cutout), with plain ones: a non-temporal store of part of
+    /// a line costs the memory a read, and another core's copy of the line. [`fence`] must
+    /// follow before another thread reads `dst`.
+    #[inline]
+    pub(super) fn copy(dst: &mut [u8], src: &[u8]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
+            let head = dst.as_ptr().align_offset(64).min(dst.len());
+            let (dst_head, dst) = dst.split_at_mut(head);
+            let (src_head, src) = src.split_at(head);
+            dst_head.copy_from_slice(src_head);
+            let lines = dst.len() / 64 * 64;
+            let (dst, dst_tail) = dst.split_at_mut(lines);
+            let (src, src_tail) = src.split_at(lines);
+            for (d, s) in dst.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
+                // SAFETY: SSE2 is part of x86-64. `s` and `d` are 16 bytes each (chunks
+                // of `src` and `dst`, valid for reads and writes by the borrows); `d`
+                // starts 16-byte aligned (`dst` starts a cache line, past `head`, and the
+                // chunks are 16 bytes), as the streaming store requires; the load is
+                // unaligned.
+                unsafe {
+                    let v = _mm_loadu_si128(s.as_ptr().cast::<__m128i>());
+                    _mm_stream_si128(d.as_mut_ptr().cast::<__m128i>(), v);
+                }
+            }
+            dst_tail.copy_from_slice(src_tail);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        dst.copy_from_slice(src);
+    }
+
+    /// Orders this thread's non-temporal stores before its later stores, so that whatever
+    /// hands the output to another thread (a lock, a channel) comes after them.
+    #[inline]
+    pub(super) fn fence() {
+        // SAFETY: SSE (for `sfence`) is part of x86-64; the fence has no other effect.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            std::arch::x86_64::_mm_sfence()
+        };
     }
 }

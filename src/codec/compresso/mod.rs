@@ -27,8 +27,12 @@
 //! z index, so that is what [`encode`] writes, byte for byte.
 //!
 //! The decoder works one z slice at a time and writes each slice's rows straight into the
-//! reader's output: besides the output it holds a few slices of scratch, plus (only for
-//! connectivity 6, which CloudVolume never writes) one union-find element per 2-D component.
+//! reader's output: besides the output it holds three slices' boundary bits and runs and
+//! two rows of labels, plus (only for connectivity 6, which CloudVolume never writes) one
+//! union-find element per 2-D component. Its cost grows with the runs of non-boundary
+//! voxels along x and the boundary voxels at corners, not with the voxels: the boundary
+//! bits are read 64 to a word, runs and the boundary voxels their neighbours settle are
+//! found with bit masks.
 
 mod cc;
 mod decode;
