@@ -292,6 +292,19 @@ def test_existing_layer_is_copied_and_pyramided(tmp_path):
     a = bigarrays.ingest(str(tmp_path / "src"), str(tmp_path / "dst"), mips=1)
     assert a.num_mips == 2 and a.resolution == (4, 4, 40)
     np.testing.assert_array_equal(a[a.bounds], xyz(vol))
+    # An existing destination is refused, and replaced whole with overwrite (here one of
+    # another dtype and shape, whose old chunks must not survive).
+    old = BigArray.create(str(tmp_path / "old"), shape=(64, 64, 16), dtype="uint16",
+                          chunks=(16, 16, 8))  # fmt: skip
+    old[old.bounds] = np.uint16(7)
+    old_chunks = tmp_path / "old" / old.info["scales"][0]["key"]
+    assert any(old_chunks.iterdir())
+    with pytest.raises(LayerExistsError, match="--resume.*--overwrite"):
+        bigarrays.ingest(str(tmp_path / "src"), str(tmp_path / "old"), mips=0)
+    b = bigarrays.ingest(str(tmp_path / "src"), str(tmp_path / "old"), mips=1, overwrite=True)
+    assert b.dtype == np.uint8 and b.shape[:3] == (48, 40, 8) and b.num_mips == 2
+    np.testing.assert_array_equal(b[b.bounds], xyz(vol))
+    assert not old_chunks.exists() or not any(old_chunks.iterdir())
 
 
 def test_zarr_destination_is_an_ome_zarr_image(tmp_path):

@@ -14,7 +14,7 @@ from conftest import FAST, HttpServer, Moto
 import bigarrays._pyramid
 from bigarrays import BigArray
 from bigarrays.cli import run
-from bigarrays.errors import StoreError
+from bigarrays.errors import InvalidArgumentError, StoreError
 
 SHAPE, CHUNKS = (128, 128, 64), (16, 16, 16)  # 8 × 8 × 4 = 256 chunks
 #: The chunks the sparse source holds (grid cells), 16 of 256.
@@ -144,6 +144,25 @@ def test_resume_trusts_existing_chunks_and_verify_recopies_broken_ones(tmp_path:
     assert files[0].read_bytes() == b"\x01" * 100
     assert run(["cp", str(tmp_path / "src"), str(out), "--verify", "--compression", "none"]) == 0
     np.testing.assert_array_equal(BigArray(str(out))[...], truth)
+
+
+@pytest.mark.parametrize("format", ["precomputed", "zarr", "h5s"])
+def test_overwrite_replaces_the_destination_instead_of_copying_into_it(
+    tmp_path: Path, format: str
+) -> None:
+    src, truth = sparse_layer(str(tmp_path / "src"))
+    out = str(tmp_path / "dst")
+    BigArray.create(out, shape=(32, 32, 32), dtype="uint8", chunks=(16, 16, 16), format=format)
+    with pytest.raises(InvalidArgumentError, match="uint8"):
+        src.copy_to(out, format=format)  # into it: the dtypes differ
+    with pytest.raises(InvalidArgumentError, match="overwrite excludes resume"):
+        src.copy_to(out, format=format, overwrite=True, resume=True)
+    args = ["cp", str(tmp_path / "src"), out, "--overwrite", "--format", format]
+    assert run(args) == 0
+    dst = BigArray(out)
+    assert dst.dtype == np.uint16
+    got = dst[...] if format != "zarr" else dst[...].transpose()
+    np.testing.assert_array_equal(got, truth)
 
 
 def test_resume_into_a_sharded_layer(tmp_path: Path) -> None:

@@ -1306,6 +1306,7 @@ class BigArray:
         storage_options: Mapping[str, Any] | None = None,
         format: str | None = None,
         ome: bool = False,
+        overwrite: bool = False,
     ) -> BigArray:
         """Copies this scale (or a box of it) into the layer at ``url``, transcoding as asked.
 
@@ -1362,6 +1363,11 @@ class BigArray:
             With ``format="zarr"``: make the destination an OME-Zarr image (level 0 at
             ``"0"``), its space axes in nanometres at this scale's resolution, ready for
             :meth:`downsample`.
+        overwrite : bool
+            Replace an existing destination with a new, empty one first (as
+            :meth:`BigArray.create` with ``overwrite=True`` does: every scale of it is
+            removed, nothing else), instead of copying into it. Excludes ``resume`` and
+            ``verify``.
 
         Returns
         -------
@@ -1386,6 +1392,7 @@ class BigArray:
             storage_options=dict(storage_options or {}),
             format=format,
             ome=ome,
+            overwrite=overwrite,
         )
 
     # -- dask ---------------------------------------------------------------------------

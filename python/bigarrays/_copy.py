@@ -63,6 +63,7 @@ def copy(
     storage_options: dict[str, Any] | None = None,
     format: str | None = None,
     ome: bool = False,
+    overwrite: bool = False,
 ) -> BigArray:
     """Copies ``bbox`` of ``src`` (default: all of it) into the layer at ``dst_url``.
 
@@ -71,8 +72,11 @@ def copy(
     box = _clip(src, bbox)
     if ome and format != "zarr":
         raise InvalidArgumentError("ome=True makes an OME-Zarr image: pass format='zarr'")
+    if overwrite and (resume or verify):
+        raise InvalidArgumentError("overwrite excludes resume and verify")
     dst, created = _destination(src, dst_url, encoding, compression, sharding, chunks,
-                                storage_options, format, ome, compress_level)  # fmt: skip
+                                storage_options, format, ome, compress_level,
+                                overwrite)  # fmt: skip
     resume = resume or verify
     plan = _Plan(src, dst, created, resume, verify)
     # Formats whose chunks may move as stored bytes (see _copy_block): Precomputed to
@@ -211,8 +215,10 @@ def _destination(
     format: str | None,
     ome: bool = False,
     compress_level: int | None = None,
+    overwrite: bool = False,
 ) -> tuple[BigArray, bool]:
-    """The destination layer, and whether this copy created it."""
+    """The destination layer, and whether this copy created it (replacing an existing one
+    with ``overwrite``)."""
     if compress_level is not None and format in ("zarr", "h5s"):
         raise InvalidArgumentError(
             f"compress_level applies to Precomputed destinations, not format={format!r}"
@@ -221,10 +227,10 @@ def _destination(
         compression=compression, storage_options=storage_options, compress_level=compress_level
     )
     try:
-        dst = BigArray(url, **options)._xyz()
+        dst = None if overwrite else BigArray(url, **options)._xyz()
     except LayerNotFoundError:
-        pass
-    else:
+        dst = None
+    if dst is not None:
         if dst.dtype != src.dtype or dst.num_channels != src.num_channels:
             raise InvalidArgumentError(
                 f"{dst.url} holds {dst.num_channels}-channel {dst.dtype}, the source "
@@ -232,7 +238,11 @@ def _destination(
             )
         return dst, False
     geometry: dict[str, Any] = dict(
-        shape=src.shape, dtype=src.dtype, chunks=chunks or src.chunks, voxel_offset=src.voxel_offset
+        shape=src.shape,
+        dtype=src.dtype,
+        chunks=chunks or src.chunks,
+        voxel_offset=src.voxel_offset,
+        overwrite=overwrite,
     )
     if format == "h5s":
         if encoding is not None or sharding is not None:
@@ -243,7 +253,7 @@ def _destination(
         return BigArray.create(url, format="h5s", compression=compression, **geometry), True
     if format == "zarr":
         dst = _zarr_destination(
-            src, url, encoding, compression, sharding, chunks, storage_options, ome
+            src, url, encoding, compression, sharding, chunks, storage_options, ome, overwrite
         )
         return dst, True
     if format not in (None, "precomputed"):
@@ -282,6 +292,7 @@ def _zarr_destination(
     chunks: tuple[int, int, int] | None,
     storage_options: dict[str, Any] | None,
     ome: bool = False,
+    overwrite: bool = False,
 ) -> BigArray:
     """A new Zarr v3 array for the (x, y, z[, c]) source, in the (x, y, z, c) view: its axes
     are ``(c, z, y, x)`` (``(z, y, x)`` with one channel), C-ordered, so each chunk holds
@@ -325,6 +336,7 @@ def _zarr_destination(
         chunks=tuple(grid),
         codecs=_zarr_codecs(src, compression),
         storage_options=storage_options,
+        overwrite=overwrite,
         **naming,
     )._xyz()
 

@@ -604,13 +604,8 @@ def _from_layer(
     """An existing layer: copied (``copy_to``, which resumes by chunk) and pyramided."""
     # A Zarr destination's gzip level is in its codecs, which copy_to derives.
     precomputed = format != "zarr"
-    existing = _exists(dst, storage_options)
-    if existing is not None and not resume:
-        if not overwrite:
-            raise _refuse_existing(dst)
-        raise InvalidArgumentError(
-            f"{dst}: overwrite with a layer source is not supported: remove the layer first"
-        )
+    if _exists(dst, storage_options) is not None and not (resume or overwrite):
+        raise _refuse_existing(dst)
     shard: Any = None if sharding in ("auto", False, None) else sharding
     if shard is True:
         shard = "auto"
@@ -626,6 +621,7 @@ def _from_layer(
         storage_options=storage_options,
         format=format,
         ome=format == "zarr",
+        overwrite=overwrite,
     )
     base = BigArray(
         dst, storage_options=storage_options, compress_level=level if precomputed else None

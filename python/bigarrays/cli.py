@@ -220,6 +220,7 @@ def create(url: str, **options: Any) -> None:
 @click.option(
     "--verify", is_flag=True, help="With --resume: decode DST's chunks, recopy those that fail."
 )
+@click.option("--overwrite", is_flag=True, help="Replace an existing DST with an empty one first.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar (terminal only).")
 def cp(src: str, dst: str, bbox: tuple[int, ...] | None, mip: int, **options: Any) -> None:
     """Copy (and transcode) the layer SRC into DST, between any two backends."""
