@@ -414,14 +414,10 @@ class BigArray:
         if format != "zarr" and (ome or axes is not None):
             raise InvalidArgumentError("ome= and axes= make OME-Zarr images: pass format='zarr'")
         if format in ("zarr", "h5s") and compress_level is not None:
+            where = "its codecs= (gzip's configuration level)" if format == "zarr" else "its filter"
             raise InvalidArgumentError(
                 f"compress_level applies to Precomputed layers; format={format!r} takes "
-                "its compression level from "
-                + (
-                    "its codecs= (gzip's configuration level)"
-                    if format == "zarr"
-                    else "h5s' filter"
-                )
+                f"its compression level from {where}"
             )
         if format == "zarr":
             if encoding != "raw" or encoding_options or sharding is not None:

@@ -234,7 +234,6 @@ impl Info {
     }
 }
 
-/// Resolutions print as integers when they are integers, as CloudVolume names its keys.
 fn parse_scale(url: &str, i: usize, s: &Value, bytes_per_voxel: u64) -> Result<Scale> {
     let name = |field: &str| format!("scales[{i}].{field}");
     let err = |field: &str, reason: &str| Error::info(url, name(field), reason);
